@@ -1,0 +1,66 @@
+"""Per-event costs with jitter, as lookup tables the engines share.
+
+Every charged event costs ``rint(base * F[u])`` cycles, where ``u`` is a 16-bit random
+draw from the event's slot and ``F`` a table of 65536 lognormal quantiles with mean 1.
+Both engines (vectorized and scalar) use the same tables and the same draws, so they agree
+to the cycle; a table lookup is also far cheaper than drawing a lognormal per event.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import ndtri
+
+from study.engine.machine import Machine
+
+N_LEVELS = 1 << 16
+
+# Fixed random slots of one step; per-target slots follow (see slot_count()).
+SLOT_SYSCALL = 0     # syscall entry/exit and the call's fixed work
+SLOT_PTE = 1         # change_pte_range() over the range
+SLOT_TLBGEN = 2      # ++mm->tlb_gen: moving the cache line to the initiator
+SLOT_SEND = 3        # mm_cpumask scan and IPI sends
+SLOT_LOCAL = 4       # the initiator's own flush_tlb_func
+SLOT_REFILL = 5      # working-set refill after a full flush
+SLOT_ACCESS = 6      # TLB hit or page walk
+SLOT_DIRTY = 7       # the hardware dirty-bit walk
+SLOT_FAULT = 8       # page-fault entry/exit
+SLOT_FIXUP = 9       # spurious-fault fix-up: full local flush and reading mm->tlb_gen
+SLOT_RETRY = 10      # the walk of a retried access after a spurious fault
+SLOT_SWITCH = 11     # switch_mm_irqs_off() and any flush it needs
+SLOT_EXTRA = 12      # SIGSEGV delivery
+N_FIXED_SLOTS = 13
+
+
+def slot_count(n_cpus: int) -> int:
+    """Slots per step: the fixed ones, then per target CPU an IPI-delivery and a handler slot."""
+    return N_FIXED_SLOTS + 2 * n_cpus
+
+
+def jitter_table(sigma: float) -> np.ndarray:
+    """Lognormal factors with mean 1, one per 16-bit draw (midpoint quantiles)."""
+    if sigma == 0.0:
+        return np.ones(N_LEVELS)
+    z = ndtri((np.arange(N_LEVELS) + 0.5) / N_LEVELS)
+    return np.exp(sigma * z - 0.5 * sigma * sigma)
+
+
+class CostTables:
+    """The machine's costs as float arrays the engines index directly."""
+
+    def __init__(self, machine: Machine):
+        c = machine.costs
+        self.F = jitter_table(machine.jitter_sigma)
+        self.F_ipi = jitter_table(machine.ipi_jitter_sigma)
+        self.tlb_gen_xfer = c.tlb_gen_xfer.table()
+        # delivery and acknowledgement travel the same path and share one draw
+        self.ipi_deliver_ack = c.ipi_deliver.table() + c.ipi_ack.table()
+        self.c = c
+        self.ceiling = machine.tlb_single_page_flush_ceiling
+        self.sequential = machine.ipi_mode == "sequential"
+        self.rechecks = machine.dirty_walk_rechecks_pte
+
+
+def draw_slots(rng: np.random.Generator, replicates: int, n_cpus: int) -> np.ndarray:
+    """One step's random draws: uint16 [replicates, slot_count(n_cpus)]."""
+    return rng.integers(0, N_LEVELS, size=(replicates, slot_count(n_cpus)), dtype=np.uint16)

@@ -1,0 +1,212 @@
+"""Machine description: topology, event costs (integer cycles) and hardware facts.
+
+Every cost is the cost of one named event (arch/x86/mm/tlb.c vocabulary); none belongs to a
+single benchmark cell.  Costs that depend on how far apart two CPUs are come per distance
+class: ``smt`` (hyper-thread sibling), ``core`` (another core of the same socket) and
+``socket`` (another socket).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from study.errors import ConfigError
+
+# Distance classes between two CPUs, as array indices.
+DIST_SELF, DIST_SMT, DIST_CORE, DIST_SOCKET = 0, 1, 2, 3
+DISTANCE_NAMES = ("self", "smt", "core", "socket")
+
+PLACEMENTS = ("smt", "core", "socket")
+IPI_MODES = ("sequential", "broadcast")
+
+
+@dataclass(frozen=True)
+class ByDistance:
+    """A cost that depends on the distance class between initiator and target."""
+
+    smt: float = 0.0
+    core: float = 0.0
+    socket: float = 0.0
+
+    def table(self) -> np.ndarray:
+        """Costs indexed by distance class; ``self`` costs nothing."""
+        return np.array([0.0, self.smt, self.core, self.socket])
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Base cost in cycles of each event the engine charges.  Jitter is applied per event."""
+
+    # syscall entry/exit plus the fixed work of the call (mmap_lock, VMA lookup, mmu_gather)
+    syscall_mprotect: float = 2200.0
+    syscall_uffd_wp: float = 2400.0
+    syscall_madvise: float = 2000.0
+    # change_pte_range(): one PTE read-modify-write under the page-table lock
+    pte_update: float = 30.0
+    # can_change_pte_writable() when mprotect/uffd try to map writable directly
+    pte_mkwrite_check: float = 30.0
+    # flush_tlb_mm_range() looking at mm_cpumask for other CPUs (strict path only)
+    cpumask_scan: float = 30.0
+    # one INVLPG
+    invlpg: float = 260.0
+    # full flush of the CPU's context (CR3 reload)
+    flush_full: float = 96.0
+    # moving the mm->tlb_gen cache line to the CPU that needs it
+    tlb_gen_xfer: ByDistance = field(default_factory=lambda: ByDistance(40.0, 120.0, 300.0))
+    # ICR write per IPI target on the initiator
+    ipi_send: float = 150.0
+    # from the ICR write to the handler's first instruction on the target
+    ipi_deliver: ByDistance = field(default_factory=lambda: ByDistance(500.0, 900.0, 1500.0))
+    # the target's acknowledgement (csd unlock) becoming visible to the waiting initiator
+    ipi_ack: ByDistance = field(default_factory=lambda: ByDistance(60.0, 150.0, 350.0))
+    # interrupt entry/exit around flush_tlb_func on the target
+    irq_entry_exit: float = 500.0
+    # a TLB hit, and a miss filled by a page walk
+    tlb_hit: float = 1.0
+    page_walk: float = 40.0
+    # the locked walk that sets the PTE's Dirty bit on the first write through a clean entry
+    dirty_walk: float = 550.0
+    # page-fault entry/exit, including handle_mm_fault finding nothing to do
+    fault_entry_exit: float = 1200.0
+    # a true protection fault: SIGSEGV delivery and the handler's return
+    sigsegv: float = 5000.0
+    # switching the mm back in on a CPU (switch_mm_irqs_off), before any flush it needs
+    context_switch: float = 800.0
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A machine: topology, costs, jitter and the hardware facts the policies rely on."""
+
+    name: str = "generic"
+    # whether the costs were fitted to measurements (``python -m study calibrate``)
+    calibrated: bool = False
+    source: str = ""
+    sockets: int = 1
+    cores_per_socket: int = 4
+    smt: int = 2
+    # one ICR write per target (x2APIC physical mode) or one for the whole mask
+    ipi_mode: str = "sequential"
+    # Intel SDM: the walk that sets Dirty re-reads the PTE and faults if it is no longer
+    # writable.  This is what makes "no flush on a clean RW->RO" safe (RFC patch 12).
+    dirty_walk_rechecks_pte: bool = True
+    # flush_tlb_mm_range(): ranges longer than this become a full flush
+    tlb_single_page_flush_ceiling: int = 33
+    # lognormal jitter (sigma of log cost) for CPU-local events and for IPI delivery
+    jitter_sigma: float = 0.05
+    ipi_jitter_sigma: float = 0.15
+    costs: Costs = field(default_factory=Costs)
+
+    @property
+    def n_cpus(self) -> int:
+        return self.sockets * self.cores_per_socket * self.smt
+
+    def validate(self, prefix: str = "machine") -> "Machine":
+        for key in ("sockets", "cores_per_socket", "smt", "tlb_single_page_flush_ceiling"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{prefix}.{key}", "must be an integer >= 1")
+        if self.ipi_mode not in IPI_MODES:
+            raise ConfigError(f"{prefix}.ipi_mode", f"must be one of {', '.join(IPI_MODES)}")
+        for key in ("jitter_sigma", "ipi_jitter_sigma"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"{prefix}.{key}", "must be a number in [0, 1]")
+        for f in fields(Costs):
+            value = getattr(self.costs, f.name)
+            values = dataclasses.astuple(value) if isinstance(value, ByDistance) else (value,)
+            if any(v < 0 for v in values):
+                raise ConfigError(f"{prefix}.costs.{f.name}", "costs are cycles and must be >= 0")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], prefix: str = "machine") -> "Machine":
+        """Build and validate a machine from plain data (a YAML file or a Hydra node)."""
+        return _build(cls, data, prefix).validate(prefix)
+
+
+def _build(cls, data: dict[str, Any], prefix: str):
+    """Construct dataclass ``cls`` from ``data``, naming the first unknown or mistyped key."""
+    if not isinstance(data, dict):
+        raise ConfigError(prefix, f"must be a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{prefix}.{key}", f"unknown key; allowed: {', '.join(known)}")
+        default = known[key].default
+        if default is dataclasses.MISSING:
+            default = known[key].default_factory()
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _build(type(default), value, f"{prefix}.{key}")
+        else:
+            kwargs[key] = _coerce(value, type(default), f"{prefix}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, kind: type, key: str):
+    """Accept ``value`` as ``kind`` or say which type was expected."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(key, f"must be true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(key, f"must be an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(key, f"must be a number, got {value!r}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(key, f"must be a string, got {value!r}")
+    return value
+
+
+build_dataclass = _build
+
+
+def placement_cpus(machine: Machine, threads: int, placement: str) -> list[tuple[int, int, int]]:
+    """The (socket, core, smt-thread) of each application thread, thread 0 first.
+
+    ``smt`` fills the hyper-thread siblings of a core before the next core; ``core`` uses
+    one thread per physical core (first socket first) before any sibling; ``socket``
+    alternates sockets.  An impossible request is an error, never a silent clamp.
+    """
+    if placement not in PLACEMENTS:
+        raise ConfigError("workload.placement", f"must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
+    if not 1 <= threads <= machine.n_cpus:
+        raise ConfigError(
+            "workload.threads",
+            f"must be between 1 and the machine's {machine.n_cpus} CPUs "
+            f"({machine.sockets} sockets x {machine.cores_per_socket} cores x {machine.smt} SMT), got {threads}",
+        )
+    S, C, T = machine.sockets, machine.cores_per_socket, machine.smt
+    if placement == "smt":
+        order = [(s, c, t) for s in range(S) for c in range(C) for t in range(T)]
+    elif placement == "core":
+        order = [(s, c, t) for t in range(T) for s in range(S) for c in range(C)]
+    else:
+        order = [(s, c, t) for t in range(T) for c in range(C) for s in range(S)]
+    return order[:threads]
+
+
+def distance_matrix(cpus: list[tuple[int, int, int]]) -> np.ndarray:
+    """Distance class between every pair of the given CPUs (int8, DIST_* values)."""
+    n = len(cpus)
+    dist = np.empty((n, n), dtype=np.int8)
+    for i, (si, ci, _) in enumerate(cpus):
+        for j, (sj, cj, _) in enumerate(cpus):
+            if i == j:
+                dist[i, j] = DIST_SELF
+            elif si != sj:
+                dist[i, j] = DIST_SOCKET
+            elif ci != cj:
+                dist[i, j] = DIST_CORE
+            else:
+                dist[i, j] = DIST_SMT
+    return dist

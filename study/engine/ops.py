@@ -1,0 +1,32 @@
+"""Operation codes of one engine step and the flush types a step reports."""
+
+OP_NOP = 0
+OP_MPROTECT = 1      # arg: 1 = PROT_READ|PROT_WRITE, 0 = PROT_READ
+OP_ACCESS = 2        # arg: 1 = write, 0 = read; lo = the page
+OP_UFFD_WP = 3       # arg: 1 = protect (RW->RO + uffd-wp), 0 = unprotect
+OP_MADV_FREE = 4     # clears Dirty and Accessed, keeps RW
+OP_SWITCH_MM = 5     # arg: 0 = the CPU switches the mm back in (leaves lazy), 1 = goes lazy
+
+FLUSH_NONE = 0
+FLUSH_RELAXED = 1
+FLUSH_STRICT = 2
+
+# Event counters, summed per replicate over the whole run.
+COUNTERS = (
+    "ipis",             # IPIs sent
+    "shootdowns",       # strict flushes that sent at least one IPI
+    "strict_flushes",   # flush_tlb_mm_range() calls on the strict path
+    "relaxed_flushes",  # relaxed flushes (++tlb_gen, local flush, no IPI)
+    "local_partial",    # INVLPG flushes on the initiator
+    "local_full",       # full flushes on the acting CPU (incl. context switch, spurious fix-up)
+    "remote_partial",   # INVLPG flushes in a remote flush_tlb_func
+    "remote_full",      # full flushes in a remote flush_tlb_func
+    "tlb_hits",
+    "tlb_misses",       # misses on the range's pages and working-set refills
+    "dirty_walks",      # hardware walks that set a PTE's Dirty bit
+    "spurious_faults",  # faults whose PTE already allowed the access
+    "prot_faults",      # true protection faults (SIGSEGV)
+    "uffd_faults",      # uffd-wp faults delivered to the monitor
+    "violations",       # writes that completed while the PTE was read-only or clean
+    "tlb_gen_xfers",    # mm->tlb_gen cache-line transfers
+)

@@ -1,0 +1,332 @@
+"""The scalar reference engine: the same model as study.engine.vector, written plainly.
+
+One replicate, one event at a time, Python control flow and no masks.  The tests use it
+as the oracle: fed the same operations and the same random draws, it must produce the
+same latencies and counters, to the cycle, as the vectorized engine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from study.engine import costs as K
+from study.engine.costs import CostTables
+from study.engine.machine import Machine, distance_matrix
+from study.engine.ops import (
+    COUNTERS,
+    FLUSH_NONE,
+    FLUSH_RELAXED,
+    FLUSH_STRICT,
+    OP_ACCESS,
+    OP_MADV_FREE,
+    OP_MPROTECT,
+    OP_SWITCH_MM,
+    OP_UFFD_WP,
+)
+
+
+class Pte:
+    __slots__ = ("write", "dirty", "young", "uffd_wp")
+
+    def __init__(self):
+        self.write, self.dirty, self.young, self.uffd_wp = True, False, False, False
+
+
+class TlbEntry:
+    __slots__ = ("write", "dirty")
+
+    def __init__(self, write, dirty):
+        self.write, self.dirty = write, dirty
+
+
+class Cpu:
+    __slots__ = ("local_gen", "is_lazy", "tlb", "ws_cached")
+
+    def __init__(self, lazy, working_set):
+        self.local_gen = 1
+        self.is_lazy = lazy
+        self.tlb: dict[int, TlbEntry] = {}
+        self.ws_cached = working_set
+
+
+class ScalarEngine:
+    """One replicate of the mm: the oracle for VectorEngine."""
+
+    def __init__(self, machine: Machine, policy, cpus, pages: int, working_set: int = 0, lazy=None):
+        self.t = CostTables(machine)
+        self.policy = policy
+        self.dist = distance_matrix(list(cpus))
+        self.n_cpus = len(cpus)
+        self.working_set = int(working_set)
+        lazy = [False] * self.n_cpus if lazy is None else [bool(x) for x in lazy]
+        self.ptes = [Pte() for _ in range(pages)]
+        self.tlb_gen = 1
+        self.mm_cpumask = set(range(self.n_cpus))
+        self.tlb_gen_sharers = {0}
+        self.cpus = [Cpu(lazy[i], self.working_set) for i in range(self.n_cpus)]
+        self.counters = {name: 0 for name in COUNTERS}
+        self.stolen = 0
+
+    def cost(self, base, u, table=None):
+        F = self.t.F if table is None else table
+        return int(np.rint(base * F[u]))
+
+    def step(self, kind, cpu, lo, n, arg, u):
+        """One operation; returns (latency, flush type, uffd-wp fault pending)."""
+        if kind in (OP_MPROTECT, OP_UFFD_WP, OP_MADV_FREE):
+            return (*self.change_protection(kind, cpu, lo, n, arg, u), False)
+        if kind == OP_ACCESS:
+            lat, pending = self.access(cpu, lo, bool(arg), u)
+            return lat, FLUSH_NONE, pending
+        if kind == OP_SWITCH_MM:
+            return self.switch_mm(cpu, bool(arg), u), FLUSH_NONE, False
+        return 0, FLUSH_NONE, False
+
+    # ------------------------------------------------------------------ change_protection
+
+    def change_protection(self, kind, cpu, lo, n, arg, u):
+        pol, c = self.policy, self.t.c
+        if kind == OP_MPROTECT:
+            syscall = c.syscall_mprotect
+        elif kind == OP_UFFD_WP:
+            syscall = c.syscall_uffd_wp
+        else:
+            syscall = c.syscall_madvise
+        need_strict = need_relaxed = False
+        n_promote = 0
+        for p in range(lo, lo + n):
+            pte = self.ptes[p]
+            if kind == OP_MPROTECT:
+                new_write = bool(arg)
+            elif kind == OP_UFFD_WP:
+                new_write = not arg
+            else:
+                new_write = pte.write
+            if new_write and not pte.write:
+                n_promote += 1
+                if pol.relaxed_promote:
+                    need_relaxed = True
+                else:
+                    need_strict = True
+            if pte.write and not new_write:
+                if pte.dirty:
+                    if not pol.unsafe_dirty_demote:
+                        need_strict = True
+                elif not pol.clean_no_flush:
+                    need_strict = True
+            if kind == OP_MADV_FREE:
+                if pte.dirty or pte.young:
+                    need_strict = True
+                pte.dirty = pte.young = False
+            elif kind == OP_UFFD_WP:
+                pte.uffd_wp = bool(arg)
+                if pol.uffd_dirty_hint and not arg:
+                    pte.dirty = pte.young = True
+            pte.write = new_write
+
+        lat = self.cost(np.float64(syscall), u[K.SLOT_SYSCALL])
+        lat += self.cost(n * c.pte_update + n_promote * c.pte_mkwrite_check, u[K.SLOT_PTE])
+        if need_strict:
+            return lat + self.flush_tlb_mm_range(True, cpu, lo, n, u), FLUSH_STRICT
+        if need_relaxed:
+            return lat + self.flush_tlb_mm_range(False, cpu, lo, n, u), FLUSH_RELAXED
+        return lat, FLUSH_NONE
+
+    def flush_tlb_mm_range(self, strict, cpu, lo, n, u):
+        t, c = self.t, self.t.c
+        self.tlb_gen += 1
+        new_gen = self.tlb_gen
+        cost = 0
+        others = [s for s in self.tlb_gen_sharers if s != cpu]
+        if others:
+            far = max(int(self.dist[cpu, s]) for s in others)
+            cost += self.cost(t.tlb_gen_xfer[far], u[K.SLOT_TLBGEN])
+            self.counters["tlb_gen_xfers"] += 1
+        self.tlb_gen_sharers = {cpu}
+
+        ranged = n <= t.ceiling
+        me = self.cpus[cpu]
+        if ranged and me.local_gen + 1 == new_gen:
+            local = self.cost(n * c.invlpg, u[K.SLOT_LOCAL])
+            self.counters["local_partial"] += 1
+            self.invlpg_range(me, lo, n)
+        else:
+            local = self.cost(c.flush_full, u[K.SLOT_LOCAL])
+            self.counters["local_full"] += 1
+            self.flush_all(me)
+        me.local_gen = new_gen
+
+        if not strict:
+            self.counters["relaxed_flushes"] += 1
+            return cost + local
+        self.counters["strict_flushes"] += 1
+
+        targets = [i for i in range(self.n_cpus)
+                   if i != cpu and i in self.mm_cpumask and not self.cpus[i].is_lazy]
+        fsend = t.F[u[K.SLOT_SEND]]
+        if t.sequential:
+            send = int(np.rint((c.cpumask_scan + c.ipi_send * len(targets)) * fsend))
+        else:
+            send = int(np.rint((c.cpumask_scan + c.ipi_send * (len(targets) > 0)) * fsend))
+        done = 0
+        for k, i in enumerate(targets):
+            d = int(self.dist[cpu, i])
+            if t.sequential:
+                offset = int(np.rint((c.cpumask_scan + c.ipi_send * (k + 1)) * fsend))
+            else:
+                offset = int(np.rint((c.cpumask_scan + c.ipi_send * 1) * fsend))
+            remote = self.cpus[i]
+            # flush_tlb_func() on the target, by the generation rule
+            if new_gen <= remote.local_gen:
+                work = 0.0
+            elif ranged and remote.local_gen + 1 == new_gen:
+                work = n * c.invlpg
+                self.counters["remote_partial"] += 1
+                self.invlpg_range(remote, lo, n)
+            else:
+                work = c.flush_full
+                self.counters["remote_full"] += 1
+                self.flush_all(remote)
+            remote.local_gen = new_gen
+            handler = self.cost(c.irq_entry_exit + t.tlb_gen_xfer[d] + work,
+                                u[K.N_FIXED_SLOTS + self.n_cpus + i])
+            deliver_ack = self.cost(t.ipi_deliver_ack[d], u[K.N_FIXED_SLOTS + i], t.F_ipi)
+            done = max(done, offset + deliver_ack + handler)
+            self.stolen += handler
+            self.counters["tlb_gen_xfers"] += 1
+            self.tlb_gen_sharers.add(i)
+        self.counters["ipis"] += len(targets)
+        self.counters["shootdowns"] += bool(targets)
+        return cost + max(send + local, done)
+
+    def invlpg_range(self, cpu_state, lo, n):
+        for p in range(lo, lo + n):
+            cpu_state.tlb.pop(p, None)
+
+    def flush_all(self, cpu_state):
+        cpu_state.tlb.clear()
+        cpu_state.ws_cached = 0
+
+    # ------------------------------------------------------------------ access
+
+    def access(self, cpu, page, write, u):
+        t, c, pol = self.t, self.t.c, self.policy
+        me, pte = self.cpus[cpu], self.ptes[page]
+        missing = self.working_set - me.ws_cached
+        lat = self.cost(missing * c.page_walk, u[K.SLOT_REFILL])
+        me.ws_cached = self.working_set
+        self.counters["tlb_misses"] += missing
+
+        entry = me.tlb.get(page)
+        if entry is not None:
+            lat += self.cost(c.tlb_hit, u[K.SLOT_ACCESS])
+            self.counters["tlb_hits"] += 1
+        else:
+            lat += self.cost(c.page_walk, u[K.SLOT_ACCESS])
+            self.counters["tlb_misses"] += 1
+            entry = TlbEntry(pte.write, pte.dirty)
+            me.tlb[page] = entry
+            pte.young = True
+        if not write:
+            return lat, False
+
+        pw, pd = pte.write, pte.dirty
+        fault = False
+        if entry.write and entry.dirty:
+            # no re-walk: the write lands whatever the PTE says now
+            if not (pw and pd):
+                self.counters["violations"] += 1
+        elif entry.write:
+            self.counters["dirty_walks"] += 1
+            lat += self.cost(np.float64(c.dirty_walk), u[K.SLOT_DIRTY])
+            if not pw and t.rechecks:
+                fault = True
+            elif not pw:
+                self.counters["violations"] += 1
+        else:
+            fault = True
+
+        if not fault:
+            entry.write = entry.dirty = True
+            if pw or not t.rechecks:
+                pte.dirty = pte.young = True
+            return lat, False
+
+        lat += self.cost(np.float64(c.fault_entry_exit), u[K.SLOT_FAULT])
+        del me.tlb[page]   # the fault invalidates the faulting address's entry
+        if not pw:
+            if pte.uffd_wp:
+                self.counters["uffd_faults"] += 1
+                return lat, True
+            self.counters["prot_faults"] += 1
+            return lat + self.cost(np.float64(c.sigsegv), u[K.SLOT_EXTRA]), False
+
+        self.counters["spurious_faults"] += 1
+        if pol.spurious_fixup and me.local_gen < self.tlb_gen:
+            near = min((int(self.dist[cpu, s]) for s in self.tlb_gen_sharers), default=99)
+            base = c.flush_full
+            if near > 0:
+                base = c.flush_full + t.tlb_gen_xfer[min(near, 3)]
+                self.counters["tlb_gen_xfers"] += 1
+            lat += self.cost(base, u[K.SLOT_FIXUP])
+            self.counters["local_full"] += 1
+            self.tlb_gen_sharers.add(cpu)
+            self.flush_all(me)
+            me.local_gen = self.tlb_gen
+        lat += self.cost(np.float64(c.page_walk), u[K.SLOT_RETRY])
+        self.counters["tlb_misses"] += 1
+        if not pd:
+            lat += self.cost(np.float64(c.dirty_walk), u[K.SLOT_DIRTY])
+            self.counters["dirty_walks"] += 1
+        me.tlb[page] = TlbEntry(True, True)
+        pte.dirty = pte.young = True
+        return lat, False
+
+    # ------------------------------------------------------------------ context switch
+
+    def switch_mm(self, cpu, to_lazy, u):
+        t, c = self.t, self.t.c
+        me = self.cpus[cpu]
+        if to_lazy:
+            me.is_lazy = True
+            return 0
+        base = c.context_switch
+        if me.local_gen < self.tlb_gen:
+            base = base + c.flush_full
+            self.counters["local_full"] += 1
+            self.flush_all(me)
+        near = min((int(self.dist[cpu, s]) for s in self.tlb_gen_sharers), default=99)
+        if near > 0:
+            base = base + t.tlb_gen_xfer[min(near, 3)]
+            self.counters["tlb_gen_xfers"] += 1
+        self.tlb_gen_sharers.add(cpu)
+        me.local_gen = self.tlb_gen
+        me.is_lazy = False
+        return self.cost(base, u[K.SLOT_SWITCH])
+
+
+class ScalarBatch:
+    """R independent ScalarEngines behind the VectorEngine interface (for tests and benchmarks)."""
+
+    def __init__(self, machine: Machine, policy, cpus, pages: int, replicates: int,
+                 working_set: int = 0, lazy=None):
+        self.R, self.C, self.P = replicates, len(cpus), pages
+        self.engines = [ScalarEngine(machine, policy, cpus, pages, working_set, lazy)
+                        for _ in range(replicates)]
+
+    def step(self, kind, cpu, lo, n, arg, u):
+        lat = np.zeros(self.R, np.int64)
+        flush = np.zeros(self.R, np.int8)
+        pending = np.zeros(self.R, bool)
+        for r, e in enumerate(self.engines):
+            lat[r], flush[r], pending[r] = e.step(int(kind[r]), int(cpu[r]), int(lo[r]), int(n[r]),
+                                                  int(arg[r]), u[r])
+        return lat, flush, pending
+
+    @property
+    def counters(self):
+        return {name: np.array([e.counters[name] for e in self.engines], np.int64) for name in COUNTERS}
+
+    @property
+    def stolen(self):
+        return np.array([e.stolen for e in self.engines], np.int64)

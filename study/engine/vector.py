@@ -1,0 +1,354 @@
+"""The vectorized engine: R replicates of one address space advanced in lockstep.
+
+Each step every replicate performs at most one operation (its own kind, CPU and pages:
+masks select who does what).  Costs emerge from the events the operation triggers —
+syscall, PTE updates, ++tlb_gen, local and remote flush_tlb_func, IPIs and their
+acknowledgement, TLB hits, page walks, dirty-bit walks, faults — each charged in integer
+cycles with jitter (study.engine.costs).  study.engine.reference is the same model written
+one replicate and one event at a time; the two agree to the cycle.
+
+Simplifications, on purpose: operations are atomic (no two CPUs inside the mm's page
+tables at once), so mm->tlb_gen when a handler runs equals the generation it was sent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from study.engine import costs as K
+from study.engine.costs import CostTables
+from study.engine.machine import Machine, distance_matrix
+from study.engine.ops import (
+    COUNTERS,
+    FLUSH_NONE,
+    FLUSH_RELAXED,
+    FLUSH_STRICT,
+    OP_ACCESS,
+    OP_MADV_FREE,
+    OP_MPROTECT,
+    OP_SWITCH_MM,
+    OP_UFFD_WP,
+)
+
+
+class VectorEngine:
+    """State and transitions of ``replicates`` copies of one mm on ``len(cpus)`` CPUs.
+
+    ``policy`` is anything with the boolean attributes of study.policies.Policy.
+    CPU slot i runs application thread i; ``cpus`` gives its (socket, core, smt).
+    """
+
+    def __init__(self, machine: Machine, policy, cpus, pages: int, replicates: int,
+                 working_set: int = 0, lazy=None):
+        R, C, P = replicates, len(cpus), pages
+        self.R, self.C, self.P = R, C, P
+        self.t = CostTables(machine)
+        self.policy = policy
+        self.dist = distance_matrix(list(cpus)).astype(np.intp)
+        self.working_set = int(working_set)
+        self.ar = np.arange(R)
+        self.pg = np.arange(P)
+        self.cpu_ids = np.arange(C)
+        # Page tables: every page mapped, private anonymous, writable, clean and old.
+        self.pte_write = np.ones((R, P), bool)
+        self.pte_dirty = np.zeros((R, P), bool)
+        self.pte_young = np.zeros((R, P), bool)
+        self.pte_uffd_wp = np.zeros((R, P), bool)
+        # The mm: every thread's CPU has run it.
+        self.tlb_gen = np.ones(R, np.int64)
+        self.mm_cpumask = np.ones((R, C), bool)
+        self.tlb_gen_sharers = np.zeros((R, C), bool)   # CPUs holding the tlb_gen line
+        self.tlb_gen_sharers[:, 0] = True
+        # Per CPU: local generation, lazy flag, TLB entries for the range, working set.
+        self.local_gen = np.ones((R, C), np.int64)
+        lazy = np.zeros(C, bool) if lazy is None else np.asarray(lazy, bool)
+        self.is_lazy = np.broadcast_to(lazy, (R, C)).copy()
+        self.tlb_valid = np.zeros((R, C, P), bool)
+        self.tlb_write = np.zeros((R, C, P), bool)
+        self.tlb_dirty = np.zeros((R, C, P), bool)
+        self.ws_cached = np.full((R, C), self.working_set, np.int64)
+        # Results.
+        self.counters = {name: np.zeros(R, np.int64) for name in COUNTERS}
+        self.stolen = np.zeros(R, np.int64)   # cycles remote handlers took from other CPUs
+
+    # ---------------------------------------------------------------- helpers
+
+    def _cost(self, base, u, table=None):
+        """Jittered integer cost of ``base`` cycles with draws ``u``."""
+        F = self.t.F if table is None else table
+        return np.rint(base * F[u]).astype(np.int64)
+
+    def _count(self, name, values):
+        self.counters[name] += values
+
+    # ---------------------------------------------------------------- the step
+
+    def step(self, kind, cpu, lo, n, arg, u):
+        """Advance one step.  All inputs are arrays over replicates; ``u`` is uint16 [R, slots].
+
+        Returns (latency on the acting CPU, flush type taken, uffd-wp fault pending).
+        """
+        lat = np.zeros(self.R, np.int64)
+        flush = np.full(self.R, FLUSH_NONE, np.int8)
+        uffd_pending = np.zeros(self.R, bool)
+        for op in (OP_MPROTECT, OP_UFFD_WP, OP_MADV_FREE):
+            m = kind == op
+            if m.any():
+                self._change_protection(op, m, cpu, lo, n, arg, u, lat, flush)
+        m = kind == OP_ACCESS
+        if m.any():
+            self._access(m, cpu, lo, arg.astype(bool), u, lat, uffd_pending)
+        m = kind == OP_SWITCH_MM
+        if m.any():
+            self._switch_mm(m, cpu, arg.astype(bool), u, lat)
+        return lat, flush, uffd_pending
+
+    # ---------------------------------------------------------------- change_protection
+
+    def _change_protection(self, op, m, cpu, lo, n, arg, u, lat, flush):
+        """mprotect(), UFFDIO_WRITEPROTECT and MADV_FREE: update PTEs, then one flush."""
+        pol, c = self.policy, self.t.c
+        inr = (self.pg >= lo[:, None]) & (self.pg < (lo + n)[:, None]) & m[:, None]
+        w, d = self.pte_write, self.pte_dirty
+        on = arg.astype(bool)[:, None]
+        if op == OP_MPROTECT:
+            new_w = np.where(inr, on, w)
+            syscall = c.syscall_mprotect
+        elif op == OP_UFFD_WP:
+            # protect: RW->RO and the uffd-wp bit; unprotect: clear it and map writable
+            # directly (MM_CP_TRY_CHANGE_WRITABLE on private exclusive anonymous pages).
+            new_w = np.where(inr, ~on, w)
+            syscall = c.syscall_uffd_wp
+        else:
+            new_w = w
+            syscall = c.syscall_madvise
+        promote = inr & ~w & new_w
+        demote = inr & w & ~new_w
+        # pte_needs_flush(), per page; the range takes the strongest flush any page needs.
+        strict_need = demote & d if not pol.unsafe_dirty_demote else np.zeros_like(inr)
+        if not pol.clean_no_flush:
+            strict_need = strict_need | (demote & ~d)
+        relaxed_need = None
+        if pol.relaxed_promote:
+            relaxed_need = promote
+        else:
+            strict_need = strict_need | promote
+        if op == OP_MADV_FREE:
+            cleaned = inr & (d | self.pte_young)
+            strict_need = strict_need | cleaned
+            self.pte_dirty &= ~inr
+            self.pte_young &= ~inr
+        elif op == OP_UFFD_WP:
+            self.pte_uffd_wp = np.where(inr, on, self.pte_uffd_wp)
+            if pol.uffd_dirty_hint:
+                # RFC patch 1: unprotect with a write-likely hint sets Dirty and Accessed.
+                hint = inr & ~on
+                self.pte_dirty |= hint
+                self.pte_young |= hint
+        self.pte_write = new_w
+
+        n_promote = promote.sum(1)
+        cost = self._cost(np.float64(syscall), u[:, K.SLOT_SYSCALL])
+        cost += self._cost(n * c.pte_update + n_promote * c.pte_mkwrite_check, u[:, K.SLOT_PTE])
+        strict = m & strict_need.any(1)
+        relaxed = m & ~strict & (relaxed_need.any(1) if relaxed_need is not None else False)
+        f = strict | relaxed
+        if f.any():
+            cost += self._flush_tlb_mm_range(f, strict, cpu, n, inr, u)
+        lat += np.where(m, cost, 0)
+        flush[strict] = FLUSH_STRICT
+        flush[relaxed] = FLUSH_RELAXED
+
+    def _flush_tlb_mm_range(self, f, strict, cpu, n, inr, u):
+        """++tlb_gen, the local flush_tlb_func, and on the strict path the shootdown."""
+        t, c, ar = self.t, self.t.c, self.ar
+        D = self.dist[cpu]                                   # [R, C] distance from initiator
+        self.tlb_gen += f
+        new_gen = self.tlb_gen
+        # ++mm->tlb_gen is a locked RMW: the line comes from the farthest other holder.
+        others = self.tlb_gen_sharers & (D > 0)
+        xdist = np.where(others, D, 0).max(1)
+        moved = f & (xdist > 0)
+        cost = np.where(moved, self._cost(t.tlb_gen_xfer[xdist], u[:, K.SLOT_TLBGEN]), 0)
+        self._count("tlb_gen_xfers", moved)
+        self.tlb_gen_sharers[f] = False
+        self.tlb_gen_sharers[ar[f], cpu[f]] = True
+
+        ranged = n <= t.ceiling
+        # The initiator's own flush_tlb_func: partial only if it lags exactly one generation.
+        lg = self.local_gen[ar, cpu]
+        loc_partial = f & ranged & (lg + 1 == new_gen)
+        loc_full = f & ~loc_partial
+        local_cost = self._cost(np.where(loc_partial, n * c.invlpg, c.flush_full), u[:, K.SLOT_LOCAL])
+        local_cost = np.where(f, local_cost, 0)
+        self._count("local_partial", loc_partial)
+        self._count("local_full", loc_full)
+        own = np.zeros((self.R, self.C), bool)
+        own[ar, cpu] = True
+        self._invalidate(own & loc_partial[:, None], own & loc_full[:, None], inr)
+        self.local_gen[ar[f], cpu[f]] = new_gen[f]
+
+        self._count("strict_flushes", strict)
+        self._count("relaxed_flushes", f & ~strict)
+        relaxed_cost = cost + local_cost
+        if not strict.any():
+            return relaxed_cost
+
+        # Strict: IPIs to every CPU of mm_cpumask that is not lazy (should_flush_tlb()).
+        targets = self.mm_cpumask & ~self.is_lazy & (D > 0) & strict[:, None]
+        nt = targets.sum(1)
+        if t.sequential:
+            # one ICR write per target, in CPU order; target k's IPI leaves after k+1 writes
+            offset_base = c.cpumask_scan + c.ipi_send * np.cumsum(targets, 1)
+            send_base = c.cpumask_scan + c.ipi_send * nt
+        else:
+            offset_base = np.broadcast_to((c.cpumask_scan + c.ipi_send * (nt > 0))[:, None], targets.shape)
+            send_base = c.cpumask_scan + c.ipi_send * (nt > 0)
+        fsend = t.F[u[:, K.SLOT_SEND]]
+        send_cost = np.rint(send_base * fsend).astype(np.int64)
+        offset = np.rint(offset_base * fsend[:, None]).astype(np.int64)
+
+        # Each target's flush_tlb_func: read mm->tlb_gen (line from the initiator), then
+        # nothing / INVLPG per page / full flush by the generation rule.
+        lgt = self.local_gen
+        ng = new_gen[:, None]
+        t_none = targets & (lgt >= ng)
+        t_partial = targets & ~t_none & ranged[:, None] & (lgt + 1 == ng)
+        t_full = targets & ~t_none & ~t_partial
+        work = np.where(t_partial, (n * c.invlpg)[:, None], np.where(t_full, c.flush_full, 0.0))
+        handler_base = c.irq_entry_exit + t.tlb_gen_xfer[D] + work
+        u_deliver = u[:, K.N_FIXED_SLOTS:K.N_FIXED_SLOTS + self.C]
+        u_handler = u[:, K.N_FIXED_SLOTS + self.C:K.N_FIXED_SLOTS + 2 * self.C]
+        handler = np.where(targets, self._cost(handler_base, u_handler), 0)
+        deliver_ack = self._cost(t.ipi_deliver_ack[D], u_deliver, t.F_ipi)
+        done = np.where(targets, offset + deliver_ack + handler, 0).max(1)
+        # The initiator sends, flushes locally meanwhile, then waits for the slowest ack.
+        strict_cost = cost + np.maximum(send_cost + local_cost, done)
+
+        self.stolen += handler.sum(1)
+        self._count("ipis", nt)
+        self._count("shootdowns", nt > 0)
+        self._count("remote_partial", t_partial.sum(1))
+        self._count("remote_full", t_full.sum(1))
+        self._count("tlb_gen_xfers", targets.sum(1))
+        self.tlb_gen_sharers |= targets
+        self._invalidate(t_partial, t_full, inr)
+        self.local_gen = np.where(targets, ng, lgt)
+        return np.where(strict, strict_cost, relaxed_cost)
+
+    def _invalidate(self, partial, full, inr):
+        """INVLPG the range on CPUs ``partial``, flush everything on CPUs ``full`` ([R, C])."""
+        if partial.any():
+            self.tlb_valid &= ~(partial[:, :, None] & inr[:, None, :])
+        if full.any():
+            self.tlb_valid &= ~full[:, :, None]
+            self.ws_cached[full] = 0
+
+    # ---------------------------------------------------------------- memory access
+
+    def _access(self, m, cpu, page, write, u, lat, uffd_pending):
+        """A read or write of ``page`` by the thread on ``cpu``, faults and retries included."""
+        t, c, ar, pol = self.t, self.t.c, self.ar, self.policy
+        # Application work between accesses refills the working set a full flush dropped.
+        missing = np.where(m, self.working_set - self.ws_cached[ar, cpu], 0)
+        cost = self._cost(missing * c.page_walk, u[:, K.SLOT_REFILL])
+        self.ws_cached[ar[m], cpu[m]] = self.working_set
+        self._count("tlb_misses", missing)
+
+        valid = self.tlb_valid[ar, cpu, page]
+        pw = self.pte_write[ar, page]
+        pd = self.pte_dirty[ar, page]
+        hit = m & valid
+        miss = m & ~valid
+        cost += np.where(m, self._cost(np.where(hit, c.tlb_hit, c.page_walk), u[:, K.SLOT_ACCESS]), 0)
+        self._count("tlb_hits", hit)
+        self._count("tlb_misses", miss)
+        # A miss fills the entry from the PTE (and sets Accessed).
+        ew = np.where(miss, pw, self.tlb_write[ar, cpu, page])
+        ed = np.where(miss, pd, self.tlb_dirty[ar, cpu, page])
+        self.pte_young[ar[miss], page[miss]] = True
+
+        W = m & write
+        # A write through a dirty writable entry does not re-read the PTE.
+        direct = W & ew & ed
+        # A write through a clean writable entry: the locked walk that sets Dirty.
+        dwalk = W & ew & ~ed
+        dwalk_fault = dwalk & ~pw & t.rechecks
+        dwalk_done = dwalk & ~dwalk_fault
+        self._count("dirty_walks", dwalk)
+        cost += np.where(dwalk, self._cost(np.float64(c.dirty_walk), u[:, K.SLOT_DIRTY]), 0)
+        # The safety checker: a write that completes while the PTE is read-only, or without
+        # the PTE's Dirty bit set (the data would be lost to MADV_FREE reclaim).
+        self._count("violations", (direct & ~(pw & pd)) | (dwalk_done & ~pw))
+
+        fault = (W & ~ew) | dwalk_fault
+        cost += np.where(fault, self._cost(np.float64(c.fault_entry_exit), u[:, K.SLOT_FAULT]), 0)
+        spurious = fault & pw
+        wp = fault & ~pw & self.pte_uffd_wp[ar, page]
+        prot = fault & ~pw & ~wp
+        self._count("spurious_faults", spurious)
+        self._count("uffd_faults", wp)
+        self._count("prot_faults", prot)
+        cost += np.where(prot, self._cost(np.float64(c.sigsegv), u[:, K.SLOT_EXTRA]), 0)
+        uffd_pending |= wp
+
+        if pol.spurious_fixup and spurious.any():
+            # flush_tlb_fix_spurious_fault(): a CPU behind mm->tlb_gen flushes everything
+            # once and catches up, rather than faulting once per stale page.
+            fix = spurious & (self.local_gen[ar, cpu] < self.tlb_gen)
+            D = self.dist[cpu]
+            near = np.where(self.tlb_gen_sharers, D, 99).min(1)
+            moved = fix & (near > 0)
+            base = c.flush_full + np.where(moved, t.tlb_gen_xfer[np.minimum(near, 3)], 0.0)
+            cost += np.where(fix, self._cost(base, u[:, K.SLOT_FIXUP]), 0)
+            self._count("tlb_gen_xfers", moved)
+            self._count("local_full", fix)
+            self.tlb_gen_sharers[ar[fix], cpu[fix]] = True
+            own = np.zeros((self.R, self.C), bool)
+            own[ar[fix], cpu[fix]] = True
+            self._invalidate(np.zeros_like(own), own, None)
+            self.local_gen[ar[fix], cpu[fix]] = self.tlb_gen[fix]
+
+        # The retried write after a spurious fault walks again and may set Dirty.
+        cost += np.where(spurious, self._cost(np.float64(c.page_walk), u[:, K.SLOT_RETRY]), 0)
+        self._count("tlb_misses", spurious)
+        retry_dirty = spurious & ~pd
+        cost += np.where(retry_dirty, self._cost(np.float64(c.dirty_walk), u[:, K.SLOT_DIRTY]), 0)
+        self._count("dirty_walks", retry_dirty)
+
+        # Final state of the entry and the PTE.  A fault invalidated the entry; a completed
+        # write leaves it writable and dirty with Dirty set in the PTE.
+        completed_write = (W & ~fault) | spurious
+        new_valid = np.where(fault & ~spurious, False, True)
+        new_w = np.where(completed_write, True, ew)
+        new_d = np.where(completed_write, True, ed)
+        sel_a, sel_c, sel_p = ar[m], cpu[m], page[m]
+        self.tlb_valid[sel_a, sel_c, sel_p] = new_valid[m]
+        self.tlb_write[sel_a, sel_c, sel_p] = new_w[m]
+        self.tlb_dirty[sel_a, sel_c, sel_p] = new_d[m]
+        done = completed_write & (pw | (not t.rechecks))
+        self.pte_dirty[ar[done], page[done]] = True
+        self.pte_young[ar[done], page[done]] = True
+        lat += np.where(m, cost, 0)
+
+    # ---------------------------------------------------------------- context switch
+
+    def _switch_mm(self, m, cpu, to_lazy, u, lat):
+        """A CPU leaves lazy mode (full flush if it missed a generation) or enters it."""
+        t, c, ar = self.t, self.t.c, self.ar
+        back = m & ~to_lazy
+        behind = back & (self.local_gen[ar, cpu] < self.tlb_gen)
+        D = self.dist[cpu]
+        near = np.where(self.tlb_gen_sharers, D, 99).min(1)
+        moved = back & (near > 0)
+        base = (c.context_switch + np.where(behind, c.flush_full, 0.0)
+                + np.where(moved, t.tlb_gen_xfer[np.minimum(near, 3)], 0.0))
+        lat += np.where(back, self._cost(base, u[:, K.SLOT_SWITCH]), 0)
+        self._count("tlb_gen_xfers", moved)
+        self._count("local_full", behind)
+        own = np.zeros((self.R, self.C), bool)
+        own[ar[behind], cpu[behind]] = True
+        self._invalidate(np.zeros_like(own), own, None)
+        self.tlb_gen_sharers[ar[back], cpu[back]] = True
+        self.local_gen[ar[back], cpu[back]] = self.tlb_gen[back]
+        self.is_lazy[ar[m], cpu[m]] = to_lazy[m]

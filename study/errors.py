@@ -1,0 +1,15 @@
+"""The one error type every layer raises for bad input.
+
+It sits below everything (no imports) so that the engine, the workloads, the config layer
+and the CLI all speak of a bad key the same way: the key's dotted path and what is allowed.
+The CLI prints it as one line and exits 2.
+"""
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used: ``key`` is its dotted path."""
+
+    def __init__(self, key: str, allowed: str):
+        self.key = key
+        self.allowed = allowed
+        super().__init__(f"{key}: {allowed}")

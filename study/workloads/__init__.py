@@ -1,0 +1,58 @@
+"""Workloads: the programs whose TLB flushing the engine simulates, and one cell's run."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from study.engine.machine import Machine, placement_cpus
+from study.engine.vector import VectorEngine
+from study.workloads import madv_free, mprotect_toggle, uffd_wp
+from study.workloads.driver import Driver
+from study.workloads.result import LABELS, CellResult
+from study.workloads.spec import WORKLOADS, WorkloadSpec, workload_from_dict
+
+MODULES = {"mprotect_toggle": mprotect_toggle, "uffd_wp": uffd_wp, "madv_free": madv_free}
+
+__all__ = ["simulate_cell", "CellResult", "LABELS", "WORKLOADS", "WorkloadSpec", "workload_from_dict",
+           "lazy_cpus", "run_workload"]
+
+
+def lazy_cpus(spec: WorkloadSpec) -> np.ndarray:
+    """Which CPU slots sleep with the mm loaded: the last lazy_share of threads 1..T-1."""
+    lazy = np.zeros(spec.threads, bool)
+    n_lazy = int(round(spec.lazy_share * (spec.threads - 1)))
+    if n_lazy:
+        lazy[spec.threads - n_lazy:] = True
+    return lazy
+
+
+def run_workload(engine, spec: WorkloadSpec, *, rounds: int, seed: np.random.SeedSequence,
+                 max_samples: int = 2048) -> CellResult:
+    """Drive ``engine`` (vectorized or the scalar batch) through ``rounds`` rounds of ``spec``."""
+    work_seed, jitter_seed = seed.spawn(2)
+    work = np.random.default_rng(work_seed)
+    driver = Driver(engine, np.random.default_rng(jitter_seed), max_samples)
+    module = MODULES[spec.name]
+    running = ~lazy_cpus(spec)
+    running[0] = False   # thread 0 is the initiator / monitor / allocator
+    if hasattr(module, "setup"):
+        module.setup(spec, driver, work)
+        driver.start_measuring()
+    for _ in range(rounds):
+        module.run_round(spec, driver, work, running)
+    return driver.result(rounds, module.FLUSH_LABELS)
+
+
+def simulate_cell(machine: Machine, workload: WorkloadSpec, policy, *, replicates: int, rounds: int,
+                  seed: np.random.SeedSequence, max_samples: int = 2048) -> CellResult:
+    """Simulate ``replicates`` independent runs of one cell with the vectorized engine.
+
+    The same ``seed`` gives the same result; give the strict and relaxed cells of one
+    setting the same seed and replicate r of each sees the same workload and jitter draws.
+    """
+    if replicates < 1 or rounds < 1:
+        raise ValueError("replicates and rounds must be >= 1")
+    cpus = placement_cpus(machine, workload.threads, workload.placement)
+    engine = VectorEngine(machine, policy, cpus, workload.pages, replicates,
+                          working_set=workload.working_set, lazy=lazy_cpus(workload))
+    return run_workload(engine, workload, rounds=rounds, seed=seed, max_samples=max_samples)

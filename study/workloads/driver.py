@@ -1,0 +1,105 @@
+"""Issues a workload's operations to an engine and keeps per-label books.
+
+The driver owns the two random streams of a cell: ``work`` (which thread acts, which page,
+read or write) and ``jitter`` (the engine's per-event draws).  Neither depends on the
+policy, and every step draws its jitter whether or not any replicate acts, so the strict
+and relaxed runs of one setting see the same numbers (common random numbers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from study.engine.costs import draw_slots
+from study.engine.ops import FLUSH_STRICT, OP_NOP
+from study.workloads.result import CellResult
+
+
+class Driver:
+    """Runs operations on ``engine`` (VectorEngine or ScalarBatch) and records latencies."""
+
+    def __init__(self, engine, jitter: np.random.Generator, max_samples: int = 2048):
+        self.engine = engine
+        self.jitter = jitter
+        self.R, self.C = engine.R, engine.C
+        self.max_samples = max_samples
+        self.lat_sum: dict[str, np.ndarray] = {}
+        self.calls: dict[str, np.ndarray] = {}
+        self.strict: dict[str, np.ndarray] = {}
+        self.samples: dict[str, list[np.ndarray]] = {}
+        self.n_samples: dict[str, int] = {}
+        self.initiator_cycles = np.zeros(self.R, np.int64)
+        self.other_cycles = np.zeros(self.R, np.int64)
+        self._base_counters = {k: np.zeros(self.R, np.int64) for k in engine.counters}
+        self._base_stolen = np.zeros(self.R, np.int64)
+
+    def start_measuring(self):
+        """Forget what a workload's setup cost: books start from here."""
+        self.initiator_cycles[:] = 0
+        self.other_cycles[:] = 0
+        self._base_counters = {k: v.copy() for k, v in self.engine.counters.items()}
+        self._base_stolen = self.engine.stolen.copy()
+
+    def _const(self, value, dtype=np.int64):
+        return np.full(self.R, value, dtype)
+
+    def op(self, kind, cpu, lo=0, n=1, arg=0, active=None):
+        """One engine step; scalars broadcast over replicates, ``active`` masks who acts.
+
+        Returns (latency, flush type, uffd-wp fault pending); cycles are booked to the
+        initiator (CPU slot 0) or to the other threads by the acting CPU.
+        """
+        R = self.R
+        kinds = self._const(kind, np.int8) if active is None else np.where(active, kind, OP_NOP).astype(np.int8)
+        cpu = np.broadcast_to(np.asarray(cpu, np.intp), (R,))
+        lo = np.broadcast_to(np.asarray(lo, np.intp), (R,))
+        n = np.broadcast_to(np.asarray(n, np.int64), (R,))
+        arg = np.broadcast_to(np.asarray(arg, np.int8), (R,))
+        u = draw_slots(self.jitter, R, self.C)
+        lat, flush, pending = self.engine.step(kinds, cpu, lo, n, arg, u)
+        on0 = cpu == 0
+        self.initiator_cycles += np.where(on0, lat, 0)
+        self.other_cycles += np.where(on0, 0, lat)
+        return lat, flush, pending
+
+    def record(self, label, lat, flush=None, active=None):
+        """Book one call of ``label`` per active replicate with latency ``lat``."""
+        if label not in self.lat_sum:
+            self.lat_sum[label] = np.zeros(self.R, np.int64)
+            self.calls[label] = np.zeros(self.R, np.int64)
+            self.strict[label] = np.zeros(self.R, np.int64)
+            self.samples[label] = []
+            self.n_samples[label] = 0
+        act = np.ones(self.R, bool) if active is None else active
+        self.lat_sum[label] += np.where(act, lat, 0)
+        self.calls[label] += act
+        if flush is not None:
+            self.strict[label] += act & (flush == FLUSH_STRICT)
+        room = self.max_samples - self.n_samples[label]
+        if room > 0:
+            taken = lat[act][:room]
+            self.samples[label].append(taken)
+            self.n_samples[label] += taken.size
+
+    def result(self, rounds: int, flush_labels=()) -> CellResult:
+        """Per-replicate metrics and counters of the run so far."""
+        e = self.engine
+        res = CellResult(replicates=self.R, rounds=rounds)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for label in self.lat_sum:
+                calls = self.calls[label]
+                if not calls.any():
+                    continue   # a label the run never exercised (e.g. remote access at rate 0)
+                res.metrics[f"lat_{label}"] = np.where(calls > 0, self.lat_sum[label] / np.maximum(calls, 1), np.nan)
+                if label in flush_labels:
+                    res.metrics[f"strict_share_{label}"] = np.where(
+                        calls > 0, self.strict[label] / np.maximum(calls, 1), np.nan)
+                res.samples[label] = (np.concatenate(self.samples[label]) if self.samples[label]
+                                      else np.zeros(0, np.int64))
+        stolen = e.stolen - self._base_stolen
+        res.metrics["initiator_cycles_per_round"] = self.initiator_cycles / rounds
+        res.metrics["other_cycles_per_round"] = self.other_cycles / rounds
+        res.metrics["stolen_cycles_per_round"] = stolen / rounds
+        res.metrics["total_cycles_per_round"] = (self.initiator_cycles + self.other_cycles + stolen) / rounds
+        res.counters = {k: v - self._base_counters[k] for k, v in e.counters.items()}
+        return res

@@ -1,0 +1,119 @@
+"""Workload descriptions: the knobs of each workload, validated against a machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from study.engine.machine import PLACEMENTS, Machine, build_dataclass
+from study.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """Knobs common to every workload."""
+
+    name: str = "mprotect_toggle"
+    # application threads of the mm, thread 0 is the initiator (or the uffd monitor)
+    threads: int = 2
+    # where the threads run: smt | core | socket (see study.engine.machine.placement_cpus)
+    placement: str = "core"
+    # pages in the range each call covers
+    pages: int = 1
+    # probability that each page of the range is written (dirtied) in a round
+    dirty_ratio: float = 1.0
+    # TLB entries of other memory each thread keeps hot; a full flush loses them and the
+    # thread's next access refills them by page walks
+    working_set: int = 0
+    # share of the threads other than thread 0 that sleep with the mm loaded (lazy CPUs)
+    lazy_share: float = 0.0
+
+    def validate(self, machine: Machine, prefix: str = "workload") -> "WorkloadSpec":
+        if self.name not in WORKLOADS:
+            raise ConfigError(f"{prefix}.name", f"unknown workload {self.name!r}; allowed: {', '.join(WORKLOADS)}")
+        if self.placement not in PLACEMENTS:
+            raise ConfigError(f"{prefix}.placement", f"must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}")
+        if not 1 <= self.threads <= machine.n_cpus:
+            raise ConfigError(
+                f"{prefix}.threads",
+                f"must be between 1 and the {machine.n_cpus} CPUs of machine {machine.name!r}, got {self.threads}",
+            )
+        if not 1 <= self.pages <= 512:
+            raise ConfigError(f"{prefix}.pages", f"must be between 1 and 512, got {self.pages}")
+        if self.working_set < 0:
+            raise ConfigError(f"{prefix}.working_set", f"must be >= 0 TLB entries, got {self.working_set}")
+        for key in self._ratios():
+            value = getattr(self, key)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{prefix}.{key}", f"must be in [0, 1], got {value}")
+        return self
+
+    def _ratios(self) -> tuple[str, ...]:
+        return ("dirty_ratio", "lazy_share")
+
+
+@dataclass(frozen=True)
+class MprotectToggle(WorkloadSpec):
+    """The seed's loop: mprotect(PROT_READ); mprotect(PROT_READ|PROT_WRITE); write."""
+
+    name: str = "mprotect_toggle"
+    # probability that each other running thread touches the range in each window of a round
+    remote_access_rate: float = 0.0
+    # share of those touches that are writes (only in the writable window)
+    remote_write_share: float = 0.0
+
+    def _ratios(self):
+        return super()._ratios() + ("remote_access_rate", "remote_write_share")
+
+
+@dataclass(frozen=True)
+class UffdWp(WorkloadSpec):
+    """userfaultfd write-protect: a monitor (thread 0) protects, application threads write."""
+
+    name: str = "uffd_wp"
+    threads: int = 2
+    # probability that each application thread writes a random page of the range per step
+    write_rate: float = 0.5
+    # steps of application writes between two protect calls of the monitor
+    writes_per_round: int = 4
+    # cycles from the fault to the monitor reading the event, plus waking the thread after
+    fault_roundtrip: int = 8000
+
+    def validate(self, machine, prefix="workload"):
+        super().validate(machine, prefix)
+        if self.threads < 2:
+            raise ConfigError(f"{prefix}.threads", "uffd_wp needs >= 2 threads (a monitor and an application thread)")
+        if self.writes_per_round < 1:
+            raise ConfigError(f"{prefix}.writes_per_round", f"must be >= 1, got {self.writes_per_round}")
+        if self.fault_roundtrip < 0:
+            raise ConfigError(f"{prefix}.fault_roundtrip", "must be >= 0 cycles")
+        return self
+
+    def _ratios(self):
+        return super()._ratios() + ("write_rate",)
+
+
+@dataclass(frozen=True)
+class MadvFree(WorkloadSpec):
+    """An allocator: MADV_FREE a range, reuse part of it, write-protect it, unprotect it."""
+
+    name: str = "madv_free"
+    pages: int = 8
+    dirty_ratio: float = 0.5
+
+
+WORKLOADS: dict[str, type[WorkloadSpec]] = {
+    "mprotect_toggle": MprotectToggle,
+    "uffd_wp": UffdWp,
+    "madv_free": MadvFree,
+}
+
+
+def workload_from_dict(data: dict[str, Any], machine: Machine, prefix: str = "workload") -> WorkloadSpec:
+    """Build and validate the workload named by ``data['name']``."""
+    if not isinstance(data, dict):
+        raise ConfigError(prefix, "must be a mapping")
+    name = data.get("name", "mprotect_toggle")
+    if name not in WORKLOADS:
+        raise ConfigError(f"{prefix}.name", f"unknown workload {name!r}; allowed: {', '.join(WORKLOADS)}")
+    return build_dataclass(WORKLOADS[name], data, prefix).validate(machine, prefix)

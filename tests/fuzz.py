@@ -1,0 +1,36 @@
+"""Random interleavings of every engine operation, for the equivalence and safety tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from study.engine.costs import draw_slots
+from study.engine.ops import OP_ACCESS, OP_MADV_FREE, OP_MPROTECT, OP_SWITCH_MM, OP_UFFD_WP
+
+
+def random_ops(rng: np.random.Generator, R: int, C: int, P: int, steps: int, lazy_ops: bool = True):
+    """Yield (kind, cpu, lo, n, arg, u) per step; each replicate does its own random thing."""
+    kinds = np.array([OP_MPROTECT, OP_ACCESS, OP_ACCESS, OP_ACCESS, OP_UFFD_WP, OP_MADV_FREE]
+                     + ([OP_SWITCH_MM] if lazy_ops else []), np.int8)
+    for _ in range(steps):
+        kind = kinds[rng.integers(0, kinds.size, R)]
+        cpu = rng.integers(0, C, R)
+        lo = rng.integers(0, P, R)
+        n = rng.integers(1, P + 1, R)
+        n = np.minimum(n, P - lo)
+        # accesses are to one page; mm-wide calls start at lo
+        n = np.where(kind == OP_ACCESS, 1, n)
+        arg = rng.integers(0, 2, R).astype(np.int8)
+        # a switch_mm never puts the caller of an mm-wide call to sleep mid-call: CPU 0
+        # stays awake so that some CPU always runs the mm
+        cpu = np.where((kind == OP_SWITCH_MM) & (cpu == 0), 1 % C, cpu)
+        yield kind, cpu, lo, n, arg, draw_slots(rng, R, C)
+
+
+def run_random(engine, rng, steps, lazy_ops=True):
+    """Drive ``engine`` through random interleavings; return the per-step latencies."""
+    lats = []
+    for kind, cpu, lo, n, arg, u in random_ops(rng, engine.R, engine.C, engine.P, steps, lazy_ops):
+        lat, flush, pending = engine.step(kind, cpu, lo, n, arg, u)
+        lats.append((lat.copy(), flush.copy(), pending.copy()))
+    return lats

@@ -1,0 +1,88 @@
+"""The vectorized engine agrees with the scalar reference, to the cycle, per replicate."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from study.engine.machine import Machine, placement_cpus
+from study.engine.reference import ScalarBatch
+from study.engine.vector import VectorEngine
+from study.policies import RELAXED, STRICT, UNSAFE, Policy
+from study.workloads import lazy_cpus, run_workload
+from study.workloads.spec import MadvFree, MprotectToggle, UffdWp
+
+from fuzz import run_random
+
+SMALL = Machine(name="small", sockets=2, cores_per_socket=2, smt=2, ipi_mode="sequential")
+
+policies = st.builds(Policy, name=st.just("mix"), relaxed_promote=st.booleans(), spurious_fixup=st.booleans(),
+                     clean_no_flush=st.booleans(), uffd_dirty_hint=st.booleans(),
+                     unsafe_dirty_demote=st.booleans())
+machines = st.builds(
+    lambda mode, rechecks, ceiling: dataclasses.replace(
+        SMALL, ipi_mode=mode, dirty_walk_rechecks_pte=rechecks, tlb_single_page_flush_ceiling=ceiling),
+    st.sampled_from(["sequential", "broadcast"]), st.booleans(), st.sampled_from([2, 33]))
+
+
+def assert_same(vec, ref, outs_v, outs_r):
+    for (lv, fv, pv), (lr, fr, pr) in zip(outs_v, outs_r):
+        np.testing.assert_array_equal(lv, lr)
+        np.testing.assert_array_equal(fv, fr)
+        np.testing.assert_array_equal(pv, pr)
+    for name, values in ref.counters.items():
+        np.testing.assert_array_equal(vec.counters[name], values, err_msg=name)
+    np.testing.assert_array_equal(vec.stolen, ref.stolen)
+
+
+@settings(max_examples=40, deadline=None)
+@given(machine=machines, policy=policies, threads=st.integers(1, 8), pages=st.integers(1, 5),
+       placement=st.sampled_from(["smt", "core", "socket"]), seed=st.integers(0, 2**32 - 1),
+       working_set=st.sampled_from([0, 7]))
+def test_random_interleavings_agree(machine, policy, threads, pages, placement, seed, working_set):
+    cpus = placement_cpus(machine, threads, placement)
+    lazy = np.random.default_rng(seed).random(threads) < 0.3
+    lazy[0] = False
+    R = 6
+    vec = VectorEngine(machine, policy, cpus, pages, R, working_set=working_set, lazy=lazy)
+    ref = ScalarBatch(machine, policy, cpus, pages, R, working_set=working_set, lazy=lazy)
+    outs_v = run_random(vec, np.random.default_rng(seed), 40)
+    outs_r = run_random(ref, np.random.default_rng(seed), 40)
+    assert_same(vec, ref, outs_v, outs_r)
+
+
+workloads = st.one_of(
+    st.builds(MprotectToggle, threads=st.integers(1, 6), pages=st.integers(1, 4),
+              dirty_ratio=st.sampled_from([0.0, 0.5, 1.0]), working_set=st.sampled_from([0, 16]),
+              lazy_share=st.sampled_from([0.0, 0.5]), remote_access_rate=st.sampled_from([0.0, 0.7]),
+              remote_write_share=st.sampled_from([0.0, 0.5, 1.0]),
+              placement=st.sampled_from(["smt", "core", "socket"])),
+    st.builds(UffdWp, threads=st.integers(2, 6), pages=st.integers(1, 4), dirty_ratio=st.sampled_from([0.0, 1.0]),
+              write_rate=st.sampled_from([0.3, 1.0]), writes_per_round=st.integers(1, 3),
+              placement=st.sampled_from(["smt", "core", "socket"])),
+    st.builds(MadvFree, threads=st.integers(1, 4), pages=st.integers(1, 6),
+              dirty_ratio=st.sampled_from([0.0, 0.1, 0.5, 1.0])),
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(workload=workloads, policy=st.sampled_from([STRICT, RELAXED, UNSAFE]), seed=st.integers(0, 2**32 - 1))
+def test_workloads_agree(workload, policy, seed):
+    cpus = placement_cpus(SMALL, workload.threads, workload.placement)
+    R = 4
+    results = []
+    for Engine in (VectorEngine, ScalarBatch):
+        engine = Engine(SMALL, policy, cpus, workload.pages, R, working_set=workload.working_set,
+                        lazy=lazy_cpus(workload))
+        results.append(run_workload(engine, workload, rounds=5, seed=np.random.SeedSequence(seed)))
+    vec, ref = results
+    assert vec.metrics.keys() == ref.metrics.keys()
+    for name in ref.metrics:
+        np.testing.assert_array_equal(vec.metrics[name], ref.metrics[name], err_msg=name)
+    for name in ref.counters:
+        np.testing.assert_array_equal(vec.counters[name], ref.counters[name], err_msg=name)
+    for label in ref.samples:
+        np.testing.assert_array_equal(vec.samples[label], ref.samples[label])
