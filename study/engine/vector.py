@@ -31,6 +31,38 @@ from study.engine.ops import (
 )
 
 
+def _rows(reduce, x):
+    """Reduce [R, k] along k column by column: numpy's axis-1 reduction over short rows is
+    an order of magnitude slower than k elementwise passes over R."""
+    acc = x[:, 0].copy()
+    for k in range(1, x.shape[1]):
+        reduce(acc, x[:, k], out=acc)
+    return acc
+
+
+def row_max(x):
+    return _rows(np.maximum, x)
+
+
+def row_min(x):
+    return _rows(np.minimum, x)
+
+
+def row_any(x):
+    return _rows(np.logical_or, x)
+
+
+def _row_cumsum(x):
+    out = x.astype(np.int64)
+    for k in range(1, x.shape[1]):
+        out[:, k] += out[:, k - 1]
+    return out
+
+
+def row_sum(x):
+    return _rows(np.add, x.astype(np.int64) if x.dtype == bool else x)
+
+
 class VectorEngine:
     """State and transitions of ``replicates`` copies of one mm on ``len(cpus)`` CPUs.
 
@@ -147,11 +179,11 @@ class VectorEngine:
                 self.pte_young |= hint
         self.pte_write = new_w
 
-        n_promote = promote.sum(1)
+        n_promote = row_sum(promote)
         cost = self._cost(np.float64(syscall), u[:, K.SLOT_SYSCALL])
         cost += self._cost(n * c.pte_update + n_promote * c.pte_mkwrite_check, u[:, K.SLOT_PTE])
-        strict = m & strict_need.any(1)
-        relaxed = m & ~strict & (relaxed_need.any(1) if relaxed_need is not None else False)
+        strict = m & row_any(strict_need)
+        relaxed = m & ~strict & (row_any(relaxed_need) if relaxed_need is not None else False)
         f = strict | relaxed
         if f.any():
             cost += self._flush_tlb_mm_range(f, strict, cpu, n, inr, u)
@@ -167,7 +199,7 @@ class VectorEngine:
         new_gen = self.tlb_gen
         # ++mm->tlb_gen is a locked RMW: the line comes from the farthest other holder.
         others = self.tlb_gen_sharers & (D > 0)
-        xdist = np.where(others, D, 0).max(1)
+        xdist = row_max(np.where(others, D, 0))
         moved = f & (xdist > 0)
         cost = np.where(moved, self._cost(t.tlb_gen_xfer[xdist], u[:, K.SLOT_TLBGEN]), 0)
         self._count("tlb_gen_xfers", moved)
@@ -196,10 +228,10 @@ class VectorEngine:
 
         # Strict: IPIs to every CPU of mm_cpumask that is not lazy (should_flush_tlb()).
         targets = self.mm_cpumask & ~self.is_lazy & (D > 0) & strict[:, None]
-        nt = targets.sum(1)
+        nt = row_sum(targets)
         if t.sequential:
             # one ICR write per target, in CPU order; target k's IPI leaves after k+1 writes
-            offset_base = c.cpumask_scan + c.ipi_send * np.cumsum(targets, 1)
+            offset_base = c.cpumask_scan + c.ipi_send * _row_cumsum(targets)
             send_base = c.cpumask_scan + c.ipi_send * nt
         else:
             offset_base = np.broadcast_to((c.cpumask_scan + c.ipi_send * (nt > 0))[:, None], targets.shape)
@@ -221,16 +253,16 @@ class VectorEngine:
         u_handler = u[:, K.N_FIXED_SLOTS + self.C:K.N_FIXED_SLOTS + 2 * self.C]
         handler = np.where(targets, self._cost(handler_base, u_handler), 0)
         deliver_ack = self._cost(t.ipi_deliver_ack[D], u_deliver, t.F_ipi)
-        done = np.where(targets, offset + deliver_ack + handler, 0).max(1)
+        done = row_max(np.where(targets, offset + deliver_ack + handler, 0))
         # The initiator sends, flushes locally meanwhile, then waits for the slowest ack.
         strict_cost = cost + np.maximum(send_cost + local_cost, done)
 
-        self.stolen += handler.sum(1)
+        self.stolen += row_sum(handler)
         self._count("ipis", nt)
         self._count("shootdowns", nt > 0)
-        self._count("remote_partial", t_partial.sum(1))
-        self._count("remote_full", t_full.sum(1))
-        self._count("tlb_gen_xfers", targets.sum(1))
+        self._count("remote_partial", row_sum(t_partial))
+        self._count("remote_full", row_sum(t_full))
+        self._count("tlb_gen_xfers", row_sum(targets))
         self.tlb_gen_sharers |= targets
         self._invalidate(t_partial, t_full, inr)
         self.local_gen = np.where(targets, ng, lgt)
@@ -297,7 +329,7 @@ class VectorEngine:
             # once and catches up, rather than faulting once per stale page.
             fix = spurious & (self.local_gen[ar, cpu] < self.tlb_gen)
             D = self.dist[cpu]
-            near = np.where(self.tlb_gen_sharers, D, 99).min(1)
+            near = row_min(np.where(self.tlb_gen_sharers, D, 99))
             moved = fix & (near > 0)
             base = c.flush_full + np.where(moved, t.tlb_gen_xfer[np.minimum(near, 3)], 0.0)
             cost += np.where(fix, self._cost(base, u[:, K.SLOT_FIXUP]), 0)
@@ -339,7 +371,7 @@ class VectorEngine:
         back = m & ~to_lazy
         behind = back & (self.local_gen[ar, cpu] < self.tlb_gen)
         D = self.dist[cpu]
-        near = np.where(self.tlb_gen_sharers, D, 99).min(1)
+        near = row_min(np.where(self.tlb_gen_sharers, D, 99))
         moved = back & (near > 0)
         base = (c.context_switch + np.where(behind, c.flush_full, 0.0)
                 + np.where(moved, t.tlb_gen_xfer[np.minimum(near, 3)], 0.0))

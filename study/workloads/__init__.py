@@ -27,11 +27,11 @@ def lazy_cpus(spec: WorkloadSpec) -> np.ndarray:
 
 
 def run_workload(engine, spec: WorkloadSpec, *, rounds: int, seed: np.random.SeedSequence,
-                 max_samples: int = 2048) -> CellResult:
+                 max_samples: int = 2048, label_counters: bool = False) -> CellResult:
     """Drive ``engine`` (vectorized or the scalar batch) through ``rounds`` rounds of ``spec``."""
     work_seed, jitter_seed = seed.spawn(2)
     work = np.random.default_rng(work_seed)
-    driver = Driver(engine, np.random.default_rng(jitter_seed), max_samples)
+    driver = Driver(engine, np.random.default_rng(jitter_seed), max_samples, label_counters)
     module = MODULES[spec.name]
     running = ~lazy_cpus(spec)
     running[0] = False   # thread 0 is the initiator / monitor / allocator
@@ -40,11 +40,15 @@ def run_workload(engine, spec: WorkloadSpec, *, rounds: int, seed: np.random.See
         driver.start_measuring()
     for _ in range(rounds):
         module.run_round(spec, driver, work, running)
-    return driver.result(rounds, module.FLUSH_LABELS)
+    result = driver.result(rounds, module.FLUSH_LABELS)
+    if label_counters:
+        result.label_counters = driver.label_counters
+    return result
 
 
 def simulate_cell(machine: Machine, workload: WorkloadSpec, policy, *, replicates: int, rounds: int,
-                  seed: np.random.SeedSequence, max_samples: int = 2048) -> CellResult:
+                  seed: np.random.SeedSequence, max_samples: int = 2048,
+                  label_counters: bool = False) -> CellResult:
     """Simulate ``replicates`` independent runs of one cell with the vectorized engine.
 
     The same ``seed`` gives the same result; give the strict and relaxed cells of one
@@ -55,4 +59,5 @@ def simulate_cell(machine: Machine, workload: WorkloadSpec, policy, *, replicate
     cpus = placement_cpus(machine, workload.threads, workload.placement)
     engine = VectorEngine(machine, policy, cpus, workload.pages, replicates,
                           working_set=workload.working_set, lazy=lazy_cpus(workload))
-    return run_workload(engine, workload, rounds=rounds, seed=seed, max_samples=max_samples)
+    return run_workload(engine, workload, rounds=rounds, seed=seed, max_samples=max_samples,
+                        label_counters=label_counters)

@@ -18,7 +18,8 @@ from study.workloads.result import CellResult
 class Driver:
     """Runs operations on ``engine`` (VectorEngine or ScalarBatch) and records latencies."""
 
-    def __init__(self, engine, jitter: np.random.Generator, max_samples: int = 2048):
+    def __init__(self, engine, jitter: np.random.Generator, max_samples: int = 2048,
+                 label_counters: bool = False):
         self.engine = engine
         self.jitter = jitter
         self.R, self.C = engine.R, engine.C
@@ -30,6 +31,10 @@ class Driver:
         self.n_samples: dict[str, int] = {}
         self.initiator_cycles = np.zeros(self.R, np.int64)
         self.other_cycles = np.zeros(self.R, np.int64)
+        # per-label event counts (summed over replicates), to explain where a latency comes from
+        self.label_counters: dict[str, dict[str, int]] | None = {} if label_counters else None
+        self._last_delta: dict[str, np.ndarray] = {}
+        self._idle = (np.zeros(self.R, np.int64), np.zeros(self.R, np.int8), np.zeros(self.R, bool))
         self._base_counters = {k: np.zeros(self.R, np.int64) for k in engine.counters}
         self._base_stolen = np.zeros(self.R, np.int64)
 
@@ -50,20 +55,36 @@ class Driver:
         initiator (CPU slot 0) or to the other threads by the acting CPU.
         """
         R = self.R
+        if active is not None and not active.any():
+            # Nobody acts: skip the step.  Whether a step is skipped depends only on the
+            # workload stream, so the jitter streams of strict and relaxed stay aligned.
+            return self._idle
         kinds = self._const(kind, np.int8) if active is None else np.where(active, kind, OP_NOP).astype(np.int8)
         cpu = np.broadcast_to(np.asarray(cpu, np.intp), (R,))
         lo = np.broadcast_to(np.asarray(lo, np.intp), (R,))
         n = np.broadcast_to(np.asarray(n, np.int64), (R,))
         arg = np.broadcast_to(np.asarray(arg, np.int8), (R,))
         u = draw_slots(self.jitter, R, self.C)
+        before = self._snapshot()
         lat, flush, pending = self.engine.step(kinds, cpu, lo, n, arg, u)
+        if before is not None:
+            self._last_delta = {k: v - before[k] for k, v in self.engine.counters.items()}
         on0 = cpu == 0
         self.initiator_cycles += np.where(on0, lat, 0)
         self.other_cycles += np.where(on0, 0, lat)
         return lat, flush, pending
 
+    def _snapshot(self):
+        if self.label_counters is None:
+            return None
+        return {k: v.copy() for k, v in self.engine.counters.items()}
+
     def record(self, label, lat, flush=None, active=None):
         """Book one call of ``label`` per active replicate with latency ``lat``."""
+        if self.label_counters is not None:
+            books = self.label_counters.setdefault(label, {})
+            for k, v in self._last_delta.items():
+                books[k] = books.get(k, 0) + int(v.sum())
         if label not in self.lat_sum:
             self.lat_sum[label] = np.zeros(self.R, np.int64)
             self.calls[label] = np.zeros(self.R, np.int64)

@@ -42,5 +42,7 @@ class CellResult:
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
     counters: dict[str, np.ndarray] = field(default_factory=dict)
     samples: dict[str, np.ndarray] = field(default_factory=dict)
+    # optional: events per label summed over replicates (simulate_cell(label_counters=True))
+    label_counters: dict[str, dict[str, int]] | None = None
 
     MAIN_METRIC = "total_cycles_per_round"
