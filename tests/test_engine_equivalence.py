@@ -49,8 +49,8 @@ def test_random_interleavings_agree(machine, policy, threads, pages, placement, 
     R = 6
     vec = VectorEngine(machine, policy, cpus, pages, R, working_set=working_set, lazy=lazy)
     ref = ScalarBatch(machine, policy, cpus, pages, R, working_set=working_set, lazy=lazy)
-    outs_v = run_random(vec, np.random.default_rng(seed), 40)
-    outs_r = run_random(ref, np.random.default_rng(seed), 40)
+    outs_v = run_random(vec, np.random.default_rng(seed), 40, lazy=lazy)
+    outs_r = run_random(ref, np.random.default_rng(seed), 40, lazy=lazy)
     assert_same(vec, ref, outs_v, outs_r)
 
 
