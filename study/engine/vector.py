@@ -107,8 +107,20 @@ class VectorEngine:
 
     def _cost(self, base, u, table=None):
         """Jittered integer cost of ``base`` cycles with draws ``u``."""
+        # float64 holding whole cycles: exact far beyond any run's totals, and it spares
+        # an integer conversion per event; step() converts once.
         F = self.t.F if table is None else table
-        return np.rint(base * F[u]).astype(np.int64)
+        return np.rint(base * F[u])
+
+    def _distances(self, cpu):
+        """Distance class from each replicate's acting CPU to every CPU, [R, C].
+
+        In lockstep every replicate usually acts on the same CPU: a broadcast row then
+        replaces an [R, C] gather."""
+        first = cpu[0]
+        if (cpu == first).all():
+            return np.broadcast_to(self.dist[first], (self.R, self.C))
+        return self.dist[cpu]
 
     def _count(self, name, values):
         self.counters[name] += values
@@ -120,7 +132,7 @@ class VectorEngine:
 
         Returns (latency on the acting CPU, flush type taken, uffd-wp fault pending).
         """
-        lat = np.zeros(self.R, np.int64)
+        lat = np.zeros(self.R)
         flush = np.full(self.R, FLUSH_NONE, np.int8)
         uffd_pending = np.zeros(self.R, bool)
         for op in (OP_MPROTECT, OP_UFFD_WP, OP_MADV_FREE):
@@ -133,7 +145,7 @@ class VectorEngine:
         m = kind == OP_SWITCH_MM
         if m.any():
             self._switch_mm(m, cpu, arg.astype(bool), u, lat)
-        return lat, flush, uffd_pending
+        return lat.astype(np.int64), flush, uffd_pending
 
     # ---------------------------------------------------------------- change_protection
 
@@ -194,7 +206,7 @@ class VectorEngine:
     def _flush_tlb_mm_range(self, f, strict, cpu, n, inr, u):
         """++tlb_gen, the local flush_tlb_func, and on the strict path the shootdown."""
         t, c, ar = self.t, self.t.c, self.ar
-        D = self.dist[cpu]                                   # [R, C] distance from initiator
+        D = self._distances(cpu)                             # [R, C] distance from initiator
         self.tlb_gen += f
         new_gen = self.tlb_gen
         # ++mm->tlb_gen is a locked RMW: the line comes from the farthest other holder.
@@ -203,7 +215,7 @@ class VectorEngine:
         moved = f & (xdist > 0)
         cost = np.where(moved, self._cost(t.tlb_gen_xfer[xdist], u[:, K.SLOT_TLBGEN]), 0)
         self._count("tlb_gen_xfers", moved)
-        self.tlb_gen_sharers[f] = False
+        self.tlb_gen_sharers &= ~f[:, None]
         self.tlb_gen_sharers[ar[f], cpu[f]] = True
 
         ranged = n <= t.ceiling
@@ -215,9 +227,11 @@ class VectorEngine:
         local_cost = np.where(f, local_cost, 0)
         self._count("local_partial", loc_partial)
         self._count("local_full", loc_full)
-        own = np.zeros((self.R, self.C), bool)
-        own[ar, cpu] = True
-        self._invalidate(own & loc_partial[:, None], own & loc_full[:, None], inr)
+        if loc_partial.any():
+            self.tlb_valid[ar, cpu] &= ~(inr & loc_partial[:, None])
+        if loc_full.any():
+            self.tlb_valid[ar, cpu] &= ~loc_full[:, None]
+            self.ws_cached[ar[loc_full], cpu[loc_full]] = 0
         self.local_gen[ar[f], cpu[f]] = new_gen[f]
 
         self._count("strict_flushes", strict)
@@ -237,8 +251,8 @@ class VectorEngine:
             offset_base = np.broadcast_to((c.cpumask_scan + c.ipi_send * (nt > 0))[:, None], targets.shape)
             send_base = c.cpumask_scan + c.ipi_send * (nt > 0)
         fsend = t.F[u[:, K.SLOT_SEND]]
-        send_cost = np.rint(send_base * fsend).astype(np.int64)
-        offset = np.rint(offset_base * fsend[:, None]).astype(np.int64)
+        send_cost = np.rint(send_base * fsend)
+        offset = np.rint(offset_base * fsend[:, None])
 
         # Each target's flush_tlb_func: read mm->tlb_gen (line from the initiator), then
         # nothing / INVLPG per page / full flush by the generation rule.
@@ -257,7 +271,7 @@ class VectorEngine:
         # The initiator sends, flushes locally meanwhile, then waits for the slowest ack.
         strict_cost = cost + np.maximum(send_cost + local_cost, done)
 
-        self.stolen += row_sum(handler)
+        self.stolen += row_sum(handler).astype(np.int64)
         self._count("ipis", nt)
         self._count("shootdowns", nt > 0)
         self._count("remote_partial", row_sum(t_partial))
@@ -328,7 +342,7 @@ class VectorEngine:
             # flush_tlb_fix_spurious_fault(): a CPU behind mm->tlb_gen flushes everything
             # once and catches up, rather than faulting once per stale page.
             fix = spurious & (self.local_gen[ar, cpu] < self.tlb_gen)
-            D = self.dist[cpu]
+            D = self._distances(cpu)
             near = row_min(np.where(self.tlb_gen_sharers, D, 99))
             moved = fix & (near > 0)
             base = c.flush_full + np.where(moved, t.tlb_gen_xfer[np.minimum(near, 3)], 0.0)
@@ -370,7 +384,7 @@ class VectorEngine:
         t, c, ar = self.t, self.t.c, self.ar
         back = m & ~to_lazy
         behind = back & (self.local_gen[ar, cpu] < self.tlb_gen)
-        D = self.dist[cpu]
+        D = self._distances(cpu)
         near = row_min(np.where(self.tlb_gen_sharers, D, 99))
         moved = back & (near > 0)
         base = (c.context_switch + np.where(behind, c.flush_full, 0.0)
