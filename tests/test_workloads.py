@@ -103,3 +103,14 @@ def test_no_violations_in_any_workload_and_placement(workload, placement):
     workload = dataclasses.replace(workload, placement=placement)
     for policy in (STRICT, RELAXED):
         assert run(workload, policy, replicates=32, rounds=20).counters["violations"].sum() == 0
+
+
+def test_lazy_cpus_skip_the_ipi_and_pay_a_full_flush_when_they_wake():
+    spec = MprotectToggle(threads=4, lazy_share=2 / 3, lazy_wake_rate=1.0)
+    res = run(spec, STRICT, replicates=16, rounds=20)
+    rounds = res.rounds
+    # two shootdowns a round, each to the one running thread; the two sleepers are skipped
+    assert (res.counters["ipis"] == 2 * rounds).all()
+    # each wake-up finds the CPU behind mm->tlb_gen: one full flush per sleeper per round
+    assert (res.counters["local_full"] == 2 * rounds).all()
+    assert mean(res, "lat_lazy_wakeup") > HASWELL.costs.context_switch

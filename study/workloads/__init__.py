@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from study.engine.machine import Machine, placement_cpus
+from study.engine.ops import OP_SWITCH_MM
 from study.engine.vector import VectorEngine
 from study.workloads import madv_free, mprotect_toggle, uffd_wp
 from study.workloads.driver import Driver
@@ -38,12 +39,23 @@ def run_workload(engine, spec: WorkloadSpec, *, rounds: int, seed: np.random.See
     if hasattr(module, "setup"):
         module.setup(spec, driver, work)
         driver.start_measuring()
+    sleeping = np.flatnonzero(lazy_cpus(spec)) if spec.lazy_wake_rate > 0 else ()
     for _ in range(rounds):
         module.run_round(spec, driver, work, running)
+        for cpu in sleeping:
+            _wake_up(spec, driver, work, cpu)
     result = driver.result(rounds, module.FLUSH_LABELS)
     if label_counters:
         result.label_counters = driver.label_counters
     return result
+
+
+def _wake_up(spec: WorkloadSpec, driver: Driver, work: np.random.Generator, cpu: int) -> None:
+    """A lazy CPU runs the mm's thread for a moment: switch_mm in, then back to idle."""
+    act = work.random(driver.R) < spec.lazy_wake_rate
+    lat, _, _ = driver.op(OP_SWITCH_MM, cpu, arg=0, active=act)
+    driver.record("lazy_wakeup", lat, active=act)
+    driver.op(OP_SWITCH_MM, cpu, arg=1, active=act)
 
 
 def simulate_cell(machine: Machine, workload: WorkloadSpec, policy, *, replicates: int, rounds: int,

@@ -18,6 +18,7 @@ LABELS = (
     "uffd_protect",     # UFFDIO_WRITEPROTECT(protect) by the monitor
     "uffd_resolve",     # an application write that took a uffd-wp fault, until it completed
     "uffd_write",       # an application write that did not take a uffd-wp fault
+    "lazy_wakeup",      # a sleeping thread's CPU switching the mm back in
 )
 
 # Event counters, summed per replicate: defined by the engine that counts them.

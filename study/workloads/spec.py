@@ -27,6 +27,9 @@ class WorkloadSpec:
     working_set: int = 0
     # share of the threads other than thread 0 that sleep with the mm loaded (lazy CPUs)
     lazy_share: float = 0.0
+    # chance per round that each sleeping thread wakes up (switch_mm back in: a full flush
+    # if its CPU missed a generation) and goes back to sleep
+    lazy_wake_rate: float = 0.0
 
     def validate(self, machine: Machine, prefix: str = "workload") -> "WorkloadSpec":
         if self.name not in WORKLOADS:
@@ -49,7 +52,7 @@ class WorkloadSpec:
         return self
 
     def _ratios(self) -> tuple[str, ...]:
-        return ("dirty_ratio", "lazy_share")
+        return ("dirty_ratio", "lazy_share", "lazy_wake_rate")
 
 
 @dataclass(frozen=True)
