@@ -11,7 +11,8 @@ import yaml
 
 from study.calibration.fit import fit
 from study.calibration.priors import PRIORS, SCALE
-from study.cli.common import parse, report_error
+from study.cli import config_error
+from study.cli.common import parse
 from study.config import build_cell, compose, config_dir
 from study.errors import ConfigError
 from study.seed import SEED_MACHINE, SEED_TABLE
@@ -29,7 +30,7 @@ def main(argv: list[str]) -> int:
         if args.replicates < 2 or args.rounds < 1:
             raise ConfigError("--replicates/--rounds", "need >= 2 replicates and >= 1 round")
     except ConfigError as err:
-        return report_error(err)
+        return config_error(err)
 
     print(f"fitting {len(PRIORS)} event costs of machine {machine.name!r} to the seed's {len(SEED_TABLE)} cells "
           f"({args.replicates} replicates x {args.rounds} rounds per cell per evaluation) ...", flush=True)

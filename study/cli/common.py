@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -20,12 +19,6 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]):
         if "=" not in word:
             raise ConfigError(word, "expected a key=value override (e.g. workload.threads=4)")
     return args
-
-
-def report_error(err: ConfigError) -> int:
-    """One line naming the key and what is allowed; exit code 2."""
-    print(f"error: {err}", file=sys.stderr)
-    return 2
 
 
 def write_json_atomic(path: Path, data) -> None:

@@ -10,7 +10,8 @@ import dataclasses
 import time
 from pathlib import Path
 
-from study.cli.common import parse, report_error, write_json_atomic
+from study.cli import config_error
+from study.cli.common import parse, write_json_atomic
 from study.config import build_cell, compose
 from study.errors import ConfigError
 from study.runner.replicate import run_cell
@@ -24,7 +25,7 @@ def main(argv: list[str]) -> int:
         args = parse(parser, argv)
         cell = build_cell(compose(args.overrides))
     except ConfigError as err:
-        return report_error(err)
+        return config_error(err)
 
     m, w, p, r = cell.machine, cell.workload, cell.policy, cell.run
     start = time.perf_counter()

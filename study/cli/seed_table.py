@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from study.calibration.seed_table import headline_changes, seed_table
-from study.cli.common import parse, report_error, write_json_atomic
+from study.cli import config_error
+from study.cli.common import parse, write_json_atomic
 from study.config import build_cell, compose
 from study.errors import ConfigError
 from study.seed import SEED_MACHINE
@@ -35,7 +36,7 @@ def main(argv: list[str]) -> int:
         if args.replicates < 2 or args.rounds < 1:
             raise ConfigError("--replicates/--rounds", "need >= 2 replicates and >= 1 round")
     except ConfigError as err:
-        return report_error(err)
+        return config_error(err)
 
     start = time.perf_counter()
     rows = seed_table(machine, replicates=args.replicates, rounds=args.rounds, root_seed=args.seed)

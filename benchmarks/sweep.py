@@ -1,0 +1,74 @@
+"""Wall time of ``python -m study sweep`` and its Ray speedup from 1 to 2 CPUs.
+
+    python benchmarks/sweep.py                 # sweep=default, 2 CPUs then 1 CPU (~8 min)
+    python benchmarks/sweep.py --sweep quick --cpus 1 2
+
+Each measurement is a fresh ``python -m study sweep`` process (Ray start included) writing
+to a fresh output directory, so nothing is reused.  Targets: default within 5 minutes on
+2 CPUs, speedup >= 1.7x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_SECONDS = 300.0
+TARGET_SPEEDUP = 1.7
+
+
+def measure(sweep: str, cpus: int, extra: list[str]) -> dict:
+    """One sweep in a fresh process and a fresh output directory."""
+    out = Path(tempfile.mkdtemp(prefix=f"bench-{sweep}-{cpus}cpu-"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    args = [sys.executable, "-m", "study", "sweep", f"sweep={sweep}", f"ray.num_cpus={cpus}",
+            f"run.output_dir={out}", *extra]
+    try:
+        start = time.perf_counter()
+        proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            sys.exit(f"sweep failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        manifest = json.loads((out / "sweep" / sweep / "manifest.json").read_text())
+        return {"cpus": cpus, "wall_s": wall, "compute_s": manifest["timings"]["compute_s"],
+                "cells": len(manifest["cells"]), "computed": manifest["cells_computed"]}
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sweep", default="default")
+    parser.add_argument("--cpus", type=int, nargs="+", default=[2, 1], help="num_cpus to measure, in order")
+    parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
+    args = parser.parse_args(argv)
+
+    results = {}
+    for cpus in args.cpus:
+        r = measure(args.sweep, cpus, args.overrides)
+        results[cpus] = r
+        print(f"sweep={args.sweep} ray.num_cpus={cpus}: {r['wall_s']:.1f} s wall, {r['compute_s']:.1f} s computing "
+              f"{r['computed']} cells ({r['cells'] / r['wall_s']:.2f} cells/s)", flush=True)
+    code = 0
+    if 2 in results and results[2]["wall_s"] > TARGET_SECONDS and args.sweep == "default":
+        print(f"MISSED: default sweep took more than {TARGET_SECONDS:.0f} s on 2 CPUs")
+        code = 1
+    if 1 in results and 2 in results:
+        wall = results[1]["wall_s"] / results[2]["wall_s"]
+        compute = results[1]["compute_s"] / results[2]["compute_s"]
+        print(f"speedup 1 -> 2 CPUs: {wall:.2f}x wall, {compute:.2f}x computing (target >= {TARGET_SPEEDUP}x)")
+        if wall < TARGET_SPEEDUP:
+            code = 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Per-idea attribution: each RFC idea's share of relaxed's gain, with CIs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from study.analysis import figures, schema
+from study.analysis.plots.common import Plot, machines_note, new_figure, skip
+from study.analysis.results import Results
+
+NAME, TITLE = "attribution", "Share of relaxed's gain per RFC idea"
+
+
+def plot(results: Results) -> Plot:
+    data = results.attribution
+    if data.empty:
+        return skip(NAME, TITLE, "the sweep has no ablations of relaxed (one RFC switch off) where relaxed wins")
+    data = data.sort_values(["workload", "machine_label"], kind="stable").reset_index(drop=True)
+    keys = list(data[["machine_label", "workload"]].drop_duplicates().itertuples(index=False, name=None))
+    fig, axes = new_figure(len(keys), height=2.8, sharey=True)
+    order = list(schema.IDEAS) + [d for d in data["idea"].unique() if d not in schema.IDEAS]
+    for ax, (machine, workload) in zip(axes[0], keys):
+        sel = data[(data["machine_label"] == machine) & (data["workload"] == workload)].set_index("idea")
+        ideas = [i for i in order if i in sel.index]
+        y = np.arange(len(ideas))
+        share = sel.loc[ideas, "share"].to_numpy(float)
+        err = np.vstack([share - sel.loc[ideas, "share_low"].to_numpy(float),
+                         sel.loc[ideas, "share_high"].to_numpy(float) - share])
+        colors = [figures.ROLE_COLORS.get(schema.ablation_role(i), "0.6") for i in ideas]
+        ax.barh(y, share, xerr=np.clip(np.nan_to_num(err), 0, None), color=colors, capsize=3)
+        ax.set_yticks(y, ideas)
+        ax.axvline(0, color="0.3", lw=0.8)
+        ax.invert_yaxis()
+        ax.set_title(f"{workload}\n{int(sel['settings'].iloc[0])} settings")
+        ax.set_xlabel("share of the gain")
+    caption = ("What switching each idea off gives back, as a share of strict minus relaxed total cycles per "
+               "round, pooled over the settings where relaxed wins; bars: 95% paired-bootstrap CIs; the "
+               f"remainder is the ideas' interaction; {machines_note(data)}.")
+    return Plot(NAME, TITLE, caption, data, fig)

@@ -1,0 +1,107 @@
+"""What every plot shares: the Plot record, picking cells, lines with CI bands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from study.analysis import figures, grid, schema, seedtable
+
+MAIN_ROLES = (schema.ROLE_STRICT, schema.ROLE_RELAXED)
+
+
+@dataclass
+class Plot:
+    """One figure: its data (always written as CSV) and, unless skipped, the figure."""
+
+    name: str
+    title: str
+    caption: str
+    data: pd.DataFrame
+    fig: plt.Figure | None = None
+    note: str = ""  # why the plot was skipped, or a caveat worth printing under it
+
+    @property
+    def skipped(self) -> bool:
+        return self.fig is None
+
+
+def skip(name: str, title: str, note: str) -> Plot:
+    return Plot(name=name, title=title, caption="", data=pd.DataFrame(), note=note)
+
+
+def machines_note(frame: pd.DataFrame) -> str:
+    """'machine X (uncalibrated preset)' for the machines a figure draws from."""
+    labels = sorted(frame["machine_label"].dropna().unique()) if "machine_label" in frame else []
+    return "machine " + ", ".join(labels) if labels else ""
+
+
+def long_metrics(cells: pd.DataFrame, metrics: list[str], keep: list[str]) -> pd.DataFrame:
+    """One row per cell and metric with mean, ci_low, ci_high (rows without a mean dropped)."""
+    frames = []
+    for metric in metrics:
+        if f"{metric}.mean" not in cells.columns:
+            continue
+        part = cells[keep].copy()
+        part["metric"] = metric
+        for st in ("mean", "ci_low", "ci_high"):
+            part[st] = cells[f"{metric}.{st}"].to_numpy()
+        frames.append(part[part["mean"].notna()])
+    if not frames:
+        return pd.DataFrame(columns=keep + ["metric", "mean", "ci_low", "ci_high"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def representative_pair(cells: pd.DataFrame, workload: str):
+    """The pair a single-setting figure shows: the seed's 2-thread cell for the seed's
+    workload when the sweep has it, otherwise the most threads of the best-covered slice."""
+    rows = cells[(cells["workload"] == workload) & (cells["role"] == schema.ROLE_STRICT)]
+    if rows.empty:
+        return None
+    seed = seedtable.seed_cells(cells)
+    seed = seed[(seed["workload"] == workload) & (seed["workload.threads"] == 2) & (seed["role"] == schema.ROLE_STRICT)]
+    if not seed.empty:
+        return seed["pair_id"].iloc[0]
+    part = grid.slice_for(rows, ["workload.threads"])
+    return part.sort_values(["workload.threads", "pair_id"], kind="stable")["pair_id"].iloc[-1]
+
+
+def lines_with_ci(ax, frame: pd.DataFrame, x: str, hue: str, colors: dict, y="mean", low="ci_low", high="ci_high",
+                  order=None) -> None:
+    """Mean lines (seaborn) with their CI as a band, one per ``hue`` value."""
+    frame = frame.sort_values([hue, x], kind="stable")
+    order = [h for h in (order or sorted(frame[hue].unique())) if h in set(frame[hue])]
+    palette = {h: colors.get(h, "0.4") for h in order}
+    sns.lineplot(data=frame, x=x, y=y, hue=hue, hue_order=order, palette=palette, marker="o", markersize=4,
+                 errorbar=None, ax=ax, legend="brief")
+    for h in order:
+        part = frame[frame[hue] == h]
+        lo, hi = part[low].to_numpy(float), part[high].to_numpy(float)
+        if np.isfinite(lo).all() and np.isfinite(hi).all():
+            ax.fill_between(part[x].to_numpy(float), lo, hi, color=palette[h], alpha=0.2, linewidth=0)
+
+
+def legend_below(fig: plt.Figure, axes, title: str | None = None) -> None:
+    """One legend for the whole figure, under it, instead of one per panel over the data."""
+    handles, labels, seen = [], [], set()
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in seen:
+                seen.add(label)
+                handles.append(handle)
+                labels.append(label)
+        if ax.get_legend():
+            ax.get_legend().remove()
+    if handles:
+        fig.tight_layout()
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=min(len(labels), 4),
+                   frameon=False, title=title)
+
+
+def new_figure(ncols: int, nrows: int = 1, height: float = 2.6, sharey=False):
+    """Subplots at the report's width; call inside ``figures.style()`` (the registry does)."""
+    return plt.subplots(nrows, ncols, figsize=(figures.WIDTH, height * nrows), squeeze=False, sharey=sharey)

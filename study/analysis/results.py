@@ -1,0 +1,27 @@
+"""Everything one analysis run computed, handed to the plots and the writers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from study.analysis.crossover import Crossover
+from study.analysis.load import Sweep
+from study.analysis.paired import Comparisons
+
+
+@dataclass
+class Results:
+    sweep: Sweep
+    summary: pd.DataFrame            # per cell and metric: mean, CI, median, p99, unstable
+    comparisons: Comparisons         # strict vs relaxed, every metric
+    paired_main: pd.DataFrame        # the same, main metric only
+    crossover: Crossover
+    attribution_pairs: pd.DataFrame  # per pair and idea
+    attribution: pd.DataFrame        # pooled per machine and workload
+    seed: pd.DataFrame               # the seed table reproduced
+
+    @property
+    def cells(self) -> pd.DataFrame:
+        return self.sweep.cells

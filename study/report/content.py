@@ -1,0 +1,37 @@
+"""The report's outline: its title, its sections in order, and what fills each."""
+
+from __future__ import annotations
+
+from study.report import provenance, sections
+from study.report.doc import Document, Heading
+from study.report.inputs import Inputs
+
+TITLE = "When do relaxed TLB flushes beat strict TLB shootdowns?"
+
+# (anchor, title, builder); the titles are the report's contract with its readers and tests.
+SECTIONS = (
+    ("summary", "Headline numbers", sections.summary),
+    ("question", "The question and the model", sections.question),
+    ("seed", "The seed's table reproduced", sections.seed_section),
+    ("scaling", "Scaling with threads and placement", sections.scaling),
+    ("madv-free", "MADV_FREE and the dirty ratio", sections.madv_free),
+    ("userfaultfd", "userfaultfd write-protect", sections.uffd),
+    ("loses", "Where relaxed loses", sections.loses),
+    ("attribution", "Per-idea attribution", sections.attribution),
+    ("method", "Statistical method", provenance.method),
+    ("provenance", "Provenance", provenance.provenance),
+)
+SECTION_TITLES = tuple(title for _, title, _ in SECTIONS)
+
+
+def build(inputs: Inputs) -> Document:
+    man = inputs.manifest
+    revision = man.get("git_revision") or "unknown revision"
+    versions = man.get("versions", {}) if isinstance(man.get("versions"), dict) else {}
+    subtitle = (f"Sweep {inputs.summary.get('sweep')} \u00b7 study {versions.get('study', '?')} \u00b7 "
+                f"git {revision} \u00b7 machine {sections.machines_text(inputs).replace('`', '')}")
+    doc = Document(title=TITLE, subtitle=subtitle)
+    for anchor, title, make in SECTIONS:
+        doc.add(Heading(title, level=1, anchor=anchor))
+        doc.add(*make(inputs))
+    return doc

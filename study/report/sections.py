@@ -1,0 +1,338 @@
+"""The report's result sections, each a function from the analysis inputs to blocks.
+
+Every sentence with a number is built from the analysis files, and says what it could not
+show when the sweep lacked the cells for it; none asserts a result the data did not give.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from study.analysis import schema
+from study.analysis.paired import LOSES
+from study.report import numbers as fmt
+from study.report import tables
+from study.report.doc import Block, Figure, Heading, Items, Note, Para, Table
+from study.report.inputs import Inputs
+
+IDEA_TEXT = {
+    "relaxed_promote": "`relaxed_promote` (RFC patches 9\u201311): RO\u2192RW takes a relaxed flush, "
+                       "`++mm->tlb_gen` and a local flush, no IPIs",
+    "spurious_fixup": "`spurious_fixup` (patch 8): a spurious fault on a CPU whose local generation lags "
+                      "does one full local flush (`flush_tlb_fix_spurious_fault`) and catches up",
+    "clean_no_flush": "`clean_no_flush` (patch 12): RW\u2192RO on a clean PTE needs no flush",
+    "uffd_dirty_hint": "`uffd_dirty_hint` (patches 1\u20132): UFFDIO_WRITEPROTECT unprotect sets Dirty and "
+                       "Accessed, so the writer's retry skips the dirty-bit walk",
+}
+
+
+def figure(inputs: Inputs, name: str) -> list[Block]:
+    """The figure, or a note saying why the sweep could not draw it."""
+    record = inputs.plot(name)
+    if record is None:
+        return []
+    svg = inputs.svg(name)
+    if svg is None:
+        return [Note(f"Figure \u201c{record['title']}\u201d is not drawn: {record['note']}.")]
+    return [Figure(name=name, svg=svg, caption=f"{record['title']}. {record['caption']}")]
+
+
+def main_rows(inputs: Inputs, workload: str | None = None) -> pd.DataFrame:
+    paired = inputs.table("paired")
+    if paired.empty:
+        return paired
+    rows = paired[paired["metric"] == schema.MAIN_METRIC]
+    if workload is not None:
+        rows = rows[rows["workload"] == workload]
+    return rows
+
+
+def machines_text(inputs: Inputs) -> str:
+    labels = [m["machine_label"] for m in inputs.summary.get("machines", [])]
+    return ", ".join(f"`{x}`" for x in labels) if labels else "none"
+
+
+# --- summary -------------------------------------------------------------------------
+
+def summary(inputs: Inputs) -> list[Block]:
+    m = inputs.metrics
+    items = []
+    red = m.get("seed_reduction_2t", {})
+    for label, call in (("mprotect_rw", "PROT_READ|PROT_WRITE"), ("mprotect_ro", "PROT_READ")):
+        if label in red:
+            r = red[label]
+            items.append(f"Seed loop, 2 threads, mprotect({call}): relaxed changes the call's cost by "
+                         f"{fmt.percent(r['model'], r['ci_low'], r['ci_high'])}; the seed measured "
+                         f"{fmt.percent(r['seed'])}.")
+    seed = inputs.table("seed_table")
+    if not seed.empty:
+        inside = int(seed["seed_in_ci"].astype(bool).sum())
+        worst = seed.loc[seed["rel_error"].abs().idxmax()]
+        error = fmt.percent(worst["rel_error"], worst["ci_low"] / worst["seed_cycles"] - 1,
+                            worst["ci_high"] / worst["seed_cycles"] - 1, digits=2, signed=True)
+        items.append(f"Seed table: {inside} of {len(seed)} published values lie inside the model's 95% CI; the "
+                     f"largest relative error is {error} "
+                     f"(mprotect({worst['call']}), {worst['threads']} thread(s), {worst['policy']}).")
+    speed, where = m.get("speedup", {}), inputs.summary.get("where", {})
+    for key, text in (("seed_setting", "at the seed's setting"), ("best", "at best"), ("worst", "at worst")):
+        if key in speed:
+            s = speed[key]
+            value = fmt.ratio(s["value"], s["ci_low"], s["ci_high"])
+            items.append(f"Total cycles per round, strict/relaxed {text}: {value} (`{where[key]['setting']}`).")
+    g = m.get("grid", {})
+    if g.get("settings_compared"):
+        items.append(f"Over the grid, relaxed is faster in {g['relaxed_wins']} and slower in {g['relaxed_loses']} of "
+                     f"{g['settings_compared']} settings (paired t test, Holm-adjusted p < 0.05); "
+                     f"{g['no_clear_difference']} show no clear difference.")
+    boundary = inputs.table("crossover")
+    for r in (boundary[boundary["status"] == "crosses"].itertuples(index=False) if not boundary.empty else ()):
+        at = f" at {tables.KNOB_TITLES.get(r.y, r.y)} = {fmt.plain(r.y_value)}" if isinstance(r.y, str) else ""
+        items.append(f"{r.workload}{at}: relaxed stops winning at {tables.KNOB_TITLES.get(r.x, r.x)} = "
+                     f"{fmt.num(r.boundary, 3)} {fmt.interval(r.boundary_low, r.boundary_high, 3)}.")
+    for workload, ideas in sorted(m.get("attribution", {}).items()):
+        top = max(((i, v) for i, v in ideas.items() if i in IDEA_TEXT), key=lambda kv: kv[1]["value"] or 0,
+                  default=None)
+        if top:
+            items.append(f"{workload}: the largest share of relaxed's gain comes from `{top[0]}`, "
+                         f"{fmt.percent(top[1]['value'], top[1]['ci_low'], top[1]['ci_high'], digits=0)}.")
+    if not items:
+        return [Para("The sweep has no strict/relaxed pairs to summarize.")]
+    return [Para("Every number is an estimate with its 95% confidence interval in brackets; a speedup is "
+                 "strict/relaxed, so above 1 relaxed is faster."), Items(items)]
+
+
+# --- 1 ---------------------------------------------------------------------------------
+
+def question(inputs: Inputs) -> list[Block]:
+    ov = inputs.summary.get("overview", {})
+    man = inputs.manifest
+    blocks: list[Block] = [
+        Para("The 2022 RFC \u201cmm: relaxed TLB flushes and other optimizations\u201d lets x86 skip the TLB "
+             "shootdown when a PTE change only adds permission (RO\u2192RW): the kernel advances `mm->tlb_gen`, "
+             "flushes the local TLB and sends no IPI; a remote CPU keeps a stale, more restrictive entry, and if "
+             "it faults on it, the spurious fault brings it up to date with one full flush. This report asks "
+             "when that beats mainline's strict shootdown, by how much, and where it loses."),
+        Para("The model is a Monte Carlo simulation of the flush machinery (`flush_tlb_mm_range`, "
+             "`flush_tlb_func`, per-CPU and per-mm `tlb_gen`, `mm_cpumask`, lazy CPUs) in which every cost is "
+             "the cost of one named event (IPI delivery, INVLPG, CR3 reload, dirty-bit page walk, fault entry), "
+             "jittered per event. Three workloads: the seed's mprotect toggle, userfaultfd write-protect, and an "
+             "allocator's MADV_FREE cycle. Policies: `strict` (mainline), `relaxed` (the RFC), the negative "
+             "control `unsafe` (no flush on a dirty RW\u2192RO), and ablations of relaxed with one idea off:"),
+        Items([IDEA_TEXT[i] for i in schema.IDEAS]),
+    ]
+    if ov:
+        desc = f" ({man['description']})" if man.get("description") else ""
+        reps = ov["replicates"]
+        rounds = ov["rounds"]
+        blocks.append(Para(
+            f"This report covers sweep `{inputs.summary.get('sweep')}`{desc}: {ov['cells']} cells in "
+            f"{ov['settings']} settings of the workloads {', '.join(f'`{w}`' for w in ov['workloads'])}, "
+            f"{_span(reps)} replicates of {_span(rounds)} rounds per cell, on machine {machines_text(inputs)}."))
+    uncal = [m["machine"] for m in inputs.summary.get("machines", []) if not m.get("machine_calibrated")]
+    if uncal:
+        blocks.append(Note(
+            f"Uncalibrated machine preset: {', '.join(f'`{x}`' for x in uncal)}. Its event costs are priors, not "
+            "fits to measurements (`python -m study calibrate`), so its absolute cycle counts are illustrations; "
+            "it is marked \u201cuncalibrated preset\u201d wherever it is reported."))
+    safety = inputs.metrics.get("violations_per_round_max", {})
+    if safety:
+        parts = [f"{role} {fmt.num(v, 3)}" for role, v in sorted(safety.items())]
+        text = ("Safety: the most writes per round that completed through a stale entry onto a read-only or "
+                f"clean PTE, over all cells of each policy: {', '.join(parts)}.")
+        if safety.get(schema.ROLE_UNSAFE, 0) and safety.get(schema.ROLE_UNSAFE) > 0:
+            text += " The negative control shows that the checker does see violations when a policy allows them."
+        if safety.get(schema.ROLE_RELAXED, 0):
+            blocks.append(Note(text + " Relaxed must never allow one: this is a bug in the model or the policy."))
+        else:
+            blocks.append(Para(text))
+    return blocks
+
+
+def _span(pair) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}\u2013{pair[1]}"
+
+
+# --- 2 ---------------------------------------------------------------------------------
+
+def seed_section(inputs: Inputs) -> list[Block]:
+    seed = inputs.table("seed_table")
+    if seed.empty:
+        return [Para("The sweep has none of the seed's cells (machine `haswell_2s`, `mprotect_toggle` on one "
+                     "page, one or two threads on separate cores); `sweep=seed_table` runs exactly those.")]
+    machine = ", ".join(sorted(seed["machine_label"].unique()))
+    blocks: list[Block] = [
+        Para("The seed's benchmark: one page, a loop of mprotect(PROT_READ), mprotect(PROT_READ|PROT_WRITE) "
+             "and a write, with one or two threads in the mm (the second on another core, idle in the mm). "
+             "Cycles per call, model mean with its 95% CI beside the seed's published number (Haswell, bare "
+             "metal, 5.19-rc4+ before and after the patch set)."),
+        tables.seed_table(seed, f"The seed's table reproduced; model on machine {machine}."),
+    ]
+    if len(seed) < 8:
+        blocks.append(Note(f"Only {len(seed)} of the 8 seed cells are in this sweep."))
+    red = inputs.metrics.get("seed_reduction_2t", {})
+    if red:
+        parts = [f"mprotect({'PROT_READ|PROT_WRITE' if k == 'mprotect_rw' else 'PROT_READ'}) "
+                 f"{fmt.percent(r['model'], r['ci_low'], r['ci_high'])} (seed {fmt.percent(r['seed'])})"
+                 for k, r in sorted(red.items(), reverse=True)]
+        blocks.append(Para("Relaxed against strict at two threads, paired over common random numbers: "
+                           + "; ".join(parts) + ". The RFC's explanation of the PROT_READ gain: under relaxed "
+                           "the remote CPU lags two generations when the strict flush arrives, so its "
+                           "`flush_tlb_func` does a cheaper full flush instead of INVLPG."))
+    return blocks + figure(inputs, "seed_table")
+
+
+# --- 3 ---------------------------------------------------------------------------------
+
+def scaling(inputs: Inputs) -> list[Block]:
+    blocks: list[Block] = [Para(
+        "How the cost of the calls and of the whole loop grows with the threads of the mm and with how far "
+        "apart they run (`smt`: hyper-thread siblings; `core`: other cores of one socket; `socket`: across "
+        "sockets). A strict flush sends one IPI per other CPU in `mm_cpumask` and waits for every "
+        "acknowledgement; a relaxed one sends none.")]
+    blocks += figure(inputs, "latency_threads")
+    blocks += figure(inputs, "speedup_threads")
+    drawn = inputs.table("plot:speedup_threads")
+    if not drawn.empty:
+        data = main_rows(inputs)
+        data = data[data["pair_id"].isin(set(drawn["pair_id"]))]
+        blocks.append(tables.comparisons(data, "Speedup strict/relaxed of total cycles per round along threads "
+                                         "and placement (the slice drawn above).", with_workload=True,
+                                         limit=48))
+    speed, where = inputs.metrics.get("speedup", {}), inputs.summary.get("where", {})
+    items = [f"`{where[k]['setting']}`: {fmt.ratio(v['value'], v['ci_low'], v['ci_high'])} ({where[k]['verdict']})"
+             for k, v in sorted(speed.items()) if k.endswith("_most_threads")]
+    if items:
+        blocks += [Para("At the most threads of each workload's scaling slice:"), Items(items)]
+    blocks.append(Heading("Where the cycles go", level=2))
+    blocks += figure(inputs, "cycle_breakdown")
+    blocks.append(Heading("Latency distributions", level=2))
+    blocks += figure(inputs, "latency_ecdf")
+    return blocks
+
+
+# --- 4 ---------------------------------------------------------------------------------
+
+def madv_free(inputs: Inputs) -> list[Block]:
+    blocks: list[Block] = [Para(
+        "An allocator's cycle: MADV_FREE a range (clears Dirty and Accessed, with a strict flush), rewrite a "
+        "share d of its pages (the dirty ratio), write-protect the range, unprotect it. Under relaxed a "
+        "write-protect of a range with no dirty PTE needs no flush at all (`clean_no_flush`), but one dirty "
+        "page forces the whole range to a strict shootdown, so a k-page range goes strict with probability "
+        "1\u2212(1\u2212d)^k. The seed predicts that with MADV_FREE'd or never-dirtied pages relaxed also removes "
+        "the shootdown from PROT_READ.")]
+    blocks += figure(inputs, "dirty_ratio")
+    data = inputs.table("plot:dirty_ratio")
+    if not data.empty:
+        obs = data[data["kind"] == "observed"]
+        gap = (obs["share"] - obs["predicted"]).abs()
+        inside = ((obs["ci_low"] <= obs["predicted"] + 1e-12) & (obs["predicted"] - 1e-12 <= obs["ci_high"])).sum()
+        text = (f"Over {len(obs)} cells the observed share of strict write-protects is at most "
+                f"{fmt.num(float(gap.max()), 3)} from 1\u2212(1\u2212d)^k, and the prediction lies inside the "
+                f"cell's 95% CI in {int(inside)} of them.")
+        zero = obs[obs["dirty_ratio"] == 0]
+        if not zero.empty:
+            text += (f" At d = 0 relaxed took the strict path in at most {fmt.percent(float(zero['share'].max()))} "
+                     "of the write-protects: the seed's prediction holds in the model.")
+        blocks.append(Para(text))
+    blocks += figure(inputs, "madv_free_panel")
+    rows = main_rows(inputs, "madv_free")
+    if not rows.empty:
+        blocks.append(tables.comparisons(rows, "madv_free: speedup strict/relaxed of total cycles per round, "
+                                         "every setting of the sweep.", limit=30))
+    return blocks
+
+
+# --- 5 ---------------------------------------------------------------------------------
+
+def uffd(inputs: Inputs) -> list[Block]:
+    blocks: list[Block] = [Para(
+        "userfaultfd write-protect: a monitor (thread 0) write-protects a range, application threads write "
+        "into it and take uffd-wp faults, and the monitor resolves each with UFFDIO_WRITEPROTECT unprotect. "
+        "The protect (RW\u2192RO of dirty pages) stays strict under both policies; the unprotect (RO\u2192RW) is "
+        "where relaxed saves the shootdown, and `uffd_dirty_hint` spares the writer's retry the dirty-bit walk.")]
+    blocks += figure(inputs, "uffd_wp_panel")
+    paired = inputs.table("paired")
+    if not paired.empty:
+        rows = paired[(paired["workload"] == "uffd_wp")
+                      & paired["metric"].isin([schema.MAIN_METRIC, "lat_uffd_resolve", "lat_uffd_protect"])]
+        if not rows.empty:
+            blocks.append(tables.comparisons(rows,
+                                             "uffd_wp: speedup strict/relaxed per setting, of total cycles per "
+                                             "round and of the two uffd calls.", with_metric=True, limit=30))
+    if len(blocks) == 1:
+        blocks.append(Para("The sweep has no uffd_wp cells."))
+    return blocks
+
+
+# --- 6 ---------------------------------------------------------------------------------
+
+def loses(inputs: Inputs) -> list[Block]:
+    blocks: list[Block] = [Para(
+        "Relaxed leaves remote CPUs with stale read-only entries. A remote write into the range after a "
+        "relaxed RO\u2192RW takes a spurious fault, and `flush_tlb_fix_spurious_fault` answers it with a full "
+        "flush that also throws away the CPU's working set, which it then refills by page walks. The more "
+        "remote writes and the larger the working set, the more this costs; the boundary is where the "
+        "speedup of total cycles per round reaches 1.")]
+    blocks += figure(inputs, "crossover")
+    boundary = inputs.table("crossover")
+    if not boundary.empty:
+        rows = []
+        for r in boundary.itertuples(index=False):
+            at = f"{tables.KNOB_TITLES.get(r.y, r.y)} = {fmt.plain(r.y_value)}" if isinstance(r.y, str) else "\u2014"
+            value = (f"{fmt.num(r.boundary, 3)} {fmt.interval(r.boundary_low, r.boundary_high, 3)}"
+                     if r.status == "crosses" else r.status)
+            rows.append([r.workload, tables.KNOB_TITLES.get(r.x, r.x), at,
+                         f"{fmt.plain(r.x_min)}\u2013{fmt.plain(r.x_max)}", value])
+        blocks.append(Table(["workload", "along", "at", "range", "relaxed stops winning at [95% CI]"], rows,
+                            "Crossover boundaries: the smallest value of the knob at which strict/relaxed reaches 1 "
+                            "(log-linear interpolation between grid points; CI from the paired bootstrap draws; "
+                            "\u00b1\u221e: the draw did not cross inside the grid).",
+                            ["l", "l", "l", "r", "l"]))
+    else:
+        blocks.append(Para("The sweep varies no crossover knob (remote access, remote writes, threads), so no "
+                           "boundary can be located."))
+    main = main_rows(inputs)
+    if not main.empty:
+        losing = main[main["verdict"] == LOSES].sort_values("speedup", kind="stable")
+        if losing.empty:
+            slowest = main.loc[main["speedup"].idxmin()]
+            blocks.append(Para(
+                f"Relaxed is significantly slower in none of the {len(main)} settings of this sweep; the lowest "
+                f"speedup is {fmt.ratio(slowest['speedup'], slowest['speedup_low'], slowest['speedup_high'])} "
+                f"({slowest['workload']}, p (Holm) {fmt.pvalue(slowest['p_holm'])})."))
+        else:
+            blocks.append(Para(f"Relaxed is significantly slower in {len(losing)} of {len(main)} settings "
+                               "(Holm-adjusted p < 0.05), slowest first:"))
+            blocks.append(tables.comparisons(losing, "Settings where relaxed loses on total cycles per round.",
+                                             with_workload=True, limit=15, sort=False))
+    return blocks
+
+
+# --- 7 ---------------------------------------------------------------------------------
+
+def attribution(inputs: Inputs) -> list[Block]:
+    blocks: list[Block] = [Para(
+        "Each idea's share of the gain: in one setting, with strict S, full relaxed R and relaxed without idea "
+        "i, A_i, all on common random numbers, the share is (A_i \u2212 R) / (S \u2212 R): how much of the gain "
+        "is given back when the idea is switched off. Shares are pooled over the settings where relaxed wins "
+        "(contributions and gains summed first) and need not add up to 1: the ideas interact (the spurious-fault "
+        "fix-up only matters once relaxed promotion leaves stale entries), and the remainder is shown as such.")]
+    blocks += figure(inputs, "attribution")
+    pooled = inputs.table("attribution")
+    if pooled.empty:
+        blocks.append(Para("The sweep has no ablations of relaxed (cells with one RFC switch off) in settings "
+                           "where relaxed wins, so the gain cannot be attributed."))
+        return blocks
+    rows = []
+    for r in pooled.itertuples(index=False):
+        contrib = ("\u2014" if pd.isna(r.contribution)
+                   else fmt.cycles(r.contribution, r.contribution_low, r.contribution_high))
+        rows.append([r.workload, r.idea, fmt.percent(r.share, r.share_low, r.share_high, digits=1), contrib,
+                     fmt.cycles(r.gain, r.gain_low, r.gain_high), str(int(r.settings))])
+    machine = ", ".join(sorted(pooled["machine_label"].unique()))
+    blocks.append(Table(["workload", "idea", "share of gain [95% CI]", "given back, cycles/round [95% CI]",
+                         "gain S\u2212R, cycles/round [95% CI]", "settings"], rows,
+                        f"Per-idea attribution pooled per workload; machine {machine}.",
+                        ["l", "l", "r", "r", "r", "r"]))
+    return blocks
+

@@ -1,0 +1,60 @@
+"""Tables of the report built from the analysis CSVs: comparisons, seed cells, key-value lists."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from study.analysis import schema
+from study.report import numbers as fmt
+from study.report.doc import Table
+
+# Short column titles for the knobs a table shows.
+KNOB_TITLES = {k: k.split(".", 1)[1] for k in schema.WORKLOAD_KNOBS}
+
+
+def varying(frame: pd.DataFrame) -> list[str]:
+    """Knob columns with more than one value among the rows of ``frame``, in the schema's
+    order; a knob that merely does not apply to some rows' workload (NaN) does not count."""
+    return [k for k in schema.WORKLOAD_KNOBS if k in frame.columns and frame[k].nunique(dropna=True) > 1]
+
+
+def comparisons(frame: pd.DataFrame, caption: str, with_workload: bool = False, with_metric: bool = False,
+                limit: int | None = None, sort: bool = True) -> Table:
+    """Speedup strict/relaxed with CI, Holm p, d_z and the verdict, one row per setting,
+    ordered by workload, metric and the knobs shown unless ``sort`` is False."""
+    knobs = varying(frame)
+    if sort:
+        keys = [c for c in ("workload", "metric") if c in frame.columns] + knobs
+        frame = frame.sort_values(keys, kind="stable") if keys else frame
+    header = (["workload"] if with_workload else []) + (["metric"] if with_metric else []) \
+        + [KNOB_TITLES[k] for k in knobs] + ["speedup [95% CI]", "p (Holm)", "d_z", "verdict"]
+    rows = []
+    shown = frame if limit is None else frame.head(limit)
+    for _, row in shown.iterrows():
+        cells = ([row["workload"]] if with_workload else []) + ([row["metric"]] if with_metric else [])
+        cells += [fmt.plain(row[k]) for k in knobs]
+        cells += [fmt.ratio(row["speedup"], row["speedup_low"], row["speedup_high"]), fmt.pvalue(row["p_holm"]),
+                  fmt.num(row["d_z"], 1), row["verdict"]]
+        rows.append(cells)
+    if limit is not None and len(frame) > limit:
+        caption += f" First {limit} of {len(frame)} rows; all are in the CSV."
+    align = ["l"] * (int(with_workload) + int(with_metric)) + ["r"] * len(knobs) + ["r", "r", "r", "l"]
+    return Table(header=header, rows=rows, caption=caption, align=align)
+
+
+def seed_table(frame: pd.DataFrame, caption: str) -> Table:
+    header = ["call", "threads", "policy", "seed", "model mean", "95% CI", "rel. error", "seed in CI"]
+    rows = [[f"mprotect({r.call})", str(r.threads), r.policy, fmt.num(r.seed_cycles), fmt.num(r.model_cycles),
+             fmt.interval(r.ci_low, r.ci_high), fmt.percent(r.rel_error, digits=2, signed=True),
+             "yes" if bool(r.seed_in_ci) else "no"]
+            for r in frame.itertuples(index=False)]
+    return Table(header=header, rows=rows, caption=caption, align=["l", "r", "l", "r", "r", "r", "r", "l"])
+
+
+def key_values(pairs: list[tuple[str, str]], caption: str = "") -> Table:
+    return Table(header=["item", "value"], rows=[[k, v] for k, v in pairs], caption=caption, align=["l", "l"])
+
+
+def setting_knobs(row: pd.Series, frame: pd.DataFrame) -> str:
+    """The knobs of ``row`` that vary within ``frame``, as ``threads=4 placement=core``."""
+    return " ".join(f"{KNOB_TITLES[k]}={fmt.plain(row[k])}" for k in varying(frame) if not pd.isna(row[k])) or "\u2014"

@@ -1,0 +1,102 @@
+"""The sweep's files: one cached result per finished cell, and atomic writes of everything.
+
+A cell's file ``cells/<cell_id>.npz`` is written to a temporary name and renamed into place,
+so a killed sweep leaves either a whole result or none.  The file carries the code
+fingerprint it was computed with; a result from other engine code is never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+import study
+from study.workloads.result import CellResult
+
+# The modules whose code decides a cell's numbers.
+CODE_PACKAGES = ("engine", "workloads", "policies")
+CODE_MODULES = ("runner/replicate.py", "config/cell.py")
+
+
+def code_fingerprint(simulate: Callable | None = None) -> str:
+    """sha256 over the engine's source files and the simulate function's name."""
+    root = Path(study.__file__).resolve().parent
+    h = hashlib.sha256()
+    files = [p for pkg in CODE_PACKAGES for p in sorted((root / pkg).rglob("*.py"))]
+    files += [root / m for m in CODE_MODULES]
+    for path in files:
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    if simulate is not None:
+        h.update(f"{simulate.__module__}.{simulate.__qualname__}".encode())
+    return h.hexdigest()[:16]
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make results unreadable to others
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+class CellStore:
+    """Finished cells of one sweep directory, keyed by cell_id."""
+
+    def __init__(self, directory: Path, fingerprint: str):
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+
+    def path(self, cell_id: str) -> Path:
+        return self.directory / f"{cell_id}.npz"
+
+    def save(self, cell_id: str, result: CellResult) -> None:
+        arrays = {f"metric.{k}": np.asarray(v) for k, v in result.metrics.items()}
+        arrays |= {f"counter.{k}": np.asarray(v) for k, v in result.counters.items()}
+        arrays |= {f"sample.{k}": np.asarray(v) for k, v in result.samples.items()}
+        meta = {"cell_id": cell_id, "code": self.fingerprint,
+                "replicates": result.replicates, "rounds": result.rounds}
+        arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        atomic_write(self.path(cell_id), write)
+
+    def load(self, cell_id: str) -> CellResult | None:
+        """The cached result, or None when absent, unreadable or from other code."""
+        path = self.path(cell_id)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                if meta.get("cell_id") != cell_id or meta.get("code") != self.fingerprint:
+                    return None
+                parts: dict[str, dict[str, np.ndarray]] = {"metric": {}, "counter": {}, "sample": {}}
+                for key in data.files:
+                    kind, _, name = key.partition(".")
+                    if kind in parts:
+                        parts[kind][name] = data[key]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None  # a torn or foreign file is recomputed, never trusted
+        return CellResult(replicates=meta["replicates"], rounds=meta["rounds"],
+                          metrics=parts["metric"], counters=parts["counter"], samples=parts["sample"])

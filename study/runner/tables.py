@@ -1,0 +1,151 @@
+"""The sweep's result tables, built in grid order so that they never depend on scheduling.
+
+``cells``: one row per cell (identity, config columns, metric summaries, counters);
+``replicates``: one row per (cell, replicate, metric), for paired tests;
+``calls``: one row per kept per-call latency, for distributions.
+Every parquet file carries ``study`` metadata (format version, sweep, seed, config, versions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from study.policies import PRESETS, SWITCHES
+from study.runner.grid import GridCell
+from study.runner.stats import STATS, metric_order, summarize
+from study.runner.store import atomic_write
+from study.workloads.result import COUNTERS, CellResult
+from study.workloads.spec import WORKLOADS
+
+FORMAT_VERSION = 1
+
+
+def workload_knobs() -> dict[str, type]:
+    """Every knob of every workload, in declaration order, with its type."""
+    knobs: dict[str, type] = {}
+    for cls in WORKLOADS.values():
+        for f in dataclasses.fields(cls):
+            if f.name != "name":
+                knobs.setdefault(f.name, type(f.default))
+    return knobs
+
+
+def policy_variant(policy) -> str:
+    """The policy's name, plus the switches that differ from the preset of that name."""
+    preset = PRESETS.get(policy.name)
+    if preset is None:
+        return policy.name
+    diff = [f"{k}={str(v).lower()}" for k, v in policy.switches().items() if preset.switches()[k] != v]
+    return f"{policy.name}[{','.join(diff)}]" if diff else policy.name
+
+
+_DTYPES = {int: "Int64", float: "float64", bool: "boolean", str: "string"}
+
+
+def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
+    """One row per cell; NaN/empty where a knob or metric does not apply."""
+    knobs = workload_knobs()
+    records, metric_names, counter_names = [], {}, dict.fromkeys(COUNTERS)
+    for gc, result in rows:
+        cell = gc.cell
+        record: dict[str, Any] = {
+            "cell_id": cell.cell_id,
+            "pair_id": cell.pair_id,
+            "sweep": sweep,
+            "grid": gc.grid,
+            "machine": cell.machine.name,
+            "machine_calibrated": cell.machine.calibrated,
+            "policy": cell.policy.name,
+            "policy_variant": policy_variant(cell.policy),
+        }
+        record |= {f"policy.{k}": v for k, v in cell.policy.switches().items()}
+        record["workload"] = cell.workload.name
+        record |= {f"workload.{k}": getattr(cell.workload, k, None) for k in knobs}
+        record["replicates"] = result.replicates
+        record["rounds"] = result.rounds
+        record |= summarize(result)
+        metric_names.update(dict.fromkeys(result.metrics))
+        counter_names.update(dict.fromkeys(result.counters))
+        records.append(record)
+    head = (["cell_id", "pair_id", "sweep", "grid", "machine", "machine_calibrated", "policy", "policy_variant"]
+            + [f"policy.{k}" for k in SWITCHES] + ["workload"] + [f"workload.{k}" for k in knobs]
+            + ["replicates", "rounds"])
+    columns = head + [f"{m}.{s}" for m in metric_order(metric_names) for s in STATS]
+    columns += [f"count.{c}" for c in counter_names if any(f"count.{c}" in r for r in records)]
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    for knob, kind in knobs.items():
+        frame[f"workload.{knob}"] = frame[f"workload.{knob}"].astype(_DTYPES.get(kind, "object"))
+    for switch in SWITCHES:
+        frame[f"policy.{switch}"] = frame[f"policy.{switch}"].astype("boolean")
+    text = ["cell_id", "pair_id", "sweep", "machine", "policy", "policy_variant", "workload"]
+    frame[text] = frame[text].astype("string")
+    frame["machine_calibrated"] = frame["machine_calibrated"].astype(bool)
+    for col in ("grid", "replicates", "rounds"):
+        frame[col] = frame[col].astype("int64")
+    for col in frame.columns:
+        if col.endswith(".n"):
+            frame[col] = frame[col].fillna(0).astype("int64")
+        elif col.startswith("count.") or col.rpartition(".")[2] in STATS:
+            frame[col] = frame[col].astype("float64")
+    return frame
+
+
+def replicates_table(rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
+    """Long table of per-replicate values: every metric, and ``count.C`` per round."""
+    # Columns are gathered as arrays and built once: a frame per (cell, metric) is slow.
+    cell_ids, pair_ids, policies, metrics, replicates, values = [], [], [], [], [], []
+    for gc, result in rows:
+        per_cell = {name: np.asarray(result.metrics[name], np.float64) for name in metric_order(result.metrics)}
+        per_cell |= {f"count.{c}": np.asarray(v, np.float64) / result.rounds for c, v in result.counters.items()}
+        for name, array in per_cell.items():
+            n = array.size
+            cell_ids.append(np.repeat(gc.cell.cell_id, n))
+            pair_ids.append(np.repeat(gc.cell.pair_id, n))
+            policies.append(np.repeat(gc.cell.policy.name, n))
+            metrics.append(np.repeat(name, n))
+            replicates.append(np.arange(n, dtype=np.int64))
+            values.append(array)
+
+    def column(parts, dtype):
+        return pd.array(np.concatenate(parts) if parts else np.array([], dtype=object), dtype=dtype)
+
+    return pd.DataFrame({
+        "cell_id": column(cell_ids, "string"), "pair_id": column(pair_ids, "string"),
+        "policy": column(policies, "string"), "replicate": column(replicates, "int64"),
+        "metric": column(metrics, "string"), "value": column(values, "float64"),
+    })
+
+
+def calls_table(rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
+    """Long table of the kept per-call latencies (cycles) of every label."""
+    parts = [pd.DataFrame({"cell_id": gc.cell.cell_id, "label": label,
+                           "latency": np.asarray(samples, np.int64)})
+             for gc, result in rows for label, samples in result.samples.items()]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["cell_id", "label", "latency"])
+    return frame.astype({"cell_id": "string", "label": "string", "latency": "int64"})
+
+
+def write_parquet(frame: pd.DataFrame, path: Path, meta: dict[str, Any]) -> None:
+    """Atomically write ``frame`` with ``meta`` as the schema's ``study`` metadata."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    schema_meta = dict(table.schema.metadata or {})
+    schema_meta[b"study"] = json.dumps(meta, sort_keys=True).encode()
+    table = table.replace_schema_metadata(schema_meta)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The ``study`` metadata of a table written by this module."""
+    return json.loads(pq.read_schema(path).metadata[b"study"])

@@ -1,0 +1,48 @@
+"""Shared fixtures: the repo on sys.path, a subprocess environment, a fake engine."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # the package is used from the checkout, not installed
+    sys.path.insert(0, str(REPO))
+
+from study.workloads.result import COUNTERS, CellResult  # noqa: E402
+
+
+@pytest.fixture
+def study_env() -> dict[str, str]:
+    """Environment for ``python -m study`` in a subprocess run from another directory."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def fake_simulate(machine, workload, policy, *, replicates, rounds, seed, max_samples=2048):
+    """A cheap stand-in for simulate_cell with its contract: same seed, same numbers.
+
+    The noise comes from the seed alone and the policy only shifts the mean, so strict and
+    relaxed cells of one setting differ by exactly that shift when they share streams.
+    """
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0.0, 20.0, replicates)
+    shift = -300.0 * policy.relaxed_promote
+    base = 2000.0 + 400.0 * workload.threads + shift
+    metrics = {
+        CellResult.MAIN_METRIC: base + noise,
+        "lat_write": 100.0 + noise / 10,
+        "lat_mprotect_ro": np.full(replicates, np.nan) if workload.name == "uffd_wp" else 2400.0 + noise,
+    }
+    counters = {name: rng.integers(0, 4, replicates) * rounds for name in COUNTERS}
+    n = min(max_samples, replicates * 8)
+    samples = {"write": rng.integers(80, 120, n)}
+    if workload.name != "uffd_wp":
+        samples["mprotect_ro"] = rng.integers(2000, 3000, n)
+    return CellResult(replicates=replicates, rounds=rounds, metrics=metrics, counters=counters, samples=samples)

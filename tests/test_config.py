@@ -1,0 +1,100 @@
+"""The config layer: compose, validate, build a cell, and the identity that seeds it."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from study.config import Cell, ConfigError, RunConfig, build_cell, compose, config_dir, validate
+from study.engine.machine import Machine
+from study.policies import Policy
+from study.workloads.spec import MprotectToggle, UffdWp
+
+
+def test_compose_and_validate_give_typed_objects():
+    settings = validate(compose([]))
+    assert isinstance(settings.machine, Machine)
+    assert isinstance(settings.workload, MprotectToggle)
+    assert isinstance(settings.policy, Policy) and settings.policy.name == "strict"
+    assert isinstance(settings.run, RunConfig) and settings.run.replicates >= 1
+    assert settings.ray.address is None and settings.ray.cells_per_task >= 1
+    assert settings.sweep.name == "default"
+
+
+def test_build_cell_applies_group_and_field_overrides():
+    cell = build_cell(compose(["workload=uffd_wp", "workload.threads=4", "policy=relaxed", "run.rounds=7"]))
+    assert isinstance(cell.workload, UffdWp) and cell.workload.threads == 4
+    assert cell.policy.name == "relaxed" and cell.policy.clean_no_flush
+    assert cell.run.rounds == 7
+
+
+def test_sweep_file_sizes_run_but_command_line_wins():
+    assert validate(compose(["sweep=quick"])).run.rounds == 200
+    assert validate(compose(["sweep=quick", "run.rounds=9"])).run.rounds == 9
+
+
+def test_config_dir_prefers_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    packaged = config_dir()
+    assert (packaged / "config.yaml").is_file()
+    shutil.copytree(packaged, tmp_path / "conf")
+    (tmp_path / "conf" / "policy" / "mine.yaml").write_text("name: mine\nrelaxed_promote: true\n")
+    assert config_dir() == (tmp_path / "conf").resolve()
+    assert build_cell(compose(["policy=mine"])).policy.name == "mine"
+
+
+def test_compose_never_creates_hydra_output(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    validate(compose(["sweep=quick"]))
+    assert list(tmp_path.iterdir()) == []
+
+
+def _cell(*overrides: str) -> Cell:
+    return build_cell(compose(list(overrides)))
+
+
+def test_cell_id_covers_policy_and_run_but_pair_id_not_policy():
+    strict, relaxed = _cell("policy=strict"), _cell("policy=relaxed")
+    assert strict.cell_id != relaxed.cell_id
+    assert strict.pair_id == relaxed.pair_id
+    assert strict.stream_words == relaxed.stream_words  # common random numbers
+    assert _cell("run.replicates=3").cell_id != strict.cell_id
+    assert _cell("run.seed=1").cell_id != strict.cell_id
+    assert _cell("workload.threads=3").pair_id != strict.pair_id
+
+
+def test_identity_ignores_what_does_not_change_numbers():
+    base = _cell()
+    assert _cell("run.output_dir=/elsewhere").cell_id == base.cell_id
+    assert _cell("run.ci_target=0.5").cell_id == base.cell_id            # fixed mode ignores it
+    assert _cell("workload.dirty_ratio=1").cell_id == _cell("workload.dirty_ratio=1.0").cell_id
+    adaptive = _cell("run.adaptive=true")
+    assert adaptive.cell_id != base.cell_id
+    assert _cell("run.adaptive=true", "run.ci_target=0.5").cell_id != adaptive.cell_id
+
+
+def test_streams_come_from_identity_and_batch_not_position():
+    cell = _cell("workload.threads=3")
+    seed = cell.seed(5)
+    assert seed.entropy == cell.run.seed
+    assert seed.spawn_key == (*cell.stream_words, 5)
+    assert all(0 <= w < 2**32 for w in cell.stream_words)
+    again = _cell("workload.threads=3")
+    assert np.array_equal(seed.generate_state(4), again.seed(5).generate_state(4))
+    assert not np.array_equal(cell.seed(0).generate_state(4), cell.seed(1).generate_state(4))
+    # more replicates add batches but leave the streams of the existing ones alone
+    assert _cell("workload.threads=3", "run.replicates=64").stream_words == cell.stream_words
+
+
+def test_batch_sizes_split_replicates():
+    cell = _cell("run.replicates=10", "run.batch_replicates=4")
+    assert cell.batch_sizes() == [4, 4, 2]
+    assert cell.batch_sizes(8) == [4, 4]
+
+
+def test_validate_names_the_key_of_a_bad_value():
+    with pytest.raises(ConfigError) as info:
+        validate(compose(["workload.lazy_share=2"]))
+    assert info.value.key == "workload.lazy_share"

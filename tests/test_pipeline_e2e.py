@@ -1,0 +1,61 @@
+"""The whole pipeline through the real CLI: sweep=quick -> analyze -> report."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from study.report import content, inputs, pdf
+from study.seed import SEED_TABLE
+
+
+def _study(*args, cwd, env):
+    done = subprocess.run([sys.executable, "-m", "study", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, f"python -m study {' '.join(args)}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.mark.slow
+def test_quick_sweep_to_report(tmp_path, study_env):
+    # run from elsewhere, with this checkout on PYTHONPATH (conftest's study_env): the CLI
+    # must not depend on the working directory
+    out = tmp_path / "outputs"
+    _study("sweep", "sweep=quick", f"run.output_dir={out}", "ray.num_cpus=2", cwd=tmp_path, env=study_env)
+    _study("analyze", "--sweep", "quick", "--out", str(out), cwd=tmp_path, env=study_env)
+    _study("report", "--out", str(out), cwd=tmp_path, env=study_env)
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    manifest = json.loads((out / "sweep" / "quick" / "manifest.json").read_text())
+    html = (out / "report" / "report.html").read_text(encoding="utf-8")
+    data = (out / "report" / "report.pdf").read_bytes()
+
+    # every section, in both renderings
+    for title in content.SECTION_TITLES:
+        assert f"{title.replace(chr(39), '&#x27;')}</h2>" in html, title
+    assert data.startswith(b"%PDF-")
+    assert pdf.headings(content.build(inputs.load(out))) == ["Contents", *content.SECTION_TITLES]
+
+    # the seed table: all 8 cells from the sweep, each with its interval
+    assert len(metrics["seed"]) == len(SEED_TABLE)
+    for cell in metrics["seed"].values():
+        assert cell["ci_low"] <= cell["model"] <= cell["ci_high"]
+    for seed in SEED_TABLE:
+        assert re.search(rf"mprotect\({re.escape(seed.call)}\)</td><td class=\"r\">{seed.threads}</td>"
+                         rf"<td class=\"l\">{seed.policy}</td><td class=\"r\">{int(seed.cycles)}</td>", html), seed
+
+    # the machine is marked exactly as the sweep's config says
+    calibrated = manifest["config"]["machine"]["calibrated"]
+    assert ("uncalibrated preset" in html) == (not calibrated)
+
+    # provenance comes from the manifest
+    assert str(manifest["root_seed"]) in html
+    if manifest.get("git_revision"):
+        assert manifest["git_revision"] in html
+
+    # quick has no dirty-ratio, crossover grid or ablations: said, not failed
+    assert "is not drawn" in html
+    assert "cannot be attributed" in html
+    assert not re.search(r'(?:src|href)\s*=\s*"(?!data:|#)', html)

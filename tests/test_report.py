@@ -1,0 +1,105 @@
+"""``python -m study report``: one self-contained HTML file and a PDF, same content, deterministic."""
+
+import re
+import shutil
+
+import pytest
+
+from study.analysis.synthetic import make_sweep
+from study.cli import analyze as analyze_cli
+from study.cli import report as report_cli
+from study.report import content, inputs, numbers, pdf
+from study.seed import SEED_TABLE
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    make_sweep(root, name="synthetic")
+    assert analyze_cli.main(["--sweep", "synthetic", "--out", str(root)]) == 0
+    assert report_cli.main(["--out", str(root)]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def html(out):
+    return (out / "report" / "report.html").read_text(encoding="utf-8")
+
+
+def test_html_has_every_section_in_order(html):
+    positions = [html.find(f"{title}</h2>") for title in (t.replace("'", "&#x27;") for t in content.SECTION_TITLES)]
+    assert all(p > 0 for p in positions), dict(zip(content.SECTION_TITLES, positions))
+    assert positions == sorted(positions)
+
+
+def test_html_is_self_contained(html):
+    assert not re.search(r'(?:src|href)\s*=\s*"(?!data:|#)', html), "only data: URIs and in-page anchors"
+    for forbidden in ("<script", "<link", "@import", "url(", "<iframe"):
+        assert forbidden not in html.lower(), forbidden
+    # every drawn figure is embedded
+    assert html.count('src="data:image/svg+xml;base64,') == 10
+
+
+def test_seed_table_reproduced_in_full(html):
+    start = html.find("The seed&#x27;s table reproduced</h2>")
+    section = html[start:html.find("Scaling with threads and placement</h2>")]
+    rows = re.findall(r"<tr><td class=\"l\">mprotect\((PROT_READ(?:\|PROT_WRITE)?)\)</td><td class=\"r\">(\d)</td>"
+                      r"<td class=\"l\">(\w+)</td><td class=\"r\">(\d+)</td>", section)
+    assert {(c, int(t), p, int(s)) for c, t, p, s in rows} == {(s.call, s.threads, s.policy, int(s.cycles))
+                                                              for s in SEED_TABLE}
+
+
+def test_uncalibrated_machine_is_marked(html):
+    assert 'class="note">Uncalibrated machine preset' in html
+    assert html.count("haswell_2s (uncalibrated preset)") >= 5
+
+
+def test_headline_numbers_carry_intervals(html):
+    section = html[html.find("Headline numbers</h2>"):html.find("The question and the model</h2>")]
+    items = re.findall(r"<li>(.*?)</li>", section, flags=re.S)
+    assert len(items) >= 8
+    for item in items:
+        if "Over the grid" in item:  # counts of settings, not estimates
+            continue
+        assert re.search(r"\[[^\]]+, [^\]]+\]", item), item
+
+
+def test_pdf_is_a_pdf_with_every_section(out):
+    data = (out / "report" / "report.pdf").read_bytes()
+    assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+    assert b"CreationDate" not in data  # no wall-clock timestamp
+    doc = content.build(inputs.load(out))
+    assert pdf.headings(doc) == ["Contents", *content.SECTION_TITLES]
+
+
+def test_report_is_byte_deterministic(out, tmp_path):
+    shutil.copytree(out / "analysis", tmp_path / "analysis")
+    assert report_cli.main(["--out", str(tmp_path)]) == 0
+    for name in ("report.html", "report.pdf"):
+        assert (out / "report" / name).read_bytes() == (tmp_path / "report" / name).read_bytes(), name
+
+
+def test_small_sweep_report_says_what_it_could_not_draw(tmp_path):
+    make_sweep(tmp_path, name="small", grid="small", replicates=4, ablations=False)
+    assert analyze_cli.main(["--sweep", "small", "--out", str(tmp_path)]) == 0
+    assert report_cli.main(["--out", str(tmp_path)]) == 0
+    html = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "is not drawn: the sweep does not vary workload.dirty_ratio" in html
+    assert "cannot be attributed" in html
+    assert (tmp_path / "report" / "report.pdf").read_bytes().startswith(b"%PDF-")
+
+
+def test_report_without_analysis_is_a_one_line_error(tmp_path, capsys):
+    assert report_cli.main(["--out", str(tmp_path)]) == 2
+    assert "python -m study analyze" in capsys.readouterr().err
+
+
+def test_number_formats():
+    assert numbers.cycles(4655.4, 4600.2, 4700.9) == "4655 [4600, 4701]"
+    assert numbers.ratio(1.4341, 1.4333, 1.4352) == "1.434\u00d7 [1.433, 1.435]"
+    assert numbers.percent(-0.4417, -0.4434, -0.4403) == "\u221244.2% [\u221244.3%, \u221244.0%]"
+    assert numbers.percent(0.0086, digits=2, signed=True) == "+0.86%"
+    assert numbers.interval(float("nan"), 1.0) == "[CI n/a]"
+    assert numbers.num(float("inf")) == "+\u221e"
+    assert numbers.pvalue(1e-9) == "<0.0001"
+    assert numbers.plain(64.0) == "64" and numbers.plain(0.25) == "0.25"
