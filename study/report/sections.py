@@ -268,11 +268,13 @@ def uffd(inputs: Inputs) -> list[Block]:
 
 def loses(inputs: Inputs) -> list[Block]:
     blocks: list[Block] = [Para(
-        "Relaxed leaves remote CPUs with stale read-only entries. A remote write into the range after a "
-        "relaxed RO\u2192RW takes a spurious fault, and `flush_tlb_fix_spurious_fault` answers it with a full "
-        "flush that also throws away the CPU's working set, which it then refills by page walks. The more "
-        "remote writes and the larger the working set, the more this costs; the boundary is where the "
-        "speedup of total cycles per round reaches 1.")]
+        "Relaxed leaves remote CPUs behind mm->tlb_gen. That costs them twice. The next strict "
+        "shootdown finds them two generations behind, and `flush_tlb_func` does a full flush instead of "
+        "INVLPG (the seed's -6% on PROT_READ); and a remote write into the range after a relaxed "
+        "RO\u2192RW takes a spurious fault, which `flush_tlb_fix_spurious_fault` answers with a full flush. "
+        "Each full flush throws away the CPU's working set, which its thread then refills by page walks: "
+        "the larger the working set and the more the other threads touch memory, the more this costs, "
+        "whatever the share of writes. The boundary is where the speedup of total cycles per round reaches 1.")]
     blocks += figure(inputs, "crossover")
     boundary = inputs.table("crossover")
     if not boundary.empty:
