@@ -8,8 +8,10 @@ to the cycle; a table lookup is also far cheaper than drawing a lognormal per ev
 
 from __future__ import annotations
 
+from functools import lru_cache
+from statistics import NormalDist
+
 import numpy as np
-from scipy.special import ndtri
 
 from study.engine.machine import Machine
 
@@ -37,12 +39,18 @@ def slot_count(n_cpus: int) -> int:
     return N_FIXED_SLOTS + 2 * n_cpus
 
 
+@lru_cache(maxsize=None)
+def _normal_quantiles() -> np.ndarray:
+    inv_cdf = NormalDist().inv_cdf
+    return np.array([inv_cdf((i + 0.5) / N_LEVELS) for i in range(N_LEVELS)])
+
+
+@lru_cache(maxsize=16)
 def jitter_table(sigma: float) -> np.ndarray:
-    """Lognormal factors with mean 1, one per 16-bit draw (midpoint quantiles)."""
-    if sigma == 0.0:
-        return np.ones(N_LEVELS)
-    z = ndtri((np.arange(N_LEVELS) + 0.5) / N_LEVELS)
-    return np.exp(sigma * z - 0.5 * sigma * sigma)
+    """Lognormal factors with mean 1, one per 16-bit draw (midpoint quantiles); read-only."""
+    table = np.ones(N_LEVELS) if sigma == 0.0 else np.exp(sigma * _normal_quantiles() - 0.5 * sigma * sigma)
+    table.flags.writeable = False
+    return table
 
 
 class CostTables:

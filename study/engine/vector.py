@@ -268,11 +268,12 @@ class VectorEngine:
 
         # Each target's flush_tlb_func: read mm->tlb_gen (line from the initiator), then
         # nothing / INVLPG per page / full flush by the generation rule.
+        # No target can be current already: local_gen <= tlb_gen < new_gen always holds, so
+        # flush_tlb_func's "nothing to do" case never arises here.
         lgt = self.local_gen
         ng = new_gen[:, None]
-        t_none = targets & (lgt >= ng)
-        t_partial = targets & ~t_none & ranged[:, None] & (lgt + 1 == ng)
-        t_full = targets & ~t_none & ~t_partial
+        t_partial = targets & ranged[:, None] & (lgt + 1 == ng)
+        t_full = targets & ~t_partial
         work = np.where(t_partial, (n * c.invlpg)[:, None], np.where(t_full, c.flush_full, 0.0))
         handler_base = c.irq_entry_exit + np.take(t.tlb_gen_xfer, D) + work
         u_deliver = u[:, K.N_FIXED_SLOTS:K.N_FIXED_SLOTS + self.C]

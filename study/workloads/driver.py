@@ -34,6 +34,7 @@ class Driver:
         # per-label event counts (summed over replicates), to explain where a latency comes from
         self.label_counters: dict[str, dict[str, int]] | None = {} if label_counters else None
         self._last_delta: dict[str, np.ndarray] = {}
+        self._all = np.ones(self.R, bool)
         self._idle = (np.zeros(self.R, np.int64), np.zeros(self.R, np.int8), np.zeros(self.R, bool))
         self._base_counters = {k: np.zeros(self.R, np.int64) for k in engine.counters}
         self._base_stolen = np.zeros(self.R, np.int64)
@@ -69,9 +70,12 @@ class Driver:
         lat, flush, pending = self.engine.step(kinds, cpu, lo, n, arg, u)
         if before is not None:
             self._last_delta = {k: v - before[k] for k, v in self.engine.counters.items()}
-        on0 = cpu == 0
-        self.initiator_cycles += np.where(on0, lat, 0)
-        self.other_cycles += np.where(on0, 0, lat)
+        if cpu[0] == 0 and cpu[-1] == 0 and (cpu == 0).all():
+            self.initiator_cycles += lat
+        else:
+            on0 = cpu == 0
+            self.initiator_cycles += np.where(on0, lat, 0)
+            self.other_cycles += np.where(on0, 0, lat)
         return lat, flush, pending
 
     def _snapshot(self):
@@ -91,9 +95,14 @@ class Driver:
             self.strict[label] = np.zeros(self.R, np.int64)
             self.samples[label] = []
             self.n_samples[label] = 0
-        act = np.ones(self.R, bool) if active is None else active
-        self.lat_sum[label] += np.where(act, lat, 0)
-        self.calls[label] += act
+        if active is None:
+            act = self._all
+            self.lat_sum[label] += lat
+            self.calls[label] += 1
+        else:
+            act = active
+            self.lat_sum[label] += np.where(act, lat, 0)
+            self.calls[label] += act
         if flush is not None:
             self.strict[label] += act & (flush == FLUSH_STRICT)
         room = self.max_samples - self.n_samples[label]
