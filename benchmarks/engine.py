@@ -46,8 +46,8 @@ def main():
     seed = MprotectToggle(threads=2, pages=1)
     print("seed workload, 2 threads, 1 page (mprotect_toggle)")
     for policy in (STRICT, RELAXED):
-        vec = throughput(VectorEngine, seed, policy, 8192, 100)
-        ref = throughput(ScalarBatch, seed, policy, 64, 20, repeat=1)
+        vec = throughput(VectorEngine, seed, policy, 8192, 100, repeat=5)
+        ref = throughput(ScalarBatch, seed, policy, 256, 20, repeat=3)
         print(f"  {policy.name:8s} vectorized {vec / 1e6:6.2f} M replicate-ops/s   "
               f"scalar {ref / 1e3:7.1f} k replicate-ops/s   speed-up {vec / ref:6.0f}x")
     big = MprotectToggle(threads=16, pages=64, remote_access_rate=0.5, remote_write_share=0.5, working_set=64)

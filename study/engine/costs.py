@@ -70,5 +70,9 @@ class CostTables:
 
 
 def draw_slots(rng: np.random.Generator, replicates: int, n_cpus: int) -> np.ndarray:
-    """One step's random draws: uint16 [replicates, slot_count(n_cpus)]."""
-    return rng.integers(0, N_LEVELS, size=(replicates, slot_count(n_cpus)), dtype=np.uint16)
+    """One step's random draws: uint16 [slot_count(n_cpus), replicates] (slot-major)."""
+    # Raw 64-bit words cut into four 16-bit draws: every bit of a word is uniform, and this
+    # is twice as fast as a bounded integer draw.
+    n = replicates * slot_count(n_cpus)
+    words = rng.bit_generator.random_raw((n + 3) // 4)
+    return words.view(np.uint16)[:n].reshape(slot_count(n_cpus), replicates)

@@ -320,7 +320,7 @@ class ScalarBatch:
         pending = np.zeros(self.R, bool)
         for r, e in enumerate(self.engines):
             lat[r], flush[r], pending[r] = e.step(int(kind[r]), int(cpu[r]), int(lo[r]), int(n[r]),
-                                                  int(arg[r]), u[r])
+                                                  int(arg[r]), u[:, r])
         return lat, flush, pending
 
     @property

@@ -79,6 +79,7 @@ class VectorEngine:
         self.dist = distance_matrix(list(cpus)).astype(np.intp)
         self.working_set = int(working_set)
         self.ar = np.arange(R)
+        self._everyone = np.ones(R, bool)
         self.pg = np.arange(P)
         self.cpu_ids = np.arange(C)
         # Page tables: every page mapped, private anonymous, writable, clean and old.
@@ -139,23 +140,30 @@ class VectorEngine:
     # ---------------------------------------------------------------- the step
 
     def step(self, kind, cpu, lo, n, arg, u):
-        """Advance one step.  All inputs are arrays over replicates; ``u`` is uint16 [R, slots].
+        """Advance one step.  All inputs are arrays over replicates.
 
+        ``u`` is slot-major, [slots, R], so that each event's draws are contiguous.
         Returns (latency on the acting CPU, flush type taken, uffd-wp fault pending).
         """
         lat = np.zeros(self.R)
         flush = np.full(self.R, FLUSH_NONE, np.int8)
         uffd_pending = np.zeros(self.R, bool)
-        for op in (OP_MPROTECT, OP_UFFD_WP, OP_MADV_FREE):
-            m = kind == op
-            if m.any():
-                self._change_protection(op, m, cpu, lo, n, arg, u, lat, flush)
-        m = kind == OP_ACCESS
-        if m.any():
-            self._access(m, cpu, lo, arg.astype(bool), u, lat, uffd_pending)
-        m = kind == OP_SWITCH_MM
-        if m.any():
-            self._switch_mm(m, cpu, arg.astype(bool), u, lat)
+        first = kind[0]
+        if (kind == first).all():
+            # lockstep: one kind for every replicate (the workloads' usual step)
+            kinds = ((first, self._everyone),)
+        else:
+            kinds = [(op, kind == op) for op in (OP_MPROTECT, OP_UFFD_WP, OP_MADV_FREE, OP_ACCESS, OP_SWITCH_MM)]
+        for op, m in kinds:
+            if op in (OP_MPROTECT, OP_UFFD_WP, OP_MADV_FREE):
+                if m.any():
+                    self._change_protection(op, m, cpu, lo, n, arg, u, lat, flush)
+            elif op == OP_ACCESS:
+                if m.any():
+                    self._access(m, cpu, lo, arg.astype(bool), u, lat, uffd_pending)
+            elif op == OP_SWITCH_MM:
+                if m.any():
+                    self._switch_mm(m, cpu, arg.astype(bool), u, lat)
         return lat.astype(np.int64), flush, uffd_pending
 
     # ---------------------------------------------------------------- change_protection
@@ -203,8 +211,8 @@ class VectorEngine:
         self.pte_write = new_w
 
         n_promote = row_sum(promote)
-        cost = self._cost(np.float64(syscall), u[:, K.SLOT_SYSCALL])
-        cost += self._cost(n * c.pte_update + n_promote * c.pte_mkwrite_check, u[:, K.SLOT_PTE])
+        cost = self._cost(np.float64(syscall), u[K.SLOT_SYSCALL])
+        cost += self._cost(n * c.pte_update + n_promote * c.pte_mkwrite_check, u[K.SLOT_PTE])
         strict = m & row_any(strict_need)
         relaxed = m & ~strict & (row_any(relaxed_need) if relaxed_need is not None else False)
         f = strict | relaxed
@@ -224,7 +232,7 @@ class VectorEngine:
         others = self.tlb_gen_sharers & (D > 0)
         xdist = row_max(np.where(others, D, 0))
         moved = f & (xdist > 0)
-        cost = np.where(moved, self._cost(np.take(t.tlb_gen_xfer, xdist), u[:, K.SLOT_TLBGEN]), 0)
+        cost = np.where(moved, self._cost(np.take(t.tlb_gen_xfer, xdist), u[K.SLOT_TLBGEN]), 0)
         self._count("tlb_gen_xfers", moved)
         self.tlb_gen_sharers &= ~f[:, None]
         at = self._at(cpu)
@@ -235,7 +243,7 @@ class VectorEngine:
         lg = self.local_gen[at]
         loc_partial = f & ranged & (lg + 1 == new_gen)
         loc_full = f & ~loc_partial
-        local_cost = self._cost(np.where(loc_partial, n * c.invlpg, c.flush_full), u[:, K.SLOT_LOCAL])
+        local_cost = self._cost(np.where(loc_partial, n * c.invlpg, c.flush_full), u[K.SLOT_LOCAL])
         local_cost = np.where(f, local_cost, 0)
         self._count("local_partial", loc_partial)
         self._count("local_full", loc_full)
@@ -262,7 +270,7 @@ class VectorEngine:
         else:
             offset_base = np.broadcast_to((c.cpumask_scan + c.ipi_send * (nt > 0))[:, None], targets.shape)
             send_base = c.cpumask_scan + c.ipi_send * (nt > 0)
-        fsend = np.take(t.F, u[:, K.SLOT_SEND])
+        fsend = np.take(t.F, u[K.SLOT_SEND])
         send_cost = np.rint(send_base * fsend)
         offset = np.rint(offset_base * fsend[:, None])
 
@@ -276,8 +284,8 @@ class VectorEngine:
         t_full = targets & ~t_partial
         work = np.where(t_partial, (n * c.invlpg)[:, None], np.where(t_full, c.flush_full, 0.0))
         handler_base = c.irq_entry_exit + np.take(t.tlb_gen_xfer, D) + work
-        u_deliver = u[:, K.N_FIXED_SLOTS:K.N_FIXED_SLOTS + self.C]
-        u_handler = u[:, K.N_FIXED_SLOTS + self.C:K.N_FIXED_SLOTS + 2 * self.C]
+        u_deliver = u[K.N_FIXED_SLOTS:K.N_FIXED_SLOTS + self.C].T
+        u_handler = u[K.N_FIXED_SLOTS + self.C:K.N_FIXED_SLOTS + 2 * self.C].T
         handler = np.where(targets, self._cost(handler_base, u_handler), 0)
         deliver_ack = self._cost(np.take(t.ipi_deliver_ack, D), u_deliver, t.F_ipi)
         done = row_max(np.where(targets, offset + deliver_ack + handler, 0))
@@ -314,7 +322,7 @@ class VectorEngine:
         lockstep = isinstance(at[0], slice) and isinstance(atp[0], slice)
         atcp = (slice(None), at[1], atp[1]) if lockstep else (ar, cpu, page)
         missing = np.where(m, self.working_set - self.ws_cached[at], 0)
-        cost = self._cost(missing * c.page_walk, u[:, K.SLOT_REFILL])
+        cost = self._cost(missing * c.page_walk, u[K.SLOT_REFILL])
         self.ws_cached[at] = np.where(m, self.working_set, self.ws_cached[at])
         self._count("tlb_misses", missing)
 
@@ -323,7 +331,7 @@ class VectorEngine:
         pd = self.pte_dirty[atp].copy()
         hit = m & valid
         miss = m & ~valid
-        cost += np.where(m, self._cost(np.where(hit, c.tlb_hit, c.page_walk), u[:, K.SLOT_ACCESS]), 0)
+        cost += np.where(m, self._cost(np.where(hit, c.tlb_hit, c.page_walk), u[K.SLOT_ACCESS]), 0)
         self._count("tlb_hits", hit)
         self._count("tlb_misses", miss)
         # A miss fills the entry from the PTE (and sets Accessed).
@@ -339,20 +347,20 @@ class VectorEngine:
         dwalk_fault = dwalk & ~pw & t.rechecks
         dwalk_done = dwalk & ~dwalk_fault
         self._count("dirty_walks", dwalk)
-        cost += np.where(dwalk, self._cost(np.float64(c.dirty_walk), u[:, K.SLOT_DIRTY]), 0)
+        cost += np.where(dwalk, self._cost(np.float64(c.dirty_walk), u[K.SLOT_DIRTY]), 0)
         # The safety checker: a write that completes while the PTE is read-only, or without
         # the PTE's Dirty bit set (the data would be lost to MADV_FREE reclaim).
         self._count("violations", (direct & ~(pw & pd)) | (dwalk_done & ~pw))
 
         fault = (W & ~ew) | dwalk_fault
-        cost += np.where(fault, self._cost(np.float64(c.fault_entry_exit), u[:, K.SLOT_FAULT]), 0)
+        cost += np.where(fault, self._cost(np.float64(c.fault_entry_exit), u[K.SLOT_FAULT]), 0)
         spurious = fault & pw
         wp = fault & ~pw & self.pte_uffd_wp[ar, page]
         prot = fault & ~pw & ~wp
         self._count("spurious_faults", spurious)
         self._count("uffd_faults", wp)
         self._count("prot_faults", prot)
-        cost += np.where(prot, self._cost(np.float64(c.sigsegv), u[:, K.SLOT_EXTRA]), 0)
+        cost += np.where(prot, self._cost(np.float64(c.sigsegv), u[K.SLOT_EXTRA]), 0)
         uffd_pending |= wp
 
         if pol.spurious_fixup and spurious.any():
@@ -363,7 +371,7 @@ class VectorEngine:
             near = row_min(np.where(self.tlb_gen_sharers, D, 99))
             moved = fix & (near > 0)
             base = c.flush_full + np.where(moved, t.tlb_gen_xfer[np.minimum(near, 3)], 0.0)
-            cost += np.where(fix, self._cost(base, u[:, K.SLOT_FIXUP]), 0)
+            cost += np.where(fix, self._cost(base, u[K.SLOT_FIXUP]), 0)
             self._count("tlb_gen_xfers", moved)
             self._count("local_full", fix)
             self.tlb_gen_sharers[ar[fix], cpu[fix]] = True
@@ -373,10 +381,10 @@ class VectorEngine:
             self.local_gen[ar[fix], cpu[fix]] = self.tlb_gen[fix]
 
         # The retried write after a spurious fault walks again and may set Dirty.
-        cost += np.where(spurious, self._cost(np.float64(c.page_walk), u[:, K.SLOT_RETRY]), 0)
+        cost += np.where(spurious, self._cost(np.float64(c.page_walk), u[K.SLOT_RETRY]), 0)
         self._count("tlb_misses", spurious)
         retry_dirty = spurious & ~pd
-        cost += np.where(retry_dirty, self._cost(np.float64(c.dirty_walk), u[:, K.SLOT_DIRTY]), 0)
+        cost += np.where(retry_dirty, self._cost(np.float64(c.dirty_walk), u[K.SLOT_DIRTY]), 0)
         self._count("dirty_walks", retry_dirty)
 
         # Final state of the entry and the PTE.  A fault invalidated the entry; a completed
@@ -405,7 +413,7 @@ class VectorEngine:
         moved = back & (near > 0)
         base = (c.context_switch + np.where(behind, c.flush_full, 0.0)
                 + np.where(moved, t.tlb_gen_xfer[np.minimum(near, 3)], 0.0))
-        lat += np.where(back, self._cost(base, u[:, K.SLOT_SWITCH]), 0)
+        lat += np.where(back, self._cost(base, u[K.SLOT_SWITCH]), 0)
         self._count("tlb_gen_xfers", moved)
         self._count("local_full", behind)
         own = np.zeros((self.R, self.C), bool)
