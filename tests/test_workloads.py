@@ -9,7 +9,7 @@ import yaml
 
 from study.config import config_dir
 from study.engine.machine import Machine
-from study.policies import RELAXED, STRICT, UNSAFE
+from study.policies import RELAXED, STRICT
 from study.workloads import simulate_cell
 from study.workloads.spec import MadvFree, MprotectToggle, UffdWp
 

@@ -119,8 +119,8 @@ def check_sweep(sweep: SweepConfig) -> SweepConfig:
             where = f"sweep.grids[{i}].{axis}"
             root = axis.split(".", 1)[0]
             if root not in GROUPS and root != "run":
-                raise ConfigError(where, f"unknown axis; allowed: machine, workload, policy (options) "
-                                         f"or dotted keys under machine., workload., policy., run.")
+                raise ConfigError(where, "unknown axis; allowed: machine, workload, policy (options) "
+                                         "or dotted keys under machine., workload., policy., run.")
             if axis in ("run.output_dir",):
                 raise ConfigError(where, "not a grid axis (outputs of one sweep live in one place)")
             if not values:

@@ -224,8 +224,8 @@ class VectorEngine:
 
     def _flush_tlb_mm_range(self, f, strict, cpu, n, inr, u):
         """++tlb_gen, the local flush_tlb_func, and on the strict path the shootdown."""
-        t, c, ar = self.t, self.t.c, self.ar
-        D = self._distances(cpu)                             # [R, C] distance from initiator
+        t, c = self.t, self.t.c
+        D = self._distances(cpu)                             # distance from the initiator
         self.tlb_gen += f
         new_gen = self.tlb_gen
         # ++mm->tlb_gen is a locked RMW: the line comes from the farthest other holder.

@@ -35,6 +35,7 @@ class Driver:
         self.label_counters: dict[str, dict[str, int]] | None = {} if label_counters else None
         self._last_delta: dict[str, np.ndarray] = {}
         self._all = np.ones(self.R, bool)
+        self._nobody = np.zeros(self.R, bool)
         self._idle = (np.zeros(self.R, np.int64), np.zeros(self.R, np.int8), np.zeros(self.R, bool))
         self._base_counters = {k: np.zeros(self.R, np.int64) for k in engine.counters}
         self._base_stolen = np.zeros(self.R, np.int64)
@@ -77,6 +78,17 @@ class Driver:
             self.initiator_cycles += np.where(on0, lat, 0)
             self.other_cycles += np.where(on0, 0, lat)
         return lat, flush, pending
+
+    def chance(self, work: np.random.Generator, p: float):
+        """Which replicates an event with probability ``p`` happens to (None: all of them).
+
+        Certain and impossible events draw nothing: whether a draw happens depends only on
+        the workload's knobs, so streams stay aligned across policies."""
+        if p >= 1.0:
+            return None
+        if p <= 0.0:
+            return self._nobody
+        return work.random(self.R) < p
 
     def _snapshot(self):
         if self.label_counters is None:

@@ -18,11 +18,11 @@ FLUSH_LABELS = ("madv_free", "mprotect_ro", "mprotect_rw")
 
 
 def run_round(spec: MadvFree, d: Driver, work: np.random.Generator, running: np.ndarray) -> None:
-    R, P = d.R, spec.pages
+    P = spec.pages
     lat, flush, _ = d.op(OP_MADV_FREE, 0, 0, P, 0)
     d.record("madv_free", lat, flush)
     for page in range(P):
-        act = work.random(R) < spec.dirty_ratio
+        act = d.chance(work, spec.dirty_ratio)
         lat, _, _ = d.op(OP_ACCESS, 0, page, 1, 1, active=act)
         d.record("write", lat, active=act)
     lat, flush, _ = d.op(OP_MPROTECT, 0, 0, P, 0)

@@ -19,7 +19,7 @@ FLUSH_LABELS = ("mprotect_ro", "mprotect_rw")
 
 def run_round(spec: MprotectToggle, d: Driver, work: np.random.Generator, running: np.ndarray) -> None:
     """One loop iteration for every replicate."""
-    R, P = d.R, spec.pages
+    P = spec.pages
     lat, flush, _ = d.op(OP_MPROTECT, 0, 0, P, 0)
     d.record("mprotect_ro", lat, flush)
     _remote_window(spec, d, work, running, writable=False)
@@ -27,7 +27,7 @@ def run_round(spec: MprotectToggle, d: Driver, work: np.random.Generator, runnin
     lat, flush, _ = d.op(OP_MPROTECT, 0, 0, P, 1)
     d.record("mprotect_rw", lat, flush)
     for page in range(P):
-        act = work.random(R) < spec.dirty_ratio
+        act = d.chance(work, spec.dirty_ratio)
         lat, _, _ = d.op(OP_ACCESS, 0, page, 1, 1, active=act)
         d.record("write", lat, active=act)
     _remote_window(spec, d, work, running, writable=True)
@@ -36,6 +36,8 @@ def run_round(spec: MprotectToggle, d: Driver, work: np.random.Generator, runnin
 def _remote_window(spec, d: Driver, work, running, writable: bool) -> None:
     """Each other running thread touches a random page with probability remote_access_rate."""
     R, P = d.R, spec.pages
+    if spec.remote_access_rate == 0.0:
+        return   # the other threads never touch the range: nothing to draw or do
     for cpu in np.flatnonzero(running):
         act = work.random(R) < spec.remote_access_rate
         page = work.integers(0, P, R)
