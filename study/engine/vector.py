@@ -31,38 +31,6 @@ from study.engine.ops import (
 )
 
 
-def _rows(reduce, x):
-    """Reduce [R, k] along k column by column: numpy's axis-1 reduction over short rows is
-    an order of magnitude slower than k elementwise passes over R."""
-    acc = x[:, 0].copy()
-    for k in range(1, x.shape[1]):
-        reduce(acc, x[:, k], out=acc)
-    return acc
-
-
-def row_max(x):
-    return _rows(np.maximum, x)
-
-
-def row_min(x):
-    return _rows(np.minimum, x)
-
-
-def row_any(x):
-    return _rows(np.logical_or, x)
-
-
-def _row_cumsum(x):
-    out = x.astype(np.int64)
-    for k in range(1, x.shape[1]):
-        out[:, k] += out[:, k - 1]
-    return out
-
-
-def row_sum(x):
-    return _rows(np.add, x.astype(np.int64) if x.dtype == bool else x)
-
-
 class VectorEngine:
     """State and transitions of ``replicates`` copies of one mm on ``len(cpus)`` CPUs.
 
@@ -80,26 +48,29 @@ class VectorEngine:
         self.working_set = int(working_set)
         self.ar = np.arange(R)
         self._everyone = np.ones(R, bool)
-        self.pg = np.arange(P)
-        self.cpu_ids = np.arange(C)
+        self.pg = np.arange(P)[:, None]
+        self.cpu_ids = np.arange(C)[:, None]
+        # Replicates are the last (contiguous) axis of every array: per page [P, R], per CPU
+        # [C, R], per CPU and page [C, P, R], so that reductions over CPUs or pages are
+        # elementwise passes over replicates.
         # Page tables: every page mapped, private anonymous, writable, clean and old.
-        self.pte_write = np.ones((R, P), bool)
-        self.pte_dirty = np.zeros((R, P), bool)
-        self.pte_young = np.zeros((R, P), bool)
-        self.pte_uffd_wp = np.zeros((R, P), bool)
+        self.pte_write = np.ones((P, R), bool)
+        self.pte_dirty = np.zeros((P, R), bool)
+        self.pte_young = np.zeros((P, R), bool)
+        self.pte_uffd_wp = np.zeros((P, R), bool)
         # The mm: every thread's CPU has run it.
         self.tlb_gen = np.ones(R, np.int64)
-        self.mm_cpumask = np.ones((R, C), bool)
-        self.tlb_gen_sharers = np.zeros((R, C), bool)   # CPUs holding the tlb_gen line
-        self.tlb_gen_sharers[:, 0] = True
+        self.mm_cpumask = np.ones((C, R), bool)
+        self.tlb_gen_sharers = np.zeros((C, R), bool)   # CPUs holding the tlb_gen line
+        self.tlb_gen_sharers[0] = True
         # Per CPU: local generation, lazy flag, TLB entries for the range, working set.
-        self.local_gen = np.ones((R, C), np.int64)
+        self.local_gen = np.ones((C, R), np.int64)
         lazy = np.zeros(C, bool) if lazy is None else np.asarray(lazy, bool)
-        self.is_lazy = np.broadcast_to(lazy, (R, C)).copy()
-        self.tlb_valid = np.zeros((R, C, P), bool)
-        self.tlb_write = np.zeros((R, C, P), bool)
-        self.tlb_dirty = np.zeros((R, C, P), bool)
-        self.ws_cached = np.full((R, C), self.working_set, np.int64)
+        self.is_lazy = np.broadcast_to(lazy[:, None], (C, R)).copy()
+        self.tlb_valid = np.zeros((C, P, R), bool)
+        self.tlb_write = np.zeros((C, P, R), bool)
+        self.tlb_dirty = np.zeros((C, P, R), bool)
+        self.ws_cached = np.full((C, R), self.working_set, np.int64)
         # Results.
         self.counters = {name: np.zeros(R, np.int64) for name in COUNTERS}
         self.stolen = np.zeros(R, np.int64)   # cycles remote handlers took from other CPUs
@@ -113,26 +84,30 @@ class VectorEngine:
         F = self.t.F if table is None else table
         return np.rint(base * np.take(F, u))   # np.take: twice as fast as F[u] here
 
-    def _at(self, cpu):
-        """Index of each replicate's CPU (or page) in a per-CPU ([R, C, ...]) or per-page array.
+    def _at(self, idx):
+        """Index of each replicate's CPU (or page) in a per-CPU [C, R] (or per-page) array.
 
-        A plain column when every replicate acts on the same CPU (lockstep): a view, so
-        reads and in-place updates skip the gather and scatter of fancy indexing."""
-        first = cpu[0]
-        if (cpu == first).all():
-            return (slice(None), first)
-        return (self.ar, cpu)
+        A plain row when every replicate acts on the same CPU (lockstep): a view, so reads
+        and in-place updates skip the gather and scatter of fancy indexing."""
+        first = idx[0]
+        if (idx == first).all():
+            return (first,)
+        return (idx, self.ar)
+
+    def _own(self, cpu, mask):
+        """[C, R]: each replicate's acting CPU, where ``mask``."""
+        return (self.cpu_ids == cpu) & mask
 
     def _distances(self, cpu):
-        """Distance class from each replicate's acting CPU to every CPU: [R, C], or [C].
+        """Distance class from each replicate's acting CPU to every CPU: [C, R], or [C, 1].
 
         In lockstep every replicate usually acts on the same CPU: its row of the distance
-        matrix, which broadcasts, then replaces an [R, C] gather (and the gathers of
+        matrix, which broadcasts, then replaces a [C, R] gather (and the gathers of
         per-distance costs through it)."""
         first = cpu[0]
         if (cpu == first).all():
-            return self.dist[first]
-        return self.dist[cpu]
+            return self.dist[first][:, None]
+        return self.dist[:, cpu]
 
     def _count(self, name, values):
         self.counters[name] += values
@@ -171,9 +146,9 @@ class VectorEngine:
     def _change_protection(self, op, m, cpu, lo, n, arg, u, lat, flush):
         """mprotect(), UFFDIO_WRITEPROTECT and MADV_FREE: update PTEs, then one flush."""
         pol, c = self.policy, self.t.c
-        inr = (self.pg >= lo[:, None]) & (self.pg < (lo + n)[:, None]) & m[:, None]
+        inr = (self.pg >= lo) & (self.pg < lo + n) & m          # [P, R]
         w, d = self.pte_write, self.pte_dirty
-        on = arg.astype(bool)[:, None]
+        on = arg.astype(bool)
         if op == OP_MPROTECT:
             new_w = np.where(inr, on, w)
             syscall = c.syscall_mprotect
@@ -210,11 +185,11 @@ class VectorEngine:
                 self.pte_young |= hint
         self.pte_write = new_w
 
-        n_promote = row_sum(promote)
+        n_promote = np.count_nonzero(promote, axis=0)
         cost = self._cost(np.float64(syscall), u[K.SLOT_SYSCALL])
         cost += self._cost(n * c.pte_update + n_promote * c.pte_mkwrite_check, u[K.SLOT_PTE])
-        strict = m & row_any(strict_need)
-        relaxed = m & ~strict & (row_any(relaxed_need) if relaxed_need is not None else False)
+        strict = m & strict_need.any(0)
+        relaxed = m & ~strict & (relaxed_need.any(0) if relaxed_need is not None else False)
         f = strict | relaxed
         if f.any():
             cost += self._flush_tlb_mm_range(f, strict, cpu, n, inr, u)
@@ -230,11 +205,11 @@ class VectorEngine:
         new_gen = self.tlb_gen
         # ++mm->tlb_gen is a locked RMW: the line comes from the farthest other holder.
         others = self.tlb_gen_sharers & (D > 0)
-        xdist = row_max(np.where(others, D, 0))
+        xdist = np.where(others, D, 0).max(0)
         moved = f & (xdist > 0)
         cost = np.where(moved, self._cost(np.take(t.tlb_gen_xfer, xdist), u[K.SLOT_TLBGEN]), 0)
         self._count("tlb_gen_xfers", moved)
-        self.tlb_gen_sharers &= ~f[:, None]
+        self.tlb_gen_sharers &= ~f
         at = self._at(cpu)
         self.tlb_gen_sharers[at] |= f
 
@@ -247,11 +222,14 @@ class VectorEngine:
         local_cost = np.where(f, local_cost, 0)
         self._count("local_partial", loc_partial)
         self._count("local_full", loc_full)
-        if loc_partial.any():
-            self.tlb_valid[at] &= ~(inr & loc_partial[:, None])
-        if loc_full.any():
-            self.tlb_valid[at] &= ~loc_full[:, None]
-            self.ws_cached[at] = np.where(loc_full, 0, self.ws_cached[at])
+        if len(at) == 1:
+            if loc_partial.any():
+                self.tlb_valid[at] &= ~(inr & loc_partial)
+            if loc_full.any():
+                self.tlb_valid[at] &= ~loc_full
+                self.ws_cached[at] = np.where(loc_full, 0, self.ws_cached[at])
+        else:
+            self._invalidate(self._own(cpu, loc_partial), self._own(cpu, loc_full), inr)
         self.local_gen[at] = np.where(f, new_gen, lg)
 
         self._count("strict_flushes", strict)
@@ -261,54 +239,52 @@ class VectorEngine:
             return relaxed_cost
 
         # Strict: IPIs to every CPU of mm_cpumask that is not lazy (should_flush_tlb()).
-        targets = self.mm_cpumask & ~self.is_lazy & (D > 0) & strict[:, None]
-        nt = row_sum(targets)
+        targets = self.mm_cpumask & ~self.is_lazy & (D > 0) & strict          # [C, R]
+        nt = np.count_nonzero(targets, axis=0)
         if t.sequential:
             # one ICR write per target, in CPU order; target k's IPI leaves after k+1 writes
-            offset_base = c.cpumask_scan + c.ipi_send * _row_cumsum(targets)
+            offset_base = c.cpumask_scan + c.ipi_send * np.cumsum(targets, axis=0)
             send_base = c.cpumask_scan + c.ipi_send * nt
         else:
-            offset_base = np.broadcast_to((c.cpumask_scan + c.ipi_send * (nt > 0))[:, None], targets.shape)
             send_base = c.cpumask_scan + c.ipi_send * (nt > 0)
+            offset_base = send_base
         fsend = np.take(t.F, u[K.SLOT_SEND])
         send_cost = np.rint(send_base * fsend)
-        offset = np.rint(offset_base * fsend[:, None])
+        offset = np.rint(offset_base * fsend)
 
         # Each target's flush_tlb_func: read mm->tlb_gen (line from the initiator), then
-        # nothing / INVLPG per page / full flush by the generation rule.
-        # No target can be current already: local_gen <= tlb_gen < new_gen always holds, so
-        # flush_tlb_func's "nothing to do" case never arises here.
+        # INVLPG per page or a full flush by the generation rule.  No target can be current
+        # already (local_gen <= tlb_gen < new_gen), so the "nothing to do" case never arises.
         lgt = self.local_gen
-        ng = new_gen[:, None]
-        t_partial = targets & ranged[:, None] & (lgt + 1 == ng)
+        t_partial = targets & ranged & (lgt + 1 == new_gen)
         t_full = targets & ~t_partial
-        work = np.where(t_partial, (n * c.invlpg)[:, None], np.where(t_full, c.flush_full, 0.0))
+        work = np.where(t_partial, n * c.invlpg, np.where(t_full, c.flush_full, 0.0))
         handler_base = c.irq_entry_exit + np.take(t.tlb_gen_xfer, D) + work
-        u_deliver = u[K.N_FIXED_SLOTS:K.N_FIXED_SLOTS + self.C].T
-        u_handler = u[K.N_FIXED_SLOTS + self.C:K.N_FIXED_SLOTS + 2 * self.C].T
+        u_deliver = u[K.N_FIXED_SLOTS:K.N_FIXED_SLOTS + self.C]
+        u_handler = u[K.N_FIXED_SLOTS + self.C:K.N_FIXED_SLOTS + 2 * self.C]
         handler = np.where(targets, self._cost(handler_base, u_handler), 0)
         deliver_ack = self._cost(np.take(t.ipi_deliver_ack, D), u_deliver, t.F_ipi)
-        done = row_max(np.where(targets, offset + deliver_ack + handler, 0))
+        done = np.where(targets, offset + deliver_ack + handler, 0).max(0)
         # The initiator sends, flushes locally meanwhile, then waits for the slowest ack.
         strict_cost = cost + np.maximum(send_cost + local_cost, done)
 
-        self.stolen += row_sum(handler).astype(np.int64)
+        self.stolen += handler.sum(0).astype(np.int64)
         self._count("ipis", nt)
         self._count("shootdowns", nt > 0)
-        self._count("remote_partial", row_sum(t_partial))
-        self._count("remote_full", row_sum(t_full))
-        self._count("tlb_gen_xfers", row_sum(targets))
+        self._count("remote_partial", np.count_nonzero(t_partial, axis=0))
+        self._count("remote_full", np.count_nonzero(t_full, axis=0))
+        self._count("tlb_gen_xfers", nt)
         self.tlb_gen_sharers |= targets
         self._invalidate(t_partial, t_full, inr)
-        self.local_gen = np.where(targets, ng, lgt)
+        self.local_gen = np.where(targets, new_gen, lgt)
         return np.where(strict, strict_cost, relaxed_cost)
 
     def _invalidate(self, partial, full, inr):
-        """INVLPG the range on CPUs ``partial``, flush everything on CPUs ``full`` ([R, C])."""
+        """INVLPG the range on CPUs ``partial``, flush everything on CPUs ``full`` ([C, R])."""
         if partial.any():
-            self.tlb_valid &= ~(partial[:, :, None] & inr[:, None, :])
+            self.tlb_valid &= ~(partial[:, None, :] & inr[None, :, :])
         if full.any():
-            self.tlb_valid &= ~full[:, :, None]
+            self.tlb_valid &= ~full[:, None, :]
             self.ws_cached[full] = 0
 
     # ---------------------------------------------------------------- memory access
@@ -316,11 +292,10 @@ class VectorEngine:
     def _access(self, m, cpu, page, write, u, lat, uffd_pending):
         """A read or write of ``page`` by the thread on ``cpu``, faults and retries included."""
         t, c, ar, pol = self.t, self.t.c, self.ar, self.policy
-        # Application work between accesses refills the working set a full flush dropped.
         at, atp = self._at(cpu), self._at(page)
-        # this CPU's entry for this page: a column only if both CPU and page are uniform
-        lockstep = isinstance(at[0], slice) and isinstance(atp[0], slice)
-        atcp = (slice(None), at[1], atp[1]) if lockstep else (ar, cpu, page)
+        # this CPU's entry for this page: a row only if both CPU and page are uniform
+        atcp = (at[0], atp[0]) if len(at) == 1 and len(atp) == 1 else (cpu, page, ar)
+        # Application work between accesses refills the working set a full flush dropped.
         missing = np.where(m, self.working_set - self.ws_cached[at], 0)
         cost = self._cost(missing * c.page_walk, u[K.SLOT_REFILL])
         self.ws_cached[at] = np.where(m, self.working_set, self.ws_cached[at])
@@ -355,7 +330,7 @@ class VectorEngine:
         fault = (W & ~ew) | dwalk_fault
         cost += np.where(fault, self._cost(np.float64(c.fault_entry_exit), u[K.SLOT_FAULT]), 0)
         spurious = fault & pw
-        wp = fault & ~pw & self.pte_uffd_wp[ar, page]
+        wp = fault & ~pw & self.pte_uffd_wp[atp]
         prot = fault & ~pw & ~wp
         self._count("spurious_faults", spurious)
         self._count("uffd_faults", wp)
@@ -366,19 +341,16 @@ class VectorEngine:
         if pol.spurious_fixup and spurious.any():
             # flush_tlb_fix_spurious_fault(): a CPU behind mm->tlb_gen flushes everything
             # once and catches up, rather than faulting once per stale page.
-            fix = spurious & (self.local_gen[ar, cpu] < self.tlb_gen)
-            D = self._distances(cpu)
-            near = row_min(np.where(self.tlb_gen_sharers, D, 99))
+            fix = spurious & (self.local_gen[at] < self.tlb_gen)
+            near = np.where(self.tlb_gen_sharers, self._distances(cpu), 99).min(0)
             moved = fix & (near > 0)
             base = c.flush_full + np.where(moved, t.tlb_gen_xfer[np.minimum(near, 3)], 0.0)
             cost += np.where(fix, self._cost(base, u[K.SLOT_FIXUP]), 0)
             self._count("tlb_gen_xfers", moved)
             self._count("local_full", fix)
-            self.tlb_gen_sharers[ar[fix], cpu[fix]] = True
-            own = np.zeros((self.R, self.C), bool)
-            own[ar[fix], cpu[fix]] = True
-            self._invalidate(np.zeros_like(own), own, None)
-            self.local_gen[ar[fix], cpu[fix]] = self.tlb_gen[fix]
+            self.tlb_gen_sharers[at] |= fix
+            self._invalidate(np.zeros((self.C, self.R), bool), self._own(cpu, fix), None)
+            self.local_gen[at] = np.where(fix, self.tlb_gen, self.local_gen[at])
 
         # The retried write after a spurious fault walks again and may set Dirty.
         cost += np.where(spurious, self._cost(np.float64(c.page_walk), u[K.SLOT_RETRY]), 0)
@@ -405,20 +377,18 @@ class VectorEngine:
 
     def _switch_mm(self, m, cpu, to_lazy, u, lat):
         """A CPU leaves lazy mode (full flush if it missed a generation) or enters it."""
-        t, c, ar = self.t, self.t.c, self.ar
+        t, c = self.t, self.t.c
+        at = self._at(cpu)
         back = m & ~to_lazy
-        behind = back & (self.local_gen[ar, cpu] < self.tlb_gen)
-        D = self._distances(cpu)
-        near = row_min(np.where(self.tlb_gen_sharers, D, 99))
+        behind = back & (self.local_gen[at] < self.tlb_gen)
+        near = np.where(self.tlb_gen_sharers, self._distances(cpu), 99).min(0)
         moved = back & (near > 0)
         base = (c.context_switch + np.where(behind, c.flush_full, 0.0)
                 + np.where(moved, t.tlb_gen_xfer[np.minimum(near, 3)], 0.0))
         lat += np.where(back, self._cost(base, u[K.SLOT_SWITCH]), 0)
         self._count("tlb_gen_xfers", moved)
         self._count("local_full", behind)
-        own = np.zeros((self.R, self.C), bool)
-        own[ar[behind], cpu[behind]] = True
-        self._invalidate(np.zeros_like(own), own, None)
-        self.tlb_gen_sharers[ar[back], cpu[back]] = True
-        self.local_gen[ar[back], cpu[back]] = self.tlb_gen[back]
-        self.is_lazy[ar[m], cpu[m]] = to_lazy[m]
+        self._invalidate(np.zeros((self.C, self.R), bool), self._own(cpu, behind), None)
+        self.tlb_gen_sharers[at] |= back
+        self.local_gen[at] = np.where(back, self.tlb_gen, self.local_gen[at])
+        self.is_lazy[at] = np.where(m, to_lazy, self.is_lazy[at])
