@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
+import dataclasses
 from pathlib import Path
 
 import yaml
@@ -15,6 +14,7 @@ from study.cli import config_error
 from study.cli.common import parse
 from study.config import build_cell, compose, config_dir
 from study.errors import ConfigError
+from study.runner.store import atomic_write_text
 from study.seed import SEED_MACHINE, SEED_TABLE
 
 
@@ -55,8 +55,6 @@ def main(argv: list[str]) -> int:
 
 def write_preset(path: Path, machine, args) -> None:
     """Rewrite the machine's preset with the fitted costs, atomically."""
-    import dataclasses
-
     data = dataclasses.asdict(machine)
     data["calibrated"] = True
     data["source"] = (f"python -m study calibrate: least-squares fit to the seed's table "
@@ -68,8 +66,4 @@ def write_preset(path: Path, machine, args) -> None:
             data["costs"][key] = int(round(value))
     header = (f"# {machine.name}: written by `python -m study calibrate`; edit the priors in\n"
               f"# study/calibration/priors.py and re-run rather than editing the costs by hand.\n")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(header)
-        yaml.safe_dump(data, f, sort_keys=False)
-    os.replace(tmp, path)
+    atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False))

@@ -279,9 +279,9 @@ class VectorEngine:
         self.local_gen = np.where(targets, new_gen, lgt)
         return np.where(strict, strict_cost, relaxed_cost)
 
-    def _invalidate(self, partial, full, inr):
+    def _invalidate(self, partial, full, inr=None):
         """INVLPG the range on CPUs ``partial``, flush everything on CPUs ``full`` ([C, R])."""
-        if partial.any():
+        if partial is not None and partial.any():
             self.tlb_valid &= ~(partial[:, None, :] & inr[None, :, :])
         if full.any():
             self.tlb_valid &= ~full[:, None, :]
@@ -349,7 +349,7 @@ class VectorEngine:
             self._count("tlb_gen_xfers", moved)
             self._count("local_full", fix)
             self.tlb_gen_sharers[at] |= fix
-            self._invalidate(np.zeros((self.C, self.R), bool), self._own(cpu, fix), None)
+            self._invalidate(None, self._own(cpu, fix))
             self.local_gen[at] = np.where(fix, self.tlb_gen, self.local_gen[at])
 
         # The retried write after a spurious fault walks again and may set Dirty.
@@ -388,7 +388,7 @@ class VectorEngine:
         lat += np.where(back, self._cost(base, u[K.SLOT_SWITCH]), 0)
         self._count("tlb_gen_xfers", moved)
         self._count("local_full", behind)
-        self._invalidate(np.zeros((self.C, self.R), bool), self._own(cpu, behind), None)
+        self._invalidate(None, self._own(cpu, behind))
         self.tlb_gen_sharers[at] |= back
         self.local_gen[at] = np.where(back, self.tlb_gen, self.local_gen[at])
         self.is_lazy[at] = np.where(m, to_lazy, self.is_lazy[at])
