@@ -88,7 +88,8 @@ def main(argv: list[str]) -> int:
             skipped[cell.name] = probe["uffd_reason"]
             continue
         done = bench_run.run_cell(binary, cell, trials=config.trials, rounds=config.rounds, warmup=config.warmup,
-                                  max_samples=config.max_samples, seed=config.seed, timer_overhead=overhead)
+                                  max_samples=config.max_samples, seed=config.seed, timer_overhead=overhead,
+                                  nice=config.nice, outlier=int(config.outlier_us * 1e-6 * facts.tsc_hz))
         if done.result is None:
             skipped[cell.name] = done.skipped
             continue
@@ -132,7 +133,8 @@ def main(argv: list[str]) -> int:
         "wall_seconds": round(wall, 1),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cells": [{"name": m.cell.name, "cell_id": r[0].cell.cell_id, "cpus": list(m.cell.cpus),
-                   "others": m.cell.others} for m, r in zip(results, rows)],
+                   "others": m.cell.others, "workload": dataclasses.asdict(m.cell.workload)}
+                  for m, r in zip(results, rows)],
     }
     meta = {"format_version": FORMAT_VERSION, "sweep": sweep_name, "kind": "measurement", "host": machine.name}
     write_parquet(frame, target / "cells.parquet", meta)

@@ -16,7 +16,7 @@ from study.workloads.spec import workload_from_dict
 AXES = ("workload", "threads", "placement", "others", "pages", "dirty", "write_rate", "writes_per_round")
 OTHERS = ("busy", "idle")
 SETTINGS = {"name": str, "description": str, "trials": int, "rounds": int, "warmup": int, "max_samples": int,
-            "seed": int, "busy_load": float, "grids": list, "calibrate": dict}
+            "seed": int, "busy_load": float, "nice": int, "outlier_us": float, "grids": list, "calibrate": dict}
 CALIBRATE = {"train": list, "replicates": int, "rounds": int, "seed": int}
 
 
@@ -30,6 +30,8 @@ class MeasureConfig:
     max_samples: int
     seed: int
     busy_load: float
+    nice: int
+    outlier_us: float
     grids: list
     calibrate: dict
 
@@ -54,6 +56,10 @@ def measure_config(data: Any) -> MeasureConfig:
             raise ConfigError(f"measure.{key}", f"must be >= 1, got {data[key]}")
     if data["trials"] < 2:
         raise ConfigError("measure.trials", "must be >= 2 (a CI over trials needs two)")
+    if not -20 <= data["nice"] <= 19:
+        raise ConfigError("measure.nice", f"must be in [-20, 19], got {data['nice']}")
+    if data["outlier_us"] < 0:
+        raise ConfigError("measure.outlier_us", "must be >= 0 (0: keep every call in the means)")
     if data["warmup"] < 0:
         raise ConfigError("measure.warmup", "must be >= 0")
     cal = data["calibrate"]

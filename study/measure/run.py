@@ -2,8 +2,9 @@
 
 A measured cell is the engine's WorkloadSpec plus where its threads run on the host.
 Each trial of the benchmark is one replicate: ``lat_<label>`` is the trial's mean cycles
-per call (the empty timed region's median cost subtracted), and per-call samples are kept
-for medians and p99.  The ``TLB`` row of /proc/interrupts (flush_tlb_func() run for a
+per call (the empty timed region's median cost subtracted; calls longer than the outlier
+bound, i.e. interrupted by the scheduler, are counted in ``outlier_share`` and left out of
+the mean), and per-call samples (outliers included) are kept for medians and p99.  The ``TLB`` row of /proc/interrupts (flush_tlb_func() run for a
 remote CPU's request: shootdowns received) and the ``CAL`` row (function-call IPIs
 received) are summed over CPUs per trial; per flushing call they are the metrics
 ``tlb_per_call`` and ``cal_per_call``.  Those rows count every process on the host, so a
@@ -35,9 +36,10 @@ class MeasureCell:
     others: str                      # busy | idle (idle threads sleep: their CPUs are lazy)
     cpus: tuple[int, ...]            # host CPU of each thread, thread 0 first
 
-    def bench_args(self, trials: int, rounds: int, warmup: int, max_samples: int, seed: int) -> list[str]:
+    def bench_args(self, trials: int, rounds: int, warmup: int, max_samples: int, seed: int,
+                   nice: int = 0, outlier: int = 0) -> list[str]:
         w = self.workload
-        args = [f"workload={w.name}", f"pages={w.pages}", f"cpus={','.join(map(str, self.cpus))}",
+        args = [f"nice={nice}"] + ([f"outlier={outlier}"] if outlier > 0 else []) + [f"workload={w.name}", f"pages={w.pages}", f"cpus={','.join(map(str, self.cpus))}",
                 f"others={self.others}", f"dirty={w.dirty_ratio}", f"rounds={rounds}", f"warmup={warmup}",
                 f"trials={trials}", f"max_samples={max_samples}", f"seed={seed}"]
         if w.name == "uffd_wp":
@@ -62,8 +64,8 @@ def probe(binary: Path) -> dict:
 
 
 def run_cell(binary: Path, cell: MeasureCell, *, trials: int, rounds: int, warmup: int, max_samples: int,
-             seed: int, timer_overhead: float) -> Measured:
-    args = [str(binary), "run"] + cell.bench_args(trials, rounds, warmup, max_samples, seed)
+             seed: int, timer_overhead: float, nice: int = 0, outlier: int = 0) -> Measured:
+    args = [str(binary), "run"] + cell.bench_args(trials, rounds, warmup, max_samples, seed, nice, outlier)
     res = subprocess.run(args, capture_output=True, text=True, timeout=600)
     if res.returncode != 0:
         raise RuntimeError(f"benchmark failed on cell {cell.name}: {res.stderr.strip()}")
@@ -80,17 +82,23 @@ def to_result(trials: list[dict], rounds: int, timer_overhead: float) -> CellRes
     res = CellResult(replicates=R, rounds=rounds)
     total = np.zeros(R)
     flush_calls = np.zeros(R)
+    outliers = np.zeros(R)
+    calls = np.zeros(R)
     for label in labels:
         lat = np.full(R, np.nan)
         samples = []
         for r, t in enumerate(trials):
             book = t["labels"].get(label)
-            if not book or not book["n"]:
+            if not book:
+                continue
+            outliers[r] += book.get("out", 0)
+            calls[r] += book["n"] + book.get("out", 0)
+            if label in FLUSH_LABELS:
+                flush_calls[r] += book["n"] + book.get("out", 0)
+            if not book["n"]:
                 continue
             lat[r] = book["sum"] / book["n"] - timer_overhead
             total[r] += book["sum"] - timer_overhead * book["n"]
-            if label in FLUSH_LABELS:
-                flush_calls[r] += book["n"]
             samples.append(np.asarray(book["samples"], np.float64) - timer_overhead)
         res.metrics[f"lat_{label}"] = lat
         res.samples[label] = np.rint(np.concatenate(samples)).astype(np.int64) if samples else np.zeros(0, np.int64)
@@ -99,6 +107,13 @@ def to_result(trials: list[dict], rounds: int, timer_overhead: float) -> CellRes
     with np.errstate(invalid="ignore", divide="ignore"):
         res.metrics["tlb_per_call"] = np.where(flush_calls > 0, tlb / np.maximum(flush_calls, 1), np.nan)
         res.metrics["cal_per_call"] = np.where(flush_calls > 0, cal / np.maximum(flush_calls, 1), np.nan)
+    # calls left out of the means: longer than the outlier bound (the scheduler ran another
+    # task on the CPU in the middle of the call); their samples are kept
+    res.metrics["outlier_share"] = outliers / np.maximum(calls, 1)
+    # iterations of the busy threads' loop per 1000 cycles of the trial: 0 means the other
+    # threads never ran (their CPU was taken by another process), so no IPI could be due
+    res.metrics["other_spins_per_kcycle"] = np.array([1000.0 * t.get("spins", 0) / max(t.get("cycles", 1), 1)
+                                                      for t in trials])
     # cycles of the timed calls per round (the initiator's, and the writers' for uffd_wp)
     res.metrics[CellResult.MAIN_METRIC] = total / rounds
     res.counters = {"tlb_received": tlb.astype(np.int64), "cal_received": cal.astype(np.int64)}
