@@ -52,7 +52,7 @@ def run(source: Path, *, dry_run: bool = False) -> int:
             print(f"  ... {n} model evaluations ({time.monotonic() - started:.0f} s)", flush=True)
 
     fit = fit_host(meas, train=train, replicates=int(cal.get("replicates", 8)), rounds=int(cal.get("rounds", 12)),
-                   seed=int(cal.get("seed", 2022)), progress=progress)
+                   seed=int(cal.get("seed", 2022)), max_nfev=int(cal.get("max_nfev", 60)), progress=progress)
     n_fit = sum(t.role == "fit" for t in fit.targets)
     print(f"\nfitted {len(HOST_PRIORS)} costs to {n_fit} training targets "
           f"({fit.evaluations} model evaluations, {time.monotonic() - started:.0f} s)")
@@ -69,7 +69,9 @@ def run(source: Path, *, dry_run: bool = False) -> int:
           "parameters in prior units):")
     print_table(fit.identifiability)
 
-    rows = prediction_rows(fit, meas, replicates=PREDICT_REPLICATES, rounds=PREDICT_ROUNDS,
+    predict = {"replicates": int(cal.get("predict_replicates", PREDICT_REPLICATES)),
+               "rounds": int(cal.get("predict_rounds", PREDICT_ROUNDS))}
+    rows = prediction_rows(fit, meas, replicates=predict["replicates"], rounds=predict["rounds"],
                            seed=int(cal.get("seed", 2022)))
     print(f"\n{'cell':38s} {'call':13s} {'role':8s} {'measured':>9s} {'95% CI':>17s} {'predicted':>9s} "
           f"{'error':>7s} {'p=1 err':>8s} {'TLB/call':>8s} {'model':>6s} {'relaxed':>8s}")
@@ -103,7 +105,7 @@ def run(source: Path, *, dry_run: bool = False) -> int:
         "values": fit.values, "flagged_at_bound": flagged, "train": train, "summary": summary,
         "identifiability": fit.identifiability.as_dict(), "evaluations": fit.evaluations,
         "unmodelled_facts": {k: v for k, v in unmodelled(facts).items()},
-        "predict": {"replicates": PREDICT_REPLICATES, "rounds": PREDICT_ROUNDS},
+        "predict": predict,
         "labels": list(TARGET_LABELS),
     }
     write_json_atomic(meas.path / "calibration.json", record)

@@ -17,7 +17,8 @@ AXES = ("workload", "threads", "placement", "others", "pages", "dirty", "write_r
 OTHERS = ("busy", "idle")
 SETTINGS = {"name": str, "description": str, "trials": int, "rounds": int, "warmup": int, "max_samples": int,
             "seed": int, "busy_load": float, "nice": int, "outlier_us": float, "grids": list, "calibrate": dict}
-CALIBRATE = {"train": list, "replicates": int, "rounds": int, "seed": int}
+CALIBRATE = {"train": list, "replicates": int, "rounds": int, "seed": int, "max_nfev": int,
+             "predict_replicates": int, "predict_rounds": int}
 
 
 @dataclass(frozen=True)
