@@ -155,3 +155,9 @@ def test_compiler_from_cc_must_exist(monkeypatch):
     monkeypatch.setenv("CC", "/nonexistent/cc")
     with pytest.raises(ConfigError, match=r"\$CC"):
         build.find_compiler()
+
+
+def test_calibrate_from_a_directory_without_a_measurement_is_one_line(tmp_path, capsys):
+    assert calibrate_cli.main(["--from", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --from:") and "python -m study measure" in err[0]

@@ -31,6 +31,7 @@ from study.calibration.fit import with_costs
 from study.calibration.identify import Identifiability, identifiability
 from study.calibration.priors import Prior
 from study.engine.machine import Machine
+from study.errors import ConfigError
 from study.measure.grid import select
 from study.measure.machine import machine_from_host
 from study.measure.store import Measurement
@@ -157,7 +158,8 @@ def fit_host(meas: Measurement, *, train: list[str], replicates: int, rounds: in
     tgts = targets(meas, train)
     train_t = [t for t in tgts if t.role == "fit"]
     if not train_t:
-        raise ValueError("no measured cell matches calibrate.train")
+        raise ConfigError("measure.calibrate.train", f"matches no measured cell; cells: "
+                                                     f"{', '.join(dict.fromkeys(t.cell for t in tgts))}")
     measured = np.array([t.measured for t in train_t])
     lo = np.log([p.low for p in priors])
     hi = np.log([p.high for p in priors])
