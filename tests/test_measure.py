@@ -77,6 +77,20 @@ def test_tiny_grid_compiles_runs_and_writes_tables(measured, env):
 
 @needs_cc
 @needs_2cpus
+def test_measurement_alone_analyzes_and_reports_before_calibration(measured, env):
+    out = env / "alone"
+    assert analyze_cli.main(["--out", str(out), "--measure", str(measured)]) == 0
+    cells = pd.read_csv(out / "analysis" / "this_machine_cells.csv")
+    assert set(cells["label"]) == {"mprotect_ro", "mprotect_rw"} and cells["mean"].notna().all()
+    assert not (out / "analysis" / "this_machine.csv").exists()   # nothing predicted yet
+    assert report_cli.main(["--out", str(out)]) == 0
+    html = (out / "report" / "report.html").read_text()
+    section = html[html.find("This machine</h2>"):]
+    assert "not calibrated yet" in section and "mprotect_toggle/t2-core-busy/p1/d1" in section
+
+
+@needs_cc
+@needs_2cpus
 def test_calibrate_from_writes_a_named_machine_and_the_report_shows_this_machine(measured, env, capsys):
     assert calibrate_cli.main(["--from", str(measured)]) == 0
     printed = capsys.readouterr().out

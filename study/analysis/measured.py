@@ -15,6 +15,7 @@ format (the columns of study/analysis/schema.py), and writes into ``<out>/analys
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -91,3 +92,22 @@ def write(measure_dir: Path, out: Path) -> Path:
     path = target / "this_machine.json"
     path.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
     return path
+
+
+def write_alone(measure_dir: Path, out: Path) -> Path:
+    """An analysis of the measurement only (no sweep): ``analysis.json`` with no sweep tables.
+
+    The report then renders every section, the sweep's saying that it has no cells, and the
+    "This machine" section in full.  The analysis directory is replaced, as ``analyze`` does.
+    """
+    target = Path(out) / "analysis"
+    load_cells(measure_dir)            # fail before removing anything
+    if target.exists():
+        shutil.rmtree(target)
+    (target / "plots").mkdir(parents=True)
+    summary = {"format_version": 1, "sweep": None, "manifest": {}, "method": {}, "machines": [],
+               "overview": {}, "plots": [], "tables": {}, "where": {}, "metrics": {},
+               "note": f"no sweep analyzed; the measurement {measure_dir} only"}
+    (target / "analysis.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write(measure_dir, out)
+    return target

@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
             from study.analysis import measured
 
             measured.load_cells(args.measure)
+        if args.measure is not None and not (args.out / "sweep" / args.sweep / "cells.parquet").exists():
+            target = measured.write_alone(args.measure, args.out)
+            print(f"no sweep {args.sweep!r} under {args.out}/sweep/: analyzing the measurement {args.measure} only")
+            print(f"this machine written to {target}/")
+            return EXIT_OK
         target = analyze(args.out, args.sweep, args.seed_table)
         if args.measure is not None:
             print(f"this machine: {measured.write(args.measure, args.out)}")
