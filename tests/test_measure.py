@@ -103,7 +103,9 @@ def test_calibrate_from_writes_a_named_machine_and_the_report_shows_this_machine
     assert compose([f"machine={HOST}"]).machine.name == HOST
     rows = pd.read_csv(measured / "this_machine.csv")
     assert set(rows["role"]) == {"fit", "held-out"}
-    assert {"measured", "predicted", "error", "shootdowns_measured", "shootdowns_model", "relaxed_change"} <= set(rows)
+    assert {"measured", "predicted", "error", "shootdowns_measured", "shootdowns_model", "relaxed_change",
+            "relaxed_change_fit_sd"} <= set(rows)
+    assert rows["relaxed_change_fit_sd"].notna().all()
 
     from study.analysis.synthetic import make_sweep
 

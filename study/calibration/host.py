@@ -28,7 +28,7 @@ from scipy import stats
 from scipy.optimize import least_squares
 
 from study.calibration.fit import with_costs
-from study.calibration.identify import Identifiability, identifiability
+from study.calibration.identify import Identifiability, identifiability, propagated_sd
 from study.calibration.priors import Prior
 from study.engine.machine import Machine
 from study.errors import ConfigError
@@ -78,6 +78,14 @@ class Target:
 
 
 @dataclass
+class Space:
+    """The fitted parameters' coordinates: log cost, and its prior's log width."""
+
+    names: list[str]
+    width: np.ndarray
+
+
+@dataclass
 class HostFit:
     machine: Machine
     values: dict[str, float]
@@ -87,7 +95,8 @@ class HostFit:
     identifiability: Identifiability
     evaluations: int
     cost: float
-    rows: list[dict] = field(default_factory=list)
+    space: Space | None = None
+    fit_size: dict = field(default_factory=dict)
 
     def errors(self, role: str) -> np.ndarray:
         return np.array([p / t.measured - 1.0 for t, p in zip(self.targets, self.predicted) if t.role == role])
@@ -191,7 +200,32 @@ def fit_host(meas: Measurement, *, train: list[str], replicates: int, rounds: in
     fitted = with_costs(base, values)
     mix, busy, _ = simulate_targets(fitted, specs, tgts, STRICT, replicates=replicates, rounds=rounds, seed=seed)
     return HostFit(fitted, values, tgts, np.array([m.mean() for m in mix]), np.array([b.mean() for b in busy]),
-                   ident, int(sol.nfev), float(sol.cost))
+                   ident, int(sol.nfev), float(sol.cost), Space(names, width),
+                   {"replicates": replicates, "rounds": rounds, "seed": seed})
+
+
+def relaxed_change_sd(fit: HostFit, meas: Measurement, step: float = 0.1) -> np.ndarray:
+    """Per target, the sd of the relaxed policy's relative change due to the fit's uncertainty.
+
+    Finite differences of the change (relaxed / strict - 1, common random numbers) in each
+    parameter, ``step`` prior widths at a time, at the fit's model size; propagated through
+    the posterior covariance of the identifiability analysis (study.calibration.identify).
+    """
+    specs = meas.workloads()
+    size = fit.fit_size
+
+    def changes(machine):
+        s, _, _ = simulate_targets(machine, specs, fit.targets, STRICT, **size)
+        r, _, _ = simulate_targets(machine, specs, fit.targets, RELAXED, **size)
+        return np.array([np.nanmean(b / a - 1.0) for a, b in zip(s, r)])
+
+    base = changes(fit.machine)
+    grads = np.zeros((len(fit.targets), len(fit.space.names)))
+    for j, (name, w) in enumerate(zip(fit.space.names, fit.space.width)):
+        moved = dict(fit.values)
+        moved[name] = fit.values[name] * math.exp(step * w)
+        grads[:, j] = (changes(with_costs(fit.machine, moved)) - base) / step
+    return propagated_sd(grads, fit.identifiability)
 
 
 def _t_ci(values: np.ndarray) -> tuple[float, float, float]:
@@ -203,10 +237,12 @@ def _t_ci(values: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def prediction_rows(fit: HostFit, meas: Measurement, *, replicates: int, rounds: int, seed: int) -> list[dict]:
+def prediction_rows(fit: HostFit, meas: Measurement, *, replicates: int, rounds: int, seed: int,
+                    change_sd: np.ndarray | None = None) -> list[dict]:
     """Every target: measured, predicted (strict), error, shootdowns, and the relaxed policy's change.
 
-    Strict and relaxed runs share their random streams, so the change is paired per replicate.
+    Strict and relaxed runs share their random streams, so the change is paired per replicate;
+    ``change_sd`` (relaxed_change_sd) adds the fit's own uncertainty of the change.
     """
     specs = meas.workloads()
     strict_mix, strict_busy, shoot = simulate_targets(fit.machine, specs, fit.targets, STRICT,
@@ -214,7 +250,9 @@ def prediction_rows(fit: HostFit, meas: Measurement, *, replicates: int, rounds:
     relaxed_mix, _, relaxed_shoot = simulate_targets(fit.machine, specs, fit.targets, RELAXED,
                                                      replicates=replicates, rounds=rounds, seed=seed)
     rows = []
-    for t, s, b, m_shoot, r, r_shoot in zip(fit.targets, strict_mix, strict_busy, shoot, relaxed_mix, relaxed_shoot):
+    sds = change_sd if change_sd is not None else np.full(len(fit.targets), np.nan)
+    for t, s, b, m_shoot, r, r_shoot, sd in zip(fit.targets, strict_mix, strict_busy, shoot, relaxed_mix,
+                                               relaxed_shoot, sds):
         pred, _, _ = _t_ci(s)
         change, c_lo, c_hi = _t_ci(r / s - 1.0)
         rows.append(dict(
@@ -224,6 +262,6 @@ def prediction_rows(fit: HostFit, meas: Measurement, *, replicates: int, rounds:
             mixed=t.mixed, shootdowns_measured=t.share, shootdowns_model=m_shoot,
             shootdowns_model_mixed=(min(max(t.share, 0.0), 1.0) * m_shoot if t.mixed else m_shoot),
             relaxed_predicted=float(r.mean()), relaxed_change=change, relaxed_change_ci_low=c_lo,
-            relaxed_change_ci_high=c_hi, relaxed_shootdowns_model=r_shoot,
+            relaxed_change_ci_high=c_hi, relaxed_change_fit_sd=float(sd), relaxed_shootdowns_model=r_shoot,
         ))
     return rows

@@ -26,6 +26,7 @@ class Identifiability:
     shrink: np.ndarray                   # posterior sd / prior sd per parameter
     sigma: float
     prior_sd: float
+    covariance: np.ndarray               # Gaussian posterior covariance, prior units
 
     def pinned(self) -> list[str]:
         return [n for n, s in zip(self.names, self.shrink) if s < PINNED_BELOW]
@@ -58,8 +59,16 @@ def identifiability(jac: np.ndarray, names: list[str], *, sigma: float = 0.05,
     sv = np.zeros(k)
     sv[:len(s)] = s
     hessian = jac.T @ jac / sigma ** 2 + np.eye(k) / prior_sd ** 2
-    post_sd = np.sqrt(np.diag(np.linalg.inv(hessian)))
-    return Identifiability(list(names), sv, vt, post_sd / prior_sd, sigma, prior_sd)
+    covariance = np.linalg.inv(hessian)
+    post_sd = np.sqrt(np.diag(covariance))
+    return Identifiability(list(names), sv, vt, post_sd / prior_sd, sigma, prior_sd, covariance)
+
+
+def propagated_sd(gradients: np.ndarray, ident: Identifiability) -> np.ndarray:
+    """Standard deviation of quantities with the given gradients (rows, per parameter in prior
+    units) under the posterior covariance: how much the fit's own uncertainty moves them."""
+    g = np.atleast_2d(np.asarray(gradients, float))
+    return np.sqrt(np.einsum("ij,jk,ik->i", g, ident.covariance, g))
 
 
 def print_table(ident: Identifiability, out=print) -> None:

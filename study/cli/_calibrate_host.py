@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from study.calibration.host import HOST_PRIORS, TARGET_LABELS, fit_host, prediction_rows
+from study.calibration.host import HOST_PRIORS, TARGET_LABELS, fit_host, prediction_rows, relaxed_change_sd
 from study.calibration.identify import print_table
 from study.cli.common import write_json_atomic
 from study.config.compose import user_config_dir
@@ -71,15 +71,17 @@ def run(source: Path, *, dry_run: bool = False) -> int:
 
     predict = {"replicates": int(cal.get("predict_replicates", PREDICT_REPLICATES)),
                "rounds": int(cal.get("predict_rounds", PREDICT_ROUNDS))}
-    rows = prediction_rows(fit, meas, replicates=predict["replicates"], rounds=predict["rounds"],
+    print("propagating the fit's uncertainty to the relaxed policy's change ...", flush=True)
+    change_sd = relaxed_change_sd(fit, meas)
+    rows = prediction_rows(fit, meas, replicates=predict["replicates"], rounds=predict["rounds"], change_sd=change_sd,
                            seed=int(cal.get("seed", 2022)))
     print(f"\n{'cell':38s} {'call':13s} {'role':8s} {'measured':>9s} {'95% CI':>17s} {'predicted':>9s} "
-          f"{'error':>7s} {'p=1 err':>8s} {'TLB/call':>8s} {'model':>6s} {'relaxed':>8s}")
+          f"{'error':>7s} {'p=1 err':>8s} {'TLB/call':>8s} {'model':>6s} {'relaxed':>8s} {'fit sd':>7s}")
     for r in rows:
         print(f"{r['cell']:38s} {r['label']:13s} {r['role']:8s} {r['measured']:9.0f} "
               f"[{r['measured_ci_low']:7.0f},{r['measured_ci_high']:7.0f}] {r['predicted']:9.0f} "
               f"{r['error'] * 100:+6.1f}% {r['error_all_busy'] * 100:+7.1f}% {r['shootdowns_measured']:8.3f} "
-              f"{r['shootdowns_model']:6.3f} {r['relaxed_change'] * 100:+7.1f}%")
+              f"{r['shootdowns_model']:6.3f} {r['relaxed_change'] * 100:+7.1f}% {r['relaxed_change_fit_sd'] * 100:6.1f}%")
     summary = {}
     for role in ("fit", "held-out"):
         err = np.array([abs(r["error"]) for r in rows if r["role"] == role])

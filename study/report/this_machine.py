@@ -101,13 +101,16 @@ def section(inputs: Inputs) -> list[Block]:
                         align=["l", "r", "r", "r"]))
 
     rows = [[r.cell, CALLS.get(r.label, r.label), fmt.num(r.predicted), fmt.num(r.relaxed_predicted),
-             fmt.percent(r.relaxed_change, r.relaxed_change_ci_low, r.relaxed_change_ci_high, signed=True)]
+             fmt.percent(r.relaxed_change, r.relaxed_change_ci_low, r.relaxed_change_ci_high, signed=True),
+             fmt.percent(getattr(r, "relaxed_change_fit_sd", float("nan")))]
             for r in pred.itertuples()]
-    blocks.append(Table(["cell", "call", "strict (predicted)", "relaxed (predicted)", "change [95% CI]"], rows,
+    blocks.append(Table(["cell", "call", "strict (predicted)", "relaxed (predicted)", "change [95% CI]",
+                         "\u00b1 fit sd"], rows,
                         caption="What the RFC would change on this machine: the relaxed policy on the fitted "
                                 "machine, paired with the strict run over common random numbers. The CI is over "
-                                "model replicates; the fit's own uncertainty is in the identifiability below.",
-                        align=["l", "l", "r", "r", "r"]))
+                                "model replicates; \u201cfit sd\u201d is the fitted costs' own uncertainty (their "
+                                "posterior covariance, costs only priors set included) carried to the change.",
+                        align=["l", "l", "r", "r", "r", "r"]))
     ident = cal.get("identifiability") or {}
     if ident:
         blocks.append(Para(f"Identifiability: the measurement pins {', '.join(f'`{p}`' for p in ident['pinned']) or 'nothing'}; "
