@@ -20,6 +20,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed-table", type=Path, default=None, metavar="FILE",
                    help="seed table JSON of `python -m study seed-table`, "
                         "used only if the sweep lacks the seed's cells")
+    p.add_argument("--measure", type=Path, default=None, metavar="DIR",
+                   help="a measurement of this machine (outputs/measure/<host>) for the report's "
+                        "\"This machine\" section")
     return p
 
 
@@ -29,7 +32,18 @@ def main(argv: list[str] | None = None) -> int:
     from study.analysis.run import analyze
 
     try:
+        if args.measure is not None:   # fail on a bad measurement before writing anything
+            from study.analysis import measured
+
+            measured.load_cells(args.measure)
+        if args.measure is not None and not (args.out / "sweep" / args.sweep / "cells.parquet").exists():
+            target = measured.write_alone(args.measure, args.out)
+            print(f"no sweep {args.sweep!r} under {args.out}/sweep/: analyzing the measurement {args.measure} only")
+            print(f"this machine written to {target}/")
+            return EXIT_OK
         target = analyze(args.out, args.sweep, args.seed_table)
+        if args.measure is not None:
+            print(f"this machine: {measured.write(args.measure, args.out)}")
     except ConfigError as err:
         return config_error(err)
     print(f"analysis of sweep {args.sweep!r} written to {target}/ and {args.out / 'metrics.json'}")

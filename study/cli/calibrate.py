@@ -1,4 +1,8 @@
-"""``python -m study calibrate [machine=NAME]``: fit the machine's event costs to the seed's table."""
+"""``python -m study calibrate [machine=NAME]``: fit the machine's event costs to the seed's table.
+
+``python -m study calibrate --from outputs/measure/<host>``: fit a machine to this host's
+measurement instead (study/cli/_calibrate_host.py).
+"""
 
 from __future__ import annotations
 
@@ -23,8 +27,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--replicates", type=int, default=400, help="replicates per seed cell during the fit")
     parser.add_argument("--rounds", type=int, default=40, help="loop iterations per replicate during the fit")
     parser.add_argument("--dry-run", action="store_true", help="print the fit, do not write the preset")
+    parser.add_argument("--from", dest="source", type=Path, default=None, metavar="DIR",
+                        help="fit a machine to this host's measurement (outputs/measure/<host>) instead")
     try:
         args = parse(parser, argv)
+        if args.source is not None:
+            from study.cli import _calibrate_host
+
+            if args.overrides:
+                raise ConfigError(args.overrides[0], "--from takes no overrides; the measurement's config "
+                                                     "(calibrate.train) names the training cells")
+            return _calibrate_host.run(args.source, dry_run=args.dry_run)
         overrides = args.overrides or [f"machine={SEED_MACHINE}"]
         machine = build_cell(compose(overrides)).machine
         if args.replicates < 2 or args.rounds < 1:

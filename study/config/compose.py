@@ -6,6 +6,7 @@ creates a run directory or ``.hydra/`` folder, so a command writes only what it 
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -29,6 +30,21 @@ def config_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "conf"
 
 
+def user_config_dir() -> Path:
+    """Where machines fitted to a measurement live (never in the repository):
+    ``$STUDY_CONFIG_DIR``, else ``$XDG_CONFIG_HOME/study``, else ``~/.config/study``."""
+    if os.environ.get("STUDY_CONFIG_DIR"):
+        return Path(os.environ["STUDY_CONFIG_DIR"])
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "study"
+
+
+def _search_path() -> list[str]:
+    """``machine=<host>`` finds <user_config_dir>/machine/<host>.yaml (python -m study calibrate --from)."""
+    user = user_config_dir()
+    return [f"hydra.searchpath=[file://{user.resolve()}]"] if (user / "machine").is_dir() else []
+
+
 def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path | str | None = None) -> DictConfig:
     """Compose ``config.yaml`` with Hydra ``overrides``; bad overrides raise ConfigError."""
     directory = Path(conf_dir) if conf_dir is not None else config_dir()
@@ -50,7 +66,7 @@ def _compose(directory: Path, overrides: list[str]) -> DictConfig:
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(directory), version_base="1.3", job_name="study"):
-        return hydra_compose(config_name=CONFIG_NAME, overrides=overrides)
+        return hydra_compose(config_name=CONFIG_NAME, overrides=_search_path() + overrides)
 
 
 def _missing_option(err: MissingConfigException) -> ConfigError:

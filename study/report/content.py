@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from study.report import provenance, sections
+from study.report import provenance, sections, this_machine
 from study.report.doc import Document, Heading
 from study.report.inputs import Inputs
 
@@ -18,6 +18,7 @@ SECTIONS = (
     ("userfaultfd", "userfaultfd write-protect", sections.uffd),
     ("loses", "Where relaxed loses", sections.loses),
     ("attribution", "Per-idea attribution", sections.attribution),
+    ("this-machine", "This machine", this_machine.section),
     ("method", "Statistical method", provenance.method),
     ("provenance", "Provenance", provenance.provenance),
 )

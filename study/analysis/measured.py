@@ -1,0 +1,113 @@
+"""This machine: a measurement directory (``python -m study measure``) beside its fitted model.
+
+``write(measure_dir, out)`` checks that the measured cells table reads in the sweep's
+format (the columns of study/analysis/schema.py), and writes into ``<out>/analysis/``:
+
+* ``this_machine_cells.csv``: every measured cell, its calls' mean cycles with CI, median,
+  p99, and TLB shootdowns / function-call IPIs per flushing call (the measured table);
+* ``this_machine.csv``: measured against predicted per (cell, call), fit or held-out,
+  shootdowns per call measured against modelled, and the relaxed policy's predicted change
+  (copied from ``calibrate --from``'s output; absent until the machine is calibrated);
+* ``this_machine.json``: the host's facts, the load average, the calibration's summary and
+  identifiability.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from study.analysis import schema
+from study.analysis.load import _require, prepare_cells
+from study.errors import ConfigError
+
+LABELS = ("mprotect_ro", "mprotect_rw", "madv_free", "uffd_protect")
+STAT_COLUMNS = ("mean", "ci_low", "ci_high", "median", "p99")
+HOST_KEYS = ("host", "kernel_release", "cpu_model", "sockets", "cores_per_socket", "smt", "pti", "pti_on",
+             "hypervisor", "hypervisor_vendor", "x2apic", "pv_tlb_flush", "pv_ipi", "apic_routing", "tsc_hz",
+             "dmesg_readable")
+
+
+def load_cells(measure_dir: Path) -> tuple[pd.DataFrame, dict]:
+    """The measured cells (checked against the sweep's input contract) and the manifest."""
+    measure_dir = Path(measure_dir)
+    path = measure_dir / "cells.parquet"
+    manifest_path = measure_dir / "manifest.json"
+    if not path.is_file() or not manifest_path.is_file():
+        raise ConfigError("--measure", f"no measurement at {measure_dir} (cells.parquet, manifest.json); "
+                                       "run `python -m study measure` first")
+    cells = pd.read_parquet(path)
+    _require(cells, schema.CELL_REQUIRED + ("measure_cell",), path)
+    return prepare_cells(cells), json.loads(manifest_path.read_text())
+
+
+def cells_frame(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell, call) with the measured statistics."""
+    rows = []
+    for _, row in cells.iterrows():
+        for label in LABELS:
+            if f"lat_{label}.mean" not in row or pd.isna(row[f"lat_{label}.mean"]):
+                continue
+            rows.append({"cell": row["measure_cell"], "workload": row["workload"], "threads": row["workload.threads"],
+                         "others": row.get("measure_others"), "pages": row["workload.pages"], "label": label,
+                         **{s: row[f"lat_{label}.{s}"] for s in STAT_COLUMNS},
+                         "trials": row[f"lat_{label}.n"],
+                         "tlb_per_call": row.get("tlb_per_call.mean"), "cal_per_call": row.get("cal_per_call.mean"),
+                         "outlier_share": row.get("outlier_share.mean")})
+    return pd.DataFrame(rows)
+
+
+def write(measure_dir: Path, out: Path) -> Path:
+    """Write the this-machine tables into ``<out>/analysis/``; returns the JSON's path."""
+    measure_dir = Path(measure_dir)
+    cells, manifest = load_cells(measure_dir)
+    target = Path(out) / "analysis"
+    target.mkdir(parents=True, exist_ok=True)
+    cells_frame(cells).to_csv(target / "this_machine_cells.csv", index=False)
+    predicted = measure_dir / "this_machine.csv"
+    calibration_path = measure_dir / "calibration.json"
+    calibration = json.loads(calibration_path.read_text()) if calibration_path.is_file() else None
+    if predicted.is_file() and calibration is not None:
+        pd.read_csv(predicted).to_csv(target / "this_machine.csv", index=False)
+    else:
+        (target / "this_machine.csv").unlink(missing_ok=True)
+    host = manifest.get("host", {})
+    summary = {
+        "measurement": str(measure_dir),
+        "host": {k: host.get(k) for k in HOST_KEYS},
+        "online_cpus": len(host.get("cpus", [])),
+        "loadavg_before": manifest.get("loadavg_before"), "loadavg_after": manifest.get("loadavg_after"),
+        "busy_warning": manifest.get("busy_warning"), "wall_seconds": manifest.get("wall_seconds"),
+        "timer_overhead_cycles": manifest.get("timer_overhead_cycles"),
+        "uffd_wp": manifest.get("uffd_wp"), "skipped": manifest.get("skipped", {}),
+        "measure": {k: manifest.get("measure", {}).get(k) for k in ("name", "trials", "rounds", "nice", "outlier_us")},
+        "cells": int(len(cells)),
+        "calibration": None if calibration is None else {
+            k: calibration.get(k) for k in ("machine_file", "values", "flagged_at_bound", "train", "summary",
+                                            "identifiability", "unmodelled_facts")},
+    }
+    path = target / "this_machine.json"
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def write_alone(measure_dir: Path, out: Path) -> Path:
+    """An analysis of the measurement only (no sweep): ``analysis.json`` with no sweep tables.
+
+    The report then renders every section, the sweep's saying that it has no cells, and the
+    "This machine" section in full.  The analysis directory is replaced, as ``analyze`` does.
+    """
+    target = Path(out) / "analysis"
+    load_cells(measure_dir)            # fail before removing anything
+    if target.exists():
+        shutil.rmtree(target)
+    (target / "plots").mkdir(parents=True)
+    summary = {"format_version": 1, "sweep": None, "manifest": {}, "method": {}, "machines": [],
+               "overview": {}, "plots": [], "tables": {}, "where": {}, "metrics": {},
+               "note": f"no sweep analyzed; the measurement {measure_dir} only"}
+    (target / "analysis.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write(measure_dir, out)
+    return target

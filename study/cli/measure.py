@@ -1,0 +1,162 @@
+"""``python -m study measure [measure=NAME] [measure.KEY=VALUE ...]``: the workloads on this kernel.
+
+Compiles the shipped C benchmark, runs the host grid of conf/measure/<NAME>.yaml (default:
+``default``) and writes ``<out>/measure/<host>/`` in the sweep's table format: cells.parquet
+(+ cells.csv), replicates.parquet (one replicate per trial), calls.parquet (per-call cycles)
+and manifest.json (kernel, CPU, TSC, topology, PTI, virtualization, APIC, load average).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from study.cli import EXIT_OK, config_error
+from study.cli.common import parse, write_json_atomic
+from study.config import RunConfig, compose
+from study.config.cell import Cell
+from study.errors import ConfigError
+from study.measure import build as bench_build
+from study.measure import run as bench_run
+from study.measure.grid import expand, measure_config
+from study.measure.host import host_facts, loadavg, online_cpus
+from study.measure.machine import UNMODELLED_FACTS, machine_from_host
+from study.policies import STRICT
+from study.runner.grid import GridCell
+from study.runner.tables import FORMAT_VERSION, calls_table, cells_table, replicates_table, write_csv, write_parquet
+
+
+def measure_overrides(overrides: list[str]) -> list[str]:
+    """``measure=NAME`` selects conf/measure/NAME.yaml (added to the defaults: ``+measure``)."""
+    chosen = [o for o in overrides if o.split("=", 1)[0] in ("measure", "+measure")]
+    rest = [o for o in overrides if o not in chosen]
+    name = chosen[-1].split("=", 1)[1] if chosen else "default"
+    return [f"+measure={name}"] + rest
+
+
+def load_config(overrides: list[str]):
+    cfg = compose(measure_overrides(overrides))
+    return measure_config(OmegaConf.to_container(cfg.measure, resolve=True))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m study measure", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR",
+                        help="outputs directory; writes DIR/measure/<host>/ (default: %(default)s)")
+    parser.add_argument("--host", default=None, metavar="NAME",
+                        help="name of this machine in outputs and as machine=NAME (default: the hostname)")
+    try:
+        args = parse(parser, argv)
+        config = load_config(args.overrides)
+        facts = host_facts()
+        if args.host:
+            facts.host = args.host
+        machine = machine_from_host(facts)
+        cells = expand(config, facts.cpus, machine)
+        binary, build_info = bench_build.build()
+    except ConfigError as err:
+        return config_error(err)
+
+    from tqdm import tqdm
+
+    start = time.monotonic()
+    probe = bench_run.probe(binary)
+    facts.tsc_hz = float(probe["tsc_hz"])
+    overhead = float(probe["timer_overhead"])
+    target = args.out / "measure" / machine.name
+    before = loadavg()
+    n_cpus = len(online_cpus())
+    busy = config.busy_load * n_cpus
+    print(f"measuring {len(cells)} cells on {machine.name} ({facts.cpu_model}, {facts.kernel_release}, "
+          f"{n_cpus} CPUs{', virtual machine' if facts.hypervisor else ''}); load average {before}", flush=True)
+    warned = False
+    if before and before[0] > busy:
+        print(f"warning: this machine is busy (1-minute load average {before[0]} > {busy:g}); the timings and "
+              f"the TLB/CAL counts include other processes' effects", file=sys.stderr)
+        warned = True
+    results, skipped = [], {}
+    for cell in tqdm(cells, desc="measure", unit="cell", file=sys.stderr, disable=None):
+        if cell.workload.name == "uffd_wp" and not probe["uffd_wp"]:
+            skipped[cell.name] = probe["uffd_reason"]
+            continue
+        done = bench_run.run_cell(binary, cell, trials=config.trials, rounds=config.rounds, warmup=config.warmup,
+                                  max_samples=config.max_samples, seed=config.seed, timer_overhead=overhead,
+                                  nice=config.nice, outlier=int(config.outlier_us * 1e-6 * facts.tsc_hz))
+        if done.result is None:
+            skipped[cell.name] = done.skipped
+            continue
+        results.append(done)
+        now = loadavg()
+        if not warned and now and now[0] > busy:
+            tqdm.write(f"warning: the machine became busy while measuring (load average {now[0]} > {busy:g})",
+                       file=sys.stderr)
+            warned = True
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}", file=sys.stderr)
+    after = loadavg()
+    wall = time.monotonic() - start
+
+    run = RunConfig(replicates=config.trials, rounds=config.rounds, seed=config.seed,
+                    batch_replicates=config.trials, adaptive=False, ci_target=0.01,
+                    max_replicates=config.trials, max_samples=config.max_samples, output_dir=str(args.out))
+    rows = [(GridCell(Cell(machine, m.cell.workload, STRICT, run), 0, (("cell", m.cell.name),)), m.result)
+            for m in results]
+    sweep_name = f"measure:{config.name}"
+    frame = cells_table(sweep_name, rows)
+    frame.insert(1, "measure_cell", [m.cell.name for m in results])
+    frame.insert(2, "measure_others", [m.cell.others for m in results])
+    frame.insert(3, "measure_cpus", [",".join(map(str, m.cell.cpus)) for m in results])
+    frame["measure_cell"] = frame["measure_cell"].astype("string")
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "kind": "measurement",
+        "sweep": sweep_name,
+        "measure": dataclasses.asdict(config),
+        "host": facts.as_dict(),
+        "machine": dataclasses.asdict(machine),
+        "unmodelled_facts": list(UNMODELLED_FACTS),
+        "timer_overhead_cycles": overhead,
+        "uffd_wp": {"available": bool(probe["uffd_wp"]), "reason": probe["uffd_reason"]},
+        "skipped": skipped,
+        "build": build_info,
+        "loadavg_before": before,
+        "loadavg_after": after,
+        "busy_warning": warned,
+        "wall_seconds": round(wall, 1),
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cells": [{"name": m.cell.name, "cell_id": r[0].cell.cell_id, "cpus": list(m.cell.cpus),
+                   "others": m.cell.others, "workload": dataclasses.asdict(m.cell.workload)}
+                  for m, r in zip(results, rows)],
+    }
+    meta = {"format_version": FORMAT_VERSION, "sweep": sweep_name, "kind": "measurement", "host": machine.name}
+    write_parquet(frame, target / "cells.parquet", meta)
+    write_csv(frame, target / "cells.csv")
+    write_parquet(replicates_table(rows), target / "replicates.parquet", meta)
+    write_parquet(calls_table(rows), target / "calls.parquet", meta)
+    write_json_atomic(target / "manifest.json", manifest)
+    print(f"\n{'cell':40s} {'call':13s} {'cycles/call':>11s} {'95% CI':>17s} {'median':>8s} {'p99':>8s} "
+          f"{'TLB/call':>8s} {'CAL/call':>8s}")
+    for m in results:
+        res = m.result
+        for label in ("mprotect_ro", "mprotect_rw", "madv_free", "uffd_protect"):
+            key = f"lat_{label}"
+            if key not in res.metrics:
+                continue
+            row = frame[frame["measure_cell"] == m.cell.name].iloc[0]
+            print(f"{m.cell.name:40s} {label:13s} {row[key + '.mean']:11.0f} "
+                  f"[{row[key + '.ci_low']:7.0f},{row[key + '.ci_high']:7.0f}] {row[key + '.median']:8.0f} "
+                  f"{row[key + '.p99']:8.0f} {row['tlb_per_call.mean']:8.3f} {row['cal_per_call.mean']:8.3f}")
+    print(f"\nwrote {target}/ ({len(results)} cells, {wall:.0f} s; load average before {before}, after {after})")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

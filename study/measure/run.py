@@ -1,0 +1,120 @@
+"""Run measurement cells on this host with the compiled benchmark, into CellResults.
+
+A measured cell is the engine's WorkloadSpec plus where its threads run on the host.
+Each trial of the benchmark is one replicate: ``lat_<label>`` is the trial's mean cycles
+per call (the empty timed region's median cost subtracted; calls longer than the outlier
+bound, i.e. interrupted by the scheduler, are counted in ``outlier_share`` and left out of
+the mean), and per-call samples (outliers included) are kept for medians and p99.  The ``TLB`` row of /proc/interrupts (flush_tlb_func() run for a
+remote CPU's request: shootdowns received) and the ``CAL`` row (function-call IPIs
+received) are summed over CPUs per trial; per flushing call they are the metrics
+``tlb_per_call`` and ``cal_per_call``.  Those rows count every process on the host, so a
+busy machine adds other processes' shootdowns: the manifest records the load average.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from study.workloads.result import CellResult
+from study.workloads.spec import WorkloadSpec
+
+# the calls that may flush (mprotect, madvise, UFFDIO_WRITEPROTECT); per-call IRQ rates divide by these
+FLUSH_LABELS = ("mprotect_ro", "mprotect_rw", "madv_free", "uffd_protect", "uffd_unprotect")
+
+
+@dataclass(frozen=True)
+class MeasureCell:
+    """One measured cell: the workload (the engine's spec) and its host CPUs."""
+
+    name: str
+    workload: WorkloadSpec
+    others: str                      # busy | idle (idle threads sleep: their CPUs are lazy)
+    cpus: tuple[int, ...]            # host CPU of each thread, thread 0 first
+
+    def bench_args(self, trials: int, rounds: int, warmup: int, max_samples: int, seed: int,
+                   nice: int = 0, outlier: int = 0) -> list[str]:
+        w = self.workload
+        args = [f"nice={nice}"] + ([f"outlier={outlier}"] if outlier > 0 else []) + [f"workload={w.name}", f"pages={w.pages}", f"cpus={','.join(map(str, self.cpus))}",
+                f"others={self.others}", f"dirty={w.dirty_ratio}", f"rounds={rounds}", f"warmup={warmup}",
+                f"trials={trials}", f"max_samples={max_samples}", f"seed={seed}"]
+        if w.name == "uffd_wp":
+            args += [f"write_rate={w.write_rate}", f"writes_per_round={w.writes_per_round}"]
+        return args
+
+
+@dataclass
+class Measured:
+    cell: MeasureCell
+    result: CellResult | None
+    skipped: str = ""                # why the workload could not run here
+    raw: list[dict] = field(default_factory=list)
+
+
+def probe(binary: Path) -> dict:
+    """TSC frequency, the timer's own cost and whether userfaultfd write-protect works."""
+    res = subprocess.run([str(binary), "probe"], capture_output=True, text=True, timeout=60)
+    if res.returncode != 0:
+        raise RuntimeError(f"benchmark probe failed: {res.stderr.strip()}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def run_cell(binary: Path, cell: MeasureCell, *, trials: int, rounds: int, warmup: int, max_samples: int,
+             seed: int, timer_overhead: float, nice: int = 0, outlier: int = 0) -> Measured:
+    args = [str(binary), "run"] + cell.bench_args(trials, rounds, warmup, max_samples, seed, nice, outlier)
+    res = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        raise RuntimeError(f"benchmark failed on cell {cell.name}: {res.stderr.strip()}")
+    lines = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+    if lines and "skip" in lines[0]:
+        return Measured(cell, None, skipped=lines[0]["skip"])
+    return Measured(cell, to_result(lines, rounds, timer_overhead), raw=lines)
+
+
+def to_result(trials: list[dict], rounds: int, timer_overhead: float) -> CellResult:
+    """Per-trial books of the benchmark as a CellResult (one replicate per trial)."""
+    R = len(trials)
+    labels = sorted({label for t in trials for label in t["labels"]})
+    res = CellResult(replicates=R, rounds=rounds)
+    total = np.zeros(R)
+    flush_calls = np.zeros(R)
+    outliers = np.zeros(R)
+    calls = np.zeros(R)
+    for label in labels:
+        lat = np.full(R, np.nan)
+        samples = []
+        for r, t in enumerate(trials):
+            book = t["labels"].get(label)
+            if not book:
+                continue
+            outliers[r] += book.get("out", 0)
+            calls[r] += book["n"] + book.get("out", 0)
+            if label in FLUSH_LABELS:
+                flush_calls[r] += book["n"] + book.get("out", 0)
+            if not book["n"]:
+                continue
+            lat[r] = book["sum"] / book["n"] - timer_overhead
+            total[r] += book["sum"] - timer_overhead * book["n"]
+            samples.append(np.asarray(book["samples"], np.float64) - timer_overhead)
+        res.metrics[f"lat_{label}"] = lat
+        res.samples[label] = np.rint(np.concatenate(samples)).astype(np.int64) if samples else np.zeros(0, np.int64)
+    tlb = np.array([sum(t["tlb"]) for t in trials], np.float64)
+    cal = np.array([sum(t["cal"]) for t in trials], np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        res.metrics["tlb_per_call"] = np.where(flush_calls > 0, tlb / np.maximum(flush_calls, 1), np.nan)
+        res.metrics["cal_per_call"] = np.where(flush_calls > 0, cal / np.maximum(flush_calls, 1), np.nan)
+    # calls left out of the means: longer than the outlier bound (the scheduler ran another
+    # task on the CPU in the middle of the call); their samples are kept
+    res.metrics["outlier_share"] = outliers / np.maximum(calls, 1)
+    # iterations of the busy threads' loop per 1000 cycles of the trial: 0 means the other
+    # threads never ran (their CPU was taken by another process), so no IPI could be due
+    res.metrics["other_spins_per_kcycle"] = np.array([1000.0 * t.get("spins", 0) / max(t.get("cycles", 1), 1)
+                                                      for t in trials])
+    # cycles of the timed calls per round (the initiator's, and the writers' for uffd_wp)
+    res.metrics[CellResult.MAIN_METRIC] = total / rounds
+    res.counters = {"tlb_received": tlb.astype(np.int64), "cal_received": cal.astype(np.int64)}
+    return res

@@ -1,0 +1,179 @@
+"""``python -m study measure`` and ``calibrate --from``: structural checks only, never timings.
+
+The benchmark is compiled and run for real (a C compiler and 2 CPUs are needed, as on the
+development and CI machines); every number it produces is only checked for shape.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from study.cli import analyze as analyze_cli
+from study.cli import calibrate as calibrate_cli
+from study.cli import measure as measure_cli
+from study.cli import report as report_cli
+from study.config import compose
+from study.measure import build
+from study.measure.host import HostCpu, online_cpus, placement_host_cpus
+from study.errors import ConfigError
+
+HOST = "testhost"
+needs_cc = pytest.mark.skipif(not any(shutil.which(c) for c in ("cc", "gcc", "clang")), reason="no C compiler")
+needs_2cpus = pytest.mark.skipif(len(online_cpus()) < 2, reason="the tiny grid has 2-thread cells")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("measure")
+    saved = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "STUDY_CONFIG_DIR")}
+    os.environ["XDG_CACHE_HOME"] = str(root / "cache")       # a fresh compile, outside the repository
+    os.environ["STUDY_CONFIG_DIR"] = str(root / "userconf")  # the fitted machine goes here
+    yield root
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def measured(env):
+    out = env / "out"
+    assert measure_cli.main(["measure=tiny", "--out", str(out), "--host", HOST]) == 0
+    return out / "measure" / HOST
+
+
+@needs_cc
+@needs_2cpus
+def test_tiny_grid_compiles_runs_and_writes_tables(measured, env):
+    assert list((env / "cache" / "study" / "bench").glob("bench-*")), "compiled into the cache, not the repo"
+    cells = pd.read_parquet(measured / "cells.parquet")
+    names = list(cells["measure_cell"])
+    assert names == ["mprotect_toggle/t1/p1/d1", "mprotect_toggle/t1/p64/d1",
+                     "mprotect_toggle/t2-core-busy/p1/d1", "mprotect_toggle/t2-core-idle/p1/d1"]
+    for col in ("lat_mprotect_ro.mean", "lat_mprotect_ro.ci_low", "lat_mprotect_ro.median", "lat_mprotect_ro.p99",
+                "tlb_per_call.mean", "cal_per_call.mean", "total_cycles_per_round.mean"):
+        assert col in cells and cells[col].notna().all(), col
+    assert (cells["replicates"] == 2).all() and (cells["policy"] == "strict").all()
+    # one thread: nobody to shoot down; the counts are whole-host, so only the 1-thread cells are exact
+    assert (cells.loc[cells["workload.threads"] == 1, "count.tlb_received"] >= 0).all()
+    reps = pd.read_parquet(measured / "replicates.parquet")
+    assert set(reps["cell_id"]) == set(cells["cell_id"])
+    calls = pd.read_parquet(measured / "calls.parquet")
+    assert {"mprotect_ro", "mprotect_rw", "write"} <= set(calls["label"])
+    manifest = json.loads((measured / "manifest.json").read_text())
+    for key in ("kernel_release", "cpu_model", "cpu_flags", "cpus", "pti", "hypervisor", "x2apic", "tsc_hz"):
+        assert key in manifest["host"], key
+    assert manifest["host"]["tsc_hz"] > 0
+    assert len(manifest["loadavg_before"]) == 3 and len(manifest["loadavg_after"]) == 3
+    assert manifest["uffd_wp"]["available"] in (True, False)
+
+
+@needs_cc
+@needs_2cpus
+def test_measurement_alone_analyzes_and_reports_before_calibration(measured, env):
+    out = env / "alone"
+    assert analyze_cli.main(["--out", str(out), "--measure", str(measured)]) == 0
+    cells = pd.read_csv(out / "analysis" / "this_machine_cells.csv")
+    assert set(cells["label"]) == {"mprotect_ro", "mprotect_rw"} and cells["mean"].notna().all()
+    assert not (out / "analysis" / "this_machine.csv").exists()   # nothing predicted yet
+    assert report_cli.main(["--out", str(out)]) == 0
+    html = (out / "report" / "report.html").read_text()
+    section = html[html.find("This machine</h2>"):]
+    assert "not calibrated yet" in section and "mprotect_toggle/t2-core-busy/p1/d1" in section
+
+
+@needs_cc
+@needs_2cpus
+def test_calibrate_from_writes_a_named_machine_and_the_report_shows_this_machine(measured, env, capsys):
+    assert calibrate_cli.main(["--from", str(measured)]) == 0
+    printed = capsys.readouterr().out
+    assert "held-out" in printed and "singular value" in printed
+    path = env / "userconf" / "machine" / f"{HOST}.yaml"
+    data = yaml.safe_load(path.read_text())
+    assert data["calibrated"] is True and str(measured) in data["source"]
+    assert data["name"] == HOST and data["sockets"] >= 1
+    # usable by name in every command
+    assert compose([f"machine={HOST}"]).machine.name == HOST
+    rows = pd.read_csv(measured / "this_machine.csv")
+    assert set(rows["role"]) == {"fit", "held-out"}
+    assert {"measured", "predicted", "error", "shootdowns_measured", "shootdowns_model", "relaxed_change",
+            "relaxed_change_fit_sd"} <= set(rows)
+    assert rows["relaxed_change_fit_sd"].notna().all()
+
+    from study.analysis.synthetic import make_sweep
+
+    out = env / "report"
+    make_sweep(out, name="synthetic")
+    assert analyze_cli.main(["--sweep", "synthetic", "--out", str(out), "--measure", str(measured)]) == 0
+    assert (out / "analysis" / "this_machine_cells.csv").is_file()
+    assert report_cli.main(["--out", str(out)]) == 0
+    html = (out / "report" / "report.html").read_text()
+    section = html[html.find("This machine</h2>"):]
+    assert "held-out" in section and "Shootdowns per flushing call" in section and "relaxed" in section
+
+
+def _run(args, env_extra, cwd):
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), **env_extra)
+    return subprocess.run([sys.executable, "-m", "study", "measure", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd)
+
+
+def test_missing_compiler_is_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    for extra in ({"CC": "/nonexistent/cc"}, {"CC": "", "PATH": str(tmp_path)}):
+        res = _run(["measure=tiny", "--out", str(out)], dict(extra, XDG_CACHE_HOME=str(tmp_path / "c")),
+                   os.getcwd())
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: CC:") and "compiler" in lines[0]
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("grid, key", [
+    ("[{workload:[mprotect_toggle],threads:[1000]}]", "threads"),
+    ("[{workload:[mprotect_toggle],threads:[2],placement:[socket]}]", "placement"),
+])
+def test_impossible_cells_are_one_line_and_write_nothing(tmp_path, grid, key):
+    if key == "placement" and len({c for c in online_cpus()}) >= 2 and _sockets() >= 2:
+        pytest.skip("this host has two sockets")
+    out = tmp_path / "out"
+    res = _run(["measure=tiny", f"measure.grids={grid}", "--out", str(out)], {}, os.getcwd())
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0], lines
+    assert not out.exists()
+
+
+def _sockets() -> int:
+    from study.measure.host import topology
+    return len({c.socket for c in topology()})
+
+
+def test_placements_follow_the_engine_order_on_a_two_socket_smt_host():
+    cpus = [HostCpu(cpu, s, c, t) for cpu, (s, c, t) in enumerate(
+        [(0, 0, 0), (0, 1, 0), (1, 0, 0), (1, 1, 0), (0, 0, 1), (0, 1, 1), (1, 0, 1), (1, 1, 1)])]
+    assert placement_host_cpus(cpus, 8, "smt") == [0, 4, 1, 5, 2, 6, 3, 7]
+    assert placement_host_cpus(cpus, 4, "core") == [0, 1, 2, 3]
+    assert placement_host_cpus(cpus, 4, "socket") == [0, 2, 1, 3]
+    one_socket = [HostCpu(0, 0, 0, 0), HostCpu(1, 0, 1, 0)]
+    with pytest.raises(ConfigError, match="possible: core"):
+        placement_host_cpus(one_socket, 2, "smt")
+
+
+def test_compiler_from_cc_must_exist(monkeypatch):
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    with pytest.raises(ConfigError, match=r"\$CC"):
+        build.find_compiler()
+
+
+def test_calibrate_from_a_directory_without_a_measurement_is_one_line(tmp_path, capsys):
+    assert calibrate_cli.main(["--from", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --from:") and "python -m study measure" in err[0]
