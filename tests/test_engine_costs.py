@@ -123,7 +123,8 @@ def test_xapic_waits_for_the_icr_before_every_write():
 def test_x2apic_cluster_writes_once_per_cluster():
     # 2 sockets x 9 cores: APIC IDs 0-8 (cluster 0) and 16-24 (cluster 1)
     m = dataclasses.replace(QUIET, sockets=2, cores_per_socket=9, apic_mode="x2apic_cluster")
-    for threads, placement, clusters in ((5, "core", 1), (9, "core", 1), (10, "core", 2), (4, "socket", 2)):
+    for threads, placement, clusters in ((5, "core", 1), (9, "core", 1), (10, "core", 2), (4, "socket", 2),
+                                         (7, "socket", 2)):
         _, cnt = shootdown(m, threads, placement)
         assert cnt["ipis"] == threads - 1
         assert cnt["ipi_writes"] == clusters, (threads, placement)

@@ -49,11 +49,15 @@ class VectorEngine:
         self.working_set = min(int(working_set), self.t.stlb_entries)
         # the send each CPU slot belongs to (x2APIC cluster or PV window); None: one per CPU
         groups = self.t.send_groups(cpus)
+        self.one_group = False
         if len(np.unique(groups)) == C:
             self.group_of, self.group_slots = None, ()
         else:
             uniq, self.group_of = np.unique(groups, return_inverse=True)
             self.group_slots = [np.flatnonzero(self.group_of == q) for q in range(len(uniq))]
+            self.one_group = len(uniq) == 1
+        # the shorthand needs the mm on every online CPU (at most C - 1 targets)
+        self.shorthand_reachable = self.t.shorthand and C == self.t.n_online
         self.ar = np.arange(R)
         self._everyone = np.ones(R, bool)
         self.pg = np.arange(P)[:, None]
@@ -230,7 +234,7 @@ class VectorEngine:
         local_cost = np.where(f, local_cost, 0)
         self._count("local_partial", loc_partial)
         self._count("local_full", loc_full)
-        self._count_pages(np.where(loc_partial, n, 0))
+        self._count_pages(n * loc_partial)
         if len(at) == 1:
             if loc_partial.any():
                 self.tlb_valid[at] &= ~(inr & loc_partial)
@@ -266,21 +270,32 @@ class VectorEngine:
         # the cond function reads each CPU's is_lazy line; a target also costs csd_lock() and
         # llist_add() onto its call_single_queue
         targets = others & ~self.is_lazy
-        base += (rl * (others + 2 * targets)).sum(0)
+        base += (rl * others).sum(0)
+        base += 2 * (rl * targets).sum(0)
         nt = np.count_nonzero(targets, axis=0)
         # One send: a single IPI, the all-but-self shorthand, or the mask by APIC mode; target
         # k's IPI leaves when the ICR write (or hypercall) that covers it is done.
-        one = nt == 1
-        if t.shorthand:
-            one = one | ((nt > 1) & (nt == t.n_online - 1))
         if self.group_of is None:
-            rank = np.cumsum(targets, axis=0)
+            rank = np.cumsum(targets, axis=0)          # one write per target, in CPU order
             writes = nt
+        elif self.one_group:
+            rank = 1                                   # one cluster (or PV window) covers all
+            writes = (nt > 0).astype(np.int64)
         else:
             rank, writes = self._group_ranks(targets)
-        write = np.where(one, t.icr_write, t.mask_write)
-        rank = np.where(one, 1, rank)
-        writes = np.where(one, 1, writes)
+        if self.shorthand_reachable:
+            # the mask plus the sender is every online CPU: one all-but-self write (a single
+            # target is one write too)
+            one = (nt == 1) | (nt == t.n_online - 1)
+            rank = np.where(one, 1, rank)
+            writes = np.where(one, np.minimum(writes, 1), writes)
+        if t.icr_write == t.mask_write:
+            write = t.icr_write
+        else:
+            # a single IPI (or the shorthand) is an ICR write even where the mask is a hypercall
+            if not self.shorthand_reachable:
+                one = nt == 1
+            write = np.where(one, t.icr_write, t.mask_write)
         fsend = np.take(t.F, u[K.SLOT_SEND])
         send_cost = np.rint((base + write * writes) * fsend)
         offset = np.rint((base + write * rank) * fsend)
@@ -308,9 +323,9 @@ class VectorEngine:
 
         self.stolen += handler.sum(0).astype(np.int64)
         self._count("ipis", nt)
-        self._count("ipi_writes", np.where(nt > 0, writes, 0))
+        self._count("ipi_writes", writes)
         if t.kvm:
-            self._count("vm_exits", np.where(nt > 0, writes, 0))
+            self._count("vm_exits", writes)
         self._count("shootdowns", nt > 0)
         self._count("remote_partial", np.count_nonzero(t_partial, axis=0))
         self._count("remote_full", np.count_nonzero(t_full, axis=0))
