@@ -206,3 +206,24 @@ def test_guest_icr_writes_are_vm_exits():
     # a single target: apic->send_IPI is not paravirtual, the ICR write traps
     lat_kvm, cnt = steps(dataclasses.replace(KVM, vcpu_preempted_share=0.0), 2, [(OP_MPROTECT, 0, 0, 1, 0)])[:2]
     assert cnt["vm_exits"] == 1
+
+
+# ------------------------------------------------------------------ validation
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"apic_mode": "sequential"}, "machine.apic_mode"),
+    ({"virt": "xen"}, "machine.virt"),
+    ({"pv_tlb_flush": True}, "machine.pv_tlb_flush"),
+    ({"pv_send_ipi": True}, "machine.pv_send_ipi"),
+    ({"vcpu_preempted_share": 0.1}, "machine.vcpu_preempted_share"),
+    ({"virt": "kvm", "vcpu_preempted_share": 1.0}, "machine.vcpu_preempted_share"),
+    ({"stlb_entries": 0}, "machine.stlb_entries"),
+    ({"pti": "yes"}, "machine.pti"),
+    ({"ipi_mode": "sequential"}, "machine.ipi_mode"),
+])
+def test_bad_machine_facts_name_their_key(data, key):
+    from study.errors import ConfigError
+    with pytest.raises(ConfigError) as err:
+        Machine.from_dict(data)
+    assert key in str(err.value)
