@@ -68,7 +68,7 @@ def print_identifiability(ident) -> None:
     print(f"\nWhat the seed's {len(SEED_TABLE)} cells pin (J = d log cell / d log cost at the fit):")
     print("singular values: " + ", ".join(f"{s:.3g}" for s in ident.singular_values))
     print(f"pinned directions (singular value >= {ident.threshold}: doubling one moves the cells' logs by "
-          f">= {ident.threshold * 0.693 * 100:.1f}%): {ident.n_pinned} of {len(ident.parameters)} parameters")
+          f">= {ident.threshold * 0.693 * 100:.1f}%): {ident.n_pinned} combinations of {len(ident.parameters)} costs")
     for i, (s, combo) in enumerate(zip(ident.singular_values, ident.combinations(k=len(ident.singular_values)))):
         print(f"  {s:9.3g}  {'pinned  ' if i < ident.n_pinned else 'unpinned'}  {combo}")
     share, status = ident.pinned_share(), ident.status()
