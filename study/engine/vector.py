@@ -276,7 +276,7 @@ class VectorEngine:
         # One send: a single IPI, the all-but-self shorthand, or the mask by APIC mode; target
         # k's IPI leaves when the ICR write (or hypercall) that covers it is done.
         if self.group_of is None:
-            rank = np.cumsum(targets, axis=0)          # one write per target, in CPU order
+            rank = self._running_count(targets)       # one write per target, in CPU order
             writes = nt
         elif self.one_group:
             rank = 1                                   # one cluster (or PV window) covers all
@@ -341,6 +341,16 @@ class VectorEngine:
             self.stolen += np.where(flagged, self._cost(np.float64(t.raw_flush_full), u_handler), 0).sum(0).astype(np.int64)
             self._count("pv_flush_deferred", np.count_nonzero(flagged, axis=0))
         return np.where(strict, strict_cost, relaxed_cost)
+
+    def _running_count(self, mask):
+        """Per CPU row, how many rows up to and including it are set ([C, R] int64): a row
+        loop, several times faster than np.cumsum along the short CPU axis."""
+        out = np.empty(mask.shape, np.int64)
+        acc = np.zeros(mask.shape[1], np.int64)
+        for i in range(mask.shape[0]):
+            acc += mask[i]
+            out[i] = acc
+        return out
 
     def _group_ranks(self, targets):
         """Per target, the number of the send (x2APIC cluster write or PV hypercall) covering
