@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import yaml
 
@@ -12,6 +13,7 @@ from study.calibration.priors import PRIORS
 from study.calibration.seed_table import headline_changes, seed_table
 from study.config import config_dir
 from study.engine.machine import Machine
+from study.seed import SEED_TABLE as SEED_TABLE_CELLS
 
 HASWELL = Machine.from_dict(yaml.safe_load((config_dir() / "machine" / "haswell_2s.yaml").read_text()))
 
@@ -60,3 +62,37 @@ def test_fit_from_the_prior_centres_reaches_the_seed():
     assert max(abs(result.residuals)) < 0.03
     for p in PRIORS:
         assert p.low <= result.values[p.name] <= p.high
+
+
+@pytest.fixture(scope="module")
+def ident():
+    from study.calibration.fit import identifiability
+    return identifiability(HASWELL, replicates=100, rounds=20)
+
+
+def test_identifiability_names_what_the_seed_pins_and_what_only_priors_set(ident):
+    s = ident.singular_values
+    assert len(s) == len(SEED_TABLE_CELLS) and np.all(np.diff(s) <= 0)
+    # eight cells can pin at most eight combinations of the costs, and pin fewer
+    assert 1 <= ident.n_pinned < len(PRIORS)
+    status = ident.status()
+    # the syscall's fixed work moves every cell: pinned; the page walk, fault and dirty-bit
+    # walk never occur in the seed's mprotect calls: their Jacobian columns are zero
+    assert status["syscall_mprotect"] == "pinned (in combination)"
+    for name in ("page_walk", "fault_entry_exit", "dirty_walk"):
+        assert status[name] == "prior only"
+        assert np.all(ident.jacobian[:, ident.parameters.index(name)] == 0.0)
+    table = ident.as_dict()
+    assert [p["name"] for p in table["per_parameter"]] == [p.name for p in PRIORS]
+    assert all(p["source"] for p in table["per_parameter"])
+    assert len(table["pinned_combinations"]) == ident.n_pinned
+
+
+def test_every_prior_states_its_source_and_no_path_outside_the_repository():
+    import inspect
+
+    import study.calibration.priors as priors_module
+    for p in PRIORS:
+        assert len(p.source) > 10
+        assert p.low <= p.centre <= p.high and p.low > 0   # log space needs positive bounds
+    assert "../shared" not in inspect.getsource(priors_module)

@@ -17,15 +17,28 @@ from study.workloads.spec import MadvFree, MprotectToggle, UffdWp
 
 from fuzz import run_random
 
-SMALL = Machine(name="small", sockets=2, cores_per_socket=2, smt=2, ipi_mode="sequential")
+SMALL = Machine(name="small", sockets=2, cores_per_socket=2, smt=2)
 
 policies = st.builds(Policy, name=st.just("mix"), relaxed_promote=st.booleans(), spurious_fixup=st.booleans(),
                      clean_no_flush=st.booleans(), uffd_dirty_hint=st.booleans(),
                      unsafe_dirty_demote=st.booleans())
+# Topologies: 2x2x2; 2x9x1 (APIC IDs 0-8 and 16-24: two x2APIC clusters, interleaved by the
+# socket placement); 1x3x2 (6 CPUs: the all-but-self shorthand is reachable).  Every new fact
+# (apic_mode, ipi_shorthand, pti, stlb_entries, virt, pv_send_ipi, pv_tlb_flush,
+# vcpu_preempted_share) is drawn.
+virt = st.sampled_from([dict(virt="none"),
+                        dict(virt="kvm", pv_send_ipi=False, pv_tlb_flush=False, vcpu_preempted_share=0.3),
+                        dict(virt="kvm", pv_send_ipi=True, pv_tlb_flush=True, vcpu_preempted_share=0.3),
+                        dict(virt="kvm", pv_send_ipi=True, pv_tlb_flush=False, vcpu_preempted_share=0.0)])
 machines = st.builds(
-    lambda mode, rechecks, ceiling: dataclasses.replace(
-        SMALL, ipi_mode=mode, dirty_walk_rechecks_pte=rechecks, tlb_single_page_flush_ceiling=ceiling),
-    st.sampled_from(["sequential", "broadcast"]), st.booleans(), st.sampled_from([2, 33]))
+    lambda apic, shorthand, pti, stlb, topo, v, rechecks, ceiling: dataclasses.replace(
+        SMALL, apic_mode=apic, ipi_shorthand=shorthand, pti=pti, stlb_entries=stlb, **topo, **v,
+        dirty_walk_rechecks_pte=rechecks, tlb_single_page_flush_ceiling=ceiling),
+    st.sampled_from(["x2apic_phys", "x2apic_cluster", "xapic"]), st.booleans(), st.booleans(),
+    st.sampled_from([4, 1024]),
+    st.sampled_from([dict(sockets=2, cores_per_socket=2, smt=2), dict(sockets=2, cores_per_socket=9, smt=1),
+                     dict(sockets=1, cores_per_socket=3, smt=2)]),
+    virt, st.booleans(), st.sampled_from([2, 33]))
 
 
 def assert_same(vec, ref, outs_v, outs_r):
@@ -38,11 +51,12 @@ def assert_same(vec, ref, outs_v, outs_r):
     np.testing.assert_array_equal(vec.stolen, ref.stolen)
 
 
-@settings(max_examples=40, deadline=None)
-@given(machine=machines, policy=policies, threads=st.integers(1, 8), pages=st.integers(1, 5),
+@settings(max_examples=60, deadline=None)
+@given(machine=machines, policy=policies, threads=st.integers(1, 18), pages=st.integers(1, 5),
        placement=st.sampled_from(["smt", "core", "socket"]), seed=st.integers(0, 2**32 - 1),
        working_set=st.sampled_from([0, 7]))
 def test_random_interleavings_agree(machine, policy, threads, pages, placement, seed, working_set):
+    threads = min(threads, machine.n_cpus)
     cpus = placement_cpus(machine, threads, placement)
     lazy = np.random.default_rng(seed).random(threads) < 0.3
     lazy[0] = False
@@ -71,13 +85,16 @@ workloads = st.one_of(
 
 
 @settings(max_examples=30, deadline=None)
-@given(workload=workloads, policy=st.sampled_from([STRICT, RELAXED, UNSAFE]), seed=st.integers(0, 2**32 - 1))
-def test_workloads_agree(workload, policy, seed):
-    cpus = placement_cpus(SMALL, workload.threads, workload.placement)
+@given(workload=workloads, policy=st.sampled_from([STRICT, RELAXED, UNSAFE]), seed=st.integers(0, 2**32 - 1),
+       machine=machines)
+def test_workloads_agree(workload, policy, seed, machine):
+    if workload.threads > machine.n_cpus:
+        workload = dataclasses.replace(workload, threads=machine.n_cpus)
+    cpus = placement_cpus(machine, workload.threads, workload.placement)
     R = 4
     results = []
     for Engine in (VectorEngine, ScalarBatch):
-        engine = Engine(SMALL, policy, cpus, workload.pages, R, working_set=workload.working_set,
+        engine = Engine(machine, policy, cpus, workload.pages, R, working_set=workload.working_set,
                         lazy=lazy_cpus(workload))
         results.append(run_workload(engine, workload, rounds=5, seed=np.random.SeedSequence(seed)))
     vec, ref = results

@@ -45,3 +45,23 @@ def test_clean_no_flush_needs_the_dirty_walk_recheck():
     machine = dataclasses.replace(MACHINE, dirty_walk_rechecks_pte=False)
     assert violations(RELAXED, machine)["violations"].sum() > 0
     assert violations(STRICT, machine)["violations"].sum() == 0
+
+
+# Every machine fact of the send path and the guest: PTI, the APIC modes with the shorthand,
+# and a KVM guest whose preempted vCPUs are skipped by the PV remote flush (flushed by the
+# host when they run again) must stay safe under strict and relaxed.
+FACTS = {
+    "pti_cluster": dict(pti=True, apic_mode="x2apic_cluster"),
+    "xapic_shorthand": dict(sockets=1, cores_per_socket=4, smt=1, apic_mode="xapic", ipi_shorthand=True),
+    "kvm_pv_flush": dict(virt="kvm", pv_send_ipi=True, pv_tlb_flush=True, vcpu_preempted_share=0.5),
+}
+
+
+@pytest.mark.parametrize("facts", list(FACTS.values()), ids=list(FACTS))
+@pytest.mark.parametrize("policy", [STRICT, RELAXED], ids=lambda p: p.name)
+def test_no_violations_under_every_machine_fact(policy, facts):
+    counters = violations(policy, dataclasses.replace(MACHINE, **facts))
+    assert counters["violations"].sum() == 0
+    assert counters["prot_faults"].sum() > 1000
+    if facts.get("pv_tlb_flush"):
+        assert counters["pv_flush_deferred"].sum() > 1000   # the skipped-IPI path was exercised

@@ -16,7 +16,7 @@ from study.analysis import schema
 # relaxed flush leaves open are what make relaxed lose, and a big working set is what a
 # spurious fault's full flush throws away.
 CROSSOVER_X = ("workload.remote_write_share", "workload.remote_access_rate", "workload.write_rate",
-               "workload.dirty_ratio", "workload.threads")
+               "workload.threads", "workload.dirty_ratio")
 CROSSOVER_Y = ("workload.working_set", "workload.threads", "workload.pages", "workload.placement",
                "workload.lazy_share")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -21,6 +21,9 @@ class Results:
     attribution_pairs: pd.DataFrame  # per pair and idea
     attribution: pd.DataFrame        # pooled per machine and workload
     seed: pd.DataFrame               # the seed table reproduced
+    # what the seed's cells pin about the machine's costs (per parameter) and its summary
+    identifiability: pd.DataFrame = field(default_factory=pd.DataFrame)
+    identifiability_summary: dict = field(default_factory=dict)
 
     @property
     def cells(self) -> pd.DataFrame:

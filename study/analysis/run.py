@@ -14,14 +14,15 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
-from study.analysis import attribution, cells, crossover, headline, paired, plots, seedtable, stats
+from study.analysis import attribution, cells, crossover, headline, identifiability, paired, plots, seedtable, stats
 from study.analysis.arms import Arms
 from study.analysis.figures import save_csv
 from study.analysis.load import Sweep, load_sweep
 from study.analysis.results import Results
 
 FORMAT_VERSION = 1
-TABLES = ("seed_table", "cells_summary", "paired", "crossover", "attribution", "attribution_pairs")
+TABLES = ("seed_table", "cells_summary", "paired", "crossover", "attribution", "attribution_pairs",
+          "identifiability")
 VERSIONED = ("study", "numpy", "scipy", "pandas", "pyarrow", "matplotlib", "seaborn")
 
 
@@ -30,10 +31,12 @@ def compute(sweep: Sweep, seed_fallback: Path | None = None) -> Results:
     comparisons = paired.compare(sweep.cells, arms)
     main = paired.main_table(comparisons)
     per_pair, pooled = attribution.attribute(sweep.cells, arms, main)
+    seed = seedtable.build(sweep.cells, seed_fallback)
+    ident, ident_summary = identifiability.build(sweep.manifest, seed)
     return Results(sweep=sweep, summary=cells.summarize_cells(sweep.cells), comparisons=comparisons,
                    paired_main=main, crossover=crossover.find(main, comparisons.boot),
-                   attribution_pairs=per_pair, attribution=pooled,
-                   seed=seedtable.build(sweep.cells, seed_fallback))
+                   attribution_pairs=per_pair, attribution=pooled, seed=seed,
+                   identifiability=ident, identifiability_summary=ident_summary)
 
 
 def method() -> dict:
@@ -82,7 +85,7 @@ def write(results: Results, out: Path) -> Path:
     (target / "plots").mkdir(parents=True)
     frames = dict(seed_table=results.seed, cells_summary=results.summary, paired=results.comparisons.table,
                   crossover=results.crossover.boundary, attribution=results.attribution,
-                  attribution_pairs=results.attribution_pairs)
+                  attribution_pairs=results.attribution_pairs, identifiability=results.identifiability)
     for name in TABLES:
         save_csv(frames[name], target / f"{name}.csv")
     index = plots.render_all(results, target / "plots")
@@ -101,6 +104,7 @@ def write(results: Results, out: Path) -> Path:
         tables={name: f"{name}.csv" for name in TABLES},
         where=where,
         metrics=metrics,
+        identifiability=results.identifiability_summary,
     )
     _write_json(target / "analysis.json", headline.clean(summary))
     _write_json(Path(out) / "metrics.json", metrics)

@@ -172,7 +172,7 @@ def make_sweep(out: Path, name: str = "synthetic", grid: str = "full", replicate
                     description="synthetic tables for tests (toy costs, not the engine)",
                     config=dict(sweep=dict(name=name, grid=grid), run=dict(replicates=replicates, rounds=rounds),
                                 machine=dict(name=MACHINE, calibrated=False, source="synthetic toy costs",
-                                             sockets=2, cores_per_socket=12, smt=2, ipi_mode="sequential")),
+                                             sockets=2, cores_per_socket=12, smt=2)),
                     code_fingerprint="synthetic", versions=dict(study="synthetic"), git_revision=None,
                     overrides=[f"sweep={name}"], cells_computed=cell_id, cells_reused=0,
                     host=dict(platform="synthetic"), timings=dict(total_s=0.0))

@@ -42,8 +42,9 @@ def run(source: Path, *, dry_run: bool = False) -> int:
           f"{facts.cores_per_socket} core(s) x {facts.smt} SMT")
     base = machine_from_host(facts, name=meas.host)
     print(f"machine from host facts: sockets={base.sockets} cores_per_socket={base.cores_per_socket} "
-          f"smt={base.smt} ipi_mode={base.ipi_mode}")
-    print("host facts recorded, not modelled yet: "
+          f"smt={base.smt} apic_mode={base.apic_mode} pti={base.pti} virt={base.virt} "
+          f"pv_send_ipi={base.pv_send_ipi} pv_tlb_flush={base.pv_tlb_flush}")
+    print("host facts recorded, not used by the model: "
           + ", ".join(f"{k}={v}" for k, v in unmodelled(facts).items()))
     started = time.monotonic()
 
@@ -129,5 +130,5 @@ def write_machine(path: Path, fit, meas) -> None:
         else:
             data["costs"][key] = int(round(value))
     header = (f"# {fit.machine.name}: fitted by `python -m study calibrate --from {meas.path}`.\n"
-              f"# Host facts recorded but not modelled yet: {', '.join(unmodelled(meas.facts()))}.\n")
+              f"# Host facts recorded but not used by the model: {', '.join(unmodelled(meas.facts()))}.\n")
     atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False))

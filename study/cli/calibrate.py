@@ -1,4 +1,5 @@
-"""``python -m study calibrate [machine=NAME]``: fit the machine's event costs to the seed's table.
+"""``python -m study calibrate [machine=NAME]``: fit the machine's event costs to the seed's table,
+and say which parameter combinations the seed's 8 cells pin and which only their priors set.
 
 ``python -m study calibrate --from outputs/measure/<host>``: fit a machine to this host's
 measurement instead (study/cli/_calibrate_host.py).
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 
 import yaml
 
-from study.calibration.fit import fit
+from study.calibration.fit import fit, identifiability
 from study.calibration.priors import PRIORS, SCALE
 from study.cli import config_error
 from study.cli.common import parse
@@ -26,7 +28,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m study calibrate", description=__doc__)
     parser.add_argument("--replicates", type=int, default=400, help="replicates per seed cell during the fit")
     parser.add_argument("--rounds", type=int, default=40, help="loop iterations per replicate during the fit")
-    parser.add_argument("--dry-run", action="store_true", help="print the fit, do not write the preset")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the fit and the identifiability table, write nothing")
+    parser.add_argument("--out", type=Path, default=Path("outputs") / "calibration",
+                        help="directory for <machine>_identifiability.json (default: %(default)s)")
     parser.add_argument("--from", dest="source", type=Path, default=None, metavar="DIR",
                         help="fit a machine to this host's measurement (outputs/measure/<host>) instead")
     try:
@@ -53,17 +58,38 @@ def main(argv: list[str]) -> int:
         value = result.values[p.name]
         inside = "" if p.low <= value <= p.high else "  OUTSIDE"
         print(f"{p.name:24s} {value:8.0f}  [{p.low:5.0f}, {p.high:5.0f}]  {p.centre:7.0f}{inside}")
-    print(f"(smt and socket distance classes scale the core value by {SCALE})")
+    print(f"(smt and socket distance classes are not fitted: fixed ratios {SCALE} to the core value)")
     print(f"\n{'cell':36s} {'seed':>6s} {'residual':>9s}")
     for cell, r in zip(SEED_TABLE, result.residuals):
         print(f"{cell.call + ' ' + str(cell.threads) + 'T ' + cell.policy:36s} {cell.cycles:6.0f} {r * 100:+8.2f}%")
     print(f"\n{result.evaluations} model evaluations; objective {result.cost:.3g}")
+    ident = identifiability(result.machine, replicates=args.replicates, rounds=args.rounds)
+    print_identifiability(ident)
     if args.dry_run:
         return 0
     path = config_dir() / "machine" / f"{machine.name}.yaml"
     write_preset(path, result.machine, args)
     print(f"wrote {path}")
+    table = args.out / f"{machine.name}_identifiability.json"
+    atomic_write_text(table, json.dumps(dict(machine=machine.name, **ident.as_dict()), indent=1) + "\n")
+    print(f"wrote {table}")
     return 0
+
+
+def print_identifiability(ident) -> None:
+    """Singular values, the pinned combinations, and which parameters only their priors set."""
+    print(f"\nWhat the seed's {len(SEED_TABLE)} cells pin (J = d log cell / d log cost at the fit):")
+    print("singular values: " + ", ".join(f"{s:.3g}" for s in ident.singular_values))
+    print(f"pinned directions (singular value >= {ident.threshold}: doubling one moves the cells' logs by "
+          f">= {ident.threshold * 0.693 * 100:.1f}%): {ident.n_pinned} combinations of {len(ident.parameters)} costs")
+    for i, (s, combo) in enumerate(zip(ident.singular_values, ident.combinations(k=len(ident.singular_values)))):
+        print(f"  {s:9.3g}  {'pinned  ' if i < ident.n_pinned else 'unpinned'}  {combo}")
+    share, status = ident.pinned_share(), ident.status()
+    print(f"\n{'parameter':20s} {'pinned share':>12s}  status")
+    for p in ident.parameters:
+        print(f"{p:20s} {share[p]:12.2f}  {status[p]}")
+    only = [p for p in ident.parameters if status[p] == "prior only"]
+    print("\nset by their priors alone: " + (", ".join(only) if only else "none"))
 
 
 def write_preset(path: Path, machine, args) -> None:
@@ -79,4 +105,11 @@ def write_preset(path: Path, machine, args) -> None:
             data["costs"][key] = int(round(value))
     header = (f"# {machine.name}: written by `python -m study calibrate`; edit the priors in\n"
               f"# study/calibration/priors.py and re-run rather than editing the costs by hand.\n")
-    atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False))
+    # keep the preset's own comment block (its hardware facts and their sources)
+    kept = []
+    if path.exists():
+        for line in path.read_text().splitlines()[2:]:
+            if not line.startswith("#"):
+                break
+            kept.append(line + "\n")
+    atomic_write_text(path, header + "".join(kept) + yaml.safe_dump(data, sort_keys=False))

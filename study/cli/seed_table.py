@@ -10,6 +10,7 @@ from study.calibration.seed_table import headline_changes, seed_table
 from study.cli import config_error
 from study.cli.common import parse, write_json_atomic
 from study.config import build_cell, compose
+from study.engine.costs import CostTables
 from study.errors import ConfigError
 from study.seed import SEED_MACHINE
 
@@ -56,10 +57,12 @@ def main(argv: list[str]) -> int:
         events = ", ".join(f"{v:.2f} {EVENT_NAMES[k]}" for k, v in r.events_per_call.items()
                            if k in EVENT_NAMES and v > 0.005)
         print(f"  {r.call:22s} {r.threads}T {r.policy:8s} {events}")
-    c = machine.costs
-    print(f"\n  costs: IPI wait = send {c.ipi_send:.0f} + delivery {c.ipi_deliver.core:.0f} + handler "
+    c = CostTables(machine).c      # with PTI's CR3 switches and INVPCID folded in where paid
+    print(f"\n  costs: IPI wait = is_lazy read + csd lock + llist_add 3 x {machine.costs.remote_line.core:.0f} + "
+          f"send {c.ipi_send:.0f} + delivery {c.ipi_deliver.core:.0f} + handler "
           f"(irq {c.irq_entry_exit:.0f} + tlb_gen {c.tlb_gen_xfer.core:.0f} + INVLPG {c.invlpg:.0f} or full "
-          f"{c.flush_full:.0f}) + ack {c.ipi_ack.core:.0f}; cpumask scan {c.cpumask_scan:.0f} (strict only)")
+          f"{c.flush_full:.0f}) + ack {c.ipi_ack.core:.0f}; cpumask scan {c.cpumask_scan:.0f} (strict only)"
+          + ("; PTI on: CR3 switches, INVPCID and the user-ASID flush included" if machine.pti else ""))
 
     write_json_atomic(args.out, [
         {**r.as_dict(), "machine": machine.name, "machine_calibrated": machine.calibrated,

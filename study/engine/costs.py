@@ -8,12 +8,13 @@ to the cycle; a table lookup is also far cheaper than drawing a lognormal per ev
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 from statistics import NormalDist
 
 import numpy as np
 
-from study.engine.machine import Machine
+from study.engine.machine import KVM_IPI_CLUSTER_SIZE, X2APIC_CLUSTER_SIZE, Machine, apic_ids
 
 N_LEVELS = 1 << 16
 
@@ -21,7 +22,7 @@ N_LEVELS = 1 << 16
 SLOT_SYSCALL = 0     # syscall entry/exit and the call's fixed work
 SLOT_PTE = 1         # change_pte_range() over the range
 SLOT_TLBGEN = 2      # ++mm->tlb_gen: moving the cache line to the initiator
-SLOT_SEND = 3        # mm_cpumask scan and IPI sends
+SLOT_SEND = 3        # is_lazy reads, csd enqueues and the IPI send (smp_call_function_many_cond)
 SLOT_LOCAL = 4       # the initiator's own flush_tlb_func
 SLOT_REFILL = 5      # working-set refill after a full flush
 SLOT_ACCESS = 6      # TLB hit or page walk
@@ -35,8 +36,21 @@ N_FIXED_SLOTS = 13
 
 
 def slot_count(n_cpus: int) -> int:
-    """Slots per step: the fixed ones, then per target CPU an IPI-delivery and a handler slot."""
-    return N_FIXED_SLOTS + 2 * n_cpus
+    """Slots per step: the fixed ones, then per CPU an IPI-delivery slot, a handler slot and a
+    "is this vCPU preempted" slot (virt=kvm; drawn always so the streams never depend on it)."""
+    return N_FIXED_SLOTS + 3 * n_cpus
+
+
+def deliver_slot(n_cpus: int, i: int) -> int:
+    return N_FIXED_SLOTS + i
+
+
+def handler_slot(n_cpus: int, i: int) -> int:
+    return N_FIXED_SLOTS + n_cpus + i
+
+
+def preempt_slot(n_cpus: int, i: int) -> int:
+    return N_FIXED_SLOTS + 2 * n_cpus + i
 
 
 @lru_cache(maxsize=None)
@@ -53,6 +67,25 @@ def jitter_table(sigma: float) -> np.ndarray:
     return table
 
 
+def pti_costs(c):
+    """The costs as a PTI kernel pays them, folded into the events that pay them.
+
+    - every kernel entry and exit switches CR3 (SWITCH_TO_KERNEL_CR3 / SWITCH_TO_USER_CR3):
+      syscalls, page faults and the IPI's interrupt entry each pay two CR3 writes;
+    - a partial flush is INVLPG plus INVPCID of the user ASID per page
+      (native_flush_tlb_one_user());
+    - a full flush (native_flush_tlb_local()) writes CR3 for the kernel ASID and marks the
+      user ASID (invalidate_user_asid()); the user-ASID flush is paid by the CR3 write on the
+      CPU's return to user space, which ends the same event (syscall, fault or IPI).
+    """
+    two = 2 * c.cr3_switch
+    return dataclasses.replace(
+        c, syscall_mprotect=c.syscall_mprotect + two, syscall_uffd_wp=c.syscall_uffd_wp + two,
+        syscall_madvise=c.syscall_madvise + two, fault_entry_exit=c.fault_entry_exit + two,
+        irq_entry_exit=c.irq_entry_exit + two, invlpg=c.invlpg + c.invpcid,
+        flush_full=c.flush_full + c.user_asid_flush)
+
+
 class CostTables:
     """The machine's costs as float arrays the engines index directly."""
 
@@ -61,12 +94,46 @@ class CostTables:
         self.F = jitter_table(machine.jitter_sigma)
         self.F_ipi = jitter_table(machine.ipi_jitter_sigma)
         self.tlb_gen_xfer = c.tlb_gen_xfer.table()
+        self.remote_line = c.remote_line.table()
         # delivery and acknowledgement travel the same path and share one draw
         self.ipi_deliver_ack = c.ipi_deliver.table() + c.ipi_ack.table()
-        self.c = c
+        self.pti = machine.pti
+        # the engines read every event's base cost from here (PTI folded in where paid)
+        self.c = pti_costs(c) if machine.pti else c
         self.ceiling = machine.tlb_single_page_flush_ceiling
-        self.sequential = machine.ipi_mode == "sequential"
         self.rechecks = machine.dirty_walk_rechecks_pte
+        self.stlb_entries = machine.stlb_entries
+        self.n_online = machine.n_cpus
+        self.shorthand = machine.ipi_shorthand
+        self.apic_mode = machine.apic_mode
+        kvm = machine.virt == "kvm"
+        # one ICR write: x2APIC WRMSR or xAPIC MMIO store after the ICR-idle poll; in a KVM
+        # guest the write traps (a VM exit)
+        self.icr_write = (c.ipi_send + (c.icr_idle_wait if machine.apic_mode == "xapic" else 0.0)
+                          + (c.vm_exit if kvm else 0.0))
+        # the mask send: PV hypercalls (one per 128 APIC IDs), or ICR writes per target / per
+        # x2APIC cluster
+        self.pv_send = kvm and machine.pv_send_ipi
+        self.mask_write = c.vm_exit if self.pv_send else self.icr_write
+        if self.pv_send:
+            self.group_size = KVM_IPI_CLUSTER_SIZE
+        elif machine.apic_mode == "x2apic_cluster":
+            self.group_size = X2APIC_CLUSTER_SIZE
+        else:
+            self.group_size = 1
+        self.kvm = kvm
+        self.pv_flush = kvm and machine.pv_tlb_flush
+        # a 16-bit draw below this is a preempted vCPU
+        self.preempt_threshold = int(round(machine.vcpu_preempted_share * N_LEVELS)) if kvm else 0
+        self.vcpu_wakeup_wait = c.vcpu_wakeup_wait
+        # the host's flush of a whole vCPU on its next VM entry (no PTI fold: every ASID goes)
+        self.raw_flush_full = c.flush_full
+        self._machine = machine
+
+    def send_groups(self, cpus) -> np.ndarray:
+        """Per CPU slot, the group one send covers: its APIC ID, its x2APIC cluster or its PV
+        hypercall window."""
+        return np.array(apic_ids(self._machine, list(cpus))) // self.group_size
 
 
 def draw_slots(rng: np.random.Generator, replicates: int, n_cpus: int) -> np.ndarray:

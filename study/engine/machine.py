@@ -21,7 +21,19 @@ DIST_SELF, DIST_SMT, DIST_CORE, DIST_SOCKET = 0, 1, 2, 3
 DISTANCE_NAMES = ("self", "smt", "core", "socket")
 
 PLACEMENTS = ("smt", "core", "socket")
-IPI_MODES = ("sequential", "broadcast")
+# How the local APIC sends an IPI to a mask of CPUs (arch/x86/kernel/apic/):
+#   x2apic_phys    x2apic_phys.c  __x2apic_send_IPI_mask(): one ICR write (an MSR write) per target
+#   x2apic_cluster x2apic_cluster.c __x2apic_send_IPI_mask(): one ICR write per cluster of
+#                  16 logical APIC IDs, covering every target of that cluster
+#   xapic          ipi.c default_send_IPI_mask_sequence_phys(): one MMIO ICR write per target,
+#                  each after __xapic_wait_icr_idle() polled the previous one's delivery status
+APIC_MODES = ("x2apic_phys", "x2apic_cluster", "xapic")
+VIRT_MODES = ("none", "kvm")
+# x2APIC logical destination: a cluster is 16 consecutive APIC IDs (x2apic_cluster.c)
+X2APIC_CLUSTER_SIZE = 16
+# kvm_send_ipi_mask() -> __send_ipi_mask(): one KVM_HC_SEND_IPI hypercall carries a bitmap of
+# 128 APIC IDs (KVM_IPI_CLUSTER_SIZE = 2 * BITS_PER_LONG)
+KVM_IPI_CLUSTER_SIZE = 128
 
 
 @dataclass(frozen=True)
@@ -57,8 +69,14 @@ class Costs:
     flush_full: float = 96.0
     # moving the mm->tlb_gen cache line to the CPU that needs it
     tlb_gen_xfer: ByDistance = field(default_factory=lambda: ByDistance(40.0, 120.0, 300.0))
-    # ICR write per IPI target on the initiator
+    # one ICR write on the initiator (x2APIC: a WRMSR; xAPIC: an MMIO store)
     ipi_send: float = 150.0
+    # xAPIC only: __xapic_wait_icr_idle() before each ICR write, polling the delivery status
+    icr_idle_wait: float = 200.0
+    # one cache line owned by another CPU, read or locked-RMW'd (by distance): the is_lazy line
+    # that should_flush_tlb()/tlb_is_not_lazy() reads per mm_cpumask CPU, and the csd lock and
+    # llist_add() onto the target's call_single_queue per target (smp_call_function_many_cond())
+    remote_line: ByDistance = field(default_factory=lambda: ByDistance(40.0, 120.0, 300.0))
     # from the ICR write to the handler's first instruction on the target
     ipi_deliver: ByDistance = field(default_factory=lambda: ByDistance(500.0, 900.0, 1500.0))
     # the target's acknowledgement (csd unlock) becoming visible to the waiting initiator
@@ -76,6 +94,17 @@ class Costs:
     sigsegv: float = 5000.0
     # switching the mm back in on a CPU (switch_mm_irqs_off), before any flush it needs
     context_switch: float = 800.0
+    # PTI only (machine.pti): INVPCID of the user ASID per page of a partial flush
+    # (native_flush_tlb_one_user), one CR3 write on each kernel entry and exit
+    # (SWITCH_TO_KERNEL_CR3 / SWITCH_TO_USER_CR3), and the user-ASID flush a full flush defers
+    # to the return to user (invalidate_user_asid(): the exit's CR3 write without NOFLUSH)
+    invpcid: float = 200.0
+    cr3_switch: float = 150.0
+    user_asid_flush: float = 100.0
+    # virt=kvm only: one VM exit and re-entry (a trapped x2APIC ICR write or a hypercall)
+    vm_exit: float = 1500.0
+    # virt=kvm without pv_tlb_flush: an IPI to a preempted vCPU waits until the host runs it again
+    vcpu_wakeup_wait: float = 300000.0
 
 
 @dataclass(frozen=True)
@@ -89,8 +118,24 @@ class Machine:
     sockets: int = 1
     cores_per_socket: int = 4
     smt: int = 2
-    # one ICR write per target (x2APIC physical mode) or one for the whole mask
-    ipi_mode: str = "sequential"
+    # how the APIC sends a mask of IPIs (APIC_MODES above)
+    apic_mode: str = "x2apic_phys"
+    # apic_use_ipi_shorthand (apic_smt_update(): every present CPU booted once and no
+    # no_ipi_broadcast=1): native_send_call_func_ipi() sends one all-but-self IPI when the
+    # mask plus the sender is every online CPU
+    ipi_shorthand: bool = True
+    # Page Table Isolation (X86_FEATURE_PTI): separate user and kernel ASIDs
+    pti: bool = False
+    # second-level TLB entries (4K): the most of a thread's working set a full flush can cost
+    stlb_entries: int = 1024
+    # none = bare metal; kvm = a KVM guest (IPIs cost VM exits)
+    virt: str = "none"
+    # kvm: kvm_send_ipi_mask() replaces the mask send by KVM_HC_SEND_IPI hypercalls
+    pv_send_ipi: bool = False
+    # kvm: kvm_flush_tlb_multi() flags preempted vCPUs (KVM_VCPU_FLUSH_TLB) instead of an IPI
+    pv_tlb_flush: bool = False
+    # kvm: share of time a vCPU is preempted by the host (steal_time.preempted set)
+    vcpu_preempted_share: float = 0.0
     # Intel SDM: the walk that sets Dirty re-reads the PTE and faults if it is no longer
     # writable.  This is what makes "no flush on a clean RW->RO" safe (RFC patch 12).
     dirty_walk_rechecks_pte: bool = True
@@ -106,11 +151,21 @@ class Machine:
         return self.sockets * self.cores_per_socket * self.smt
 
     def validate(self, prefix: str = "machine") -> "Machine":
-        for key in ("sockets", "cores_per_socket", "smt", "tlb_single_page_flush_ceiling"):
+        for key in ("sockets", "cores_per_socket", "smt", "tlb_single_page_flush_ceiling", "stlb_entries"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{prefix}.{key}", "must be an integer >= 1")
-        if self.ipi_mode not in IPI_MODES:
-            raise ConfigError(f"{prefix}.ipi_mode", f"must be one of {', '.join(IPI_MODES)}")
+        if self.apic_mode not in APIC_MODES:
+            raise ConfigError(f"{prefix}.apic_mode", f"must be one of {', '.join(APIC_MODES)}, got {self.apic_mode!r}")
+        if self.virt not in VIRT_MODES:
+            raise ConfigError(f"{prefix}.virt", f"must be one of {', '.join(VIRT_MODES)}, got {self.virt!r}")
+        if self.virt == "none":
+            for key in ("pv_send_ipi", "pv_tlb_flush"):
+                if getattr(self, key):
+                    raise ConfigError(f"{prefix}.{key}", "is a paravirtual feature: needs virt: kvm")
+            if self.vcpu_preempted_share != 0.0:
+                raise ConfigError(f"{prefix}.vcpu_preempted_share", "needs virt: kvm (bare-metal CPUs are never preempted)")
+        if not 0.0 <= self.vcpu_preempted_share < 1.0:
+            raise ConfigError(f"{prefix}.vcpu_preempted_share", "must be a number in [0, 1)")
         for key in ("jitter_sigma", "ipi_jitter_sigma"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ConfigError(f"{prefix}.{key}", "must be a number in [0, 1]")
@@ -193,6 +248,15 @@ def placement_cpus(machine: Machine, threads: int, placement: str) -> list[tuple
     else:
         order = [(s, c, t) for t in range(T) for c in range(C) for s in range(S)]
     return order[:threads]
+
+
+def apic_ids(machine: Machine, cpus: list[tuple[int, int, int]]) -> list[int]:
+    """The APIC ID of each (socket, core, smt-thread), as Intel enumerates them (CPUID leaf 0xB):
+    SMT bits, then core bits, then the package, each field a power of two wide.  Real
+    firmware may leave holes between core IDs; this is the dense layout."""
+    smt_bits = max(machine.smt - 1, 0).bit_length()
+    core_bits = max(machine.cores_per_socket - 1, 0).bit_length()
+    return [(s << (core_bits + smt_bits)) | (c << smt_bits) | t for s, c, t in cpus]
 
 
 def distance_matrix(cpus: list[tuple[int, int, int]]) -> np.ndarray:

@@ -29,4 +29,9 @@ COUNTERS = (
     "uffd_faults",      # uffd-wp faults delivered to the monitor
     "violations",       # writes that completed while the PTE was read-only or clean
     "tlb_gen_xfers",    # mm->tlb_gen cache-line transfers
+    "ipi_writes",       # ICR writes (or PV send hypercalls) of the initiators' sends
+    "vm_exits",         # virt=kvm: sends that trapped to the host
+    "pv_flush_deferred",  # preempted vCPUs flagged KVM_VCPU_FLUSH_TLB instead of an IPI
+    "invlpg",           # pages invalidated by INVLPG in partial flushes (local and remote)
+    "invpcid",          # pages invalidated by INVPCID of the user ASID (PTI)
 )

@@ -57,7 +57,9 @@ class ScalarEngine:
         self.policy = policy
         self.dist = distance_matrix(list(cpus))
         self.n_cpus = len(cpus)
-        self.working_set = int(working_set)
+        self.groups = self.t.send_groups(cpus)
+        # entries beyond the STLB miss whether or not a flush came: only these are kept hot
+        self.working_set = min(int(working_set), self.t.stlb_entries)
         lazy = [False] * self.n_cpus if lazy is None else [bool(x) for x in lazy]
         self.ptes = [Pte() for _ in range(pages)]
         self.tlb_gen = 1
@@ -149,6 +151,7 @@ class ScalarEngine:
         if ranged and me.local_gen + 1 == new_gen:
             local = self.cost(n * c.invlpg, u[K.SLOT_LOCAL])
             self.counters["local_partial"] += 1
+            self.count_pages(n)
             self.invlpg_range(me, lo, n)
         else:
             local = self.cost(c.flush_full, u[K.SLOT_LOCAL])
@@ -161,20 +164,53 @@ class ScalarEngine:
             return cost + local
         self.counters["strict_flushes"] += 1
 
-        targets = [i for i in range(self.n_cpus)
-                   if i != cpu and i in self.mm_cpumask and not self.cpus[i].is_lazy]
-        fsend = t.F[u[K.SLOT_SEND]]
-        if t.sequential:
-            send = int(np.rint((c.cpumask_scan + c.ipi_send * len(targets)) * fsend))
-        else:
-            send = int(np.rint((c.cpumask_scan + c.ipi_send * (len(targets) > 0)) * fsend))
-        done = 0
-        for k, i in enumerate(targets):
+        # Strict: flush_tlb_multi() -> [kvm_flush_tlb_multi()] -> on_each_cpu_cond_mask(
+        # should_flush_tlb, ...) -> smp_call_function_many_cond(), walked CPU by CPU.
+        others = [i for i in range(self.n_cpus) if i != cpu and i in self.mm_cpumask]
+        base = c.cpumask_scan
+        flagged = []
+        if t.pv_flush:
+            # kvm_flush_tlb_multi(): read each CPU's steal_time.preempted; a preempted vCPU
+            # gets KVM_VCPU_FLUSH_TLB (a cmpxchg) and leaves the mask: no IPI
+            kept = []
+            for i in others:
+                d = int(self.dist[cpu, i])
+                base += t.remote_line[d]
+                if int(u[K.preempt_slot(self.n_cpus, i)]) < t.preempt_threshold:
+                    base += t.remote_line[d]
+                    flagged.append(i)
+                else:
+                    kept.append(i)
+            others = kept
+        targets = []
+        for i in others:
             d = int(self.dist[cpu, i])
-            if t.sequential:
-                offset = int(np.rint((c.cpumask_scan + c.ipi_send * (k + 1)) * fsend))
-            else:
-                offset = int(np.rint((c.cpumask_scan + c.ipi_send * 1) * fsend))
+            base += t.remote_line[d]                 # the cond function reads is_lazy
+            if self.cpus[i].is_lazy:
+                continue
+            base += 2 * t.remote_line[d]             # csd_lock() and llist_add() onto its queue
+            targets.append(i)
+        # One send: a single IPI, the all-but-self shorthand, or the mask by APIC mode.
+        nt = len(targets)
+        rank = {}
+        if nt == 1 or (nt > 1 and t.shorthand and nt == t.n_online - 1):
+            write, writes = t.icr_write, 1
+            rank = {i: 1 for i in targets}
+        else:
+            write, groups = t.mask_write, {}
+            for i in targets:
+                g = int(self.groups[i])
+                if g not in groups:
+                    groups[g] = len(groups) + 1
+                rank[i] = groups[g]
+            writes = len(groups)
+        fsend = t.F[u[K.SLOT_SEND]]
+        send = int(np.rint((base + write * writes) * fsend))
+        done = 0
+        for i in targets:
+            d = int(self.dist[cpu, i])
+            # target i's IPI leaves when the ICR write (or hypercall) that covers it is done
+            offset = int(np.rint((base + write * rank[i]) * fsend))
             remote = self.cpus[i]
             # flush_tlb_func() on the target, by the generation rule
             if new_gen <= remote.local_gen:
@@ -182,6 +218,7 @@ class ScalarEngine:
             elif ranged and remote.local_gen + 1 == new_gen:
                 work = n * c.invlpg
                 self.counters["remote_partial"] += 1
+                self.count_pages(n)
                 self.invlpg_range(remote, lo, n)
             else:
                 work = c.flush_full
@@ -189,15 +226,31 @@ class ScalarEngine:
                 self.flush_all(remote)
             remote.local_gen = new_gen
             handler = self.cost(c.irq_entry_exit + t.tlb_gen_xfer[d] + work,
-                                u[K.N_FIXED_SLOTS + self.n_cpus + i])
-            deliver_ack = self.cost(t.ipi_deliver_ack[d], u[K.N_FIXED_SLOTS + i], t.F_ipi)
+                                u[K.handler_slot(self.n_cpus, i)])
+            wire = t.ipi_deliver_ack[d]
+            if t.kvm and not t.pv_flush and int(u[K.preempt_slot(self.n_cpus, i)]) < t.preempt_threshold:
+                wire = wire + t.vcpu_wakeup_wait     # the IPI waits for the host to run the vCPU
+            deliver_ack = self.cost(wire, u[K.deliver_slot(self.n_cpus, i)], t.F_ipi)
             done = max(done, offset + deliver_ack + handler)
             self.stolen += handler
             self.counters["tlb_gen_xfers"] += 1
             self.tlb_gen_sharers.add(i)
-        self.counters["ipis"] += len(targets)
+        for i in flagged:
+            # the host flushes the vCPU's TLB when it runs it again (kvm_vcpu_flush_tlb_guest);
+            # its cpu_tlbstate generation stays behind
+            self.flush_all(self.cpus[i])
+            self.stolen += self.cost(t.raw_flush_full, u[K.handler_slot(self.n_cpus, i)])
+            self.counters["pv_flush_deferred"] += 1
+        self.counters["ipis"] += nt
+        self.counters["ipi_writes"] += writes if nt else 0
+        self.counters["vm_exits"] += writes if (nt and t.kvm) else 0
         self.counters["shootdowns"] += bool(targets)
         return cost + max(send + local, done)
+
+    def count_pages(self, n):
+        self.counters["invlpg"] += n
+        if self.t.pti:
+            self.counters["invpcid"] += n
 
     def invlpg_range(self, cpu_state, lo, n):
         for p in range(lo, lo + n):
@@ -212,10 +265,7 @@ class ScalarEngine:
     def access(self, cpu, page, write, u):
         t, c, pol = self.t, self.t.c, self.policy
         me, pte = self.cpus[cpu], self.ptes[page]
-        missing = self.working_set - me.ws_cached
-        lat = self.cost(missing * c.page_walk, u[K.SLOT_REFILL])
-        me.ws_cached = self.working_set
-        self.counters["tlb_misses"] += missing
+        lat = self.refill(me, u)
 
         entry = me.tlb.get(page)
         if entry is not None:
@@ -281,6 +331,14 @@ class ScalarEngine:
         me.tlb[page] = TlbEntry(True, True)
         pte.dirty = pte.young = True
         return lat, False
+
+    def refill(self, me, u):
+        """Application work between accesses refills the working set a full flush dropped:
+        one STLB miss and page walk per entry (cost page_walk each)."""
+        missing = self.working_set - me.ws_cached
+        me.ws_cached = self.working_set
+        self.counters["tlb_misses"] += missing
+        return self.cost(missing * self.t.c.page_walk, u[K.SLOT_REFILL])
 
     # ------------------------------------------------------------------ context switch
 

@@ -45,7 +45,19 @@ class VectorEngine:
         self.t = CostTables(machine)
         self.policy = policy
         self.dist = distance_matrix(list(cpus)).astype(np.intp)
-        self.working_set = int(working_set)
+        # entries beyond the STLB miss whether or not a flush came: only these are kept hot
+        self.working_set = min(int(working_set), self.t.stlb_entries)
+        # the send each CPU slot belongs to (x2APIC cluster or PV window); None: one per CPU
+        groups = self.t.send_groups(cpus)
+        self.one_group = False
+        if len(np.unique(groups)) == C:
+            self.group_of, self.group_slots = None, ()
+        else:
+            uniq, self.group_of = np.unique(groups, return_inverse=True)
+            self.group_slots = [np.flatnonzero(self.group_of == q) for q in range(len(uniq))]
+            self.one_group = len(uniq) == 1
+        # the shorthand needs the mm on every online CPU (at most C - 1 targets)
+        self.shorthand_reachable = self.t.shorthand and C == self.t.n_online
         self.ar = np.arange(R)
         self._everyone = np.ones(R, bool)
         self.pg = np.arange(P)[:, None]
@@ -222,6 +234,7 @@ class VectorEngine:
         local_cost = np.where(f, local_cost, 0)
         self._count("local_partial", loc_partial)
         self._count("local_full", loc_full)
+        self._count_pages(n * loc_partial)
         if len(at) == 1:
             if loc_partial.any():
                 self.tlb_valid[at] &= ~(inr & loc_partial)
@@ -238,19 +251,54 @@ class VectorEngine:
         if not strict.any():
             return relaxed_cost
 
-        # Strict: IPIs to every CPU of mm_cpumask that is not lazy (should_flush_tlb()).
-        targets = self.mm_cpumask & ~self.is_lazy & (D > 0) & strict          # [C, R]
+        # Strict: flush_tlb_multi() -> [kvm_flush_tlb_multi()] -> on_each_cpu_cond_mask(
+        # should_flush_tlb, ...) -> smp_call_function_many_cond().  The initiator walks the
+        # other CPUs of mm_cpumask in CPU order; every step below is a sum over that walk.
+        C = self.C
+        others = self.mm_cpumask & (D > 0) & strict                            # [C, R]
+        rl = np.take(t.remote_line, D)                                         # [C, R] or [C, 1]
+        base = np.full(self.R, c.cpumask_scan)
+        flagged = None
+        if t.pv_flush:
+            # kvm_flush_tlb_multi(): read each CPU's steal_time.preempted; a preempted vCPU
+            # gets KVM_VCPU_FLUSH_TLB (a cmpxchg) and leaves the mask: no IPI
+            base += (rl * others).sum(0)
+            if t.preempt_threshold:
+                flagged = others & (u[K.N_FIXED_SLOTS + 2 * C:K.N_FIXED_SLOTS + 3 * C] < t.preempt_threshold)
+                base += (rl * flagged).sum(0)
+                others = others & ~flagged
+        # the cond function reads each CPU's is_lazy line; a target also costs csd_lock() and
+        # llist_add() onto its call_single_queue
+        targets = others & ~self.is_lazy
+        base += (rl * others).sum(0)
+        base += 2 * (rl * targets).sum(0)
         nt = np.count_nonzero(targets, axis=0)
-        if t.sequential:
-            # one ICR write per target, in CPU order; target k's IPI leaves after k+1 writes
-            offset_base = c.cpumask_scan + c.ipi_send * np.cumsum(targets, axis=0)
-            send_base = c.cpumask_scan + c.ipi_send * nt
+        # One send: a single IPI, the all-but-self shorthand, or the mask by APIC mode; target
+        # k's IPI leaves when the ICR write (or hypercall) that covers it is done.
+        if self.group_of is None:
+            rank = self._running_count(targets)       # one write per target, in CPU order
+            writes = nt
+        elif self.one_group:
+            rank = 1                                   # one cluster (or PV window) covers all
+            writes = (nt > 0).astype(np.int64)
         else:
-            send_base = c.cpumask_scan + c.ipi_send * (nt > 0)
-            offset_base = send_base
+            rank, writes = self._group_ranks(targets)
+        if self.shorthand_reachable:
+            # the mask plus the sender is every online CPU: one all-but-self write (a single
+            # target is one write too)
+            one = (nt == 1) | (nt == t.n_online - 1)
+            rank = np.where(one, 1, rank)
+            writes = np.where(one, np.minimum(writes, 1), writes)
+        if t.icr_write == t.mask_write:
+            write = t.icr_write
+        else:
+            # a single IPI (or the shorthand) is an ICR write even where the mask is a hypercall
+            if not self.shorthand_reachable:
+                one = nt == 1
+            write = np.where(one, t.icr_write, t.mask_write)
         fsend = np.take(t.F, u[K.SLOT_SEND])
-        send_cost = np.rint(send_base * fsend)
-        offset = np.rint(offset_base * fsend)
+        send_cost = np.rint((base + write * writes) * fsend)
+        offset = np.rint((base + write * rank) * fsend)
 
         # Each target's flush_tlb_func: read mm->tlb_gen (line from the initiator), then
         # INVLPG per page or a full flush by the generation rule.  No target can be current
@@ -260,24 +308,67 @@ class VectorEngine:
         t_full = targets & ~t_partial
         work = np.where(t_partial, n * c.invlpg, np.where(t_full, c.flush_full, 0.0))
         handler_base = c.irq_entry_exit + np.take(t.tlb_gen_xfer, D) + work
-        u_deliver = u[K.N_FIXED_SLOTS:K.N_FIXED_SLOTS + self.C]
-        u_handler = u[K.N_FIXED_SLOTS + self.C:K.N_FIXED_SLOTS + 2 * self.C]
+        u_deliver = u[K.N_FIXED_SLOTS:K.N_FIXED_SLOTS + C]
+        u_handler = u[K.N_FIXED_SLOTS + C:K.N_FIXED_SLOTS + 2 * C]
         handler = np.where(targets, self._cost(handler_base, u_handler), 0)
-        deliver_ack = self._cost(np.take(t.ipi_deliver_ack, D), u_deliver, t.F_ipi)
+        wire = np.take(t.ipi_deliver_ack, D)
+        if t.kvm and not t.pv_flush and t.preempt_threshold:
+            # an IPI to a preempted vCPU waits for the host to run it again
+            waits = targets & (u[K.N_FIXED_SLOTS + 2 * C:K.N_FIXED_SLOTS + 3 * C] < t.preempt_threshold)
+            wire = wire + np.where(waits, t.vcpu_wakeup_wait, 0.0)
+        deliver_ack = self._cost(wire, u_deliver, t.F_ipi)
         done = np.where(targets, offset + deliver_ack + handler, 0).max(0)
         # The initiator sends, flushes locally meanwhile, then waits for the slowest ack.
         strict_cost = cost + np.maximum(send_cost + local_cost, done)
 
         self.stolen += handler.sum(0).astype(np.int64)
         self._count("ipis", nt)
+        self._count("ipi_writes", writes)
+        if t.kvm:
+            self._count("vm_exits", writes)
         self._count("shootdowns", nt > 0)
         self._count("remote_partial", np.count_nonzero(t_partial, axis=0))
         self._count("remote_full", np.count_nonzero(t_full, axis=0))
+        self._count_pages(n * np.count_nonzero(t_partial, axis=0))
         self._count("tlb_gen_xfers", nt)
         self.tlb_gen_sharers |= targets
         self._invalidate(t_partial, t_full, inr)
         self.local_gen = np.where(targets, new_gen, lgt)
+        if flagged is not None and flagged.any():
+            # the host flushes the vCPU's TLB when it runs it again (kvm_vcpu_flush_tlb_guest);
+            # its cpu_tlbstate generation stays behind
+            self._invalidate(None, flagged)
+            self.stolen += np.where(flagged, self._cost(np.float64(t.raw_flush_full), u_handler), 0).sum(0).astype(np.int64)
+            self._count("pv_flush_deferred", np.count_nonzero(flagged, axis=0))
         return np.where(strict, strict_cost, relaxed_cost)
+
+    def _running_count(self, mask):
+        """Per CPU row, how many rows up to and including it are set ([C, R] int64): a row
+        loop, several times faster than np.cumsum along the short CPU axis."""
+        out = np.empty(mask.shape, np.int64)
+        acc = np.zeros(mask.shape[1], np.int64)
+        for i in range(mask.shape[0]):
+            acc += mask[i]
+            out[i] = acc
+        return out
+
+    def _group_ranks(self, targets):
+        """Per target, the number of the send (x2APIC cluster write or PV hypercall) covering
+        it, sends numbered in the order their first target comes in the walk; and the sends."""
+        C = self.C
+        first = np.full((len(self.group_slots), self.R), C)
+        for q, slots in enumerate(self.group_slots):
+            tq = targets[slots]
+            first[q] = np.where(tq.any(0), slots[np.argmax(tq, axis=0)], C)
+        has = first < C
+        rank_q = ((first[None, :, :] <= first[:, None, :]) & has[None, :, :]).sum(1)
+        return rank_q[self.group_of], np.count_nonzero(has, axis=0)
+
+    def _count_pages(self, pages):
+        """Pages invalidated by a partial flush: INVLPG, plus INVPCID of the user ASID with PTI."""
+        self._count("invlpg", pages)
+        if self.t.pti:
+            self._count("invpcid", pages)
 
     def _invalidate(self, partial, full, inr=None):
         """INVLPG the range on CPUs ``partial``, flush everything on CPUs ``full`` ([C, R])."""
@@ -295,11 +386,7 @@ class VectorEngine:
         at, atp = self._at(cpu), self._at(page)
         # this CPU's entry for this page: a row only if both CPU and page are uniform
         atcp = (at[0], atp[0]) if len(at) == 1 and len(atp) == 1 else (cpu, page, ar)
-        # Application work between accesses refills the working set a full flush dropped.
-        missing = np.where(m, self.working_set - self.ws_cached[at], 0)
-        cost = self._cost(missing * c.page_walk, u[K.SLOT_REFILL])
-        self.ws_cached[at] = np.where(m, self.working_set, self.ws_cached[at])
-        self._count("tlb_misses", missing)
+        cost = self._refill(m, at, u)
 
         valid = self.tlb_valid[atcp].copy()
         pw = self.pte_write[atp].copy()
@@ -372,6 +459,14 @@ class VectorEngine:
         self.pte_dirty[atp] |= done
         self.pte_young[atp] |= done
         lat += np.where(m, cost, 0)
+
+    def _refill(self, m, at, u):
+        """Application work between accesses refills the working set a full flush dropped:
+        one STLB miss and page walk per entry (cost page_walk each)."""
+        missing = np.where(m, self.working_set - self.ws_cached[at], 0)
+        self.ws_cached[at] = np.where(m, self.working_set, self.ws_cached[at])
+        self._count("tlb_misses", missing)
+        return self._cost(missing * self.t.c.page_walk, u[K.SLOT_REFILL])
 
     # ---------------------------------------------------------------- context switch
 

@@ -77,7 +77,7 @@ def provenance(inputs: Inputs) -> list[Block]:
     if machine:
         label = "calibrated" if machine.get("calibrated") else "uncalibrated preset"
         topo = (f"{machine.get('sockets')} sockets \u00d7 {machine.get('cores_per_socket')} cores \u00d7 "
-                f"{machine.get('smt')} SMT, IPIs {machine.get('ipi_mode')}")
+                f"{machine.get('smt')} SMT, {machine.get('apic_mode')}, PTI {'on' if machine.get('pti') else 'off'}, virt {machine.get('virt', 'none')}")
         blocks.append(Para(f"Machine `{machine.get('name')}` ({label}; {machine.get('source', 'no source given')}): "
                            f"{topo}. Its event costs, in cycles, are in the configuration below."))
     if config:

@@ -178,7 +178,30 @@ def seed_section(inputs: Inputs) -> list[Block]:
                            + "; ".join(parts) + ". The RFC's explanation of the PROT_READ gain: under relaxed "
                            "the remote CPU lags two generations when the strict flush arrives, so its "
                            "`flush_tlb_func` does a cheaper full flush instead of INVLPG."))
-    return blocks + figure(inputs, "seed_table")
+    return blocks + figure(inputs, "seed_table") + identifiability_blocks(inputs)
+
+
+def identifiability_blocks(inputs: Inputs) -> list[Block]:
+    """What the seed's 8 cells pin about the calibrated costs, and which only priors set."""
+    table = inputs.table("identifiability")
+    info = inputs.summary.get("identifiability") or {}
+    if table.empty or not info:
+        return []
+    values = ", ".join(f"{s:.3g}" for s in info["singular_values"])
+    combos = "; ".join(f"`{c}`" for c in info["pinned_combinations"])
+    only = [r.name for r in table.itertuples(index=False) if r.status == "prior only"]
+    blocks: list[Block] = [Para(
+        f"Eight cells cannot pin {len(table)} costs. The Jacobian of the seed cells' logs with respect to the "
+        f"logs of the costs of `{info.get('machine', '')}` has singular values {values}; "
+        f"{len(info['pinned_combinations'])} directions are pinned ({info['threshold_meaning']}): {combos}. "
+        f"Set by their priors alone: {', '.join(f'`{p}`' for p in only) or 'none'}. The scaling, placement and "
+        "crossover results lean on those priors wherever these costs matter.")]
+    rows = [[f"`{r.name}`", fmt.num(r.pinned_share, 2), r.status, r.source] for r in table.itertuples(index=False)]
+    blocks.append(Table(["cost", "pinned share", "status", "prior's source"], rows,
+                        "What the seed pins: per cost, the share of it lying in the pinned directions "
+                        "(1: determined in combination with others; 0: its prior alone sets it).",
+                        ["l", "r", "l", "l"]))
+    return blocks
 
 
 # --- 3 ---------------------------------------------------------------------------------
@@ -274,7 +297,11 @@ def loses(inputs: Inputs) -> list[Block]:
         "RO\u2192RW takes a spurious fault, which `flush_tlb_fix_spurious_fault` answers with a full flush. "
         "Each full flush throws away the CPU's working set, which its thread then refills by page walks: "
         "the larger the working set and the more the other threads touch memory, the more this costs, "
-        "whatever the share of writes. The boundary is where the speedup of total cycles per round reaches 1.")]
+        "whatever the share of writes. The boundary is where the speedup of total cycles per round reaches 1. "
+        "Working set 0 is the assumption that a full flush is free, shown only as the contrast: every "
+        "workload's default working set is non-zero, with its source in its `conf/workload` file (the L1 data "
+        "TLB's 64 entries for the mprotect loop and the allocator, a full STLB for uffd-wp users), and a "
+        "refill costs one page walk per entry, at most the machine's STLB entries.")]
     blocks += figure(inputs, "crossover")
     boundary = inputs.table("crossover")
     if not boundary.empty:
