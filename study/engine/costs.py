@@ -66,7 +66,10 @@ class CostTables:
         self.c = c
         self.ceiling = machine.tlb_single_page_flush_ceiling
         self.sequential = machine.ipi_mode == "sequential"
-        self.rechecks = machine.dirty_walk_rechecks_pte
+        # the dirty-bit walk on a read-only PTE: faults (cet, pre_cet), and leaves Dirty set
+        # (pre_cet) or lets the write land (completes)
+        self.dwalk_faults = machine.dirty_walk in ("cet", "pre_cet")
+        self.dwalk_sets_dirty = machine.dirty_walk in ("pre_cet", "completes")
 
 
 def draw_slots(rng: np.random.Generator, replicates: int, n_cpus: int) -> np.ndarray:
