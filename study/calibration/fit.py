@@ -1,5 +1,7 @@
 """Fit a machine's free event costs to the seed's 8 cells with scipy.optimize.
 
+The cells are simulated on the seed's own kernel, the RFC's base (study.seed.SEED_KERNEL).
+
 One parameter set serves both policies and both thread counts.  The objective is the
 relative error of each cell plus a weak pull of each parameter towards the centre of its
 prior (so that parameters the seed cannot tell apart settle where the evidence puts

@@ -1,8 +1,9 @@
 """The free cost parameters of a calibrated machine, with the ranges the evidence supports.
 
-Each parameter is the cost of one named event.  Bounds and centres come from
-../shared/model/tlb-mechanism.md section 8 (kernel mailing-list measurements) where it has
-a number, otherwise from the physical sense of the event as noted.  Distance-dependent
+Each parameter is the cost of one named event.  Bounds and centres come from the published
+numbers collected in docs/model.md "Published numbers" (kernel mailing-list measurements:
+CR3 reload ~96 cycles, INVLPG ~100 ns, the dirty-bit walk > 500 cycles) where one exists,
+otherwise from the physical sense of the event as noted.  Distance-dependent
 costs are fitted for ``core`` (the seed's second thread ran on another core); ``smt`` and
 ``socket`` keep fixed ratios to it (SCALE), since the seed says nothing about them.
 """
