@@ -10,7 +10,7 @@ import pandas as pd
 
 from study.analysis import schema
 from study.analysis.paired import LOSES
-from study.policies import PATCHES
+from study.policies import PATCHES, patch_label
 from study.report import numbers as fmt
 from study.report import tables
 from study.report.doc import Block, Figure, Heading, Items, Note, Para, Table
@@ -342,11 +342,13 @@ def loses(inputs: Inputs) -> list[Block]:
 
 def attribution(inputs: Inputs) -> list[Block]:
     blocks: list[Block] = [Para(
-        "Each idea's share of the gain: in one setting, with strict S, full relaxed R and relaxed without idea "
-        "i, A_i, all on common random numbers, the share is (A_i \u2212 R) / (S \u2212 R): how much of the gain "
-        "is given back when the idea is switched off. Shares are pooled over the settings where relaxed wins "
-        "(contributions and gains summed first) and need not add up to 1: the ideas interact (the spurious-fault "
-        "fix-up only matters once relaxed promotion leaves stale entries), and the remainder is shown as such.")]
+        "Each RFC patch's share of the gain: in one setting, with strict S (the kernel as it is), full relaxed R "
+        "(the kernel with every patch) and relaxed without patch i, A_i, all on common random numbers, the share "
+        "is (A_i \u2212 R) / (S \u2212 R): how much of the gain is given back when the patch is switched off. "
+        "Shares are pooled per machine, kernel and workload over the settings where relaxed wins (contributions "
+        "and gains summed first) and need not add up to 1: the patches interact (patch 8's fix-up only matters "
+        "once patches 9\u201311 leave stale entries), and the remainder is shown as such. A patch the kernel "
+        "already carries has no share there.")]
     blocks += figure(inputs, "attribution")
     pooled = inputs.table("attribution")
     if pooled.empty:
@@ -357,12 +359,13 @@ def attribution(inputs: Inputs) -> list[Block]:
     for r in pooled.itertuples(index=False):
         contrib = ("\u2014" if pd.isna(r.contribution)
                    else fmt.cycles(r.contribution, r.contribution_low, r.contribution_high))
-        rows.append([r.workload, r.idea, fmt.percent(r.share, r.share_low, r.share_high, digits=1), contrib,
+        rows.append([r.workload, patch_label(r.idea) if r.idea in PATCHES else r.idea, fmt.percent(r.share, r.share_low, r.share_high, digits=1), contrib,
                      fmt.cycles(r.gain, r.gain_low, r.gain_high), str(int(r.settings))])
     machine = ", ".join(sorted(pooled["machine_label"].unique()))
-    blocks.append(Table(["workload", "idea", "share of gain [95% CI]", "given back, cycles/round [95% CI]",
+    blocks.append(Table(["workload", "RFC patch (switch)", "share of gain [95% CI]", "given back, cycles/round [95% CI]",
                          "gain S\u2212R, cycles/round [95% CI]", "settings"], rows,
-                        f"Per-idea attribution pooled per workload; machine {machine}.",
+                        f"Per-patch attribution pooled per workload; machine {machine}; relaxed = that kernel "
+                        f"with every RFC patch, ablations with one patch switch off.",
                         ["l", "l", "r", "r", "r", "r"]))
     return blocks
 
