@@ -122,7 +122,7 @@ def question(inputs: Inputs) -> list[Block]:
              "shootdown when a PTE change only adds permission (RO\u2192RW): the kernel advances `mm->tlb_gen`, "
              "flushes the local TLB and sends no IPI; a remote CPU keeps a stale, more restrictive entry, and if "
              "it faults on it, the spurious fault brings it up to date with one full flush. This report asks "
-             "when that beats mainline's strict shootdown, by how much, and where it loses."),
+             "when that beats a named kernel's strict shootdown, by how much, and where it loses."),
         Para("The model is a Monte Carlo simulation of the flush machinery (`flush_tlb_mm_range`, "
              "`flush_tlb_func`, per-CPU and per-mm `tlb_gen`, `mm_cpumask`, lazy CPUs) in which every cost is "
              "the cost of one named event (IPI delivery, INVLPG, CR3 reload, dirty-bit page walk, fault entry), "
@@ -244,7 +244,10 @@ def madv_free(inputs: Inputs) -> list[Block]:
         "write-protect of a range with no dirty PTE needs no flush at all (`no_flush_clean_wrprotect`, patch 12), but one dirty "
         "page forces the whole range to a strict shootdown, so a k-page range goes strict with probability "
         "1\u2212(1\u2212d)^k. The seed predicts that with MADV_FREE'd or never-dirtied pages relaxed also removes "
-        "the shootdown from PROT_READ.")]
+        "the shootdown from PROT_READ. What strict does with those clean pages depends on the kernel: on `rfc_base` "
+        "mprotect(PROT_READ|PROT_WRITE) leaves them read-only (`can_change_pte_writable` requires a dirty PTE), so "
+        "the next write-protect has nothing to change and sends no shootdown either; on `mainline` they are mapped "
+        "writable and every write-protect shoots down.")]
     blocks += figure(inputs, "dirty_ratio")
     data = inputs.table("plot:dirty_ratio")
     if not data.empty:
