@@ -110,9 +110,11 @@ def crossover_metrics(results: Results) -> dict:
 
 
 def attribution_metrics(results: Results) -> dict:
+    """Per-patch shares, keyed ``<workload> on <machine label>`` (the label names the kernel)."""
     out: dict = {}
     for row in results.attribution.itertuples(index=False):
-        out.setdefault(row.workload, {})[row.idea] = _estimate(row.share, row.share_low, row.share_high)
+        key = f"{row.workload} on {row.machine_label}"
+        out.setdefault(key, {})[row.idea] = _estimate(row.share, row.share_low, row.share_high)
     return out
 
 
