@@ -104,3 +104,10 @@ def test_validate_names_the_key_of_a_bad_value():
     with pytest.raises(ConfigError) as info:
         validate(compose(["workload.lazy_share=2"]))
     assert info.value.key == "workload.lazy_share"
+
+
+def test_kernel_files_match_the_kernels_the_code_names():
+    # calibrate and the seed table use study.engine.kernel's constants; the configs must agree
+    from study.engine.kernel import KERNELS
+    for name, kernel in KERNELS.items():
+        assert build_cell(compose([f"kernel={name}"])).kernel == kernel
