@@ -135,7 +135,7 @@ class ScalarEngine:
                                     and not pte.write and self.vma_write[p])
             if try_writable:
                 # can_change_pte_writable(): dirty exclusive anon pages; clean ones too
-                # on kernels with (or with the RFC's patch 3)
+                # where the kernel carries, or the policy applies, the RFC's patch 3
                 checks += 1
                 if pte.dirty or self.clean_writable:
                     pte.write = True

@@ -190,8 +190,8 @@ class VectorEngine:
             try_w, down = none, none
             syscall = c.syscall_madvise
         d = self.pte_dirty
-        # can_change_pte_writable(): dirty exclusive anon pages; clean ones too on kernels
-        # with (or with the RFC's patch 3)
+        # can_change_pte_writable(): dirty exclusive anon pages; clean ones too where the
+        # kernel carries, or the policy applies, the RFC's patch 3
         up = try_w & d if not self.clean_writable else try_w
         new_w = (w | up) & ~down
         promote = inr & ~w & new_w

@@ -11,6 +11,7 @@ import pandas as pd
 from study.analysis import schema
 from study.analysis.paired import LOSES
 from study.policies import PATCHES, patch_label
+from study.seed import SEED_KERNEL
 from study.report import numbers as fmt
 from study.report import tables
 from study.report.doc import Block, Figure, Heading, Items, Note, Para, Table
@@ -70,7 +71,8 @@ def summary(inputs: Inputs) -> list[Block]:
     for label, call in (("mprotect_rw", "PROT_READ|PROT_WRITE"), ("mprotect_ro", "PROT_READ")):
         if label in red:
             r = red[label]
-            items.append(f"Seed loop, 2 threads, mprotect({call}): relaxed changes the call's cost by "
+            items.append(f"Seed loop, 2 threads, kernel `{SEED_KERNEL}` (the seed's own), mprotect({call}): relaxed "
+                         f"changes the call's cost by "
                          f"{fmt.percent(r['model'], r['ci_low'], r['ci_high'])}; the seed measured "
                          f"{fmt.percent(r['seed'])}.")
     seed = inputs.table("seed_table")
