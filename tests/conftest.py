@@ -25,7 +25,7 @@ def study_env() -> dict[str, str]:
     return env
 
 
-def fake_simulate(machine, workload, policy, *, replicates, rounds, seed, max_samples=2048):
+def fake_simulate(machine, workload, policy, *, replicates, rounds, seed, max_samples=2048, kernel=None):
     """A cheap stand-in for simulate_cell with its contract: same seed, same numbers.
 
     The noise comes from the seed alone and the policy only shifts the mean, so strict and
@@ -33,7 +33,7 @@ def fake_simulate(machine, workload, policy, *, replicates, rounds, seed, max_sa
     """
     rng = np.random.default_rng(seed)
     noise = rng.normal(0.0, 20.0, replicates)
-    shift = -300.0 * policy.relaxed_promote
+    shift = -300.0 * policy.relaxed_flush_on_upgrade
     base = 2000.0 + 400.0 * workload.threads + shift
     metrics = {
         CellResult.MAIN_METRIC: base + noise,

@@ -28,6 +28,9 @@ def random_ops(rng: np.random.Generator, R: int, C: int, P: int, steps: int, laz
         # accesses are to one page; mm-wide calls start at lo
         n = np.where(kind == OP_ACCESS, 1, n)
         arg = rng.integers(0, 2, R).astype(np.int8)
+        # a uffd unprotect carries the write-likely hint (arg 2) half of the time
+        hinted = rng.integers(0, 2, R).astype(bool)
+        arg = np.where((kind == OP_UFFD_WP) & (arg == 0) & hinted, 2, arg).astype(np.int8)
         # a switch_mm never puts the caller of an mm-wide call to sleep mid-call: CPU 0
         # stays awake so that some CPU always runs the mm
         cpu = np.where((kind == OP_SWITCH_MM) & (cpu == 0), 1 % C, cpu)

@@ -95,18 +95,18 @@ def test_crossover_boundary_is_located_where_the_toy_puts_it(out):
     assert toggle.loc[256, "boundary"] > toggle.loc[1024, "boundary"]
 
 
-def test_attribution_gives_the_seed_loop_to_relaxed_promote(sweep):
+def test_attribution_gives_the_seed_loop_to_relaxed_flush_on_upgrade(sweep):
     arms = Arms(sweep.replicates, sweep.cells)
     main = paired.main_table(paired.compare(sweep.cells, arms))
     per_pair, pooled = attribution.attribute(sweep.cells, arms, main)
     seed = seedtable.seed_cells(sweep.cells)
     pair = seed.loc[seed["workload.threads"] == 2, "pair_id"].iloc[0]
     shares = per_pair[per_pair["pair_id"] == pair].set_index("idea")
-    assert shares.loc["relaxed_promote", "share"] == pytest.approx(1.0, abs=0.02)
-    for idea in ("clean_no_flush", "uffd_dirty_hint"):
+    assert shares.loc["relaxed_flush_on_upgrade", "share"] == pytest.approx(1.0, abs=0.02)
+    for idea in ("no_flush_clean_wrprotect", "uffd_unprotect_mkdirty", "clean_anon_writable"):
         assert abs(shares.loc[idea, "share"]) < 0.02
     madv = pooled[pooled["workload"] == "madv_free"].set_index("idea")
-    assert madv.loc["clean_no_flush", "share_low"] > 0.2  # the toy's clean_no_flush matters there
+    assert madv.loc["no_flush_clean_wrprotect", "share_low"] > 0.2  # the toy's patch 12 matters there
     assert (pooled["share_low"] <= pooled["share"]).all() and (pooled["share"] <= pooled["share_high"]).all()
 
 
@@ -117,7 +117,7 @@ def test_seed_table_has_all_eight_cells(out):
                                                                          for s in SEED_TABLE}
     assert (table["ci_low"] <= table["model_cycles"]).all() and (table["model_cycles"] <= table["ci_high"]).all()
     np.testing.assert_allclose(table["rel_error"], table["model_cycles"] / table["seed_cycles"] - 1)
-    assert (table["machine_label"] == "haswell_2s (uncalibrated preset)").all()
+    assert (table["machine_label"] == "haswell_2s (uncalibrated preset), kernel rfc_base").all()
 
 
 def test_same_sweep_gives_byte_identical_files(out, tmp_path):

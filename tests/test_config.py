@@ -26,7 +26,9 @@ def test_compose_and_validate_give_typed_objects():
 def test_build_cell_applies_group_and_field_overrides():
     cell = build_cell(compose(["workload=uffd_wp", "workload.threads=4", "policy=relaxed", "run.rounds=7"]))
     assert isinstance(cell.workload, UffdWp) and cell.workload.threads == 4
-    assert cell.policy.name == "relaxed" and cell.policy.clean_no_flush
+    assert cell.policy.name == "relaxed" and cell.policy.no_flush_clean_wrprotect
+    assert cell.kernel.name == "rfc_base"
+    assert build_cell(compose(["kernel=mainline"])).kernel.clean_anon_writable
     assert cell.run.rounds == 7
 
 
@@ -40,7 +42,7 @@ def test_config_dir_prefers_the_working_directory(tmp_path, monkeypatch):
     packaged = config_dir()
     assert (packaged / "config.yaml").is_file()
     shutil.copytree(packaged, tmp_path / "conf")
-    (tmp_path / "conf" / "policy" / "mine.yaml").write_text("name: mine\nrelaxed_promote: true\n")
+    (tmp_path / "conf" / "policy" / "mine.yaml").write_text("name: mine\nrelaxed_flush_on_upgrade: true\n")
     assert config_dir() == (tmp_path / "conf").resolve()
     assert build_cell(compose(["policy=mine"])).policy.name == "mine"
 
@@ -63,6 +65,10 @@ def test_cell_id_covers_policy_and_run_but_pair_id_not_policy():
     assert _cell("run.replicates=3").cell_id != strict.cell_id
     assert _cell("run.seed=1").cell_id != strict.cell_id
     assert _cell("workload.threads=3").pair_id != strict.pair_id
+    # the kernel changes the numbers: its own pairs and streams; strict/relaxed of one kernel pair up
+    main_s, main_r = _cell("kernel=mainline", "policy=strict"), _cell("kernel=mainline", "policy=relaxed")
+    assert main_s.pair_id == main_r.pair_id != strict.pair_id
+    assert main_s.stream_words == main_r.stream_words != strict.stream_words
 
 
 def test_identity_ignores_what_does_not_change_numbers():
@@ -98,3 +104,10 @@ def test_validate_names_the_key_of_a_bad_value():
     with pytest.raises(ConfigError) as info:
         validate(compose(["workload.lazy_share=2"]))
     assert info.value.key == "workload.lazy_share"
+
+
+def test_kernel_files_match_the_kernels_the_code_names():
+    # calibrate and the seed table use study.engine.kernel's constants; the configs must agree
+    from study.engine.kernel import KERNELS
+    for name, kernel in KERNELS.items():
+        assert build_cell(compose([f"kernel={name}"])).kernel == kernel

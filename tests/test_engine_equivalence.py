@@ -8,10 +8,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from study.engine.machine import Machine, placement_cpus
+from study.engine.kernel import KERNELS
+from study.engine.machine import DIRTY_WALKS, Machine, placement_cpus
 from study.engine.reference import ScalarBatch
 from study.engine.vector import VectorEngine
-from study.policies import RELAXED, STRICT, UNSAFE, Policy
+from study.policies import RELAXED, STRICT, SWITCHES, UNSAFE, Policy
 from study.workloads import lazy_cpus, run_workload
 from study.workloads.spec import MadvFree, MprotectToggle, UffdWp
 
@@ -19,9 +20,8 @@ from fuzz import run_random
 
 SMALL = Machine(name="small", sockets=2, cores_per_socket=2, smt=2)
 
-policies = st.builds(Policy, name=st.just("mix"), relaxed_promote=st.booleans(), spurious_fixup=st.booleans(),
-                     clean_no_flush=st.booleans(), uffd_dirty_hint=st.booleans(),
-                     unsafe_dirty_demote=st.booleans())
+policies = st.builds(Policy, name=st.just("mix"), **{s: st.booleans() for s in SWITCHES})
+kernels = st.sampled_from(sorted(KERNELS.values(), key=lambda k: k.name))
 # Topologies: 2x2x2; 2x9x1 (APIC IDs 0-8 and 16-24: two x2APIC clusters, interleaved by the
 # socket placement); 1x3x2 (6 CPUs: the all-but-self shorthand is reachable).  Every new fact
 # (apic_mode, ipi_shorthand, pti, stlb_entries, virt, pv_send_ipi, pv_tlb_flush,
@@ -31,14 +31,14 @@ virt = st.sampled_from([dict(virt="none"),
                         dict(virt="kvm", pv_send_ipi=True, pv_tlb_flush=True, vcpu_preempted_share=0.3),
                         dict(virt="kvm", pv_send_ipi=True, pv_tlb_flush=False, vcpu_preempted_share=0.0)])
 machines = st.builds(
-    lambda apic, shorthand, pti, stlb, topo, v, rechecks, ceiling: dataclasses.replace(
+    lambda apic, shorthand, pti, stlb, topo, v, walk, ceiling: dataclasses.replace(
         SMALL, apic_mode=apic, ipi_shorthand=shorthand, pti=pti, stlb_entries=stlb, **topo, **v,
-        dirty_walk_rechecks_pte=rechecks, tlb_single_page_flush_ceiling=ceiling),
+        dirty_walk=walk, tlb_single_page_flush_ceiling=ceiling),
     st.sampled_from(["x2apic_phys", "x2apic_cluster", "xapic"]), st.booleans(), st.booleans(),
     st.sampled_from([4, 1024]),
     st.sampled_from([dict(sockets=2, cores_per_socket=2, smt=2), dict(sockets=2, cores_per_socket=9, smt=1),
                      dict(sockets=1, cores_per_socket=3, smt=2)]),
-    virt, st.booleans(), st.sampled_from([2, 33]))
+    virt, st.sampled_from(DIRTY_WALKS), st.sampled_from([2, 33]))
 
 
 def assert_same(vec, ref, outs_v, outs_r):
@@ -52,17 +52,17 @@ def assert_same(vec, ref, outs_v, outs_r):
 
 
 @settings(max_examples=60, deadline=None)
-@given(machine=machines, policy=policies, threads=st.integers(1, 18), pages=st.integers(1, 5),
+@given(machine=machines, policy=policies, kernel=kernels, threads=st.integers(1, 18), pages=st.integers(1, 5),
        placement=st.sampled_from(["smt", "core", "socket"]), seed=st.integers(0, 2**32 - 1),
        working_set=st.sampled_from([0, 7]))
-def test_random_interleavings_agree(machine, policy, threads, pages, placement, seed, working_set):
+def test_random_interleavings_agree(machine, policy, kernel, threads, pages, placement, seed, working_set):
     threads = min(threads, machine.n_cpus)
     cpus = placement_cpus(machine, threads, placement)
     lazy = np.random.default_rng(seed).random(threads) < 0.3
     lazy[0] = False
     R = 6
-    vec = VectorEngine(machine, policy, cpus, pages, R, working_set=working_set, lazy=lazy)
-    ref = ScalarBatch(machine, policy, cpus, pages, R, working_set=working_set, lazy=lazy)
+    vec = VectorEngine(machine, policy, cpus, pages, R, working_set=working_set, lazy=lazy, kernel=kernel)
+    ref = ScalarBatch(machine, policy, cpus, pages, R, working_set=working_set, lazy=lazy, kernel=kernel)
     outs_v = run_random(vec, np.random.default_rng(seed), 40, lazy=lazy)
     outs_r = run_random(ref, np.random.default_rng(seed), 40, lazy=lazy)
     assert_same(vec, ref, outs_v, outs_r)
@@ -78,16 +78,17 @@ workloads = st.one_of(
     st.builds(UffdWp, threads=st.integers(2, 6), pages=st.integers(1, 4), dirty_ratio=st.sampled_from([0.0, 1.0]),
               lazy_share=st.sampled_from([0.0, 0.5]), lazy_wake_rate=st.sampled_from([0.0, 1.0]),
               write_rate=st.sampled_from([0.3, 1.0]), writes_per_round=st.integers(1, 3),
+              write_likely=st.booleans(),
               placement=st.sampled_from(["smt", "core", "socket"])),
     st.builds(MadvFree, threads=st.integers(1, 4), pages=st.integers(1, 6),
               dirty_ratio=st.sampled_from([0.0, 0.1, 0.5, 1.0])),
 )
 
 
-@settings(max_examples=30, deadline=None)
-@given(workload=workloads, policy=st.sampled_from([STRICT, RELAXED, UNSAFE]), seed=st.integers(0, 2**32 - 1),
-       machine=machines)
-def test_workloads_agree(workload, policy, seed, machine):
+@settings(max_examples=40, deadline=None)
+@given(workload=workloads, policy=st.one_of(st.sampled_from([STRICT, RELAXED, UNSAFE]), policies), kernel=kernels,
+       seed=st.integers(0, 2**32 - 1), machine=machines)
+def test_workloads_agree(workload, policy, kernel, seed, machine):
     if workload.threads > machine.n_cpus:
         workload = dataclasses.replace(workload, threads=machine.n_cpus)
     cpus = placement_cpus(machine, workload.threads, workload.placement)
@@ -95,7 +96,7 @@ def test_workloads_agree(workload, policy, seed, machine):
     results = []
     for Engine in (VectorEngine, ScalarBatch):
         engine = Engine(machine, policy, cpus, workload.pages, R, working_set=workload.working_set,
-                        lazy=lazy_cpus(workload))
+                        lazy=lazy_cpus(workload), kernel=kernel)
         results.append(run_workload(engine, workload, rounds=5, seed=np.random.SeedSequence(seed)))
     vec, ref = results
     assert vec.metrics.keys() == ref.metrics.keys()

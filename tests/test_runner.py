@@ -76,7 +76,7 @@ def test_default_sweep_validates_and_covers_the_design():
     # attribution: relaxed with exactly one RFC switch off
     ablated = {k for c in cells if c.policy.name == "relaxed" for k, v in c.policy.switches().items()
                if not v and k != "unsafe_dirty_demote"}
-    assert {"relaxed_promote", "spurious_fixup", "clean_no_flush", "uffd_dirty_hint"} <= ablated
+    assert {"relaxed_flush_on_upgrade", "fix_spurious_fault", "no_flush_clean_wrprotect", "uffd_unprotect_mkdirty", "clean_anon_writable", "uffd_unprotect_writable"} <= ablated
     # the seed cells are in it
     seed_ids = {gc.cell.cell_id for gc in _plan("sweep=seed_table", *_run_of(p)).cells}
     assert seed_ids <= {c.cell_id for c in cells}
@@ -96,7 +96,7 @@ class Recorder:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, machine, workload, policy, *, replicates, rounds, seed, max_samples=2048):
+    def __call__(self, machine, workload, policy, *, replicates, rounds, seed, max_samples=2048, kernel=None):
         self.calls.append((policy.name, replicates, seed.spawn_key))
         return fake_simulate(machine, workload, policy, replicates=replicates, rounds=rounds, seed=seed,
                              max_samples=max_samples)
@@ -213,8 +213,8 @@ def test_sweep_writes_self_describing_tables(tmp_path):
     assert outcome.directory == out and outcome.computed == 6 and outcome.reused == 0
     cells = pd.read_parquet(out / "cells.parquet")
     assert len(cells) == 6
-    for col in ["cell_id", "pair_id", "sweep", "machine", "machine_calibrated", "policy", "policy.relaxed_promote",
-                "policy.clean_no_flush", "workload", "workload.threads", "workload.write_rate",
+    for col in ["cell_id", "pair_id", "sweep", "machine", "machine_calibrated", "kernel", "machine.dirty_walk", "policy", "policy.relaxed_flush_on_upgrade",
+                "policy.no_flush_clean_wrprotect", "workload", "workload.threads", "workload.write_rate",
                 "workload.remote_access_rate", "replicates", "rounds", "total_cycles_per_round.mean",
                 "total_cycles_per_round.ci_low", "total_cycles_per_round.ci_high", "total_cycles_per_round.median",
                 "total_cycles_per_round.p99", "total_cycles_per_round.n", "lat_write.p99", "count.ipis"]:

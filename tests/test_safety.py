@@ -1,5 +1,6 @@
 """The safety checker over random interleavings: strict and relaxed never let a write land
-on a read-only (or clean) PTE; the deliberately wrong policy does."""
+on a read-only (or clean) PTE, on any kernel, under either real dirty-bit-walk fact; the
+deliberately wrong policy does, and so does patch 12 on a machine whose walk completes."""
 
 from __future__ import annotations
 
@@ -8,43 +9,56 @@ import dataclasses
 import numpy as np
 import pytest
 
+from study.engine.kernel import KERNELS
 from study.engine.machine import Machine, placement_cpus
 from study.engine.vector import VectorEngine
-from study.policies import RELAXED, STRICT, UNSAFE
+from study.policies import RELAXED, STRICT, UNSAFE, Policy
 
 from fuzz import run_random
 
 MACHINE = Machine(name="t", sockets=2, cores_per_socket=2, smt=2)
-INTERLEAVINGS = 100_000   # independent replicates, each its own random interleaving
+INTERLEAVINGS = 40_000   # independent replicates, each its own random interleaving
 STEPS = 40
 
 
-def violations(policy, machine=MACHINE, seed=7):
+def violations(policy, machine=MACHINE, kernel=None, seed=7):
     cpus = placement_cpus(machine, 4, "socket")
-    engine = VectorEngine(machine, policy, cpus, 3, INTERLEAVINGS, working_set=4)
+    engine = VectorEngine(machine, policy, cpus, 3, INTERLEAVINGS, working_set=4, kernel=kernel)
     run_random(engine, np.random.default_rng(seed), STEPS)
     return engine.counters
 
 
+@pytest.mark.parametrize("kernel", sorted(KERNELS), ids=str)
+@pytest.mark.parametrize("walk", ["cet", "pre_cet"])
 @pytest.mark.parametrize("policy", [STRICT, RELAXED], ids=lambda p: p.name)
-def test_no_violations(policy):
-    counters = violations(policy)
+def test_no_violations(policy, walk, kernel):
+    counters = violations(policy, dataclasses.replace(MACHINE, dirty_walk=walk), KERNELS[kernel])
     assert counters["violations"].sum() == 0
     # the interleavings did exercise the dangerous paths
     assert counters["spurious_faults"].sum() > 0 or policy is STRICT
     assert counters["prot_faults"].sum() > 1000 and counters["dirty_walks"].sum() > 1000
+    # the RFC's base leaves RW to the fault handler (wp_page_reuse); mainline maps writable
+    if kernel == "rfc_base":
+        assert counters["reuse_faults"].sum() > 1000
 
 
-def test_unsafe_policy_is_caught():
-    assert violations(UNSAFE)["violations"].sum() > 0
+@pytest.mark.parametrize("kernel", sorted(KERNELS), ids=str)
+def test_unsafe_policy_is_caught(kernel):
+    assert violations(UNSAFE, kernel=KERNELS[kernel])["violations"].sum() > 0
 
 
-def test_clean_no_flush_needs_the_dirty_walk_recheck():
-    # On a CPU whose dirty-bit walk completes the write without re-reading the PTE, skipping
-    # the flush on a clean RW->RO is wrong: the checker must see it.
-    machine = dataclasses.replace(MACHINE, dirty_walk_rechecks_pte=False)
-    assert violations(RELAXED, machine)["violations"].sum() > 0
-    assert violations(STRICT, machine)["violations"].sum() == 0
+@pytest.mark.parametrize("kernel", sorted(KERNELS), ids=str)
+def test_no_flush_on_clean_wrprotect_needs_the_dirty_walk_to_fault(kernel):
+    # On a machine whose dirty-bit walk lets the write land on a read-only PTE, skipping
+    # the flush on a clean RW->RO (patch 12) is wrong: the checker must see it, and it is
+    # patch 12 that needs the fact (strict, or relaxed without patch 12, stays safe).
+    machine = dataclasses.replace(MACHINE, dirty_walk="completes")
+    only12 = Policy("only12", no_flush_clean_wrprotect=True)
+    assert violations(only12, machine, KERNELS[kernel])["violations"].sum() > 0
+    assert violations(RELAXED, machine, KERNELS[kernel])["violations"].sum() > 0
+    assert violations(STRICT, machine, KERNELS[kernel])["violations"].sum() == 0
+    without12 = dataclasses.replace(RELAXED, no_flush_clean_wrprotect=False)
+    assert violations(without12, machine, KERNELS[kernel])["violations"].sum() == 0
 
 
 # Every machine fact of the send path and the guest: PTI, the APIC modes with the shorthand,

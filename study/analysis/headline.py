@@ -81,9 +81,11 @@ def speedups(results: Results) -> tuple[dict, dict]:
         picks["seed_setting"] = main[main["pair_id"] == seed2["pair_id"].iloc[0]]
     picks["best"] = main.loc[[main["speedup"].idxmax()]]
     picks["worst"] = main.loc[[main["speedup"].idxmin()]]
-    for workload, group in main.groupby("workload", sort=True):
+    by = ["workload", "kernel"] if "kernel" in main.columns else ["workload"]
+    for keys, group in main.groupby(by, sort=True):
+        keys = keys if isinstance(keys, tuple) else (keys,)
         top = grid.slice_for(group, ["workload.threads"]).sort_values("workload.threads", kind="stable")
-        picks[f"{workload}_most_threads"] = top.tail(1)
+        picks[f"{'_'.join(map(str, keys))}_most_threads"] = top.tail(1)
     for key, rows in picks.items():
         if rows.empty:
             continue
@@ -108,9 +110,11 @@ def crossover_metrics(results: Results) -> dict:
 
 
 def attribution_metrics(results: Results) -> dict:
+    """Per-patch shares, keyed ``<workload> on <machine label>`` (the label names the kernel)."""
     out: dict = {}
     for row in results.attribution.itertuples(index=False):
-        out.setdefault(row.workload, {})[row.idea] = _estimate(row.share, row.share_low, row.share_high)
+        key = f"{row.workload} on {row.machine_label}"
+        out.setdefault(key, {})[row.idea] = _estimate(row.share, row.share_low, row.share_high)
     return out
 
 

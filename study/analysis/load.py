@@ -73,7 +73,13 @@ def prepare_cells(cells: pd.DataFrame) -> pd.DataFrame:
         cells["machine_calibrated"] = False
     cells["machine_calibrated"] = cells["machine_calibrated"].astype(bool)
     cells["role"] = cells.apply(schema.policy_role, axis=1)
-    cells["machine_label"] = [schema.machine_label(m, c) for m, c in zip(cells["machine"], cells["machine_calibrated"])]
+    if "kernel" not in cells.columns:
+        # a sweep from before kernels were named ran the RFC's base's flush path, but with
+        # other page-state rules: say that it is unknown rather than guess
+        cells["kernel"] = "unknown"
+    cells["kernel"] = cells["kernel"].astype(str)
+    cells["machine_label"] = [schema.machine_label(m, c, k) for m, c, k in
+                              zip(cells["machine"], cells["machine_calibrated"], cells["kernel"])]
     return cells.sort_values(["pair_id", "cell_id"], kind="stable").reset_index(drop=True)
 
 

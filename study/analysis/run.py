@@ -90,7 +90,9 @@ def write(results: Results, out: Path) -> Path:
         save_csv(frames[name], target / f"{name}.csv")
     index = plots.render_all(results, target / "plots")
     metrics, where = headline.headline(results)
-    machines = results.cells[["machine", "machine_calibrated", "machine_label"]].drop_duplicates("machine")
+    columns = ["machine", "machine_calibrated", "kernel", "machine_label"]
+    columns += [c for c in ("machine.dirty_walk",) if c in results.cells.columns]
+    machines = results.cells[columns].drop_duplicates("machine_label")
     summary = dict(
         format_version=FORMAT_VERSION,
         sweep=results.sweep.name,

@@ -35,7 +35,8 @@ WORKLOAD_KNOBS = (
     "workload.writes_per_round",
     "workload.fault_roundtrip",
 )
-SETTING_COLUMNS = ("machine", "machine_calibrated", "workload") + WORKLOAD_KNOBS
+# the kernel is part of a setting: strict is that kernel, relaxed that kernel with the RFC
+SETTING_COLUMNS = ("machine", "machine_calibrated", "kernel", "workload") + WORKLOAD_KNOBS
 # The RFC's ideas, each behind one switch; the negative control is not one of them.
 IDEAS = tuple(s for s in SWITCHES if getattr(RELAXED, s))
 POLICY_COLUMNS = tuple(f"policy.{s}" for s in SWITCHES)
@@ -89,6 +90,10 @@ def varied_knobs(frame: pd.DataFrame) -> list[str]:
     return [k for k in WORKLOAD_KNOBS if k in frame.columns and frame[k].nunique(dropna=False) > 1]
 
 
-def machine_label(name: str, calibrated: bool) -> str:
-    """How a machine is named everywhere it is reported: uncalibrated presets say so."""
-    return name if calibrated else f"{name} (uncalibrated preset)"
+def machine_label(name: str, calibrated: bool, kernel: str | None = None) -> str:
+    """How a machine (and the kernel it runs) is named everywhere it is reported.
+
+    Uncalibrated presets say so; the kernel is part of the label so that every grouping,
+    table, caption and headline built on it names the strict baseline it is about."""
+    label = name if calibrated else f"{name} (uncalibrated preset)"
+    return label if kernel is None else f"{label}, kernel {kernel}"

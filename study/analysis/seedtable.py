@@ -16,7 +16,7 @@ import pandas as pd
 
 from study.analysis import schema
 from study.analysis.grid import equal
-from study.seed import SEED_MACHINE, SEED_TABLE, SEED_WORKLOAD
+from study.seed import SEED_KERNEL, SEED_MACHINE, SEED_TABLE, SEED_WORKLOAD
 
 COLUMNS = ("call", "threads", "policy", "seed_cycles", "model_cycles", "ci_low", "ci_high", "rel_error",
            "seed_in_ci", "machine_label", "source")
@@ -27,6 +27,8 @@ SEED_REDUCTIONS = {"mprotect_ro": 4363 / 4655 - 1, "mprotect_rw": 2615 / 4675 - 
 def seed_cells(cells: pd.DataFrame) -> pd.DataFrame:
     """Cells of the seed's benchmark, any thread count, strict and relaxed only."""
     mask = (cells["machine"] == SEED_MACHINE) & (cells["workload"] == SEED_WORKLOAD["name"])
+    if "kernel" in cells.columns:
+        mask &= cells["kernel"] == SEED_KERNEL
     mask &= cells["role"].isin([schema.ROLE_STRICT, schema.ROLE_RELAXED])
     for key, value in SEED_WORKLOAD.items():
         if key == "name":
@@ -61,7 +63,7 @@ def from_json(path: Path, calibrated: bool = False) -> pd.DataFrame:
         seed = by_key.get((rec["call"], int(rec["threads"]), rec["policy"]))
         if seed is not None:
             rows.append(_row(seed, rec["model_cycles"], rec["ci_low"], rec["ci_high"],
-                             schema.machine_label(SEED_MACHINE, calibrated), str(path)))
+                             schema.machine_label(SEED_MACHINE, calibrated, SEED_KERNEL), str(path)))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 

@@ -22,6 +22,7 @@ from study.policies import RELAXED, STRICT, SWITCHES, UNSAFE
 from study.workloads.result import COUNTERS, LABELS
 
 MACHINE = "haswell_2s"
+KERNEL = "rfc_base"
 DISTANCE = {"smt": 0.6, "core": 1.0, "socket": 1.7}  # shootdown cost relative to another core
 SHOOTDOWN = 2150.0
 SYSCALL = 2400.0
@@ -72,36 +73,36 @@ def _toy_means(s: dict, pol: dict) -> dict[str, float]:
     stolen = 2 * 900.0 * remote if shoot else 0.0
     other = 0.0
     if s["workload"] == "mprotect_toggle":
-        lat["mprotect_ro"] = SYSCALL + shoot * (0.93 if pol["relaxed_promote"] and remote else 1.0)
-        lat["mprotect_rw"] = SYSCALL + (relaxed_flush if pol["relaxed_promote"] else shoot)
+        lat["mprotect_ro"] = SYSCALL + shoot * (0.93 if pol["relaxed_flush_on_upgrade"] and remote else 1.0)
+        lat["mprotect_rw"] = SYSCALL + (relaxed_flush if pol["relaxed_flush_on_upgrade"] else shoot)
         lat["write"] = 5.0 + DIRTY_WALK
-        if pol["relaxed_promote"]:
+        if pol["relaxed_flush_on_upgrade"]:
             stolen /= 2
             # remote writes into the writable window find a stale read-only entry
             faults = remote * s["remote_access_rate"] * s["remote_write_share"]
-            per_fault = FAULT + (FLUSH_FULL + s["working_set"] * WALK if pol["spurious_fixup"] else s["pages"] * FAULT)
+            per_fault = FAULT + (FLUSH_FULL + s["working_set"] * WALK if pol["fix_spurious_fault"] else s["pages"] * FAULT)
             other = faults * per_fault
         if remote and s["remote_access_rate"]:
             lat["remote_access"] = 5.0 + other / max(remote * s["remote_access_rate"], 1e-9)
         calls = ("mprotect_ro", "mprotect_rw", "write")
     elif s["workload"] == "madv_free":
-        strict_share = 1 - (1 - s["dirty_ratio"]) ** s["pages"] if pol["clean_no_flush"] else 1.0
+        strict_share = 1 - (1 - s["dirty_ratio"]) ** s["pages"] if pol["no_flush_clean_wrprotect"] else 1.0
         lat["madv_free"] = SYSCALL + shoot
         lat["mprotect_ro"] = SYSCALL + strict_share * shoot
-        lat["mprotect_rw"] = SYSCALL + (relaxed_flush if pol["relaxed_promote"] else shoot)
+        lat["mprotect_rw"] = SYSCALL + (relaxed_flush if pol["relaxed_flush_on_upgrade"] else shoot)
         lat["write"] = 5.0 + DIRTY_WALK * s["dirty_ratio"]
         calls = ("madv_free", "mprotect_ro", "mprotect_rw", "write")
     else:
         lat["uffd_protect"] = SYSCALL + shoot
-        hint = pol["uffd_dirty_hint"]
-        lat["uffd_resolve"] = s["fault_roundtrip"] + SYSCALL + (relaxed_flush if pol["relaxed_promote"] else shoot) \
+        hint = pol["uffd_unprotect_mkdirty"]
+        lat["uffd_resolve"] = s["fault_roundtrip"] + SYSCALL + (relaxed_flush if pol["relaxed_flush_on_upgrade"] else shoot) \
             + (0.0 if hint else FAULT + DIRTY_WALK)
         lat["uffd_write"] = 5.0 + (0.0 if hint else DIRTY_WALK * 0.2)
         calls = ("uffd_protect", "uffd_resolve", "uffd_write")
     initiator = sum(lat[c] for c in calls)
     return dict(lat=lat, initiator=initiator, other=other, stolen=stolen, shoot=shoot,
                 strict_share_ro=(1 - (1 - s["dirty_ratio"]) ** s["pages"]) if (
-                    s["workload"] == "madv_free" and pol["clean_no_flush"]) else 1.0)
+                    s["workload"] == "madv_free" and pol["no_flush_clean_wrprotect"]) else 1.0)
 
 
 def make_sweep(out: Path, name: str = "synthetic", grid: str = "full", replicates: int = 8,
@@ -122,7 +123,7 @@ def make_sweep(out: Path, name: str = "synthetic", grid: str = "full", replicate
             values: dict[str, np.ndarray] = {}
             for label, mu in toy["lat"].items():
                 values[f"lat_{label}"] = mu * noise
-                relaxed_call = label in ("mprotect_rw", "uffd_resolve") and pol["relaxed_promote"]
+                relaxed_call = label in ("mprotect_rw", "uffd_resolve") and pol["relaxed_flush_on_upgrade"]
                 share = toy["strict_share_ro"] if label == "mprotect_ro" else (
                     1.0 if toy["shoot"] and not relaxed_call else 0.0)
                 draws = (crn.binomial(rounds, share, replicates) / rounds if 0 < share < 1
@@ -137,7 +138,7 @@ def make_sweep(out: Path, name: str = "synthetic", grid: str = "full", replicate
             unsafe = pol["unsafe_dirty_demote"]
             counters["violations"] = np.full(replicates, 0.1 * (s["threads"] - 1) if unsafe else 0.0)
             row = dict(cell_id=f"c{cell_id:04d}", pair_id=f"p{pair_id:03d}", sweep=name, machine=MACHINE,
-                       machine_calibrated=False, policy=pol["name"],
+                       machine_calibrated=False, kernel=KERNEL, policy=pol["name"],
                        **{f"policy.{k}": pol[k] for k in SWITCHES}, workload=s["workload"],
                        **{k: s.get(k.split(".", 1)[1], np.nan) for k in schema.WORKLOAD_KNOBS},
                        replicates=replicates, rounds=rounds)

@@ -1,5 +1,7 @@
 """Fit a machine's event costs to the seed's 8 cells, and say which of them the cells pin.
 
+The cells are simulated on the seed's own kernel, the RFC's base (study.seed.SEED_KERNEL).
+
 One parameter set serves both policies and both thread counts.  The fit works in log space
 (theta = log cycles), so its answer does not depend on units: the residuals are
 log(model / seed) per cell plus a weak pull of each theta towards its prior's centre, in

@@ -21,7 +21,7 @@ from study.cli.common import parse
 from study.config import build_cell, compose, config_dir
 from study.errors import ConfigError
 from study.runner.store import atomic_write_text
-from study.seed import SEED_MACHINE, SEED_TABLE
+from study.seed import SEED_KERNEL, SEED_MACHINE, SEED_TABLE
 
 
 def main(argv: list[str]) -> int:
@@ -44,13 +44,18 @@ def main(argv: list[str]) -> int:
                                                      "(calibrate.train) names the training cells")
             return _calibrate_host.run(args.source, dry_run=args.dry_run)
         overrides = args.overrides or [f"machine={SEED_MACHINE}"]
-        machine = build_cell(compose(overrides)).machine
+        cell = build_cell(compose(overrides))
+        machine = cell.machine
+        if cell.kernel.name != SEED_KERNEL:
+            raise ConfigError("kernel", f"the seed's table was measured on {SEED_KERNEL}; calibrate fits against "
+                                        f"it, so kernel must be {SEED_KERNEL}, got {cell.kernel.name!r}")
         if args.replicates < 2 or args.rounds < 1:
             raise ConfigError("--replicates/--rounds", "need >= 2 replicates and >= 1 round")
     except ConfigError as err:
         return config_error(err)
 
-    print(f"fitting {len(PRIORS)} event costs of machine {machine.name!r} to the seed's {len(SEED_TABLE)} cells "
+    print(f"fitting {len(PRIORS)} event costs of machine {machine.name!r} (kernel {SEED_KERNEL}) to the seed's "
+          f"{len(SEED_TABLE)} cells "
           f"({args.replicates} replicates x {args.rounds} rounds per cell per evaluation) ...", flush=True)
     result = fit(machine, replicates=args.replicates, rounds=args.rounds)
     print(f"\n{'parameter':24s} {'fitted':>8s}  {'prior range':>14s}  {'centre':>7s}")
@@ -96,7 +101,7 @@ def write_preset(path: Path, machine, args) -> None:
     """Rewrite the machine's preset with the fitted costs, atomically."""
     data = dataclasses.asdict(machine)
     data["calibrated"] = True
-    data["source"] = (f"python -m study calibrate: least-squares fit to the seed's table "
+    data["source"] = (f"python -m study calibrate: least-squares fit to the seed's table on kernel {SEED_KERNEL} "
                       f"({args.replicates} replicates x {args.rounds} rounds per cell)")
     for key, value in data["costs"].items():
         if isinstance(value, dict):

@@ -33,7 +33,8 @@ def main(argv: list[str]) -> int:
     elapsed = time.perf_counter() - start
     row = summarize(result)
     note = "" if m.calibrated else " (UNCALIBRATED preset)"
-    print(f"cell {cell.cell_id}: machine {m.name}{note}, workload {w.name}, policy {p.name}")
+    print(f"cell {cell.cell_id}: machine {m.name}{note} (dirty_walk {m.dirty_walk}), kernel {cell.kernel.name}, "
+          f"workload {w.name}, policy {p.name}")
     print(f"  {dataclasses.asdict(w)}")
     print(f"  {result.replicates} replicates x {result.rounds} rounds, seed {r.seed}, {elapsed:.1f} s\n")
     print(f"{'metric (cycles)':32s} {'mean':>10s} {'95% CI':>23s} {'median':>9s} {'p99':>9s}")

@@ -12,7 +12,7 @@ from study.cli.common import parse, write_json_atomic
 from study.config import build_cell, compose
 from study.engine.costs import CostTables
 from study.errors import ConfigError
-from study.seed import SEED_MACHINE
+from study.seed import SEED_KERNEL, SEED_MACHINE
 
 EVENT_NAMES = {
     "ipis": "IPI (send + delivery + remote flush_tlb_func + ack, the initiator waits)",
@@ -32,17 +32,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("outputs") / "seed_table.json")
     try:
         args = parse(parser, argv)
-        machine = build_cell(compose(args.overrides or [f"machine={SEED_MACHINE}"])).machine
+        cell = build_cell(compose(args.overrides or [f"machine={SEED_MACHINE}"]))
+        machine, kernel = cell.machine, cell.kernel
         if args.replicates < 2 or args.rounds < 1:
             raise ConfigError("--replicates/--rounds", "need >= 2 replicates and >= 1 round")
     except ConfigError as err:
         return config_error(err)
 
     start = time.perf_counter()
-    rows = seed_table(machine, replicates=args.replicates, rounds=args.rounds, root_seed=args.seed)
+    rows = seed_table(machine, replicates=args.replicates, rounds=args.rounds, root_seed=args.seed, kernel=kernel)
     elapsed = time.perf_counter() - start
     note = "" if machine.calibrated else "  (UNCALIBRATED machine preset)"
-    print(f"seed table on {machine.name}{note}: {args.replicates} replicates x {args.rounds} rounds per cell, "
+    if kernel.name != SEED_KERNEL:
+        note += f"  (kernel {kernel.name}: the seed was measured on {SEED_KERNEL})"
+    print(f"seed table on {machine.name}{note}, kernel {kernel.name}: {args.replicates} replicates x "
+          f"{args.rounds} rounds per cell, "
           f"mean cycles per call with 95% CI\n")
     print(f"{'call':22s} {'thr':>3s} {'policy':8s} {'seed':>6s} {'model':>8s} {'95% CI':>19s} {'error':>7s}")
     for r in rows:

@@ -1,4 +1,4 @@
-"""One cell of the study: a machine, a workload, a policy and the run settings, with its identity.
+"""One cell of the study: a machine, a kernel, a workload, a policy and the run settings, with its identity.
 
 A cell's identity is the sha256 of its canonical JSON (sorted keys, floats as Python prints
 them, after validation so that ``1`` and ``1.0`` in YAML agree).  Three digests matter:
@@ -6,8 +6,8 @@ them, after validation so that ``1`` and ``1.0`` in YAML agree).  Three digests 
 * ``cell_id``: everything that changes the numbers (policy and run settings included, and
   the study/numpy versions), so a cached result is only ever reused for the same question;
 * ``pair_id``: the same without the policy, so strict, relaxed and ablation cells of one
-  setting can be paired;
-* the stream key: machine, workload and rounds only.  The random streams of batch ``b`` are
+  setting (one kernel) can be paired;
+* the stream key: machine, kernel, workload and rounds only.  The random streams of batch ``b`` are
   ``SeedSequence(seed, spawn_key=(*stream_words, b))``: never derived from a cell's position
   or the worker that ran it, shared by every policy of a setting (common random numbers,
   replicate r of strict paired with replicate r of relaxed), and unchanged when more
@@ -27,12 +27,13 @@ import numpy as np
 
 import study
 from study.config.schema import RunConfig
+from study.engine.kernel import RFC_BASE, Kernel
 from study.engine.machine import Machine
 from study.policies import Policy
 from study.workloads.spec import WorkloadSpec
 
 # Bump when the meaning of a cell's numbers changes without its config changing.
-CELL_FORMAT = 1
+CELL_FORMAT = 2   # 2: kernels, RFC patch switches, honest page states
 ID_HEX = 16
 
 
@@ -53,6 +54,8 @@ class Cell:
     workload: WorkloadSpec
     policy: Policy
     run: RunConfig
+    # the strict baseline; ``policy`` applies the RFC's patches to it
+    kernel: Kernel = RFC_BASE
 
     def run_identity(self) -> dict[str, Any]:
         """The run settings that change the numbers (never output_dir; CI knobs only if adaptive)."""
@@ -70,6 +73,7 @@ class Cell:
             "format": CELL_FORMAT,
             "versions": {"study": study.__version__, "numpy": np.__version__},
             "machine": dataclasses.asdict(self.machine),
+            "kernel": dataclasses.asdict(self.kernel),
             "workload": {"class": type(self.workload).__name__, **dataclasses.asdict(self.workload)},
             "run": self.run_identity(),
         }
@@ -87,8 +91,9 @@ class Cell:
 
     @cached_property
     def stream_words(self) -> tuple[int, ...]:
-        """Four 32-bit words of the stream key (machine, workload, rounds; no policy)."""
+        """Four 32-bit words of the stream key (machine, kernel, workload, rounds; no policy)."""
         key = {"machine": dataclasses.asdict(self.machine),
+               "kernel": dataclasses.asdict(self.kernel),
                "workload": {"class": type(self.workload).__name__, **dataclasses.asdict(self.workload)},
                "rounds": self.run.rounds}
         raw = digest(key)[:16]
@@ -107,6 +112,7 @@ class Cell:
     def describe(self) -> dict[str, Any]:
         """The cell's config as plain data (for manifests and the ``run`` command)."""
         return {"machine": dataclasses.asdict(self.machine),
+                "kernel": dataclasses.asdict(self.kernel),
                 "workload": dataclasses.asdict(self.workload),
                 "policy": dataclasses.asdict(self.policy),
                 "run": dataclasses.asdict(self.run)}

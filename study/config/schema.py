@@ -1,7 +1,8 @@
 """Structured-config schemas of the nodes the config layer owns: ``run``, ``ray``, ``sweep``.
 
-``machine``, ``workload`` and ``policy`` stay ``Any`` here: their rules live with their
-dataclasses (Machine.from_dict, workload_from_dict, Policy.from_dict) and are not repeated.
+``machine``, ``kernel``, ``workload`` and ``policy`` stay ``Any`` here: their rules live with
+their dataclasses (Machine.from_dict, Kernel.from_dict, workload_from_dict, Policy.from_dict)
+and are not repeated.
 Every value is MISSING so that conf/config.yaml stays the one place defaults are written.
 Merging a composed config into ``StudyConfig`` rejects unknown keys, wrong types and absent
 values; value ranges are checked afterwards by ``study.config.validate``.
@@ -59,6 +60,7 @@ class StudyConfig:
     """The whole composed config."""
 
     machine: Any = MISSING
+    kernel: Any = MISSING
     workload: Any = MISSING
     policy: Any = MISSING
     run: RunConfig = field(default_factory=RunConfig)

@@ -1,7 +1,8 @@
 """Turn a composed config into typed, checked objects, or one ConfigError naming the key.
 
 Types and unknown keys of ``run``/``ray``/``sweep`` come from the schemas (OmegaConf merge);
-ranges are checked here.  ``machine``, ``workload`` and ``policy`` go to their own builders.
+ranges are checked here.  ``machine``, ``kernel``, ``workload`` and ``policy`` go to their own
+builders.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 
 from study.config.cell import Cell
 from study.config.schema import RayConfig, RunConfig, StudyConfig, SweepConfig
+from study.engine.kernel import Kernel
 from study.engine.machine import Machine
 from study.errors import ConfigError
 from study.policies import Policy
 from study.workloads.spec import workload_from_dict
 
 # Groups whose option names a yaml file and whose fields are checked by the from_dict builders.
-GROUPS = ("machine", "workload", "policy")
+GROUPS = ("machine", "kernel", "workload", "policy")
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,10 @@ class Settings:
     run: RunConfig
     ray: RayConfig
     sweep: SweepConfig | None
+    kernel: Kernel
 
     def cell(self) -> Cell:
-        return Cell(self.machine, self.workload, self.policy, self.run)
+        return Cell(self.machine, self.workload, self.policy, self.run, self.kernel)
 
 
 def validate(cfg: DictConfig | dict) -> Settings:
@@ -45,8 +48,8 @@ def validate(cfg: DictConfig | dict) -> Settings:
     check_ray(typed.ray)
     if typed.sweep is not None:
         check_sweep(typed.sweep)
-    machine, workload, policy = build_parts(typed.machine, typed.workload, typed.policy)
-    return Settings(machine, workload, policy, typed.run, typed.ray, typed.sweep)
+    machine, workload, policy, kernel = build_parts(typed.machine, typed.workload, typed.policy, typed.kernel)
+    return Settings(machine, workload, policy, typed.run, typed.ray, typed.sweep, kernel)
 
 
 def build_cell(cfg: DictConfig | dict) -> Cell:
@@ -119,8 +122,8 @@ def check_sweep(sweep: SweepConfig) -> SweepConfig:
             where = f"sweep.grids[{i}].{axis}"
             root = axis.split(".", 1)[0]
             if root not in GROUPS and root != "run":
-                raise ConfigError(where, "unknown axis; allowed: machine, workload, policy (options) "
-                                         "or dotted keys under machine., workload., policy., run.")
+                raise ConfigError(where, "unknown axis; allowed: machine, kernel, workload, policy (options) "
+                                         "or dotted keys under machine., kernel., workload., policy., run.")
             if axis in ("run.output_dir",):
                 raise ConfigError(where, "not a grid axis (outputs of one sweep live in one place)")
             if not values:
@@ -130,12 +133,13 @@ def check_sweep(sweep: SweepConfig) -> SweepConfig:
     return sweep
 
 
-def build_parts(machine: Any, workload: Any, policy: Any) -> tuple[Machine, Any, Policy]:
-    """Machine, workload and policy through their own builders (which raise ConfigError)."""
+def build_parts(machine: Any, workload: Any, policy: Any, kernel: Any) -> tuple[Machine, Any, Policy, Kernel]:
+    """Machine, workload, policy and kernel through their own builders (which raise ConfigError)."""
     machine_obj = Machine.from_dict(_plain(machine, "machine"), prefix="machine")
     workload_obj = workload_from_dict(_plain(workload, "workload"), machine_obj, prefix="workload")
     policy_obj = Policy.from_dict(_plain(policy, "policy"), prefix="policy")
-    return machine_obj, workload_obj, policy_obj
+    kernel_obj = Kernel.from_dict(_plain(kernel, "kernel"), prefix="kernel")
+    return machine_obj, workload_obj, policy_obj, kernel_obj
 
 
 def _plain(node: Any, key: str) -> dict:

@@ -101,7 +101,6 @@ class CostTables:
         # the engines read every event's base cost from here (PTI folded in where paid)
         self.c = pti_costs(c) if machine.pti else c
         self.ceiling = machine.tlb_single_page_flush_ceiling
-        self.rechecks = machine.dirty_walk_rechecks_pte
         self.stlb_entries = machine.stlb_entries
         self.n_online = machine.n_cpus
         self.shorthand = machine.ipi_shorthand
@@ -129,6 +128,10 @@ class CostTables:
         # the host's flush of a whole vCPU on its next VM entry (no PTI fold: every ASID goes)
         self.raw_flush_full = c.flush_full
         self._machine = machine
+        # the dirty-bit walk on a read-only PTE: faults (cet, pre_cet), and leaves Dirty set
+        # (pre_cet) or lets the write land (completes)
+        self.dwalk_faults = machine.dirty_walk in ("cet", "pre_cet")
+        self.dwalk_sets_dirty = machine.dirty_walk in ("pre_cet", "completes")
 
     def send_groups(self, cpus) -> np.ndarray:
         """Per CPU slot, the group one send covers: its APIC ID, its x2APIC cluster or its PV

@@ -34,6 +34,9 @@ X2APIC_CLUSTER_SIZE = 16
 # kvm_send_ipi_mask() -> __send_ipi_mask(): one KVM_HC_SEND_IPI hypercall carries a bitmap of
 # 128 APIC IDs (KVM_IPI_CLUSTER_SIZE = 2 * BITS_PER_LONG)
 KVM_IPI_CLUSTER_SIZE = 128
+# What the hardware walk that sets a PTE's Dirty bit does when it finds the PTE read-only
+# (a write through a stale writable entry whose Dirty is clear).  See Machine.dirty_walk.
+DIRTY_WALKS = ("cet", "pre_cet", "completes")
 
 
 @dataclass(frozen=True)
@@ -136,9 +139,16 @@ class Machine:
     pv_tlb_flush: bool = False
     # kvm: share of time a vCPU is preempted by the host (steal_time.preempted set)
     vcpu_preempted_share: float = 0.0
-    # Intel SDM: the walk that sets Dirty re-reads the PTE and faults if it is no longer
-    # writable.  This is what makes "no flush on a clean RW->RO" safe (RFC patch 12).
-    dirty_walk_rechecks_pte: bool = True
+    # The dirty-bit walk on a write through a writable TLB entry whose Dirty is clear; it
+    # re-reads the PTE.  What makes "no flush on a clean RW->RO" (RFC patch 12) safe:
+    #   cet:       the walk never sets Dirty on a PTE whose RW is clear; it faults (processors
+    #              with CET shadow stacks, where a read-only+Dirty PTE means a shadow-stack page);
+    #   pre_cet:   it faults too, but the SDM lets it leave Dirty set on the now read-only PTE;
+    #              the engine always leaves it set (the costlier reading for patch 12: the next
+    #              mprotect sees a dirty PTE);
+    #   completes: the write lands on the read-only PTE -- no real x86 part; the negative
+    #              control showing patch 12 depends on the fact.
+    dirty_walk: str = "cet"
     # flush_tlb_mm_range(): ranges longer than this become a full flush
     tlb_single_page_flush_ceiling: int = 33
     # lognormal jitter (sigma of log cost) for CPU-local events and for IPI delivery
@@ -166,6 +176,8 @@ class Machine:
                 raise ConfigError(f"{prefix}.vcpu_preempted_share", "needs virt: kvm (bare-metal CPUs are never preempted)")
         if not 0.0 <= self.vcpu_preempted_share < 1.0:
             raise ConfigError(f"{prefix}.vcpu_preempted_share", "must be a number in [0, 1)")
+        if self.dirty_walk not in DIRTY_WALKS:
+            raise ConfigError(f"{prefix}.dirty_walk", f"must be one of {', '.join(DIRTY_WALKS)}, got {self.dirty_walk!r}")
         for key in ("jitter_sigma", "ipi_jitter_sigma"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ConfigError(f"{prefix}.{key}", "must be a number in [0, 1]")

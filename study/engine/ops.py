@@ -3,8 +3,10 @@
 OP_NOP = 0
 OP_MPROTECT = 1      # arg: 1 = PROT_READ|PROT_WRITE, 0 = PROT_READ
 OP_ACCESS = 2        # arg: 1 = write, 0 = read; lo = the page
-OP_UFFD_WP = 3       # arg: 1 = protect (RW->RO + uffd-wp), 0 = unprotect
+OP_UFFD_WP = 3       # arg: 1 = protect (RW->RO + uffd-wp), 0 = unprotect, 2 = unprotect with the
+                     # write-likely hint (UFFD_FLAGS_WRITE_LIKELY, RFC patches 1-2)
 OP_MADV_FREE = 4     # clears Dirty and Accessed, keeps RW
+UFFD_PROTECT, UFFD_UNPROTECT, UFFD_UNPROTECT_WRITE_LIKELY = 1, 0, 2
 OP_SWITCH_MM = 5     # arg: 0 = the CPU switches the mm back in (leaves lazy), 1 = goes lazy
 
 FLUSH_NONE = 0
@@ -24,7 +26,8 @@ COUNTERS = (
     "tlb_hits",
     "tlb_misses",       # misses on the range's pages and working-set refills
     "dirty_walks",      # hardware walks that set a PTE's Dirty bit
-    "spurious_faults",  # faults whose PTE already allowed the access
+    "spurious_faults",  # faults whose PTE already allowed the access (a stale entry)
+    "reuse_faults",     # write faults on a read-only PTE of a writable VMA: do_wp_page -> wp_page_reuse
     "prot_faults",      # true protection faults (SIGSEGV)
     "uffd_faults",      # uffd-wp faults delivered to the monitor
     "violations",       # writes that completed while the PTE was read-only or clean

@@ -11,6 +11,7 @@ import numpy as np
 
 from study.engine import costs as K
 from study.engine.costs import CostTables
+from study.engine.kernel import RFC_BASE
 from study.engine.machine import Machine, distance_matrix
 from study.engine.ops import (
     COUNTERS,
@@ -22,6 +23,8 @@ from study.engine.ops import (
     OP_MPROTECT,
     OP_SWITCH_MM,
     OP_UFFD_WP,
+    UFFD_PROTECT,
+    UFFD_UNPROTECT_WRITE_LIKELY,
 )
 
 
@@ -29,7 +32,9 @@ class Pte:
     __slots__ = ("write", "dirty", "young", "uffd_wp")
 
     def __init__(self):
-        self.write, self.dirty, self.young, self.uffd_wp = True, False, False, False
+        # A private anonymous page after its first write: do_anonymous_page() maps it
+        # writable and dirty, the retried write's walk sets Accessed.
+        self.write, self.dirty, self.young, self.uffd_wp = True, True, True, False
 
 
 class TlbEntry:
@@ -52,9 +57,14 @@ class Cpu:
 class ScalarEngine:
     """One replicate of the mm: the oracle for VectorEngine."""
 
-    def __init__(self, machine: Machine, policy, cpus, pages: int, working_set: int = 0, lazy=None):
+    def __init__(self, machine: Machine, policy, cpus, pages: int, working_set: int = 0, lazy=None,
+                 kernel=None):
         self.t = CostTables(machine)
         self.policy = policy
+        self.kernel = kernel = RFC_BASE if kernel is None else kernel
+        # a switch of the RFC that the kernel already carries changes nothing
+        self.clean_writable = kernel.clean_anon_writable or policy.clean_anon_writable
+        self.fixup = kernel.fix_spurious_fault or policy.fix_spurious_fault
         self.dist = distance_matrix(list(cpus))
         self.n_cpus = len(cpus)
         self.groups = self.t.send_groups(cpus)
@@ -62,6 +72,8 @@ class ScalarEngine:
         self.working_set = min(int(working_set), self.t.stlb_entries)
         lazy = [False] * self.n_cpus if lazy is None else [bool(x) for x in lazy]
         self.ptes = [Pte() for _ in range(pages)]
+        # VM_WRITE of the VMA over each page (mprotect changes it; uffd-wp does not)
+        self.vma_write = [True] * pages
         self.tlb_gen = 1
         self.mm_cpumask = set(range(self.n_cpus))
         self.tlb_gen_sharers = {0}
@@ -87,51 +99,74 @@ class ScalarEngine:
     # ------------------------------------------------------------------ change_protection
 
     def change_protection(self, kind, cpu, lo, n, arg, u):
-        pol, c = self.policy, self.t.c
+        """change_pte_range() / madvise_free_pte_range() over [lo, lo+n), then one flush.
+
+        Only PTEs whose change needs a flush widen the mmu_gather range (tlb->start..end),
+        and the flush covers that span, not the whole call's range."""
+        pol, c, k = self.policy, self.t.c, self.kernel
         if kind == OP_MPROTECT:
             syscall = c.syscall_mprotect
         elif kind == OP_UFFD_WP:
             syscall = c.syscall_uffd_wp
         else:
             syscall = c.syscall_madvise
+        hint = kind == OP_UFFD_WP and arg == UFFD_UNPROTECT_WRITE_LIKELY
         need_strict = need_relaxed = False
-        n_promote = 0
+        flushed = []          # pages whose PTE change needs a flush
+        checks = 0            # can_change_pte_writable() calls
         for p in range(lo, lo + n):
             pte = self.ptes[p]
+            old_write = pte.write
+            try_writable = False
             if kind == OP_MPROTECT:
-                new_write = bool(arg)
-            elif kind == OP_UFFD_WP:
-                new_write = not arg
-            else:
-                new_write = pte.write
-            if new_write and not pte.write:
-                n_promote += 1
-                if pol.relaxed_promote:
-                    need_relaxed = True
+                self.vma_write[p] = bool(arg)
+                if arg:
+                    # MM_CP_TRY_CHANGE_WRITABLE; a uffd-wp PTE is never upgraded here
+                    try_writable = not pte.write and not pte.uffd_wp
                 else:
-                    need_strict = True
-            if pte.write and not new_write:
+                    pte.write = False
+            elif kind == OP_UFFD_WP:
+                if arg == UFFD_PROTECT:
+                    pte.uffd_wp = True
+                    pte.write = False
+                else:
+                    pte.uffd_wp = False   # a software bit: needs no flush
+                    if hint and pol.uffd_unprotect_mkdirty and self.vma_write[p]:
+                        pte.dirty = pte.young = True          # RFC patch 1
+                    try_writable = ((k.uffd_unprotect_writable or (hint and pol.uffd_unprotect_writable))
+                                    and not pte.write and self.vma_write[p])
+            if try_writable:
+                # can_change_pte_writable(): dirty exclusive anon pages; clean ones too
+                # where the kernel carries, or the policy applies, the RFC's patch 3
+                checks += 1
+                if pte.dirty or self.clean_writable:
+                    pte.write = True
+            need = FLUSH_NONE
+            if pte.write and not old_write:
+                need = FLUSH_RELAXED if pol.relaxed_flush_on_upgrade else FLUSH_STRICT
+            if old_write and not pte.write:
                 if pte.dirty:
                     if not pol.unsafe_dirty_demote:
-                        need_strict = True
-                elif not pol.clean_no_flush:
-                    need_strict = True
+                        need = FLUSH_STRICT
+                elif not pol.no_flush_clean_wrprotect:
+                    need = FLUSH_STRICT
             if kind == OP_MADV_FREE:
                 if pte.dirty or pte.young:
-                    need_strict = True
+                    need = FLUSH_STRICT
                 pte.dirty = pte.young = False
-            elif kind == OP_UFFD_WP:
-                pte.uffd_wp = bool(arg)
-                if pol.uffd_dirty_hint and not arg:
-                    pte.dirty = pte.young = True
-            pte.write = new_write
+            if need != FLUSH_NONE:
+                flushed.append(p)
+                need_strict |= need == FLUSH_STRICT
+                need_relaxed |= need == FLUSH_RELAXED
 
         lat = self.cost(np.float64(syscall), u[K.SLOT_SYSCALL])
-        lat += self.cost(n * c.pte_update + n_promote * c.pte_mkwrite_check, u[K.SLOT_PTE])
+        lat += self.cost(n * c.pte_update + checks * c.pte_mkwrite_check, u[K.SLOT_PTE])
+        if flushed:
+            f_lo, f_n = flushed[0], flushed[-1] - flushed[0] + 1
         if need_strict:
-            return lat + self.flush_tlb_mm_range(True, cpu, lo, n, u), FLUSH_STRICT
+            return lat + self.flush_tlb_mm_range(True, cpu, f_lo, f_n, u), FLUSH_STRICT
         if need_relaxed:
-            return lat + self.flush_tlb_mm_range(False, cpu, lo, n, u), FLUSH_RELAXED
+            return lat + self.flush_tlb_mm_range(False, cpu, f_lo, f_n, u), FLUSH_RELAXED
         return lat, FLUSH_NONE
 
     def flush_tlb_mm_range(self, strict, cpu, lo, n, u):
@@ -287,49 +322,65 @@ class ScalarEngine:
             if not (pw and pd):
                 self.counters["violations"] += 1
         elif entry.write:
+            # the locked walk that sets Dirty re-reads the PTE (Machine.dirty_walk)
             self.counters["dirty_walks"] += 1
             lat += self.cost(np.float64(c.dirty_walk), u[K.SLOT_DIRTY])
-            if not pw and t.rechecks:
-                fault = True
-            elif not pw:
-                self.counters["violations"] += 1
+            if not pw:
+                if t.dwalk_sets_dirty:
+                    pte.dirty = True
+                if t.dwalk_faults:
+                    fault = True
+                else:
+                    self.counters["violations"] += 1
+            if not fault:
+                pte.dirty = pte.young = True
         else:
             fault = True
 
         if not fault:
             entry.write = entry.dirty = True
-            if pw or not t.rechecks:
-                pte.dirty = pte.young = True
             return lat, False
 
         lat += self.cost(np.float64(c.fault_entry_exit), u[K.SLOT_FAULT])
         del me.tlb[page]   # the fault invalidates the faulting address's entry
-        if not pw:
+        if not pte.write:
+            if not self.vma_write[page]:
+                # access_error() in do_user_addr_fault(): SIGSEGV
+                self.counters["prot_faults"] += 1
+                return lat + self.cost(np.float64(c.sigsegv), u[K.SLOT_EXTRA]), False
             if pte.uffd_wp:
+                # do_wp_page() -> handle_userfault(VM_UFFD_WP)
                 self.counters["uffd_faults"] += 1
                 return lat, True
-            self.counters["prot_faults"] += 1
-            return lat + self.cost(np.float64(c.sigsegv), u[K.SLOT_EXTRA]), False
-
-        self.counters["spurious_faults"] += 1
-        if pol.spurious_fixup and me.local_gen < self.tlb_gen:
-            near = min((int(self.dist[cpu, s]) for s in self.tlb_gen_sharers), default=99)
-            base = c.flush_full
-            if near > 0:
-                base = c.flush_full + t.tlb_gen_xfer[min(near, 3)]
-                self.counters["tlb_gen_xfers"] += 1
-            lat += self.cost(base, u[K.SLOT_FIXUP])
-            self.counters["local_full"] += 1
-            self.tlb_gen_sharers.add(cpu)
-            self.flush_all(me)
-            me.local_gen = self.tlb_gen
+            # do_wp_page() -> wp_page_reuse(): an exclusive anonymous page is made writable,
+            # dirty and young in place (ptep_set_access_flags); no flush.
+            self.counters["reuse_faults"] += 1
+            lat += self.cost(np.float64(c.pte_update), u[K.SLOT_FIXUP])
+            pte.write = pte.dirty = pte.young = True
+        else:
+            # A stale read-only entry: handle_pte_fault() builds the entry with D and A.
+            self.counters["spurious_faults"] += 1
+            if not (pte.dirty and pte.young):
+                # it changes the PTE: stored by ptep_set_access_flags(), no flush, no fix-up
+                lat += self.cost(np.float64(c.pte_update), u[K.SLOT_FIXUP])
+                pte.dirty = pte.young = True
+            elif self.fixup and me.local_gen < self.tlb_gen:
+                # nothing changed, a write, not FAULT_FLAG_TRIED: flush_tlb_fix_spurious_fault()
+                # (RFC patch 8): a CPU behind mm->tlb_gen flushes everything and catches up
+                near = min((int(self.dist[cpu, s]) for s in self.tlb_gen_sharers), default=99)
+                base = c.flush_full
+                if near > 0:
+                    base = c.flush_full + t.tlb_gen_xfer[min(near, 3)]
+                    self.counters["tlb_gen_xfers"] += 1
+                lat += self.cost(base, u[K.SLOT_FIXUP])
+                self.counters["local_full"] += 1
+                self.tlb_gen_sharers.add(cpu)
+                self.flush_all(me)
+                me.local_gen = self.tlb_gen
+        # The retried write walks again; the PTE is dirty now, so no dirty-bit walk.
         lat += self.cost(np.float64(c.page_walk), u[K.SLOT_RETRY])
         self.counters["tlb_misses"] += 1
-        if not pd:
-            lat += self.cost(np.float64(c.dirty_walk), u[K.SLOT_DIRTY])
-            self.counters["dirty_walks"] += 1
         me.tlb[page] = TlbEntry(True, True)
-        pte.dirty = pte.young = True
         return lat, False
 
     def refill(self, me, u):
@@ -367,9 +418,9 @@ class ScalarBatch:
     """R independent ScalarEngines behind the VectorEngine interface (for tests and benchmarks)."""
 
     def __init__(self, machine: Machine, policy, cpus, pages: int, replicates: int,
-                 working_set: int = 0, lazy=None):
+                 working_set: int = 0, lazy=None, kernel=None):
         self.R, self.C, self.P = replicates, len(cpus), pages
-        self.engines = [ScalarEngine(machine, policy, cpus, pages, working_set, lazy)
+        self.engines = [ScalarEngine(machine, policy, cpus, pages, working_set, lazy, kernel)
                         for _ in range(replicates)]
 
     def step(self, kind, cpu, lo, n, arg, u):

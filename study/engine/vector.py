@@ -17,6 +17,7 @@ import numpy as np
 
 from study.engine import costs as K
 from study.engine.costs import CostTables
+from study.engine.kernel import RFC_BASE
 from study.engine.machine import Machine, distance_matrix
 from study.engine.ops import (
     COUNTERS,
@@ -28,22 +29,29 @@ from study.engine.ops import (
     OP_MPROTECT,
     OP_SWITCH_MM,
     OP_UFFD_WP,
+    UFFD_PROTECT,
+    UFFD_UNPROTECT_WRITE_LIKELY,
 )
 
 
 class VectorEngine:
     """State and transitions of ``replicates`` copies of one mm on ``len(cpus)`` CPUs.
 
-    ``policy`` is anything with the boolean attributes of study.policies.Policy.
+    ``policy`` is anything with the boolean attributes of study.policies.Policy, ``kernel``
+    a study.engine.kernel.Kernel (default: the RFC's base).
     CPU slot i runs application thread i; ``cpus`` gives its (socket, core, smt).
     """
 
     def __init__(self, machine: Machine, policy, cpus, pages: int, replicates: int,
-                 working_set: int = 0, lazy=None):
+                 working_set: int = 0, lazy=None, kernel=None):
         R, C, P = replicates, len(cpus), pages
         self.R, self.C, self.P = R, C, P
         self.t = CostTables(machine)
         self.policy = policy
+        self.kernel = kernel = RFC_BASE if kernel is None else kernel
+        # a switch of the RFC that the kernel already carries changes nothing
+        self.clean_writable = kernel.clean_anon_writable or policy.clean_anon_writable
+        self.fixup = kernel.fix_spurious_fault or policy.fix_spurious_fault
         self.dist = distance_matrix(list(cpus)).astype(np.intp)
         # entries beyond the STLB miss whether or not a flush came: only these are kept hot
         self.working_set = min(int(working_set), self.t.stlb_entries)
@@ -65,11 +73,15 @@ class VectorEngine:
         # Replicates are the last (contiguous) axis of every array: per page [P, R], per CPU
         # [C, R], per CPU and page [C, P, R], so that reductions over CPUs or pages are
         # elementwise passes over replicates.
-        # Page tables: every page mapped, private anonymous, writable, clean and old.
+        # Page tables: every page private anonymous and written once: do_anonymous_page()
+        # mapped it writable and dirty, the retried write's walk set Accessed.  Workloads
+        # reach clean pages only through an operation (MADV_FREE).
         self.pte_write = np.ones((P, R), bool)
-        self.pte_dirty = np.zeros((P, R), bool)
-        self.pte_young = np.zeros((P, R), bool)
+        self.pte_dirty = np.ones((P, R), bool)
+        self.pte_young = np.ones((P, R), bool)
         self.pte_uffd_wp = np.zeros((P, R), bool)
+        # VM_WRITE of the VMA over each page (mprotect changes it; uffd-wp does not)
+        self.vma_write = np.ones((P, R), bool)
         # The mm: every thread's CPU has run it.
         self.tlb_gen = np.ones(R, np.int64)
         self.mm_cpumask = np.ones((C, R), bool)
@@ -156,30 +168,52 @@ class VectorEngine:
     # ---------------------------------------------------------------- change_protection
 
     def _change_protection(self, op, m, cpu, lo, n, arg, u, lat, flush):
-        """mprotect(), UFFDIO_WRITEPROTECT and MADV_FREE: update PTEs, then one flush."""
-        pol, c = self.policy, self.t.c
+        """mprotect(), UFFDIO_WRITEPROTECT and MADV_FREE: update PTEs, then one flush.
+
+        Only PTEs whose change needs a flush widen the mmu_gather range (tlb->start..end):
+        the flush covers that span, and the ceiling applies to it."""
+        pol, c, k = self.policy, self.t.c, self.kernel
         inr = (self.pg >= lo) & (self.pg < lo + n) & m          # [P, R]
-        w, d = self.pte_write, self.pte_dirty
-        on = arg.astype(bool)
+        w, wp = self.pte_write, self.pte_uffd_wp
+        none = np.zeros_like(inr)
         if op == OP_MPROTECT:
-            new_w = np.where(inr, on, w)
+            on = arg.astype(bool)
+            self.vma_write = np.where(inr, on, self.vma_write)
+            # MM_CP_TRY_CHANGE_WRITABLE; a uffd-wp PTE is never upgraded here
+            try_w = inr & on & ~w & ~wp
+            down = inr & ~on
             syscall = c.syscall_mprotect
         elif op == OP_UFFD_WP:
-            # protect: RW->RO and the uffd-wp bit; unprotect: clear it and map writable
-            # directly (MM_CP_TRY_CHANGE_WRITABLE on private exclusive anonymous pages).
-            new_w = np.where(inr, ~on, w)
+            protect = arg == UFFD_PROTECT
+            hint = arg == UFFD_UNPROTECT_WRITE_LIKELY
+            pin, uin = inr & protect, inr & ~protect
+            # protect: RW->RO and the uffd-wp bit; unprotect: clear the bit (a software
+            # bit, no flush) and, where the kernel or the RFC says so, try writable
+            self.pte_uffd_wp = (wp | pin) & ~uin
+            if pol.uffd_unprotect_mkdirty:
+                mk = uin & hint & self.vma_write                  # RFC patch 1
+                self.pte_dirty |= mk
+                self.pte_young |= mk
+            asks = hint & pol.uffd_unprotect_writable if not k.uffd_unprotect_writable else np.ones_like(hint)
+            try_w = uin & asks & ~w & self.vma_write
+            down = pin
             syscall = c.syscall_uffd_wp
         else:
-            new_w = w
+            try_w, down = none, none
             syscall = c.syscall_madvise
+        d = self.pte_dirty
+        # can_change_pte_writable(): dirty exclusive anon pages; clean ones too where the
+        # kernel carries, or the policy applies, the RFC's patch 3
+        up = try_w & d if not self.clean_writable else try_w
+        new_w = (w | up) & ~down
         promote = inr & ~w & new_w
         demote = inr & w & ~new_w
         # pte_needs_flush(), per page; the range takes the strongest flush any page needs.
-        strict_need = demote & d if not pol.unsafe_dirty_demote else np.zeros_like(inr)
-        if not pol.clean_no_flush:
+        strict_need = demote & d if not pol.unsafe_dirty_demote else none
+        if not pol.no_flush_clean_wrprotect:
             strict_need = strict_need | (demote & ~d)
-        relaxed_need = None
-        if pol.relaxed_promote:
+        relaxed_need = none
+        if pol.relaxed_flush_on_upgrade:
             relaxed_need = promote
         else:
             strict_need = strict_need | promote
@@ -188,23 +222,22 @@ class VectorEngine:
             strict_need = strict_need | cleaned
             self.pte_dirty &= ~inr
             self.pte_young &= ~inr
-        elif op == OP_UFFD_WP:
-            self.pte_uffd_wp = np.where(inr, on, self.pte_uffd_wp)
-            if pol.uffd_dirty_hint:
-                # RFC patch 1: unprotect with a write-likely hint sets Dirty and Accessed.
-                hint = inr & ~on
-                self.pte_dirty |= hint
-                self.pte_young |= hint
         self.pte_write = new_w
 
-        n_promote = np.count_nonzero(promote, axis=0)
+        n_checks = np.count_nonzero(try_w, axis=0)
         cost = self._cost(np.float64(syscall), u[K.SLOT_SYSCALL])
-        cost += self._cost(n * c.pte_update + n_promote * c.pte_mkwrite_check, u[K.SLOT_PTE])
-        strict = m & strict_need.any(0)
-        relaxed = m & ~strict & (relaxed_need.any(0) if relaxed_need is not None else False)
+        cost += self._cost(n * c.pte_update + n_checks * c.pte_mkwrite_check, u[K.SLOT_PTE])
+        any_strict = strict_need.any(0)
+        strict = m & any_strict
+        relaxed = m & ~any_strict & relaxed_need.any(0)
         f = strict | relaxed
         if f.any():
-            cost += self._flush_tlb_mm_range(f, strict, cpu, n, inr, u)
+            # the span of the PTEs that needed a flush: first..last such page
+            need = strict_need | relaxed_need
+            f_lo = np.argmax(need, axis=0)
+            f_n = np.where(f, self.P - np.argmax(need[::-1], axis=0) - f_lo, 0)
+            span = (self.pg >= f_lo) & (self.pg < f_lo + f_n)
+            cost += self._flush_tlb_mm_range(f, strict, cpu, f_n, span, u)
         lat += np.where(m, cost, 0)
         flush[strict] = FLUSH_STRICT
         flush[relaxed] = FLUSH_RELAXED
@@ -404,31 +437,51 @@ class VectorEngine:
         W = m & write
         # A write through a dirty writable entry does not re-read the PTE.
         direct = W & ew & ed
-        # A write through a clean writable entry: the locked walk that sets Dirty.
+        # A write through a clean writable entry: the locked walk that sets Dirty re-reads
+        # the PTE (Machine.dirty_walk).
         dwalk = W & ew & ~ed
-        dwalk_fault = dwalk & ~pw & t.rechecks
+        dwalk_ro = dwalk & ~pw
+        dwalk_fault = dwalk_ro if t.dwalk_faults else np.zeros_like(dwalk)
         dwalk_done = dwalk & ~dwalk_fault
         self._count("dirty_walks", dwalk)
         cost += np.where(dwalk, self._cost(np.float64(c.dirty_walk), u[K.SLOT_DIRTY]), 0)
         # The safety checker: a write that completes while the PTE is read-only, or without
         # the PTE's Dirty bit set (the data would be lost to MADV_FREE reclaim).
         self._count("violations", (direct & ~(pw & pd)) | (dwalk_done & ~pw))
+        if t.dwalk_sets_dirty:
+            # pre-CET: Dirty left set on the read-only PTE (completes: the write set it)
+            self.pte_dirty[atp] |= dwalk_ro
+        self.pte_dirty[atp] |= dwalk_done
+        self.pte_young[atp] |= dwalk_done
 
         fault = (W & ~ew) | dwalk_fault
         cost += np.where(fault, self._cost(np.float64(c.fault_entry_exit), u[K.SLOT_FAULT]), 0)
-        spurious = fault & pw
-        wp = fault & ~pw & self.pte_uffd_wp[atp]
-        prot = fault & ~pw & ~wp
+        vw = self.vma_write[atp]
+        ro = fault & ~pw
+        prot = ro & ~vw                                  # access_error(): SIGSEGV
+        wp = ro & vw & self.pte_uffd_wp[atp]             # handle_userfault(VM_UFFD_WP)
+        reuse = ro & vw & ~wp                            # do_wp_page() -> wp_page_reuse()
+        spurious = fault & pw                            # a stale read-only entry
+        # handle_pte_fault(): the entry with D and A set changes the PTE unless it is
+        # already dirty and young ("nothing changed")
+        unchanged = spurious & self.pte_dirty[atp] & self.pte_young[atp]
+        store = spurious & ~unchanged
         self._count("spurious_faults", spurious)
+        self._count("reuse_faults", reuse)
         self._count("uffd_faults", wp)
         self._count("prot_faults", prot)
         cost += np.where(prot, self._cost(np.float64(c.sigsegv), u[K.SLOT_EXTRA]), 0)
         uffd_pending |= wp
+        # wp_page_reuse() and ptep_set_access_flags() store the PTE; neither flushes on x86
+        cost += np.where(reuse | store, self._cost(np.float64(c.pte_update), u[K.SLOT_FIXUP]), 0)
+        self.pte_write[atp] |= reuse
+        self.pte_dirty[atp] |= reuse | store
+        self.pte_young[atp] |= reuse | store
 
-        if pol.spurious_fixup and spurious.any():
-            # flush_tlb_fix_spurious_fault(): a CPU behind mm->tlb_gen flushes everything
-            # once and catches up, rather than faulting once per stale page.
-            fix = spurious & (self.local_gen[at] < self.tlb_gen)
+        if self.fixup and unchanged.any():
+            # Nothing changed, a write, not FAULT_FLAG_TRIED: flush_tlb_fix_spurious_fault()
+            # (RFC patch 8): a CPU behind mm->tlb_gen flushes everything once and catches up.
+            fix = unchanged & (self.local_gen[at] < self.tlb_gen)
             near = np.where(self.tlb_gen_sharers, self._distances(cpu), 99).min(0)
             moved = fix & (near > 0)
             base = c.flush_full + np.where(moved, t.tlb_gen_xfer[np.minimum(near, 3)], 0.0)
@@ -439,25 +492,20 @@ class VectorEngine:
             self._invalidate(None, self._own(cpu, fix))
             self.local_gen[at] = np.where(fix, self.tlb_gen, self.local_gen[at])
 
-        # The retried write after a spurious fault walks again and may set Dirty.
-        cost += np.where(spurious, self._cost(np.float64(c.page_walk), u[K.SLOT_RETRY]), 0)
-        self._count("tlb_misses", spurious)
-        retry_dirty = spurious & ~pd
-        cost += np.where(retry_dirty, self._cost(np.float64(c.dirty_walk), u[K.SLOT_DIRTY]), 0)
-        self._count("dirty_walks", retry_dirty)
+        # The retried write walks again; the PTE is dirty now, so no dirty-bit walk.
+        retry = reuse | spurious
+        cost += np.where(retry, self._cost(np.float64(c.page_walk), u[K.SLOT_RETRY]), 0)
+        self._count("tlb_misses", retry)
 
-        # Final state of the entry and the PTE.  A fault invalidated the entry; a completed
-        # write leaves it writable and dirty with Dirty set in the PTE.
-        completed_write = (W & ~fault) | spurious
-        new_valid = np.where(fault & ~spurious, False, True)
+        # Final state of the entry.  A fault invalidated it; a completed (or retried) write
+        # leaves it writable and dirty.
+        completed_write = (W & ~fault) | retry
+        new_valid = ~(fault & ~retry)
         new_w = np.where(completed_write, True, ew)
         new_d = np.where(completed_write, True, ed)
         self.tlb_valid[atcp] = np.where(m, new_valid, self.tlb_valid[atcp])
         self.tlb_write[atcp] = np.where(m, new_w, self.tlb_write[atcp])
         self.tlb_dirty[atcp] = np.where(m, new_d, self.tlb_dirty[atcp])
-        done = completed_write & (pw | (not t.rechecks))
-        self.pte_dirty[atp] |= done
-        self.pte_young[atp] |= done
         lat += np.where(m, cost, 0)
 
     def _refill(self, m, at, u):

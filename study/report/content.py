@@ -17,7 +17,7 @@ SECTIONS = (
     ("madv-free", "MADV_FREE and the dirty ratio", sections.madv_free),
     ("userfaultfd", "userfaultfd write-protect", sections.uffd),
     ("loses", "Where relaxed loses", sections.loses),
-    ("attribution", "Per-idea attribution", sections.attribution),
+    ("attribution", "Per-patch attribution", sections.attribution),
     ("this-machine", "This machine", this_machine.section),
     ("method", "Statistical method", provenance.method),
     ("provenance", "Provenance", provenance.provenance),

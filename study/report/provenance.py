@@ -28,7 +28,7 @@ def method(inputs: Inputs) -> list[Block]:
         f"check. Effect sizes: {m.get('effect_sizes')}.",
         "Crossover: along the chosen knob, the first point where the speedup reaches 1, interpolated linearly in "
         "log(speedup); its CI is the percentile interval of the same computation on each bootstrap draw.",
-        "Attribution: per idea, (A_i \u2212 R) / (S \u2212 R) with A_i relaxed without idea i; CIs by resampling "
+        "Attribution: per RFC patch, (A_i \u2212 R) / (S \u2212 R) with A_i relaxed without patch i; CIs by resampling "
         "replicate indices jointly across all the arms of a setting.",
     ]
     blocks: list[Block] = [Items(items)]

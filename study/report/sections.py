@@ -10,19 +10,29 @@ import pandas as pd
 
 from study.analysis import schema
 from study.analysis.paired import LOSES
+from study.policies import PATCHES, patch_label
+from study.seed import SEED_KERNEL
 from study.report import numbers as fmt
 from study.report import tables
 from study.report.doc import Block, Figure, Heading, Items, Note, Para, Table
 from study.report.inputs import Inputs
 
 IDEA_TEXT = {
-    "relaxed_promote": "`relaxed_promote` (RFC patches 9\u201311): RO\u2192RW takes a relaxed flush, "
-                       "`++mm->tlb_gen` and a local flush, no IPIs",
-    "spurious_fixup": "`spurious_fixup` (patch 8): a spurious fault on a CPU whose local generation lags "
-                      "does one full local flush (`flush_tlb_fix_spurious_fault`) and catches up",
-    "clean_no_flush": "`clean_no_flush` (patch 12): RW\u2192RO on a clean PTE needs no flush",
-    "uffd_dirty_hint": "`uffd_dirty_hint` (patches 1\u20132): UFFDIO_WRITEPROTECT unprotect sets Dirty and "
-                       "Accessed, so the writer's retry skips the dirty-bit walk",
+    "uffd_unprotect_mkdirty": "`uffd_unprotect_mkdirty` (RFC patch 1): UFFDIO_WRITEPROTECT unprotect with the "
+                              "write-likely hint sets Dirty and Accessed, so the writer's retry skips the "
+                              "dirty-bit walk",
+    "uffd_unprotect_writable": "`uffd_unprotect_writable` (patch 2): unprotect with the hint maps the page "
+                               "writable (`MM_CP_TRY_CHANGE_WRITABLE`) instead of leaving RW to the fault; "
+                               "already so on mainline (a no-op there)",
+    "clean_anon_writable": "`clean_anon_writable` (patch 3): mprotect(PROT_READ|PROT_WRITE) maps clean exclusive "
+                           "anonymous pages writable (`can_change_pte_writable`); merged in v6.2, a no-op on mainline",
+    "fix_spurious_fault": "`fix_spurious_fault` (patch 8): on the \u201cnothing changed\u201d branch of "
+                          "`handle_pte_fault`, a CPU whose local generation lags does one full local flush "
+                          "(`flush_tlb_fix_spurious_fault`) and catches up",
+    "relaxed_flush_on_upgrade": "`relaxed_flush_on_upgrade` (patches 9\u201311): a PTE change that adds "
+                                "permission takes a relaxed flush, `++mm->tlb_gen` and a local flush, no IPIs",
+    "no_flush_clean_wrprotect": "`no_flush_clean_wrprotect` (patch 12): RW\u2192RO on a clean PTE needs no flush "
+                                "(safe only where the dirty-bit walk faults on a read-only PTE)",
 }
 
 
@@ -61,7 +71,8 @@ def summary(inputs: Inputs) -> list[Block]:
     for label, call in (("mprotect_rw", "PROT_READ|PROT_WRITE"), ("mprotect_ro", "PROT_READ")):
         if label in red:
             r = red[label]
-            items.append(f"Seed loop, 2 threads, mprotect({call}): relaxed changes the call's cost by "
+            items.append(f"Seed loop, 2 threads, kernel `{SEED_KERNEL}` (the seed's own), mprotect({call}): relaxed "
+                         f"changes the call's cost by "
                          f"{fmt.percent(r['model'], r['ci_low'], r['ci_high'])}; the seed measured "
                          f"{fmt.percent(r['seed'])}.")
     seed = inputs.table("seed_table")
@@ -78,7 +89,8 @@ def summary(inputs: Inputs) -> list[Block]:
         if key in speed:
             s = speed[key]
             value = fmt.ratio(s["value"], s["ci_low"], s["ci_high"])
-            items.append(f"Total cycles per round, strict/relaxed {text}: {value} (`{where[key]['setting']}`).")
+            items.append(f"Total cycles per round, strict/relaxed {text}: {value} (`{where[key]['setting']}`, "
+                         f"{where[key]['machine']}).")
     g = m.get("grid", {})
     if g.get("settings_compared"):
         items.append(f"Over the grid, relaxed is faster in {g['relaxed_wins']} and slower in {g['relaxed_loses']} of "
@@ -93,7 +105,8 @@ def summary(inputs: Inputs) -> list[Block]:
         top = max(((i, v) for i, v in ideas.items() if i in IDEA_TEXT), key=lambda kv: kv[1]["value"] or 0,
                   default=None)
         if top:
-            items.append(f"{workload}: the largest share of relaxed's gain comes from `{top[0]}`, "
+            items.append(f"{workload}: the largest share of relaxed's gain comes from `{top[0]}` "
+                         f"({PATCHES.get(top[0], '?')}), "
                          f"{fmt.percent(top[1]['value'], top[1]['ci_low'], top[1]['ci_high'], digits=0)}.")
     if not items:
         return [Para("The sweep has no strict/relaxed pairs to summarize.")]
@@ -111,13 +124,19 @@ def question(inputs: Inputs) -> list[Block]:
              "shootdown when a PTE change only adds permission (RO\u2192RW): the kernel advances `mm->tlb_gen`, "
              "flushes the local TLB and sends no IPI; a remote CPU keeps a stale, more restrictive entry, and if "
              "it faults on it, the spurious fault brings it up to date with one full flush. This report asks "
-             "when that beats mainline's strict shootdown, by how much, and where it loses."),
+             "when that beats a named kernel's strict shootdown, by how much, and where it loses."),
         Para("The model is a Monte Carlo simulation of the flush machinery (`flush_tlb_mm_range`, "
              "`flush_tlb_func`, per-CPU and per-mm `tlb_gen`, `mm_cpumask`, lazy CPUs) in which every cost is "
              "the cost of one named event (IPI delivery, INVLPG, CR3 reload, dirty-bit page walk, fault entry), "
              "jittered per event. Three workloads: the seed's mprotect toggle, userfaultfd write-protect, and an "
-             "allocator's MADV_FREE cycle. Policies: `strict` (mainline), `relaxed` (the RFC), the negative "
-             "control `unsafe` (no flush on a dirty RW\u2192RO), and ablations of relaxed with one idea off:"),
+             "allocator's MADV_FREE cycle. `strict` is a named kernel as it is: `rfc_base`, the RFC's own base and "
+             "the seed's \u201cBefore\u201d (5.19-rc4 plus `MM_CP_TRY_CHANGE_WRITABLE` for dirty exclusive "
+             "anonymous pages), or `mainline` (clean exclusive anonymous pages upgraded by mprotect, v6.2; "
+             "uffd unprotect upgrading RW, v6.3). `relaxed` is that kernel with the RFC applied patch by patch "
+             "(patches 1, 2, 3, 8, 9\u201311, 12); a patch the kernel already carries is a no-op there (on "
+             "`mainline`: patch 3, and patch 2's mapping writable). Every table and figure names the kernel "
+             "beside the machine. The negative control `unsafe` skips the flush on a dirty RW\u2192RO; "
+             "ablations are relaxed with one patch switch off:"),
         Items([IDEA_TEXT[i] for i in schema.IDEAS]),
     ]
     if ov:
@@ -139,6 +158,13 @@ def question(inputs: Inputs) -> list[Block]:
         parts = [f"{role} {fmt.num(v, 3)}" for role, v in sorted(safety.items())]
         text = ("Safety: the most writes per round that completed through a stale entry onto a read-only or "
                 f"clean PTE, over all cells of each policy: {', '.join(parts)}.")
+        walks = sorted({(m["machine"], m["machine.dirty_walk"]) for m in inputs.summary.get("machines", [])
+                        if m.get("machine.dirty_walk")})
+        if walks:
+            text += (" The result holds under the machines' dirty-bit-walk facts ("
+                     + ", ".join(f"`{name}`: `{walk}`" for name, walk in walks)
+                     + "): `cet` and `pre_cet` walks fault on a read-only PTE, which is what makes patch 12 safe; "
+                       "on a walk that `completes` the write, patch 12 is unsafe (tests/test_safety.py).")
         if safety.get(schema.ROLE_UNSAFE, 0) and safety.get(schema.ROLE_UNSAFE) > 0:
             text += " The negative control shows that the checker does see violations when a policy allows them."
         if safety.get(schema.ROLE_RELAXED, 0):
@@ -222,7 +248,8 @@ def scaling(inputs: Inputs) -> list[Block]:
                                          "and placement (the slice drawn above).", with_workload=True,
                                          limit=48))
     speed, where = inputs.metrics.get("speedup", {}), inputs.summary.get("where", {})
-    items = [f"`{where[k]['setting']}`: {fmt.ratio(v['value'], v['ci_low'], v['ci_high'])} ({where[k]['verdict']})"
+    items = [f"`{where[k]['setting']}`, {where[k]['machine']}: {fmt.ratio(v['value'], v['ci_low'], v['ci_high'])} "
+             f"({where[k]['verdict']})"
              for k, v in sorted(speed.items()) if k.endswith("_most_threads")]
     if items:
         blocks += [Para("At the most threads of each workload's scaling slice:"), Items(items)]
@@ -239,10 +266,13 @@ def madv_free(inputs: Inputs) -> list[Block]:
     blocks: list[Block] = [Para(
         "An allocator's cycle: MADV_FREE a range (clears Dirty and Accessed, with a strict flush), rewrite a "
         "share d of its pages (the dirty ratio), write-protect the range, unprotect it. Under relaxed a "
-        "write-protect of a range with no dirty PTE needs no flush at all (`clean_no_flush`), but one dirty "
+        "write-protect of a range with no dirty PTE needs no flush at all (`no_flush_clean_wrprotect`, patch 12), but one dirty "
         "page forces the whole range to a strict shootdown, so a k-page range goes strict with probability "
         "1\u2212(1\u2212d)^k. The seed predicts that with MADV_FREE'd or never-dirtied pages relaxed also removes "
-        "the shootdown from PROT_READ.")]
+        "the shootdown from PROT_READ. What strict does with those clean pages depends on the kernel: on `rfc_base` "
+        "mprotect(PROT_READ|PROT_WRITE) leaves them read-only (`can_change_pte_writable` requires a dirty PTE), so "
+        "the next write-protect has nothing to change and sends no shootdown either; on `mainline` they are mapped "
+        "writable and every write-protect shoots down.")]
     blocks += figure(inputs, "dirty_ratio")
     data = inputs.table("plot:dirty_ratio")
     if not data.empty:
@@ -272,7 +302,10 @@ def uffd(inputs: Inputs) -> list[Block]:
         "userfaultfd write-protect: a monitor (thread 0) write-protects a range, application threads write "
         "into it and take uffd-wp faults, and the monitor resolves each with UFFDIO_WRITEPROTECT unprotect. "
         "The protect (RW\u2192RO of dirty pages) stays strict under both policies; the unprotect (RO\u2192RW) is "
-        "where relaxed saves the shootdown, and `uffd_dirty_hint` spares the writer's retry the dirty-bit walk.")]
+        "where relaxed saves the shootdown on kernels that map the page writable there (mainline; the RFC's "
+        "patch 2 with the hint); on the RFC's base the unprotect clears the uffd-wp bit only and the retried write "
+        "takes a `wp_page_reuse` fault. `uffd_unprotect_mkdirty` (patch 1) spares the writer's retry the "
+        "dirty-bit walk.")]
     blocks += figure(inputs, "uffd_wp_panel")
     paired = inputs.table("paired")
     if not paired.empty:
@@ -341,11 +374,13 @@ def loses(inputs: Inputs) -> list[Block]:
 
 def attribution(inputs: Inputs) -> list[Block]:
     blocks: list[Block] = [Para(
-        "Each idea's share of the gain: in one setting, with strict S, full relaxed R and relaxed without idea "
-        "i, A_i, all on common random numbers, the share is (A_i \u2212 R) / (S \u2212 R): how much of the gain "
-        "is given back when the idea is switched off. Shares are pooled over the settings where relaxed wins "
-        "(contributions and gains summed first) and need not add up to 1: the ideas interact (the spurious-fault "
-        "fix-up only matters once relaxed promotion leaves stale entries), and the remainder is shown as such.")]
+        "Each RFC patch's share of the gain: in one setting, with strict S (the kernel as it is), full relaxed R "
+        "(the kernel with every patch) and relaxed without patch i, A_i, all on common random numbers, the share "
+        "is (A_i \u2212 R) / (S \u2212 R): how much of the gain is given back when the patch is switched off. "
+        "Shares are pooled per machine, kernel and workload over the settings where relaxed wins (contributions "
+        "and gains summed first) and need not add up to 1: the patches interact (patch 8's fix-up only matters "
+        "once patches 9\u201311 leave stale entries), and the remainder is shown as such. A patch the kernel "
+        "already carries has no share there.")]
     blocks += figure(inputs, "attribution")
     pooled = inputs.table("attribution")
     if pooled.empty:
@@ -356,12 +391,13 @@ def attribution(inputs: Inputs) -> list[Block]:
     for r in pooled.itertuples(index=False):
         contrib = ("\u2014" if pd.isna(r.contribution)
                    else fmt.cycles(r.contribution, r.contribution_low, r.contribution_high))
-        rows.append([r.workload, r.idea, fmt.percent(r.share, r.share_low, r.share_high, digits=1), contrib,
+        rows.append([r.workload, patch_label(r.idea) if r.idea in PATCHES else r.idea, fmt.percent(r.share, r.share_low, r.share_high, digits=1), contrib,
                      fmt.cycles(r.gain, r.gain_low, r.gain_high), str(int(r.settings))])
     machine = ", ".join(sorted(pooled["machine_label"].unique()))
-    blocks.append(Table(["workload", "idea", "share of gain [95% CI]", "given back, cycles/round [95% CI]",
+    blocks.append(Table(["workload", "RFC patch (switch)", "share of gain [95% CI]", "given back, cycles/round [95% CI]",
                          "gain S\u2212R, cycles/round [95% CI]", "settings"], rows,
-                        f"Per-idea attribution pooled per workload; machine {machine}.",
+                        f"Per-patch attribution pooled per workload; machine {machine}; relaxed = that kernel "
+                        f"with every RFC patch, ablations with one patch switch off.",
                         ["l", "l", "r", "r", "r", "r"]))
     return blocks
 

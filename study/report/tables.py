@@ -23,22 +23,27 @@ def comparisons(frame: pd.DataFrame, caption: str, with_workload: bool = False, 
     """Speedup strict/relaxed with CI, Holm p, d_z and the verdict, one row per setting,
     ordered by workload, metric and the knobs shown unless ``sort`` is False."""
     knobs = varying(frame)
+    # every comparison is of one kernel's strict against that kernel with the RFC: name it
+    with_kernel = "kernel" in frame.columns
     if sort:
-        keys = [c for c in ("workload", "metric") if c in frame.columns] + knobs
+        keys = [c for c in ("workload", "metric", "kernel") if c in frame.columns] + knobs
         frame = frame.sort_values(keys, kind="stable") if keys else frame
     header = (["workload"] if with_workload else []) + (["metric"] if with_metric else []) \
-        + [KNOB_TITLES[k] for k in knobs] + ["speedup [95% CI]", "p (Holm)", "d_z", "verdict"]
+        + (["kernel"] if with_kernel else []) + [KNOB_TITLES[k] for k in knobs] \
+        + ["speedup [95% CI]", "p (Holm)", "d_z", "verdict"]
     rows = []
     shown = frame if limit is None else frame.head(limit)
     for _, row in shown.iterrows():
         cells = ([row["workload"]] if with_workload else []) + ([row["metric"]] if with_metric else [])
+        cells += [str(row["kernel"])] if with_kernel else []
         cells += [fmt.plain(row[k]) for k in knobs]
         cells += [fmt.ratio(row["speedup"], row["speedup_low"], row["speedup_high"]), fmt.pvalue(row["p_holm"]),
                   fmt.num(row["d_z"], 1), row["verdict"]]
         rows.append(cells)
     if limit is not None and len(frame) > limit:
         caption += f" First {limit} of {len(frame)} rows; all are in the CSV."
-    align = ["l"] * (int(with_workload) + int(with_metric)) + ["r"] * len(knobs) + ["r", "r", "r", "l"]
+    align = ["l"] * (int(with_workload) + int(with_metric) + int(with_kernel)) + ["r"] * len(knobs) \
+        + ["r", "r", "r", "l"]
     return Table(header=header, rows=rows, caption=caption, align=align)
 
 

@@ -1,9 +1,9 @@
 """Expand a sweep's sub-grids into validated cells, before any work is done.
 
-A sub-grid is a product of axes.  An axis ``machine``/``workload``/``policy`` names a group
+A sub-grid is a product of axes.  An axis ``machine``/``kernel``/``workload``/``policy`` names a group
 option (a yaml file), which Hydra composes together with the command line's overrides, so
 ``workload.pages=4`` on the command line applies to whichever workload a cell selects.
-Dotted axes (``workload.threads``, ``policy.clean_no_flush``, ``run.rounds``) then set
+Dotted axes (``workload.threads``, ``policy.no_flush_clean_wrprotect``, ``run.rounds``) then set
 fields of that composition; a grid value wins over the command line for the key it sets.
 """
 
@@ -77,8 +77,8 @@ def _build(point, overrides, conf_dir, bases) -> Cell:
         check_run(run)
     else:
         run = _base_run(bases, selection, data)
-    machine, workload, policy = build_parts(data["machine"], data["workload"], data["policy"])
-    return Cell(machine, workload, policy, run)
+    machine, workload, policy, kernel = build_parts(data["machine"], data["workload"], data["policy"], data["kernel"])
+    return Cell(machine, workload, policy, run, kernel)
 
 
 def _base_run(bases, selection, data):

@@ -122,7 +122,7 @@ def run(plan: Plan, executor=None, simulate: Simulate | None = None, log: Log = 
         "overrides": plan.overrides,
         "duplicates_dropped": plan.duplicates,
         "cells": [{"cell_id": gc.cell.cell_id, "pair_id": gc.cell.pair_id, "grid": gc.grid,
-                   "point": dict(gc.point), "machine": gc.cell.machine.name,
+                   "point": dict(gc.point), "machine": gc.cell.machine.name, "kernel": gc.cell.kernel.name,
                    "workload": gc.cell.workload.name, "policy": gc.cell.policy.name,
                    "replicates": results[gc.cell.cell_id].replicates,
                    "compute_s": seconds.get(gc.cell.cell_id)} for gc in plan.cells],

@@ -63,6 +63,8 @@ def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]]) -> pd.DataF
             "grid": gc.grid,
             "machine": cell.machine.name,
             "machine_calibrated": cell.machine.calibrated,
+            "machine.dirty_walk": cell.machine.dirty_walk,
+            "kernel": cell.kernel.name,
             "policy": cell.policy.name,
             "policy_variant": policy_variant(cell.policy),
         }
@@ -75,7 +77,8 @@ def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]]) -> pd.DataF
         metric_names.update(dict.fromkeys(result.metrics))
         counter_names.update(dict.fromkeys(result.counters))
         records.append(record)
-    head = (["cell_id", "pair_id", "sweep", "grid", "machine", "machine_calibrated", "policy", "policy_variant"]
+    head = (["cell_id", "pair_id", "sweep", "grid", "machine", "machine_calibrated", "machine.dirty_walk", "kernel",
+             "policy", "policy_variant"]
             + [f"policy.{k}" for k in SWITCHES] + ["workload"] + [f"workload.{k}" for k in knobs]
             + ["replicates", "rounds"])
     columns = head + [f"{m}.{s}" for m in metric_order(metric_names) for s in STATS]
@@ -85,7 +88,8 @@ def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]]) -> pd.DataF
         frame[f"workload.{knob}"] = frame[f"workload.{knob}"].astype(_DTYPES.get(kind, "object"))
     for switch in SWITCHES:
         frame[f"policy.{switch}"] = frame[f"policy.{switch}"].astype("boolean")
-    text = ["cell_id", "pair_id", "sweep", "machine", "policy", "policy_variant", "workload"]
+    text = ["cell_id", "pair_id", "sweep", "machine", "machine.dirty_walk", "kernel", "policy", "policy_variant",
+            "workload"]
     frame[text] = frame[text].astype("string")
     frame["machine_calibrated"] = frame["machine_calibrated"].astype(bool)
     for col in ("grid", "replicates", "rounds"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from study.engine.kernel import Kernel
 from study.engine.machine import Machine, placement_cpus
 from study.engine.ops import OP_SWITCH_MM
 from study.engine.vector import VectorEngine
@@ -60,8 +61,10 @@ def _wake_up(spec: WorkloadSpec, driver: Driver, work: np.random.Generator, cpu:
 
 def simulate_cell(machine: Machine, workload: WorkloadSpec, policy, *, replicates: int, rounds: int,
                   seed: np.random.SeedSequence, max_samples: int = 2048,
-                  label_counters: bool = False) -> CellResult:
+                  label_counters: bool = False, kernel: Kernel | None = None) -> CellResult:
     """Simulate ``replicates`` independent runs of one cell with the vectorized engine.
+
+    ``kernel`` is the strict baseline the policy applies to (default: the RFC's base).
 
     The same ``seed`` gives the same result; give the strict and relaxed cells of one
     setting the same seed and replicate r of each sees the same workload and jitter draws.
@@ -70,6 +73,6 @@ def simulate_cell(machine: Machine, workload: WorkloadSpec, policy, *, replicate
         raise ValueError("replicates and rounds must be >= 1")
     cpus = placement_cpus(machine, workload.threads, workload.placement)
     engine = VectorEngine(machine, policy, cpus, workload.pages, replicates,
-                          working_set=workload.working_set, lazy=lazy_cpus(workload))
+                          working_set=workload.working_set, lazy=lazy_cpus(workload), kernel=kernel)
     return run_workload(engine, workload, rounds=rounds, seed=seed, max_samples=max_samples,
                         label_counters=label_counters)

@@ -34,6 +34,8 @@ class Driver:
         # per-label event counts (summed over replicates), to explain where a latency comes from
         self.label_counters: dict[str, dict[str, int]] | None = {} if label_counters else None
         self._last_delta: dict[str, np.ndarray] = {}
+        # a workload's own per-replicate state across rounds (e.g. which pages it writes)
+        self.state: dict[str, np.ndarray] = {}
         self._all = np.ones(self.R, bool)
         self._nobody = np.zeros(self.R, bool)
         self._idle = (np.zeros(self.R, np.int64), np.zeros(self.R, np.int8), np.zeros(self.R, bool))

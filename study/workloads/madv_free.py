@@ -1,9 +1,14 @@
 """An allocator's cycle: MADV_FREE a range, reuse part of it, write-protect it, unprotect it.
 
-MADV_FREE clears Dirty and Accessed (strict flush).  Each page is rewritten with
-probability dirty_ratio, which sets Dirty again.  Under the relaxed policy the
-write-protect (RW->RO) escapes the shootdown only when no page of the range is dirty, so
-the share of strict demotions should follow 1-(1-d)^k for k pages.
+Initial state: every page was written once when first touched (the engine's initial state:
+writable, dirty, young); the first round's MADV_FREE cleans it.  MADV_FREE clears Dirty and
+Accessed (madvise_free_pte_range(), strict flush of the PTEs that were young or dirty).
+``dirty_ratio`` is the probability that each page is rewritten after each MADV_FREE, which
+sets Dirty again; every clean page at write-protect time is one MADV_FREE cleaned and
+nobody wrote since.  Under the relaxed policy the write-protect (RW->RO) escapes the
+shootdown only when no page of the range is dirty (patch 12), so the share of strict
+demotions should follow 1-(1-d)^k for k pages.  On the RFC's base, mprotect(RW) leaves the
+clean pages read-only (no flush) and a rewrite takes a wp_page_reuse() fault instead.
 """
 
 from __future__ import annotations

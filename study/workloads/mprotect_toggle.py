@@ -4,22 +4,45 @@ Thread 0 toggles the range.  The other running threads may touch it: reads while
 read-only (they cache read-only entries), reads or writes while it is writable — a write
 through an entry left stale by a relaxed promotion is the spurious fault the RFC trades
 the shootdown for.
+
+Page states, and what ``dirty_ratio`` means here: every page of the range was written
+once when it was first touched (the engine's initial state: writable, dirty, young).
+Before the loop the program MADV_FREEs the range (clearing Dirty and Accessed), then writes
+the pages it will keep writing.  Each page is such a *written* page with probability
+``dirty_ratio`` (drawn once per replicate and page): thread 0 writes it in every round, so
+it is dirty whenever the loop write-protects it.  The other pages stay clean since that
+MADV_FREE unless another thread writes them (``remote_write_share``).  ``dirty_ratio=1`` is
+the seed's loop.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from study.engine.ops import OP_ACCESS, OP_MPROTECT
+from study.engine.ops import OP_ACCESS, OP_MADV_FREE, OP_MPROTECT
 from study.workloads.driver import Driver
 from study.workloads.spec import MprotectToggle
 
 FLUSH_LABELS = ("mprotect_ro", "mprotect_rw")
 
 
+def setup(spec: MprotectToggle, d: Driver, work: np.random.Generator) -> None:
+    """MADV_FREE the range, then write the pages the loop keeps writing (not measured)."""
+    P = spec.pages
+    written = np.ones((P, d.R), bool)
+    if spec.dirty_ratio < 1.0:
+        written = work.random((P, d.R)) < spec.dirty_ratio
+        d.op(OP_MADV_FREE, 0, 0, P, 0)
+    d.state["written"] = written
+    for page in range(P):
+        act = None if written[page].all() else written[page]
+        d.op(OP_ACCESS, 0, page, 1, 1, active=act)
+
+
 def run_round(spec: MprotectToggle, d: Driver, work: np.random.Generator, running: np.ndarray) -> None:
     """One loop iteration for every replicate."""
     P = spec.pages
+    written = d.state["written"]
     lat, flush, _ = d.op(OP_MPROTECT, 0, 0, P, 0)
     d.record("mprotect_ro", lat, flush)
     _remote_window(spec, d, work, running, writable=False)
@@ -27,7 +50,7 @@ def run_round(spec: MprotectToggle, d: Driver, work: np.random.Generator, runnin
     lat, flush, _ = d.op(OP_MPROTECT, 0, 0, P, 1)
     d.record("mprotect_rw", lat, flush)
     for page in range(P):
-        act = d.chance(work, spec.dirty_ratio)
+        act = None if written[page].all() else written[page]
         lat, _, _ = d.op(OP_ACCESS, 0, page, 1, 1, active=act)
         d.record("write", lat, active=act)
     _remote_window(spec, d, work, running, writable=True)

@@ -20,7 +20,8 @@ class WorkloadSpec:
     placement: str = "core"
     # pages in the range each call covers
     pages: int = 1
-    # probability that each page of the range is written (dirtied) in a round
+    # the share of pages dirty when the workload write-protects them; every other page is
+    # clean because the workload MADV_FREE'd it (each workload's module docstring says how)
     dirty_ratio: float = 1.0
     # TLB entries of other memory each thread keeps hot; a full flush loses them and the
     # thread's next access refills them by page walks
@@ -81,6 +82,9 @@ class UffdWp(WorkloadSpec):
     writes_per_round: int = 4
     # cycles from the fault to the monitor reading the event, plus waking the thread after
     fault_roundtrip: int = 8000
+    # the monitor passes UFFD_FLAGS_WRITE_LIKELY when it unprotects (the RFC's hint; kernels
+    # without patches 1-2 ignore it)
+    write_likely: bool = True
 
     def validate(self, machine, prefix="workload"):
         super().validate(machine, prefix)

@@ -3,16 +3,25 @@
 Thread 0 is the monitor: each round it write-protects the range (UFFDIO_WRITEPROTECT,
 RW->RO plus the uffd-wp bit).  The application threads write into it; a write to a
 protected page takes a uffd-wp fault, the monitor reads the event and write-unprotects
-the page, and the write is retried.  Mainline maps the page writable without Dirty and
-Accessed and shoots down; the RFC does a relaxed flush and sets both (the hint), so the
-retried write takes neither a fault nor the dirty-bit walk.
+the page (with UFFD_FLAGS_WRITE_LIKELY if ``write_likely``), and the write is retried.
+On the RFC's base, unprotect only clears the uffd-wp bit (no flush) and the retried write
+takes a do_wp_page() -> wp_page_reuse() fault; mainline maps the page writable (clean) and
+shoots down; the RFC with the hint sets Dirty and Accessed (patch 1), maps it writable
+(patch 2) and takes a relaxed flush (patches 9-11), so the retried write takes neither a
+fault nor the dirty-bit walk.
+
+Page states, and what ``dirty_ratio`` means here: every page was written once when first
+touched (the engine's initial state).  Before the monitor starts, the program MADV_FREEs
+the range and rewrites each page with probability ``dirty_ratio``: that is the share of
+pages dirty when the monitor first protects them; the others are clean because of that
+MADV_FREE.  A page an application thread writes is dirty from then on.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from study.engine.ops import OP_ACCESS, OP_UFFD_WP
+from study.engine.ops import OP_ACCESS, OP_MADV_FREE, OP_UFFD_WP, UFFD_UNPROTECT, UFFD_UNPROTECT_WRITE_LIKELY
 from study.workloads.driver import Driver
 from study.workloads.spec import UffdWp
 
@@ -20,9 +29,11 @@ FLUSH_LABELS = ("uffd_protect",)
 
 
 def setup(spec: UffdWp, d: Driver, work: np.random.Generator) -> None:
-    """Before the first round each page was dirtied with probability dirty_ratio."""
+    """MADV_FREE the range, then rewrite each page with probability dirty_ratio (not measured)."""
+    if spec.dirty_ratio < 1.0:
+        d.op(OP_MADV_FREE, 0, 0, spec.pages, 0)
     for page in range(spec.pages):
-        act = work.random(d.R) < spec.dirty_ratio
+        act = d.chance(work, spec.dirty_ratio)
         d.op(OP_ACCESS, 0, page, 1, 1, active=act)
 
 
@@ -37,7 +48,8 @@ def run_round(spec: UffdWp, d: Driver, work: np.random.Generator, running: np.nd
             lat, _, pending = d.op(OP_ACCESS, cpu, page, 1, 1, active=act)
             d.record("uffd_write", lat, active=act & ~pending)
             # The monitor resolves the fault: read the event, unprotect the page, wake the writer.
-            resolve, _, _ = d.op(OP_UFFD_WP, 0, page, 1, 0, active=pending)
+            unprotect = UFFD_UNPROTECT_WRITE_LIKELY if spec.write_likely else UFFD_UNPROTECT
+            resolve, _, _ = d.op(OP_UFFD_WP, 0, page, 1, unprotect, active=pending)
             retry, _, _ = d.op(OP_ACCESS, cpu, page, 1, 1, active=pending)
             d.initiator_cycles += np.where(pending, spec.fault_roundtrip, 0)
             d.record("uffd_resolve", lat + spec.fault_roundtrip + resolve + retry, active=pending)

@@ -1,4 +1,4 @@
-"""Per-idea attribution: each RFC idea's share of relaxed's gain, with CIs."""
+"""Per-patch attribution: each RFC patch's share of relaxed's gain, with CIs."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import numpy as np
 from study.analysis import figures, schema
 from study.analysis.plots.common import Plot, machines_note, new_figure, skip
 from study.analysis.results import Results
+from study.policies import PATCHES
 
-NAME, TITLE = "attribution", "Share of relaxed's gain per RFC idea"
+NAME, TITLE = "attribution", "Share of relaxed's gain per RFC patch"
 
 
 def plot(results: Results) -> Plot:
@@ -28,12 +29,12 @@ def plot(results: Results) -> Plot:
                          sel.loc[ideas, "share_high"].to_numpy(float) - share])
         colors = [figures.ROLE_COLORS.get(schema.ablation_role(i), "0.6") for i in ideas]
         ax.barh(y, share, xerr=np.clip(np.nan_to_num(err), 0, None), color=colors, capsize=3)
-        ax.set_yticks(y, ideas)
+        ax.set_yticks(y, [f"{i} ({PATCHES[i]})" if i in PATCHES else i for i in ideas])
         ax.axvline(0, color="0.3", lw=0.8)
         ax.invert_yaxis()
         ax.set_title(f"{workload}\n{int(sel['settings'].iloc[0])} settings")
         ax.set_xlabel("share of the gain")
-    caption = ("What switching each idea off gives back, as a share of strict minus relaxed total cycles per "
+    caption = ("What switching each RFC patch off gives back, as a share of strict minus relaxed total cycles per "
                "round, pooled over the settings where relaxed wins; bars: 95% paired-bootstrap CIs; the "
-               f"remainder is the ideas' interaction; {machines_note(data)}.")
+               f"remainder is the patches' interaction; {machines_note(data)}.")
     return Plot(NAME, TITLE, caption, data, fig)

@@ -35,7 +35,7 @@ def skip(name: str, title: str, note: str) -> Plot:
 
 
 def machines_note(frame: pd.DataFrame) -> str:
-    """'machine X (uncalibrated preset)' for the machines a figure draws from."""
+    """'machine X (uncalibrated preset), kernel K' for the machines and kernels a figure draws from."""
     labels = sorted(frame["machine_label"].dropna().unique()) if "machine_label" in frame else []
     return "machine " + ", ".join(labels) if labels else ""
 

@@ -97,9 +97,9 @@ def workload_panel(results: Results, workload: str, x_pref: tuple[str, ...], met
 
 def uffd_wp(results: Results) -> Plot:
     return workload_panel(results, "uffd_wp", (THREADS, "workload.write_rate", "workload.writes_per_round", PAGES),
-                          ("lat_uffd_protect", "lat_uffd_resolve", schema.MAIN_METRIC), "uffd_dirty_hint")
+                          ("lat_uffd_protect", "lat_uffd_resolve", schema.MAIN_METRIC), "uffd_unprotect_mkdirty")
 
 
 def madv_free(results: Results) -> Plot:
     return workload_panel(results, "madv_free", (DIRTY, PAGES, THREADS),
-                          ("lat_madv_free", "lat_mprotect_ro", schema.MAIN_METRIC), "clean_no_flush")
+                          ("lat_madv_free", "lat_mprotect_ro", schema.MAIN_METRIC), "no_flush_clean_wrprotect")
