@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from study.cli import EXIT_OK, config_error
-from study.errors import ConfigError
+from study.cli import EXIT_OK, command
+from study.cli.common import Parser
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m study analyze",
         description="Analyze <out>/sweep/<NAME>/ into <out>/analysis/ and <out>/metrics.json.")
     p.add_argument("--sweep", default="default", metavar="NAME", help="sweep to analyze (default: %(default)s)")
@@ -23,15 +23,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+@command(interrupted="the previous analysis is unchanged")
+def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     # imported here so that --help answers without loading pandas and matplotlib
     from study.analysis.run import analyze
 
-    try:
-        target = analyze(args.out, args.sweep, args.seed_table)
-    except ConfigError as err:
-        return config_error(err)
+    target = analyze(args.out, args.sweep, args.seed_table)
     print(f"analysis of sweep {args.sweep!r} written to {target}/ and {args.out / 'metrics.json'}")
     return EXIT_OK
 

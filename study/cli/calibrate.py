@@ -10,16 +10,17 @@ import yaml
 
 from study.calibration.fit import fit
 from study.calibration.priors import PRIORS, SCALE
-from study.cli import config_error
-from study.cli.common import parse
+from study.cli import command, config_error
+from study.cli.common import Parser, parse
 from study.config import build_cell, compose, config_dir
 from study.errors import ConfigError
 from study.runner.store import atomic_write_text
 from study.seed import SEED_MACHINE, SEED_TABLE
 
 
+@command()
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m study calibrate", description=__doc__)
+    parser = Parser(prog="python -m study calibrate", description=__doc__)
     parser.add_argument("--replicates", type=int, default=400, help="replicates per seed cell during the fit")
     parser.add_argument("--rounds", type=int, default=40, help="loop iterations per replicate during the fit")
     parser.add_argument("--dry-run", action="store_true", help="print the fit, do not write the preset")

@@ -10,16 +10,17 @@ import dataclasses
 import time
 from pathlib import Path
 
-from study.cli import config_error
-from study.cli.common import parse, write_json_atomic
+from study.cli import command, config_error
+from study.cli.common import Parser, parse, write_json_atomic
 from study.config import build_cell, compose
 from study.errors import ConfigError
 from study.runner.replicate import run_cell
 from study.runner.stats import summarize
 
 
+@command()
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m study run", description=__doc__,
+    parser = Parser(prog="python -m study run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     try:
         args = parse(parser, argv)

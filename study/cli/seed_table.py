@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from study.calibration.seed_table import headline_changes, seed_table
-from study.cli import config_error
-from study.cli.common import parse, write_json_atomic
+from study.cli import command, config_error
+from study.cli.common import Parser, parse, write_json_atomic
 from study.config import build_cell, compose
 from study.errors import ConfigError
 from study.seed import SEED_MACHINE
@@ -23,8 +23,9 @@ EVENT_NAMES = {
 }
 
 
+@command()
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m study seed-table", description=__doc__)
+    parser = Parser(prog="python -m study seed-table", description=__doc__)
     parser.add_argument("--replicates", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--seed", type=int, default=20220718, help="root seed of the simulation")
