@@ -10,7 +10,6 @@ Writes, all deterministic for a given sweep:
 from __future__ import annotations
 
 import json
-import shutil
 from importlib import metadata
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from study.analysis.arms import Arms
 from study.analysis.figures import save_csv
 from study.analysis.load import Sweep, load_sweep
 from study.analysis.results import Results
+from study.runner.outdir import DirLock, check_output_dir, recover_swap, sha256_file, swap_directory
+from study.runner.store import atomic_write_text
 
 FORMAT_VERSION = 1
 TABLES = ("seed_table", "cells_summary", "paired", "crossover", "attribution", "attribution_pairs")
@@ -75,10 +76,24 @@ def versions() -> dict:
 
 
 def write(results: Results, out: Path) -> Path:
-    """Write everything under ``out``; the analysis directory is replaced, never merged."""
+    """Write everything under ``out``; the analysis directory is replaced whole, never merged.
+
+    The new directory is built beside the old one and swapped in only when complete
+    (outdir.swap_directory), under the directory's lock: a failure or a kill leaves the
+    previous analysis as it was.  ``analysis.json`` records the sha256 of every other file.
+    """
     target = Path(out) / "analysis"
-    if target.exists():
-        shutil.rmtree(target)
+    check_output_dir(target, "--out")
+    with DirLock(target, "--out"):
+        recover_swap(target)
+        swap_directory(target, lambda staging: _write_into(results, staging))
+        metrics = json.loads((target / "analysis.json").read_text())["metrics"]
+        atomic_write_text(Path(out) / "metrics.json",
+                          json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    return target
+
+
+def _write_into(results: Results, target: Path) -> None:
     (target / "plots").mkdir(parents=True)
     frames = dict(seed_table=results.seed, cells_summary=results.summary, paired=results.comparisons.table,
                   crossover=results.crossover.boundary, attribution=results.attribution,
@@ -102,9 +117,9 @@ def write(results: Results, out: Path) -> Path:
         where=where,
         metrics=metrics,
     )
+    summary["files"] = {p.relative_to(target).as_posix(): sha256_file(p)
+                        for p in sorted(target.rglob("*")) if p.is_file()}
     _write_json(target / "analysis.json", headline.clean(summary))
-    _write_json(Path(out) / "metrics.json", metrics)
-    return target
 
 
 def analyze(out: Path, sweep_name: str, seed_table: Path | None = None) -> Path:

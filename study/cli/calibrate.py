@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from study.calibration.fit import fit
 from study.calibration.priors import PRIORS, SCALE
 from study.cli import command, config_error
 from study.cli.common import Parser, parse
-from study.config import build_cell, compose, config_dir
+from study.config import compose, validate, config_dir
 from study.errors import ConfigError
 from study.runner.store import atomic_write_text
 from study.seed import SEED_MACHINE, SEED_TABLE
@@ -27,9 +26,16 @@ def main(argv: list[str]) -> int:
     try:
         args = parse(parser, argv)
         overrides = args.overrides or [f"machine={SEED_MACHINE}"]
-        machine = build_cell(compose(overrides)).machine
+        settings = validate(compose(overrides))
+        machine, limits = settings.machine, settings.limits
         if args.replicates < 2 or args.rounds < 1:
             raise ConfigError("--replicates/--rounds", "need >= 2 replicates and >= 1 round")
+        for option, value, most in (("--replicates", args.replicates, limits.replicates),
+                                    ("--rounds", args.rounds, limits.rounds)):
+            if value > most:
+                key = option.strip("-")
+                raise ConfigError(option, f"{value} is more than limits.{key}={most}; "
+                                          f"raise it with limits.{key}=N to go further")
     except ConfigError as err:
         return config_error(err)
 

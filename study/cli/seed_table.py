@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 from study.calibration.seed_table import headline_changes, seed_table
 from study.cli import command, config_error
 from study.cli.common import Parser, parse, write_json_atomic
-from study.config import build_cell, compose
+from study.config import compose, validate
 from study.errors import ConfigError
 from study.seed import SEED_MACHINE
 
@@ -32,9 +31,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("outputs") / "seed_table.json")
     try:
         args = parse(parser, argv)
-        machine = build_cell(compose(args.overrides or [f"machine={SEED_MACHINE}"])).machine
+        settings = validate(compose(args.overrides or [f"machine={SEED_MACHINE}"]))
+        machine, limits = settings.machine, settings.limits
         if args.replicates < 2 or args.rounds < 1:
             raise ConfigError("--replicates/--rounds", "need >= 2 replicates and >= 1 round")
+        for option, value, most in (("--replicates", args.replicates, limits.replicates),
+                                    ("--rounds", args.rounds, limits.rounds)):
+            if value > most:
+                key = option.strip("-")
+                raise ConfigError(option, f"{value} is more than limits.{key}={most}; "
+                                          f"raise it with limits.{key}=N to go further")
     except ConfigError as err:
         return config_error(err)
 

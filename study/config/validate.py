@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from study.config.cell import Cell
@@ -61,6 +61,7 @@ def build_cell(cfg: DictConfig | dict) -> Cell:
 
 def structured(cfg: DictConfig | dict) -> StudyConfig:
     """Merge ``cfg`` into the schema: unknown keys, wrong types and absent values fail here."""
+    _check_grid_shape(cfg)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(StudyConfig), cfg)
         return OmegaConf.to_object(merged)
@@ -71,6 +72,39 @@ def structured(cfg: DictConfig | dict) -> StudyConfig:
         raise ConfigError(err.full_key or "config", "missing; every key of conf/config.yaml must have a value") from None
     except OmegaConfBaseException as err:
         raise ConfigError(err.full_key or "config", str(err).splitlines()[0]) from None
+
+
+def _check_grid_shape(cfg: DictConfig | dict) -> None:
+    """``sweep.grids`` must be a list of mappings of keys to lists; say where it is not.
+
+    (The schema merge would name ``config`` or the wrong node for these.)
+    """
+    sweep = cfg.get("sweep") if isinstance(cfg, (dict, DictConfig)) else None
+    if not isinstance(sweep, (dict, DictConfig)) or "grids" not in sweep:
+        return
+    try:
+        grids = sweep["grids"]
+    except OmegaConfBaseException:
+        return  # an interpolation error: the merge below names it
+    if grids is None:
+        return
+    shape = "a list of sub-grids, each a mapping of dotted keys to lists of values, e.g. [{policy: [strict, relaxed]}]"
+    if not isinstance(grids, (list, ListConfig)):
+        raise ConfigError("sweep.grids", f"must be {shape}; got {_short(grids)}")
+    for i, grid in enumerate(grids):
+        if not isinstance(grid, (dict, DictConfig)):
+            raise ConfigError(f"sweep.grids[{i}]", f"must be a mapping of dotted keys to lists of values; got {_short(grid)}")
+        for axis, values in grid.items():
+            if not isinstance(values, (list, ListConfig)):
+                raise ConfigError(f"sweep.grids[{i}].{axis}", f"must be a list of values, e.g. [{_short(values)}]; "
+                                                            f"got {_short(values)}")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _allowed_at(key: str) -> str:
@@ -138,6 +172,8 @@ def check_sweep(sweep: SweepConfig) -> SweepConfig:
     """The grid's shape; its values are checked cell by cell when the grid is expanded."""
     if not sweep.name or not sweep.name.replace("-", "_").isidentifier():
         raise ConfigError("sweep.name", f"must be a plain name (letters, digits, _ or -), got {sweep.name!r}")
+    if sweep.max_cells < 1:
+        raise ConfigError("sweep.max_cells", f"must be an integer >= 1, got {sweep.max_cells}")
     if not sweep.grids:
         raise ConfigError("sweep.grids", "must hold at least one sub-grid (a mapping of dotted keys to value lists)")
     for i, grid in enumerate(sweep.grids):
