@@ -153,16 +153,20 @@ def commit_files(directory: Path, writers: dict[str, Callable[[Path], None]], ma
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    hashes: dict[str, str] = {}
-    for name, write in writers.items():
-        write(staging / name)
-        hashes[name] = sha256_file(staging / name)
-    data = make_manifest(dict(hashes))
-    data["files"] = hashes
-    (staging / manifest).write_text(json.dumps(data, indent=2, default=str) + "\n")
-    for name in [*writers, manifest]:
-        with open(staging / name, "rb") as f:
-            os.fsync(f.fileno())
+    try:
+        hashes: dict[str, str] = {}
+        for name, write in writers.items():
+            write(staging / name)
+            hashes[name] = sha256_file(staging / name)
+        data = make_manifest(dict(hashes))
+        data["files"] = hashes
+        (staging / manifest).write_text(json.dumps(data, indent=2, default=str) + "\n")
+        for name in [*writers, manifest]:
+            with open(staging / name, "rb") as f:
+                os.fsync(f.fileno())
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # before the commit point: as if never begun
+        raise
     # the commit point: from here on the set is whole and a crash is rolled forward
     (staging / f".{COMMIT}.tmp").write_text(json.dumps([*writers, manifest]))
     os.replace(staging / f".{COMMIT}.tmp", staging / COMMIT)
@@ -225,7 +229,11 @@ def swap_directory(target: Path, build: Callable[[Path], None]) -> None:
         if leftover.exists():
             shutil.rmtree(leftover)
     staging.mkdir(parents=True)
-    build(staging)
+    try:
+        build(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     (staging / f".{COMMIT}").write_text("complete\n")
     _fsync_dir(staging)
     if target.exists():

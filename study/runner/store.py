@@ -19,7 +19,13 @@ from typing import Callable
 import numpy as np
 
 import study
-from study.workloads.result import CellResult
+from study.workloads.result import COUNTERS, LABELS, CellResult
+
+# Every metric name a cell result may hold (CellResult's docstring): anything else in a
+# cache file was not written by this code.
+KNOWN_METRICS = frozenset(
+    ["total_cycles_per_round", "initiator_cycles_per_round", "other_cycles_per_round", "stolen_cycles_per_round"]
+    + [f"{kind}_{label}" for kind in ("lat", "strict_share") for label in LABELS])
 
 # The modules whose code decides a cell's numbers.
 CODE_PACKAGES = ("engine", "workloads", "policies")
@@ -120,7 +126,13 @@ class CellStore:
                     return None
                 if kind in ("metric", "counter") and array.shape != (n,):
                     return None
-                if kind == "sample" and array.ndim != 1:
+                if kind == "sample" and (array.ndim != 1 or name not in LABELS):
+                    return None
+                if kind == "counter" and name not in COUNTERS:
+                    return None
+                if kind == "metric" and name not in KNOWN_METRICS:
+                    return None
+                if array.dtype.kind not in "biuf":  # numbers only, never objects
                     return None
                 parts[kind][name] = array
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, AttributeError):

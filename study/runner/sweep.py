@@ -108,6 +108,8 @@ def run(plan: Plan, executor=None, simulate: Simulate | None = None, log: Log = 
 def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Outcome:
     start = time.perf_counter()
     out = plan.directory
+    if executor is None:  # built now (Ray starts only when there is work): its engine names the cache
+        executor = RayExecutor(plan.settings.ray.address, plan.settings.ray.num_cpus, simulate)
     simulate = simulate or getattr(executor, "simulate", None)
     fingerprint = code_fingerprint(simulate or default_simulate())
     store = CellStore(out / "cells", fingerprint)
@@ -131,8 +133,6 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
     compute_start = time.perf_counter()
     executor_info, seconds = {"executor": None}, {}
     if todo:
-        if executor is None:
-            executor = RayExecutor(plan.settings.ray.address, plan.settings.ray.num_cpus, simulate)
         executor_info, seconds, failures = _compute(plan, todo, executor, store, results, progress)
         if failures:
             failed = sum(n for n, _ in failures)
