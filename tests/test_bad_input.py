@@ -482,3 +482,28 @@ def test_debug_shows_the_traceback(tmp_path, study_env):
                           cwd=tmp_path, env=study_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("error: sweep: ")
+
+
+# --- grid semantics -------------------------------------------------------------------------------
+
+def test_negative_zero_and_zero_are_one_cell():
+    from study.runner import plan
+
+    p = plan(["sweep=quick", "sweep.grids=[{workload.dirty_ratio:[0.0,-0.0],policy:[strict]}]"])
+    assert len(p.cells) == 1 and p.duplicates == 1
+
+
+def test_one_and_one_point_zero_are_one_cell():
+    from study.runner import plan
+
+    p = plan(["sweep=quick", "sweep.grids=[{workload.dirty_ratio:[1,1.0],policy:[strict]}]"])
+    assert len(p.cells) == 1 and p.duplicates == 1
+
+
+def test_a_dotted_value_the_grid_replaces_is_a_warning(tmp_path, monkeypatch, capsys):
+    from study.runner import plan
+
+    p = plan(["sweep=quick", "workload.threads=4"])
+    assert p.warnings == ["'workload.threads=4' is replaced by the grid's values of sweep.grids[0].workload.threads "
+                          "([1, 2])", "'workload.threads=4' is replaced by the grid's values of "
+                          "sweep.grids[1].workload.threads ([2])"]

@@ -17,6 +17,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from study import interrupt
 from study.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -38,9 +39,7 @@ def command(interrupted: str = "nothing was half-written"):
             argv = list(sys.argv[1:] if argv is None else argv)
             debug = DEBUG_FLAG in argv or os.environ.get("STUDY_DEBUG", "") not in ("", "0")
             argv = [a for a in argv if a != DEBUG_FLAG]
-            from study.runner.executor import handle_sigterm
-
-            handle_sigterm()
+            interrupt.handle_sigterm()
             try:
                 return fn(argv)
             except ConfigError as err:
@@ -50,7 +49,7 @@ def command(interrupted: str = "nothing was half-written"):
             except KeyboardInterrupt as err:
                 if debug:
                     traceback.print_exc()
-                signum = getattr(err, "signum", signal.SIGINT)
+                signum = getattr(err, "signum", None) or (interrupt.received[-1] if interrupt.received else signal.SIGINT)
                 name = signal.Signals(signum).name
                 print(f"interrupted ({name}): {interrupted}", file=sys.stderr)
                 return 128 + int(signum)

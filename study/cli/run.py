@@ -14,6 +14,7 @@ from study.cli import command, config_error
 from study.cli.common import Parser, parse, write_json_atomic
 from study.config import build_cell, compose
 from study.errors import ConfigError
+from study.runner.outdir import check_output_dir
 from study.runner.replicate import run_cell
 from study.runner.stats import summarize
 
@@ -25,6 +26,7 @@ def main(argv: list[str]) -> int:
     try:
         args = parse(parser, argv)
         cell = build_cell(compose(args.overrides))
+        check_output_dir(Path(cell.run.output_dir) / "run", "run.output_dir")  # before the work
     except ConfigError as err:
         return config_error(err)
 

@@ -10,6 +10,7 @@ from study.cli import command, config_error
 from study.cli.common import Parser, parse, write_json_atomic
 from study.config import compose, validate
 from study.errors import ConfigError
+from study.runner.outdir import check_output_dir
 from study.seed import SEED_MACHINE
 
 EVENT_NAMES = {
@@ -33,6 +34,7 @@ def main(argv: list[str]) -> int:
         args = parse(parser, argv)
         settings = validate(compose(args.overrides or [f"machine={SEED_MACHINE}"]))
         machine, limits = settings.machine, settings.limits
+        check_output_dir(args.out.parent, "--out")  # before the work
         if args.replicates < 2 or args.rounds < 1:
             raise ConfigError("--replicates/--rounds", "need >= 2 replicates and >= 1 round")
         for option, value, most in (("--replicates", args.replicates, limits.replicates),

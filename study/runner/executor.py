@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import time
 from dataclasses import dataclass
 from typing import Iterator
 
 from study.config.cell import Cell
-from study.errors import ConfigError, Interrupted
+from study.errors import ConfigError
+from study.interrupt import handle_sigterm
 from study.runner.replicate import Simulate, run_cell
 from study.workloads.result import CellResult
 
@@ -37,21 +37,6 @@ class ChunkFailure:
     """A chunk that failed for good (after its retries); the other chunks go on."""
 
     reason: str
-
-
-def _stop(signum, frame):
-    raise Interrupted(signum)
-
-
-def handle_sigterm() -> None:
-    """Make SIGTERM stop the run like Ctrl-C (an Interrupted exception in the main thread).
-
-    Called by the CLI, and again after ``ray.init``, which installs its own handler.
-    """
-    try:
-        signal.signal(signal.SIGTERM, _stop)
-    except ValueError:  # not the main thread (e.g. a notebook's worker thread): leave it
-        pass
 
 
 def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:

@@ -73,10 +73,10 @@ def plan(overrides: list[str], conf_dir: Path | str | None = None) -> Plan:
         raise ConfigError("sweep", "no sweep selected; choose one, e.g. sweep=quick")
     # where the tables go, before any work: a file in the way, a read-only or too long path
     check_output_dir(Path(settings.run.output_dir) / "sweep" / settings.sweep.name, "run.output_dir")
-    warnings: list[str] = []
-    cells, duplicates = expand(settings.sweep, list(overrides), conf_dir, settings.limits, warnings)
     if settings.ray.address:
         check_address(settings.ray.address)
+    warnings: list[str] = []
+    cells, duplicates = expand(settings.sweep, list(overrides), conf_dir, settings.limits, warnings)
     return Plan(list(overrides), cfg, settings, cells, duplicates, time.perf_counter() - start, warnings)
 
 
