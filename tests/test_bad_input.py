@@ -507,3 +507,27 @@ def test_a_dotted_value_the_grid_replaces_is_a_warning(tmp_path, monkeypatch, ca
     assert p.warnings == ["'workload.threads=4' is replaced by the grid's values of sweep.grids[0].workload.threads "
                           "([1, 2])", "'workload.threads=4' is replaced by the grid's values of "
                           "sweep.grids[1].workload.threads ([2])"]
+
+
+def test_ray_address_that_never_answers_fails_within_10_s(tmp_path, study_env):
+    """A port that accepts connections but is no Ray cluster: ray.init would retry for minutes."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "study", "sweep", "sweep=quick",
+                           f"ray.address=127.0.0.1:{listener.getsockname()[1]}", f"run.output_dir={tmp_path / 'o'}"],
+                          cwd=tmp_path, env=study_env, capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - start
+    listener.close()
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ray.address: "), proc.stderr
+    assert elapsed < 10, elapsed
+    assert list(tmp_path.iterdir()) == []

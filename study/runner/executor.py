@@ -9,8 +9,10 @@ chunk as one Ray task, to an embedded local instance or to an existing cluster.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import socket
 import time
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ ChunkResult = list[tuple[str, CellResult, float]]
 # Chunks are deterministic (every cell seeds itself), so a rerun gives the same numbers.
 CHUNK_RETRIES = 3
 # Seconds to wait for a TCP answer from ray.address before calling it unreachable.
-CONNECT_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -48,14 +50,30 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     if not sep or not port.isdigit() or not host:
         raise ConfigError("ray.address", f"must be host:port (or null for a local instance), got {address!r}")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+            # Ray's GCS (and Ray Client) speak gRPC, i.e. HTTP/2: a server answers the client's
+            # connection preface with a SETTINGS frame at once.  Something else listening
+            # there would leave ray.init retrying in C++ for minutes, beyond any signal.
+            sock.sendall(_H2_PREFACE)
+            answer = b""
+            while len(answer) < 9:
+                chunk = sock.recv(9 - len(answer))
+                if not chunk:
+                    break
+                answer += chunk
     except OSError as err:
         reason = err.strerror or type(err).__name__
         if isinstance(err, TimeoutError) or isinstance(err, socket.timeout):
             reason = f"no answer within {timeout:.0f} s"
         raise ConfigError("ray.address", f"cannot reach a Ray cluster at {address} ({reason}); "
                                          "check the address, or use null for a local instance") from None
+    if len(answer) < 9 or answer[3] != 0x4:  # frame type 4: SETTINGS
+        raise ConfigError("ray.address", f"{address} answers, but not as a Ray cluster (no gRPC/HTTP2 reply); "
+                                         "check the port (the head's GCS port, 6379 by default)")
+
+
+# HTTP/2 client connection preface followed by an empty SETTINGS frame (RFC 9113, 3.4)
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
 def run_chunk(cells: list[Cell], simulate: Simulate | None = None) -> ChunkResult:
@@ -123,7 +141,11 @@ class RayExecutor:
             try:
                 if self.address:
                     check_address(self.address)
-                    ray.init(address=self.address, **options)
+                    with _captured_stderr() as captured:
+                        try:
+                            ray.init(address=self.address, **options)
+                        except Exception as err:
+                            raise ConfigError("ray.address", ray_init_error(self.address, err, captured())) from None
                 else:
                     # "local" never attaches to a cluster a `ray start` left running on this host
                     ray.init(address="local", num_cpus=self.num_cpus, **options)
@@ -182,8 +204,38 @@ def _ray_reason(err: Exception) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
-def ray_init_error(address: str | None, err: Exception) -> str:
+@contextlib.contextmanager
+def _captured_stderr():
+    """Hold back what Ray's C++ core prints on file descriptor 2 while joining a cluster.
+
+    A refused token makes it print one warning a second for ~20 s before ray.init gives
+    up; the failure is reported in one line instead (and the warnings are scanned for why).
+    Yields a function returning the text captured so far.
+    """
+    import tempfile
+
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+
+        def text() -> str:
+            sink.seek(0)
+            return sink.read().decode(errors="replace")
+
+        try:
+            yield text
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def ray_init_error(address: str | None, err: Exception, stderr: str = "") -> str:
     """What ray.init's failure means, in one line."""
+    if any(word in stderr for word in ("Unauthenticated", "InvalidAuthToken")):
+        return (f"the Ray cluster at {address} refused the connection: its token authentication needs "
+                "RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) set to the cluster's token")
     text = " ".join(str(err).split())
     where = f"the Ray cluster at {address}" if address else "a local Ray instance"
     if any(word in text.lower() for word in ("auth", "token", "unauthenticated", "permission denied")):
