@@ -35,7 +35,6 @@ from study.cli import sweep as sweep_cli
 from study.errors import ConfigError
 from study.runner import SerialExecutor, outdir, plan, run
 from study.runner.store import CellStore, arrays_digest, code_fingerprint
-from study.runner.sweep import SweepFailed
 
 HERE = Path(__file__).resolve().parent
 TABLES = ("cells", "replicates", "calls")

@@ -83,7 +83,6 @@ def _check_override_duplicates(override: str) -> None:
     if not eq or "{" not in value:
         return
     stack: list[tuple[dict, int]] = []  # (keys seen, index) per open mapping
-    path: list[str] = []
     quote, token, i = None, "", 0
     grid_index: list[int] = []
     while i < len(value):
@@ -116,14 +115,13 @@ def _check_override_duplicates(override: str) -> None:
         elif ch == "[" and not stack:
             grid_index.append(-1)
             token = ""
-        elif ch == "," :
+        elif ch == ",":
             token = ""
         else:
             token += ch
         if ch == "{" and len(stack) == 1 and grid_index:
             grid_index[-1] += 1
         i += 1
-    del path
 
 
 _CHECKED: dict[Path, tuple] = {}
