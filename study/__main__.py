@@ -14,15 +14,17 @@ def usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = [a for a in argv if a == "--debug"]
+    argv = [a for a in argv if a != "--debug"]  # a global option: handed to the command
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else EXIT_USAGE
     command, rest = argv[0], argv[1:]
     if command not in commands():
-        print(f"error: unknown command {command!r}\n{usage()}", file=sys.stderr)
+        print(f"error: {command}: unknown command; commands: {', '.join(commands())}", file=sys.stderr)
         return EXIT_USAGE
     module = importlib.import_module(f"study.cli.{command.replace('-', '_')}")
-    return module.main(rest)
+    return module.main(rest + debug)
 
 
 if __name__ == "__main__":

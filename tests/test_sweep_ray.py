@@ -104,6 +104,18 @@ def test_sweep_on_an_existing_cluster(tmp_path, study_env):
         assert f'"address": "127.0.0.1:{port}"' in manifest
         assert '"num_cpus": 1' in manifest
         _assert_same(_tables(out), _serial(tmp_path / "serial"))
+        # without the cluster's token: one line within seconds, not 20 s of warnings and a traceback
+        no_token = {k: v for k, v in env.items() if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_MODE")}
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "study", "sweep", "sweep=quick", f"run.output_dir={out}",
+                               f"ray.address=127.0.0.1:{port}", "run.rounds=7"],
+                              cwd=tmp_path, env=no_token, capture_output=True, text=True, timeout=300)
+        elapsed = time.monotonic() - start
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2, proc.stderr
+        assert lines[-1].startswith("error: ray.address: ") and "RAY_AUTH_TOKEN" in lines[-1], proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert elapsed < 30, elapsed
     finally:
         # `ray stop` would end every Ray process on the host; end only the cluster started here
         _end_group(head)

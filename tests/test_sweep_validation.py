@@ -52,12 +52,12 @@ BAD = [
     (["run.replicates=["], "run.replicates"),                       # unparsable override
     (["~run.rounds"], "run.rounds"),                                # a required key removed
     # errors that only one cell of the grid hits: found before any work
-    (["sweep=quick", "sweep.grids=[{workload.threads:[1,2,99]}]"], "workload.threads"),
-    (["sweep=quick", "sweep.grids=[{workload:[uffd_wp],workload.threads:[1]}]"], "workload.threads"),
-    (["sweep=quick", "sweep.grids=[{workload:[nope]}]"], "workload"),
-    (["sweep=quick", "sweep.grids=[{policy.bogus:[true]}]"], "policy.bogus"),
-    (["sweep=quick", "sweep.grids=[{workload.placement:[core,diagonal]}]"], "workload.placement"),
-    (["sweep=quick", "sweep.grids=[{run.rounds:[10,-1]}]"], "run.rounds"),
+    (["sweep=quick", "sweep.grids=[{workload.threads:[1,2,99]}]"], "sweep.grids[0].workload.threads"),
+    (["sweep=quick", "sweep.grids=[{workload:[uffd_wp],workload.threads:[1]}]"], "sweep.grids[0].workload.threads"),
+    (["sweep=quick", "sweep.grids=[{workload:[nope]}]"], "sweep.grids[0].workload"),
+    (["sweep=quick", "sweep.grids=[{policy.bogus:[true]}]"], "sweep.grids[0].policy.bogus"),
+    (["sweep=quick", "sweep.grids=[{workload.placement:[core,diagonal]}]"], "sweep.grids[0].workload.placement"),
+    (["sweep=quick", "sweep.grids=[{run.rounds:[10,-1]}]"], "sweep.grids[0].run.rounds"),
 ]
 
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from study.analysis import schema
 from study.errors import ConfigError
+from study.runner.outdir import verify_files
 
 
 @dataclass
@@ -37,21 +39,64 @@ def sweep_dir(out: Path, name: str) -> Path:
 
 
 def load_sweep(out: Path, name: str) -> Sweep:
-    """Load ``<out>/sweep/<name>/``; a missing file or column is a ConfigError naming it."""
+    """Load ``<out>/sweep/<name>/``; a missing, unreadable, empty or inconsistent input is a
+    ConfigError naming the file.
+
+    The set must be whole: the manifest (written last by the sweep) records the sha256 of
+    every table, and a table that does not match it (a set mixed from two runs, a table
+    rewritten or cut short) is refused rather than analysed.
+    """
     path = sweep_dir(out, name)
     if not (path / "cells.parquet").exists():
         raise ConfigError("sweep", f"no sweep output at {path}/cells.parquet; "
                                    f"run `python -m study sweep sweep={name}` first")
-    cells = pd.read_parquet(path / "cells.parquet")
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise ConfigError("sweep", f"{manifest_path} is missing: the sweep's table set is incomplete; "
+                                   f"rerun `python -m study sweep sweep={name}`")
+    manifest = read_json(manifest_path, "sweep")
+    if not isinstance(manifest, dict):
+        raise ConfigError("sweep", f"{manifest_path} is not a JSON object")
+    verify_files(path, manifest, "sweep")
+    cells = read_parquet(path / "cells.parquet")
     _require(cells, schema.CELL_REQUIRED, path / "cells.parquet")
+    if cells.empty:
+        raise ConfigError("sweep", f"{path / 'cells.parquet'} has no cells")
     reps_path = path / "replicates.parquet"
     if not reps_path.exists():
         raise ConfigError("sweep", f"{reps_path} is missing; the paired comparisons need per-replicate values")
-    replicates = pd.read_parquet(reps_path)
+    replicates = read_parquet(reps_path)
     _require(replicates, schema.REPLICATE_REQUIRED, reps_path)
-    manifest_path = path / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    unknown = set(replicates["cell_id"].astype(str)) - set(cells["cell_id"].astype(str))
+    missing = set(cells["cell_id"].astype(str)) - set(replicates["cell_id"].astype(str))
+    if unknown or missing:
+        raise ConfigError("sweep", f"{reps_path} does not belong to {path / 'cells.parquet'} "
+                                   f"({len(unknown)} cells not in the cells table, {len(missing)} cells without "
+                                   "replicates); rerun the sweep")
+    if cells["cell_id"].duplicated().any():
+        raise ConfigError("sweep", f"{path / 'cells.parquet'} lists a cell twice")
     return Sweep(name=name, path=path, cells=prepare_cells(cells), replicates=replicates, manifest=manifest)
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """A parquet table, or one ConfigError naming the file when it cannot be read."""
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as err:
+        raise ConfigError("sweep", f"{path} cannot be read as parquet ({_first_line(err)}); rerun the sweep") from None
+
+
+def read_json(path: Path, key: str):
+    """A JSON file, or one ConfigError naming the file when it is unreadable or malformed."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(key, f"{path} cannot be read as JSON ({_first_line(err)})") from None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:160]}" if text else type(err).__name__
 
 
 def prepare_cells(cells: pd.DataFrame) -> pd.DataFrame:

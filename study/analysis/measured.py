@@ -15,7 +15,6 @@ format (the columns of study/analysis/schema.py), and writes into ``<out>/analys
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +22,7 @@ import pandas as pd
 from study.analysis import schema
 from study.analysis.load import _require, prepare_cells
 from study.errors import ConfigError
+from study.runner.outdir import DirLock, recover_swap, sha256_file, swap_directory
 
 LABELS = ("mprotect_ro", "mprotect_rw", "madv_free", "uffd_protect")
 STAT_COLUMNS = ("mean", "ci_low", "ci_high", "median", "p99")
@@ -60,12 +60,12 @@ def cells_frame(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write(measure_dir: Path, out: Path) -> Path:
-    """Write the this-machine tables into ``<out>/analysis/``; returns the JSON's path."""
+def write_into(measure_dir: Path, target: Path) -> Path:
+    """Write the this-machine tables into the analysis directory being built, ``target``
+    (inside the analysis's whole-set swap, so they are hashed with the rest); returns the
+    JSON's path."""
     measure_dir = Path(measure_dir)
     cells, manifest = load_cells(measure_dir)
-    target = Path(out) / "analysis"
-    target.mkdir(parents=True, exist_ok=True)
     cells_frame(cells).to_csv(target / "this_machine_cells.csv", index=False)
     predicted = measure_dir / "this_machine.csv"
     calibration_path = measure_dir / "calibration.json"
@@ -98,16 +98,23 @@ def write_alone(measure_dir: Path, out: Path) -> Path:
     """An analysis of the measurement only (no sweep): ``analysis.json`` with no sweep tables.
 
     The report then renders every section, the sweep's saying that it has no cells, and the
-    "This machine" section in full.  The analysis directory is replaced, as ``analyze`` does.
+    "This machine" section in full.  The analysis directory is swapped in whole, as
+    ``analyze`` does.
     """
     target = Path(out) / "analysis"
-    load_cells(measure_dir)            # fail before removing anything
-    if target.exists():
-        shutil.rmtree(target)
-    (target / "plots").mkdir(parents=True)
-    summary = {"format_version": 1, "sweep": None, "manifest": {}, "method": {}, "machines": [],
-               "overview": {}, "plots": [], "tables": {}, "where": {}, "metrics": {},
-               "note": f"no sweep analyzed; the measurement {measure_dir} only"}
-    (target / "analysis.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    write(measure_dir, out)
+    load_cells(measure_dir)            # fail before touching anything
+
+    def build(staging: Path) -> None:
+        (staging / "plots").mkdir(parents=True)
+        write_into(measure_dir, staging)
+        summary = {"format_version": 1, "sweep": None, "manifest": {}, "method": {}, "machines": [],
+                   "overview": {}, "plots": [], "tables": {}, "where": {}, "metrics": {},
+                   "note": f"no sweep analyzed; the measurement {measure_dir} only"}
+        summary["files"] = {p.relative_to(staging).as_posix(): sha256_file(p)
+                            for p in sorted(staging.rglob("*")) if p.is_file()}
+        (staging / "analysis.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+    with DirLock(target, "--out"):
+        recover_swap(target)
+        swap_directory(target, build)
     return target

@@ -10,7 +10,6 @@ Writes, all deterministic for a given sweep:
 from __future__ import annotations
 
 import json
-import shutil
 from importlib import metadata
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from study.analysis.arms import Arms
 from study.analysis.figures import save_csv
 from study.analysis.load import Sweep, load_sweep
 from study.analysis.results import Results
+from study.runner.outdir import DirLock, check_output_dir, recover_swap, sha256_file, swap_directory
+from study.runner.store import atomic_write_text
 
 FORMAT_VERSION = 1
 TABLES = ("seed_table", "cells_summary", "paired", "crossover", "attribution", "attribution_pairs",
@@ -77,12 +78,30 @@ def versions() -> dict:
     return out
 
 
-def write(results: Results, out: Path) -> Path:
-    """Write everything under ``out``; the analysis directory is replaced, never merged."""
+def write(results: Results, out: Path, measure: Path | None = None) -> Path:
+    """Write everything under ``out``; the analysis directory is replaced whole, never merged.
+
+    The new directory is built beside the old one and swapped in only when complete
+    (outdir.swap_directory), under the directory's lock: a failure or a kill leaves the
+    previous analysis as it was.  ``analysis.json`` records the sha256 of every other file.
+    """
     target = Path(out) / "analysis"
-    if target.exists():
-        shutil.rmtree(target)
+    check_output_dir(target, "--out")
+    with DirLock(target, "--out"):
+        recover_swap(target)
+        swap_directory(target, lambda staging: _write_into(results, staging, measure))
+        metrics = json.loads((target / "analysis.json").read_text())["metrics"]
+        atomic_write_text(Path(out) / "metrics.json",
+                          json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    return target
+
+
+def _write_into(results: Results, target: Path, measure: Path | None = None) -> None:
     (target / "plots").mkdir(parents=True)
+    if measure is not None:   # "This machine": inside the set, hashed with it
+        from study.analysis import measured
+
+        measured.write_into(measure, target)
     frames = dict(seed_table=results.seed, cells_summary=results.summary, paired=results.comparisons.table,
                   crossover=results.crossover.boundary, attribution=results.attribution,
                   attribution_pairs=results.attribution_pairs, identifiability=results.identifiability)
@@ -108,12 +127,12 @@ def write(results: Results, out: Path) -> Path:
         metrics=metrics,
         identifiability=results.identifiability_summary,
     )
+    summary["files"] = {p.relative_to(target).as_posix(): sha256_file(p)
+                        for p in sorted(target.rglob("*")) if p.is_file()}
     _write_json(target / "analysis.json", headline.clean(summary))
-    _write_json(Path(out) / "metrics.json", metrics)
-    return target
 
 
-def analyze(out: Path, sweep_name: str, seed_table: Path | None = None) -> Path:
+def analyze(out: Path, sweep_name: str, seed_table: Path | None = None, measure: Path | None = None) -> Path:
     """Analyze ``<out>/sweep/<sweep_name>/`` and write the results under ``out``.
 
     ``seed_table`` (``python -m study seed-table``'s JSON) is read only when given and only
@@ -121,7 +140,7 @@ def analyze(out: Path, sweep_name: str, seed_table: Path | None = None) -> Path:
     """
     out = Path(out)
     sweep = load_sweep(out, sweep_name)
-    return write(compute(sweep, seed_fallback=seed_table), out)
+    return write(compute(sweep, seed_fallback=seed_table), out, measure)
 
 
 def _write_json(path: Path, data: dict) -> None:

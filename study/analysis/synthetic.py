@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from study.analysis import schema, stats
+from study.runner.outdir import sha256_file
 from study.policies import RELAXED, STRICT, SWITCHES, UNSAFE
 from study.workloads.result import COUNTERS, LABELS
 
@@ -177,5 +178,8 @@ def make_sweep(out: Path, name: str = "synthetic", grid: str = "full", replicate
                     code_fingerprint="synthetic", versions=dict(study="synthetic"), git_revision=None,
                     overrides=[f"sweep={name}"], cells_computed=cell_id, cells_reused=0,
                     host=dict(platform="synthetic"), timings=dict(total_s=0.0))
+    # like the sweep's manifest, it records the hash of every table of the set
+    manifest["files"] = {f: sha256_file(path / f) for f in
+                         ("cells.parquet", "cells.csv", "replicates.parquet", "calls.parquet")}
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path

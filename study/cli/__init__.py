@@ -1,19 +1,79 @@
 """Commands of ``python -m study <command>``: one module each, ``main(argv) -> int``.
 
 A module ``study/cli/<name>.py`` is the command ``<name>`` (``-`` on the command line
-stands for ``_``).  Exit codes: 0 done, 1 failed while running, 2 bad usage or config.
+stands for ``_``).  Exit codes: 0 done, 1 failed while running, 2 bad usage, config or
+input, 130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM.  Every failure is one
+line on stderr; ``--debug`` (any command) adds the traceback.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import pkgutil
 import re
+import signal
 import sys
+import traceback
 from pathlib import Path
 
+from study import interrupt
 from study.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEBUG_FLAG = "--debug"
+
+
+def command(interrupted: str = "nothing was half-written"):
+    """Decorate a command's ``main(argv)``: ``--debug``, SIGTERM, and one line per failure.
+
+    Bad input (ConfigError, argparse errors) exits 2; Ctrl-C or SIGTERM prints one
+    "interrupted" line (``interrupted`` says what is kept) and exits 128 + the signal;
+    any other exception is a failure while running: one line, exit 1.  With ``--debug``
+    (or STUDY_DEBUG=1) the traceback is printed too.
+    """
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def main(argv: list[str] | None = None) -> int:
+            argv = list(sys.argv[1:] if argv is None else argv)
+            debug = DEBUG_FLAG in argv or os.environ.get("STUDY_DEBUG", "") not in ("", "0")
+            argv = [a for a in argv if a != DEBUG_FLAG]
+            interrupt.handle_sigterm()
+            try:
+                return fn(argv)
+            except ConfigError as err:
+                if debug:
+                    traceback.print_exc()
+                return config_error(err)
+            except KeyboardInterrupt as err:
+                if debug:
+                    traceback.print_exc()
+                signum = getattr(err, "signum", None) or (interrupt.received[-1] if interrupt.received else signal.SIGINT)
+                name = signal.Signals(signum).name
+                print(f"interrupted ({name}): {interrupted}", file=sys.stderr)
+                return 128 + int(signum)
+            except SystemExit:
+                raise
+            except Exception as err:
+                if debug:
+                    traceback.print_exc()
+                print(f"error: {one_line(err)}", file=sys.stderr)
+                return EXIT_FAILED
+
+        return main
+
+    return wrap
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line: its message's first line, or its type when it has none."""
+    if isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        return f"{where}{err.strerror}"
+    text = str(err).strip().splitlines()
+    return text[0] if text and type(err).__module__.startswith("study") else (
+        f"{type(err).__name__}: {text[0]}" if text else type(err).__name__)
 
 
 def commands() -> list[str]:

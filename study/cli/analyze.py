@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from study.cli import EXIT_OK, config_error
-from study.errors import ConfigError
+from study.cli import EXIT_OK, command
+from study.cli.common import Parser
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m study analyze",
         description="Analyze <out>/sweep/<NAME>/ into <out>/analysis/ and <out>/metrics.json.")
     p.add_argument("--sweep", default="default", metavar="NAME", help="sweep to analyze (default: %(default)s)")
@@ -26,26 +26,24 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+@command(interrupted="the previous analysis is unchanged")
+def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     # imported here so that --help answers without loading pandas and matplotlib
     from study.analysis.run import analyze
 
-    try:
-        if args.measure is not None:   # fail on a bad measurement before writing anything
-            from study.analysis import measured
+    if args.measure is not None:   # fail on a bad measurement before writing anything
+        from study.analysis import measured
 
-            measured.load_cells(args.measure)
-        if args.measure is not None and not (args.out / "sweep" / args.sweep / "cells.parquet").exists():
-            target = measured.write_alone(args.measure, args.out)
-            print(f"no sweep {args.sweep!r} under {args.out}/sweep/: analyzing the measurement {args.measure} only")
-            print(f"this machine written to {target}/")
-            return EXIT_OK
-        target = analyze(args.out, args.sweep, args.seed_table)
-        if args.measure is not None:
-            print(f"this machine: {measured.write(args.measure, args.out)}")
-    except ConfigError as err:
-        return config_error(err)
+        measured.load_cells(args.measure)
+    if args.measure is not None and not (args.out / "sweep" / args.sweep / "cells.parquet").exists():
+        target = measured.write_alone(args.measure, args.out)
+        print(f"no sweep {args.sweep!r} under {args.out}/sweep/: analyzing the measurement {args.measure} only")
+        print(f"this machine written to {target}/")
+        return EXIT_OK
+    target = analyze(args.out, args.sweep, args.seed_table, measure=args.measure)
+    if args.measure is not None:
+        print(f"this machine: {target / 'this_machine.json'}")
     print(f"analysis of sweep {args.sweep!r} written to {target}/ and {args.out / 'metrics.json'}")
     return EXIT_OK
 

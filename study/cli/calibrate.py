@@ -7,7 +7,6 @@ measurement instead (study/cli/_calibrate_host.py).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -16,16 +15,17 @@ import yaml
 
 from study.calibration.fit import fit, identifiability
 from study.calibration.priors import PRIORS, SCALE
-from study.cli import config_error
-from study.cli.common import parse
-from study.config import build_cell, compose, config_dir
+from study.cli import command, config_error
+from study.cli.common import Parser, parse
+from study.config import compose, validate, config_dir
 from study.errors import ConfigError
 from study.runner.store import atomic_write_text
 from study.seed import SEED_KERNEL, SEED_MACHINE, SEED_TABLE
 
 
+@command()
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m study calibrate", description=__doc__)
+    parser = Parser(prog="python -m study calibrate", description=__doc__)
     parser.add_argument("--replicates", type=int, default=400, help="replicates per seed cell during the fit")
     parser.add_argument("--rounds", type=int, default=40, help="loop iterations per replicate during the fit")
     parser.add_argument("--dry-run", action="store_true",
@@ -44,13 +44,19 @@ def main(argv: list[str]) -> int:
                                                      "(calibrate.train) names the training cells")
             return _calibrate_host.run(args.source, dry_run=args.dry_run)
         overrides = args.overrides or [f"machine={SEED_MACHINE}"]
-        cell = build_cell(compose(overrides))
-        machine = cell.machine
-        if cell.kernel.name != SEED_KERNEL:
+        settings = validate(compose(overrides))
+        machine, limits = settings.machine, settings.limits
+        if settings.kernel.name != SEED_KERNEL:
             raise ConfigError("kernel", f"the seed's table was measured on {SEED_KERNEL}; calibrate fits against "
-                                        f"it, so kernel must be {SEED_KERNEL}, got {cell.kernel.name!r}")
+                                        f"it, so kernel must be {SEED_KERNEL}, got {settings.kernel.name!r}")
         if args.replicates < 2 or args.rounds < 1:
             raise ConfigError("--replicates/--rounds", "need >= 2 replicates and >= 1 round")
+        for option, value, most in (("--replicates", args.replicates, limits.replicates),
+                                    ("--rounds", args.rounds, limits.rounds)):
+            if value > most:
+                key = option.strip("-")
+                raise ConfigError(option, f"{value} is more than limits.{key}={most}; "
+                                          f"raise it with limits.{key}=N to go further")
     except ConfigError as err:
         return config_error(err)
 

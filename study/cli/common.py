@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from study.errors import ConfigError
 from study.runner.store import atomic_write_text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: a bad option is a ConfigError naming the option."""
+
+    def error(self, message: str):
+        match = re.match(r"argument ([^:]+): (.*)", message)
+        if match:
+            key = match.group(1).split("/")[-1]
+            raise ConfigError(key, match.group(2))
+        raise ConfigError("arguments", message)
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str]):

@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from study.cli import EXIT_OK, config_error
-from study.errors import ConfigError
+from study.cli import EXIT_OK, command
+from study.cli.common import Parser
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m study report",
         description="Write <out>/report/report.html (self-contained) and report.pdf from <out>/analysis/.")
     p.add_argument("--out", default=Path("outputs"), type=Path, metavar="DIR",
@@ -19,15 +19,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+@command(interrupted="the previous report is unchanged")
+def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     # imported here so that --help answers without loading pandas and typst
     from study.report.build import build
 
-    try:
-        html_path, pdf_path = build(args.out)
-    except ConfigError as err:
-        return config_error(err)
+    html_path, pdf_path = build(args.out)
     print(f"report written to {html_path} and {pdf_path}")
     return EXIT_OK
 

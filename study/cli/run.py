@@ -10,20 +10,23 @@ import dataclasses
 import time
 from pathlib import Path
 
-from study.cli import config_error
-from study.cli.common import parse, write_json_atomic
+from study.cli import command, config_error
+from study.cli.common import Parser, parse, write_json_atomic
 from study.config import build_cell, compose
 from study.errors import ConfigError
+from study.runner.outdir import check_output_dir
 from study.runner.replicate import run_cell
 from study.runner.stats import summarize
 
 
+@command()
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m study run", description=__doc__,
+    parser = Parser(prog="python -m study run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     try:
         args = parse(parser, argv)
         cell = build_cell(compose(args.overrides))
+        check_output_dir(Path(cell.run.output_dir) / "run", "run.output_dir")  # before the work
     except ConfigError as err:
         return config_error(err)
 

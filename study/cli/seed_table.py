@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 from study.calibration.seed_table import headline_changes, seed_table
-from study.cli import config_error
-from study.cli.common import parse, write_json_atomic
-from study.config import build_cell, compose
+from study.cli import command, config_error
+from study.cli.common import Parser, parse, write_json_atomic
+from study.config import compose, validate
 from study.engine.costs import CostTables
 from study.errors import ConfigError
+from study.runner.outdir import check_output_dir
 from study.seed import SEED_KERNEL, SEED_MACHINE
 
 EVENT_NAMES = {
@@ -24,18 +24,26 @@ EVENT_NAMES = {
 }
 
 
+@command()
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m study seed-table", description=__doc__)
+    parser = Parser(prog="python -m study seed-table", description=__doc__)
     parser.add_argument("--replicates", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--seed", type=int, default=20220718, help="root seed of the simulation")
     parser.add_argument("--out", type=Path, default=Path("outputs") / "seed_table.json")
     try:
         args = parse(parser, argv)
-        cell = build_cell(compose(args.overrides or [f"machine={SEED_MACHINE}"]))
-        machine, kernel = cell.machine, cell.kernel
+        settings = validate(compose(args.overrides or [f"machine={SEED_MACHINE}"]))
+        machine, kernel, limits = settings.machine, settings.kernel, settings.limits
+        check_output_dir(args.out.parent, "--out")  # before the work
         if args.replicates < 2 or args.rounds < 1:
             raise ConfigError("--replicates/--rounds", "need >= 2 replicates and >= 1 round")
+        for option, value, most in (("--replicates", args.replicates, limits.replicates),
+                                    ("--rounds", args.rounds, limits.rounds)):
+            if value > most:
+                key = option.strip("-")
+                raise ConfigError(option, f"{value} is more than limits.{key}={most}; "
+                                          f"raise it with limits.{key}=N to go further")
     except ConfigError as err:
         return config_error(err)
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sys
-import traceback
 
-from study.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, config_error
-from study.config import ConfigError, config_dir
+from study.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, command
+from study.config import config_dir
 
 
 def usage() -> str:
@@ -18,30 +17,25 @@ def usage() -> str:
             "calls.parquet,manifest.json}")
 
 
+@command(interrupted="finished cells are kept and reused by the next run; the previous tables are unchanged")
 def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(usage())
         return EXIT_OK
     flags = [a for a in argv if a.startswith("-") and not a.startswith("~")]
     if flags:
-        print(f"error: {flags[0]}: not an option; give Hydra overrides key=value\n{usage()}", file=sys.stderr)
+        print(f"error: {flags[0]}: not an option; give Hydra overrides key=value (see --help)", file=sys.stderr)
         return EXIT_USAGE
     # Imported here so that `--help` and bad usage answer without loading the engine.
     from study.runner import plan, run
+    from study.runner.sweep import SweepFailed
 
-    try:
-        sweep_plan = plan(argv)
-    except ConfigError as err:
-        return config_error(err)
+    sweep_plan = plan(argv)  # bad input: ConfigError -> one line, exit 2, nothing written
+    for warning in sweep_plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         run(sweep_plan)
-    except KeyboardInterrupt:
-        print("interrupted: finished cells are kept and reused by the next run", file=sys.stderr)
-        return 130
-    except ConfigError as err:
-        return config_error(err)
-    except Exception:
-        traceback.print_exc()
-        print("error: sweep failed; finished cells are kept and reused by the next run", file=sys.stderr)
+    except SweepFailed as err:
+        print(f"error: sweep {sweep_plan.name}: {err}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK

@@ -38,8 +38,19 @@ ID_HEX = 16
 
 
 def canonical_json(data: Any) -> str:
-    """The one spelling of ``data`` that is hashed (sorted keys, no whitespace, no NaN)."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    """The one spelling of ``data`` that is hashed (sorted keys, no whitespace, no NaN, -0.0 as 0.0)."""
+    return json.dumps(_canonical(data), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _canonical(data: Any) -> Any:
+    """-0.0 and 0.0 are one number: one identity, one random stream."""
+    if isinstance(data, float) and data == 0.0:
+        return 0.0
+    if isinstance(data, dict):
+        return {k: _canonical(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_canonical(v) for v in data]
+    return data
 
 
 def digest(data: Any) -> bytes:

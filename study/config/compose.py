@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+import yaml
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -49,8 +50,13 @@ def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path | str | 
     """Compose ``config.yaml`` with Hydra ``overrides``; bad overrides raise ConfigError."""
     directory = Path(conf_dir) if conf_dir is not None else config_dir()
     overrides = list(overrides)
+    for override in overrides:
+        _check_override_duplicates(override)
+    check_yaml_tree(directory)
     try:
         return _compose(directory, overrides)
+    except yaml.YAMLError as err:
+        raise yaml_error(err) from None
     except MissingConfigException as err:
         raise _missing_option(err) from None
     except OverrideParseException as err:
@@ -59,6 +65,111 @@ def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path | str | 
         raise ConfigError(key, f"cannot parse override {err.override!r} ({reason})") from None
     except ConfigCompositionException as err:
         raise _composition_error(err, directory, overrides) from None
+
+
+class _DuplicateKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key written twice in one mapping.
+
+    YAML loaders keep the last of two equal keys, so a grid with two ``policy:`` axes would
+    silently lose the first.  Keys brought in by a merge (``<<: *anchor``) may be
+    overridden: only keys written out in the mapping itself count.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        mark = key_node.start_mark
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1}); "
+                                        "YAML would keep only the last", mark)
+                    seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_override_duplicates(override: str) -> None:
+    """A mapping written twice with the same key in an override (``{policy:[a],policy:[b]}``):
+    Hydra's parser keeps the last silently, so it is refused here, naming the key."""
+    key, eq, value = override.partition("=")
+    if not eq or "{" not in value:
+        return
+    stack: list[tuple[dict, int]] = []  # (keys seen, index) per open mapping
+    quote, token, i = None, "", 0
+    grid_index: list[int] = []
+    while i < len(value):
+        ch = value[i]
+        if quote:
+            if ch == quote:
+                quote = None
+            token += ch
+        elif ch in "'\"":
+            quote = ch
+            token += ch
+        elif ch == "{":
+            stack.append(({}, 0))
+            token = ""
+        elif ch == ":" and stack:
+            name = token.strip().strip("'\"")
+            seen = stack[-1][0]
+            if name in seen:
+                where = _override_key(override)
+                if where == "sweep.grids" and grid_index:
+                    where = f"sweep.grids[{grid_index[-1]}]"
+                raise ConfigError(f"{where}.{name}", "given twice in one mapping of the override; "
+                                                     "only the last would count (duplicate axis)")
+            seen[name] = True
+            token = ""
+        elif ch == "}":
+            if stack:
+                stack.pop()
+            token = ""
+        elif ch == "[" and not stack:
+            grid_index.append(-1)
+            token = ""
+        elif ch == ",":
+            token = ""
+        else:
+            token += ch
+        if ch == "{" and len(stack) == 1 and grid_index:
+            grid_index[-1] += 1
+        i += 1
+
+
+_CHECKED: dict[Path, tuple] = {}
+
+
+def check_yaml_tree(directory: Path) -> None:
+    """Parse every yaml file under ``directory`` once (per change): malformed YAML or a
+    duplicated key is a ConfigError naming the file, line and column."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    files = sorted(directory.rglob("*.yaml"))
+    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    if _CHECKED.get(directory) == stamp:
+        return
+    for path in files:
+        try:
+            yaml.load(path.read_text(encoding="utf-8"), Loader=_DuplicateKeyLoader)
+        except yaml.YAMLError as err:
+            raise yaml_error(err, path) from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(str(path), f"cannot be read ({type(err).__name__})") from None
+    _CHECKED[directory] = stamp
+
+
+def yaml_error(err: yaml.YAMLError, path: Path | None = None) -> ConfigError:
+    """A YAML error as one line: file, line and column, and what is wrong."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    name = str(path) if path is not None else (getattr(mark, "name", None) or "config")
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return ConfigError(name, f"{where}malformed YAML: {problem}")
 
 
 def _compose(directory: Path, overrides: list[str]) -> DictConfig:

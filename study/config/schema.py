@@ -1,4 +1,4 @@
-"""Structured-config schemas of the nodes the config layer owns: ``run``, ``ray``, ``sweep``.
+"""Structured-config schemas of the nodes the config layer owns: ``run``, ``ray``, ``sweep``, ``limits``.
 
 ``machine``, ``kernel``, ``workload`` and ``policy`` stay ``Any`` here: their rules live with
 their dataclasses (Machine.from_dict, Kernel.from_dict, workload_from_dict, Policy.from_dict)
@@ -53,6 +53,25 @@ class SweepConfig:
     name: str = MISSING
     description: str = ""
     grids: List[Dict[str, List[Any]]] = MISSING
+    # most cells (grid points before duplicates are dropped) a sweep may plan; a bigger grid
+    # is refused before it is expanded unless this is raised explicitly
+    max_cells: int = 10000
+
+
+@dataclass
+class LimitsConfig:
+    """Upper bounds checked before any work; each can be raised explicitly (limits.<key>=N)."""
+
+    # replicates per cell (run.replicates, run.max_replicates, run.batch_replicates)
+    replicates: int = MISSING
+    # run.rounds
+    rounds: int = MISSING
+    # estimated engine memory of one batch (batch_replicates x CPUs x pages), MiB
+    batch_memory_mb: int = MISSING
+    # CPUs of a machine (sockets x cores_per_socket x smt)
+    cpus: int = MISSING
+    # ray.num_cpus at most this; None = this host's CPU count
+    ray_num_cpus: Optional[int] = MISSING
 
 
 @dataclass
@@ -65,5 +84,6 @@ class StudyConfig:
     policy: Any = MISSING
     run: RunConfig = field(default_factory=RunConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     # only `python -m study sweep` needs one; `run` may compose with `~sweep`
     sweep: Optional[SweepConfig] = None

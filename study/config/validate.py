@@ -7,14 +7,17 @@ builders.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from study.config.cell import Cell
-from study.config.schema import RayConfig, RunConfig, StudyConfig, SweepConfig
+from study.config.schema import LimitsConfig, RayConfig, RunConfig, StudyConfig, SweepConfig
+from study.engine.costs import slot_count
 from study.engine.kernel import Kernel
 from study.engine.machine import Machine
 from study.errors import ConfigError
@@ -36,6 +39,7 @@ class Settings:
     ray: RayConfig
     sweep: SweepConfig | None
     kernel: Kernel
+    limits: LimitsConfig | None = None
 
     def cell(self) -> Cell:
         return Cell(self.machine, self.workload, self.policy, self.run, self.kernel)
@@ -44,12 +48,14 @@ class Settings:
 def validate(cfg: DictConfig | dict) -> Settings:
     """Check every key, type and range of ``cfg``; raise ConfigError on the first bad one."""
     typed = structured(cfg)
+    limits = check_limits(typed.limits)
     check_run(typed.run)
-    check_ray(typed.ray)
+    check_ray(typed.ray, limits)
     if typed.sweep is not None:
         check_sweep(typed.sweep)
     machine, workload, policy, kernel = build_parts(typed.machine, typed.workload, typed.policy, typed.kernel)
-    return Settings(machine, workload, policy, typed.run, typed.ray, typed.sweep, kernel)
+    check_bounds(machine, workload, typed.run, limits)
+    return Settings(machine, workload, policy, typed.run, typed.ray, typed.sweep, kernel, limits)
 
 
 def build_cell(cfg: DictConfig | dict) -> Cell:
@@ -59,6 +65,7 @@ def build_cell(cfg: DictConfig | dict) -> Cell:
 
 def structured(cfg: DictConfig | dict) -> StudyConfig:
     """Merge ``cfg`` into the schema: unknown keys, wrong types and absent values fail here."""
+    _check_grid_shape(cfg)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(StudyConfig), cfg)
         return OmegaConf.to_object(merged)
@@ -71,9 +78,43 @@ def structured(cfg: DictConfig | dict) -> StudyConfig:
         raise ConfigError(err.full_key or "config", str(err).splitlines()[0]) from None
 
 
+def _check_grid_shape(cfg: DictConfig | dict) -> None:
+    """``sweep.grids`` must be a list of mappings of keys to lists; say where it is not.
+
+    (The schema merge would name ``config`` or the wrong node for these.)
+    """
+    sweep = cfg.get("sweep") if isinstance(cfg, (dict, DictConfig)) else None
+    if not isinstance(sweep, (dict, DictConfig)) or "grids" not in sweep:
+        return
+    try:
+        grids = sweep["grids"]
+    except OmegaConfBaseException:
+        return  # an interpolation error: the merge below names it
+    if grids is None:
+        return
+    shape = "a list of sub-grids, each a mapping of dotted keys to lists of values, e.g. [{policy: [strict, relaxed]}]"
+    if not isinstance(grids, (list, ListConfig)):
+        raise ConfigError("sweep.grids", f"must be {shape}; got {_short(grids)}")
+    for i, grid in enumerate(grids):
+        if not isinstance(grid, (dict, DictConfig)):
+            raise ConfigError(f"sweep.grids[{i}]", f"must be a mapping of dotted keys to lists of values; got {_short(grid)}")
+        for axis, values in grid.items():
+            if not isinstance(values, (list, ListConfig)):
+                raise ConfigError(f"sweep.grids[{i}].{axis}", f"must be a list of values, e.g. [{_short(values)}]; "
+                                                            f"got {_short(values)}")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _allowed_at(key: str) -> str:
     parent = key.rpartition(".")[0]
-    schema = {"": StudyConfig, "run": RunConfig, "ray": RayConfig, "sweep": SweepConfig}.get(parent)
+    schema = {"": StudyConfig, "run": RunConfig, "ray": RayConfig, "sweep": SweepConfig,
+              "limits": LimitsConfig}.get(parent)
     if schema is None:
         return "see study/config/schema.py"
     return ", ".join(schema.__dataclass_fields__)
@@ -99,9 +140,31 @@ def check_run(run: RunConfig, prefix: str = "run") -> RunConfig:
     return run
 
 
-def check_ray(ray: RayConfig) -> RayConfig:
+def check_limits(limits: LimitsConfig) -> LimitsConfig:
+    for key in ("replicates", "rounds", "batch_memory_mb", "cpus"):
+        if getattr(limits, key) < 1:
+            raise ConfigError(f"limits.{key}", f"must be an integer >= 1, got {getattr(limits, key)}")
+    if limits.ray_num_cpus is not None and limits.ray_num_cpus < 1:
+        raise ConfigError("limits.ray_num_cpus", f"must be null (this host's CPUs) or >= 1, got {limits.ray_num_cpus}")
+    return limits
+
+
+def host_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def check_ray(ray: RayConfig, limits: LimitsConfig | None = None) -> RayConfig:
     if ray.num_cpus is not None and ray.num_cpus < 1:
         raise ConfigError("ray.num_cpus", f"must be null (all cores) or an integer >= 1, got {ray.num_cpus}")
+    if ray.num_cpus is not None and limits is not None and not ray.address:
+        # every Ray CPU is a worker process with its own copy of the engine's arrays
+        most = limits.ray_num_cpus or host_cpus()
+        if ray.num_cpus > most:
+            raise ConfigError("ray.num_cpus", f"{ray.num_cpus} is more than this host's {most} CPUs "
+                                              f"(one worker process each); raise limits.ray_num_cpus to oversubscribe")
     if ray.cells_per_task < 1:
         raise ConfigError("ray.cells_per_task", f"must be an integer >= 1, got {ray.cells_per_task}")
     if ray.address is not None and not ray.address.strip():
@@ -113,6 +176,8 @@ def check_sweep(sweep: SweepConfig) -> SweepConfig:
     """The grid's shape; its values are checked cell by cell when the grid is expanded."""
     if not sweep.name or not sweep.name.replace("-", "_").isidentifier():
         raise ConfigError("sweep.name", f"must be a plain name (letters, digits, _ or -), got {sweep.name!r}")
+    if sweep.max_cells < 1:
+        raise ConfigError("sweep.max_cells", f"must be an integer >= 1, got {sweep.max_cells}")
     if not sweep.grids:
         raise ConfigError("sweep.grids", "must hold at least one sub-grid (a mapping of dotted keys to value lists)")
     for i, grid in enumerate(sweep.grids):
@@ -131,6 +196,67 @@ def check_sweep(sweep: SweepConfig) -> SweepConfig:
             if axis in GROUPS and not all(isinstance(v, str) for v in values):
                 raise ConfigError(where, f"values name {axis} options (yaml files in conf/{axis}/), got {list(values)!r}")
     return sweep
+
+
+# Bytes per replicate of the engine's state: per CPU and page (TLB valid/writable/dirty),
+# per page (PTE bits), per CPU (generation, working set, masks) and per random slot; with
+# temporaries, x4.  An estimate to refuse hopeless batches, not an accounting.
+_BYTES_CPU_PAGE, _BYTES_PAGE, _BYTES_CPU, _BYTES_SLOT, _TEMPS = 3, 4, 40, 2, 4
+# Integer cycles are int64: a replicate's total must stay far below 2**63.
+_CYCLE_CEILING = 2.0 ** 60
+
+
+def batch_bytes(machine, workload, batch: int) -> int:
+    """Estimated engine memory of one batch of ``batch`` replicates."""
+    c, p = workload.threads, workload.pages
+    slots = slot_count(machine.n_cpus)
+    per_replicate = c * p * _BYTES_CPU_PAGE + p * _BYTES_PAGE + c * _BYTES_CPU + slots * _BYTES_SLOT
+    return _TEMPS * batch * per_replicate
+
+
+def max_cost(machine) -> float:
+    """The largest base cost of any event (generic over the Costs fields)."""
+    import dataclasses
+
+    values = []
+    for f in dataclasses.fields(machine.costs):
+        v = getattr(machine.costs, f.name)
+        values += list(dataclasses.astuple(v)) if dataclasses.is_dataclass(v) else [v]
+    return max([float(v) for v in values if isinstance(v, (int, float))] or [0.0])
+
+
+def check_bounds(machine, workload, run: RunConfig, limits: LimitsConfig | None, prefix: str = "run") -> None:
+    """The limits: CPUs, replicates, rounds, batch memory, and cycles that fit in int64."""
+    if limits is None:
+        return
+    if machine.n_cpus > limits.cpus:
+        raise ConfigError("machine.sockets", f"the machine has {machine.n_cpus} CPUs (sockets x cores_per_socket "
+                                             f"x smt), more than limits.cpus={limits.cpus}; raise limits.cpus")
+    for key in ("replicates", "batch_replicates", "max_replicates"):
+        if getattr(run, key) > limits.replicates:
+            raise ConfigError(f"{prefix}.{key}", f"{getattr(run, key)} is more than limits.replicates="
+                                                 f"{limits.replicates}; raise limits.replicates to go further")
+    if run.rounds > limits.rounds:
+        raise ConfigError(f"{prefix}.rounds", f"{run.rounds} is more than limits.rounds={limits.rounds}; "
+                                              "raise limits.rounds to go further")
+    batch = min(run.batch_replicates, max(run.replicates, run.max_replicates if run.adaptive else 0))
+    need = batch_bytes(machine, workload, batch) / 2**20
+    if need > limits.batch_memory_mb:
+        raise ConfigError(f"{prefix}.batch_replicates",
+                          f"one batch of {batch} replicates x {workload.threads} CPUs x {workload.pages} pages needs "
+                          f"~{need:.0f} MiB, more than limits.batch_memory_mb={limits.batch_memory_mb}; "
+                          "lower run.batch_replicates or raise limits.batch_memory_mb")
+    # a generous ceiling on events per round: each page and each working-set entry of each
+    # thread, a few syscalls and faults, and per target CPU an IPI and a handler; jitter
+    # multiplies a cost by at most ~e^(5 sigma)
+    events = (workload.pages + workload.working_set + 16) * (workload.threads + 2) + 4 * machine.n_cpus
+    for key in ("writes_per_round",):
+        events += getattr(workload, key, 0) * 4
+    sigma = max(machine.jitter_sigma, machine.ipi_jitter_sigma)
+    worst = run.rounds * events * max(max_cost(machine), 1.0) * math.exp(5 * sigma)
+    if worst + getattr(workload, "fault_roundtrip", 0.0) * run.rounds * events > _CYCLE_CEILING:
+        raise ConfigError(f"{prefix}.rounds", f"{run.rounds} rounds of this cell could count up to {worst:.2g} cycles, "
+                                              "beyond the int64 counters; lower run.rounds, costs or working_set")
 
 
 def build_parts(machine: Any, workload: Any, policy: Any, kernel: Any) -> tuple[Machine, Any, Policy, Kernel]:

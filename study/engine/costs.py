@@ -15,6 +15,7 @@ from statistics import NormalDist
 import numpy as np
 
 from study.engine.machine import KVM_IPI_CLUSTER_SIZE, X2APIC_CLUSTER_SIZE, Machine, apic_ids
+from study.errors import ConfigError
 
 N_LEVELS = 1 << 16
 
@@ -91,6 +92,12 @@ class CostTables:
 
     def __init__(self, machine: Machine):
         c = machine.costs
+        # Costs are rounded to int64 cycles: a base cost that is not finite, or so large that a
+        # jittered draw loses integer precision in float64, would become garbage silently.
+        for name, value in vars(c).items():
+            base = np.asarray(value.table() if hasattr(value, "table") else value, np.float64)
+            if not (np.all(np.isfinite(base)) and np.all(base >= 0) and np.all(base < 2.0 ** 40)):
+                raise ConfigError(f"machine.costs.{name}", f"must be finite cycles in [0, 2**40), got {value!r}")
         self.F = jitter_table(machine.jitter_sigma)
         self.F_ipi = jitter_table(machine.ipi_jitter_sigma)
         self.tlb_gen_xfer = c.tlb_gen_xfer.table()

@@ -9,6 +9,7 @@ class: ``smt`` (hyper-thread sibling), ``core`` (another core of the same socket
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -21,6 +22,9 @@ DIST_SELF, DIST_SMT, DIST_CORE, DIST_SOCKET = 0, 1, 2, 3
 DISTANCE_NAMES = ("self", "smt", "core", "socket")
 
 PLACEMENTS = ("smt", "core", "socket")
+# The largest base cost of one event, in cycles: a second at 100 GHz.  Anything larger (or
+# NaN/inf) is a typo, and would overflow the engine's int64 cycle counters.
+MAX_COST = 1e8
 # How the local APIC sends an IPI to a mask of CPUs (arch/x86/kernel/apic/):
 #   x2apic_phys    x2apic_phys.c  __x2apic_send_IPI_mask(): one ICR write (an MSR write) per target
 #   x2apic_cluster x2apic_cluster.c __x2apic_send_IPI_mask(): one ICR write per cluster of
@@ -179,13 +183,14 @@ class Machine:
         if self.dirty_walk not in DIRTY_WALKS:
             raise ConfigError(f"{prefix}.dirty_walk", f"must be one of {', '.join(DIRTY_WALKS)}, got {self.dirty_walk!r}")
         for key in ("jitter_sigma", "ipi_jitter_sigma"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
+            if not 0.0 <= getattr(self, key) <= 1.0:  # (NaN fails this too)
                 raise ConfigError(f"{prefix}.{key}", "must be a number in [0, 1]")
         for f in fields(Costs):
             value = getattr(self.costs, f.name)
             values = dataclasses.astuple(value) if isinstance(value, ByDistance) else (value,)
-            if any(v < 0 for v in values):
-                raise ConfigError(f"{prefix}.costs.{f.name}", "costs are cycles and must be >= 0")
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v <= MAX_COST for v in values):
+                raise ConfigError(f"{prefix}.costs.{f.name}",
+                                  f"costs are cycles: finite numbers in [0, {MAX_COST:.0e}], got {value!r}")
         return self
 
     @classmethod

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from study.analysis.load import read_json
 from study.errors import ConfigError
+from study.runner.outdir import verify_files
 
 
 @dataclass
@@ -39,17 +41,25 @@ class Inputs:
 
 
 def load(out: Path) -> Inputs:
+    """The analysis files, checked whole: every file must match the hash analysis.json records."""
     path = Path(out) / "analysis"
     summary_path = path / "analysis.json"
     if not summary_path.exists():
         raise ConfigError("report", f"no analysis at {summary_path}; run `python -m study analyze` first")
-    summary = json.loads(summary_path.read_text())
+    summary = read_json(summary_path, "report")
+    if not isinstance(summary, dict) or not isinstance(summary.get("metrics"), dict):
+        raise ConfigError("report", f"{summary_path} is not an analysis summary (no metrics); "
+                                    "rerun `python -m study analyze`")
+    verify_files(path, summary, "report")
     tables = {}
-    for name, file in sorted(summary.get("tables", {}).items()):
-        tables[name] = _read_csv(path / file)
-    for record in summary.get("plots", []):
-        if record.get("csv"):
-            tables[f"plot:{record['name']}"] = _read_csv(path / "plots" / record["csv"])
+    try:
+        for name, file in sorted(summary.get("tables", {}).items()):
+            tables[name] = _read_csv(path / file)
+        for record in summary.get("plots", []):
+            if record.get("csv"):
+                tables[f"plot:{record['name']}"] = _read_csv(path / "plots" / record["csv"])
+    except (AttributeError, KeyError, TypeError) as err:
+        raise ConfigError("report", f"{summary_path} lists its tables or plots wrongly ({err!r})") from None
     return Inputs(path=path, summary=summary, tables=tables)
 
 
@@ -62,3 +72,6 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.read_csv(path, dtype=ID_COLUMNS)
     except pd.errors.EmptyDataError:  # a table with no rows and no header
         return pd.DataFrame()
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise ConfigError("report", f"{path} cannot be read as CSV ({type(err).__name__}); "
+                                    "rerun `python -m study analyze`") from None

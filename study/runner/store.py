@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -18,7 +19,13 @@ from typing import Callable
 import numpy as np
 
 import study
-from study.workloads.result import CellResult
+from study.workloads.result import COUNTERS, LABELS, CellResult
+
+# Every metric name a cell result may hold (CellResult's docstring): anything else in a
+# cache file was not written by this code.
+KNOWN_METRICS = frozenset(
+    ["total_cycles_per_round", "initiator_cycles_per_round", "other_cycles_per_round", "stolen_cycles_per_round"]
+    + [f"{kind}_{label}" for kind in ("lat", "strict_share") for label in LABELS])
 
 # The modules whose code decides a cell's numbers.
 CODE_PACKAGES = ("engine", "workloads", "policies")
@@ -42,7 +49,8 @@ def code_fingerprint(simulate: Callable | None = None) -> str:
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # the pid in the name tells a live writer's temp file from a dead one's (outdir.remove_stale_temps)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -72,31 +80,72 @@ class CellStore:
         arrays |= {f"counter.{k}": np.asarray(v) for k, v in result.counters.items()}
         arrays |= {f"sample.{k}": np.asarray(v) for k, v in result.samples.items()}
         meta = {"cell_id": cell_id, "code": self.fingerprint,
-                "replicates": result.replicates, "rounds": result.rounds}
+                "replicates": int(result.replicates), "rounds": int(result.rounds),
+                "shapes": {k: list(v.shape) for k, v in sorted(arrays.items())},
+                "sha256": arrays_digest(arrays)}
         arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
 
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
 
-        atomic_write(self.path(cell_id), write)
+        path = self.path(cell_id)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)  # something foreign sits where the cell goes: the cell wins
+        atomic_write(path, write)
 
-    def load(self, cell_id: str) -> CellResult | None:
-        """The cached result, or None when absent, unreadable or from other code."""
+    def load(self, cell_id: str, replicates: tuple[int, int] | None = None) -> CellResult | None:
+        """The cached result, or None when absent, unreadable, altered or from other code.
+
+        The file must name this cell and this code, hold arrays of the shapes its metadata
+        records (one value per replicate for metrics and counters), match the checksum of
+        its arrays, and, when ``replicates`` = (low, high) is given, have that many
+        replicates.  Anything else is recomputed: never trusted, never fatal.
+        """
         path = self.path(cell_id)
         if not path.is_file():
             return None
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
-                if meta.get("cell_id") != cell_id or meta.get("code") != self.fingerprint:
+                if not isinstance(meta, dict) or meta.get("cell_id") != cell_id or meta.get("code") != self.fingerprint:
                     return None
-                parts: dict[str, dict[str, np.ndarray]] = {"metric": {}, "counter": {}, "sample": {}}
-                for key in data.files:
-                    kind, _, name = key.partition(".")
-                    if kind in parts:
-                        parts[kind][name] = data[key]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                n, rounds = meta["replicates"], meta["rounds"]
+                if not (type(n) is int and type(rounds) is int and n >= 1 and rounds >= 1):
+                    return None
+                if replicates is not None and not replicates[0] <= n <= replicates[1]:
+                    return None
+                arrays = {key: data[key] for key in data.files if key != "meta"}
+            shapes = meta["shapes"]
+            if sorted(arrays) != sorted(shapes) or meta["sha256"] != arrays_digest(arrays):
+                return None
+            parts: dict[str, dict[str, np.ndarray]] = {"metric": {}, "counter": {}, "sample": {}}
+            for key, array in arrays.items():
+                kind, _, name = key.partition(".")
+                if kind not in parts or list(array.shape) != shapes[key]:
+                    return None
+                if kind in ("metric", "counter") and array.shape != (n,):
+                    return None
+                if kind == "sample" and (array.ndim != 1 or name not in LABELS):
+                    return None
+                if kind == "counter" and name not in COUNTERS:
+                    return None
+                if kind == "metric" and name not in KNOWN_METRICS:
+                    return None
+                if array.dtype.kind not in "biuf":  # numbers only, never objects
+                    return None
+                parts[kind][name] = array
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, AttributeError):
             return None  # a torn or foreign file is recomputed, never trusted
-        return CellResult(replicates=meta["replicates"], rounds=meta["rounds"],
+        return CellResult(replicates=n, rounds=rounds,
                           metrics=parts["metric"], counters=parts["counter"], samples=parts["sample"])
+
+
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of ``arrays`` (sorted by name)."""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()

@@ -7,7 +7,6 @@ rebuilt in grid order from the cache, so they are the same whoever computed whic
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,10 +18,11 @@ from tqdm import tqdm
 
 from study.config import ConfigError, Settings, compose, validate
 from study.runner import provenance
-from study.runner.executor import RayExecutor
+from study.runner.executor import ChunkFailure, RayExecutor, check_address
 from study.runner.grid import GridCell, expand
 from study.runner.replicate import Simulate, default_simulate
-from study.runner.store import CellStore, atomic_write_text, code_fingerprint
+from study.runner.outdir import DirLock, check_output_dir, commit_files, recover, remove_stale_temps
+from study.runner.store import CellStore, code_fingerprint
 from study.runner.tables import FORMAT_VERSION, calls_table, cells_table, replicates_table, write_csv, write_parquet
 
 Log = Callable[[str], None]
@@ -42,6 +42,7 @@ class Plan:
     cells: list[GridCell]
     duplicates: int
     expand_seconds: float
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -70,8 +71,22 @@ def plan(overrides: list[str], conf_dir: Path | str | None = None) -> Plan:
     settings = validate(cfg)
     if settings.sweep is None:
         raise ConfigError("sweep", "no sweep selected; choose one, e.g. sweep=quick")
-    cells, duplicates = expand(settings.sweep, list(overrides), conf_dir)
-    return Plan(list(overrides), cfg, settings, cells, duplicates, time.perf_counter() - start)
+    # where the tables go, before any work: a file in the way, a read-only or too long path
+    check_output_dir(Path(settings.run.output_dir) / "sweep" / settings.sweep.name, "run.output_dir")
+    if settings.ray.address:
+        check_address(settings.ray.address)
+    warnings: list[str] = []
+    cells, duplicates = expand(settings.sweep, list(overrides), conf_dir, settings.limits, warnings)
+    return Plan(list(overrides), cfg, settings, cells, duplicates, time.perf_counter() - start, warnings)
+
+
+class SweepFailed(RuntimeError):
+    """Some chunks failed for good; the others finished and are cached."""
+
+    def __init__(self, failed_cells: int, kept: int, total: int, reason: str):
+        self.failed_cells, self.kept, self.total, self.reason = failed_cells, kept, total, reason
+        super().__init__(f"{failed_cells} of {total} cells failed ({reason}); {kept} finished cells are kept "
+                         "and reused by the next run")
 
 
 def run(plan: Plan, executor=None, simulate: Simulate | None = None, log: Log = _stderr,
@@ -79,18 +94,36 @@ def run(plan: Plan, executor=None, simulate: Simulate | None = None, log: Log = 
     """Run the cells a previous run has not finished, then write the tables and manifest.
 
     ``executor`` defaults to a RayExecutor built from the ``ray`` settings; ``simulate``
-    defaults to the executor's, else the engine's simulate_cell.
+    defaults to the executor's, else the engine's simulate_cell.  The sweep directory is
+    locked for the whole run (a second writer gets BusyError) and its tables are committed
+    as one set (outdir.commit_files): after any crash the directory holds the previous
+    complete set or the new one, and readers refuse anything else.
     """
+    out = plan.directory
+    check_output_dir(out, "run.output_dir")
+    with DirLock(out, "run.output_dir"):
+        return _run_locked(plan, executor, simulate, log, progress)
+
+
+def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Outcome:
     start = time.perf_counter()
     out = plan.directory
+    if executor is None:  # built now (Ray starts only when there is work): its engine names the cache
+        executor = RayExecutor(plan.settings.ray.address, plan.settings.ray.num_cpus, simulate)
     simulate = simulate or getattr(executor, "simulate", None)
     fingerprint = code_fingerprint(simulate or default_simulate())
     store = CellStore(out / "cells", fingerprint)
+    note = recover(out)
+    if note:
+        log(f"sweep {plan.name}: {note} left by a killed run")
     for directory in (out, store.directory):
-        for stale in directory.glob(".*.tmp") if directory.is_dir() else ():
-            stale.unlink(missing_ok=True)  # torn writes of a killed run
+        remove_stale_temps(directory)  # torn writes of a killed run (their writer is gone)
 
-    results = {gc.cell.cell_id: cached for gc in plan.cells if (cached := store.load(gc.cell.cell_id)) is not None}
+    results = {}
+    for gc in plan.cells:
+        cached = store.load(gc.cell.cell_id, expected_replicates(gc.cell))
+        if cached is not None:
+            results[gc.cell.cell_id] = cached
     todo = [gc.cell for gc in plan.cells if gc.cell.cell_id not in results]
     reused = len(results)
     log(f"sweep {plan.name}: {len(plan.cells)} cells"
@@ -100,59 +133,82 @@ def run(plan: Plan, executor=None, simulate: Simulate | None = None, log: Log = 
     compute_start = time.perf_counter()
     executor_info, seconds = {"executor": None}, {}
     if todo:
-        if executor is None:
-            executor = RayExecutor(plan.settings.ray.address, plan.settings.ray.num_cpus, simulate)
-        executor_info, seconds = _compute(plan, todo, executor, store, results, progress)
+        executor_info, seconds, failures = _compute(plan, todo, executor, store, results, progress)
+        if failures:
+            failed = sum(n for n, _ in failures)
+            raise SweepFailed(failed, len(results), len(plan.cells), failures[0][1])
     compute_seconds = time.perf_counter() - compute_start
 
     write_start = time.perf_counter()
     rows = [(gc, results[gc.cell.cell_id]) for gc in plan.cells]
     meta = table_meta(plan, fingerprint)
     cells_frame = cells_table(plan.name, rows)
-    write_parquet(cells_frame, out / "cells.parquet", meta)
-    write_csv(cells_frame, out / "cells.csv")
-    write_parquet(replicates_table(rows), out / "replicates.parquet", meta)
-    write_parquet(calls_table(rows), out / "calls.parquet", meta)
-    timings = {"expand_s": plan.expand_seconds, "compute_s": compute_seconds,
-               "write_s": time.perf_counter() - write_start,
-               "total_s": plan.expand_seconds + time.perf_counter() - start}
-    manifest = {
-        **meta,
-        "description": plan.settings.sweep.description,
-        "overrides": plan.overrides,
-        "duplicates_dropped": plan.duplicates,
-        "cells": [{"cell_id": gc.cell.cell_id, "pair_id": gc.cell.pair_id, "grid": gc.grid,
-                   "point": dict(gc.point), "machine": gc.cell.machine.name, "kernel": gc.cell.kernel.name,
-                   "workload": gc.cell.workload.name, "policy": gc.cell.policy.name,
-                   "replicates": results[gc.cell.cell_id].replicates,
-                   "compute_s": seconds.get(gc.cell.cell_id)} for gc in plan.cells],
-        "cells_reused": reused,
-        "cells_computed": len(todo),
-        "executor": executor_info,
-        "host": provenance.host(),
-        "timings": timings,
-        "tables": {"cells": "cells.parquet", "cells_csv": "cells.csv", "replicates": "replicates.parquet",
-                   "calls": "calls.parquet", "cache": "cells/<cell_id>.npz"},
-    }
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
-    log(f"sweep {plan.name}: wrote {out} ({len(todo)} computed, {reused} reused, {timings['total_s']:.1f} s)")
-    return Outcome(out, len(plan.cells), reused, len(todo), timings)
+    frames = {"cells.parquet": cells_frame, "replicates.parquet": replicates_table(rows),
+              "calls.parquet": calls_table(rows)}
+
+    def make_manifest(hashes: dict[str, str]) -> dict:
+        timings = {"expand_s": plan.expand_seconds, "compute_s": compute_seconds,
+                   "write_s": time.perf_counter() - write_start,
+                   "total_s": plan.expand_seconds + time.perf_counter() - start}
+        return {
+            **meta,
+            "description": plan.settings.sweep.description,
+            "overrides": plan.overrides,
+            "duplicates_dropped": plan.duplicates,
+            "cells": [{"cell_id": gc.cell.cell_id, "pair_id": gc.cell.pair_id, "grid": gc.grid,
+                       "point": dict(gc.point), "machine": gc.cell.machine.name,
+                       "kernel": gc.cell.kernel.name,
+                       "workload": gc.cell.workload.name, "policy": gc.cell.policy.name,
+                       "replicates": results[gc.cell.cell_id].replicates,
+                       "compute_s": seconds.get(gc.cell.cell_id)} for gc in plan.cells],
+            "cells_reused": reused,
+            "cells_computed": len(todo),
+            "executor": executor_info,
+            "host": provenance.host(),
+            "timings": timings,
+            "tables": {"cells": "cells.parquet", "cells_csv": "cells.csv", "replicates": "replicates.parquet",
+                       "calls": "calls.parquet", "cache": "cells/<cell_id>.npz"},
+        }
+
+    writers = {name: (lambda path, frame=frame: write_parquet(frame, path, meta, atomic=False))
+               for name, frame in frames.items()}
+    writers["cells.csv"] = lambda path: write_csv(cells_frame, path, atomic=False)
+    commit_files(out, writers, "manifest.json", make_manifest)
+    total = plan.expand_seconds + time.perf_counter() - start
+    log(f"sweep {plan.name}: wrote {out} ({len(todo)} computed, {reused} reused, {total:.1f} s)")
+    return Outcome(out, len(plan.cells), reused, len(todo),
+                   {"expand_s": plan.expand_seconds, "compute_s": compute_seconds, "total_s": total})
+
+
+def expected_replicates(cell) -> tuple[int, int]:
+    """How many replicates a finished cell may have: exactly run.replicates, or up to the adaptive cap."""
+    run = cell.run
+    return (run.replicates, max(run.replicates, run.max_replicates)) if run.adaptive else (run.replicates, run.replicates)
 
 
 def _compute(plan: Plan, todo, executor, store: CellStore, results: dict, progress: bool):
-    """Run ``todo`` in chunks, caching each cell as its chunk returns; (executor info, seconds)."""
+    """Run ``todo`` in chunks, caching each cell as its chunk returns.
+
+    Returns (executor info, seconds per cell, failures); a failure is (cells in the chunk,
+    reason) for a chunk that failed after its retries, while the other chunks went on.
+    """
     seconds: dict[str, float] = {}
+    failures: list[tuple[int, str]] = []
     chunks = make_chunks(todo, plan.settings.ray.cells_per_task)
     with executor, tqdm(total=len(todo), unit="cell", desc=f"sweep {plan.name}", file=sys.stderr,
                         mininterval=0.5, smoothing=0.1, disable=not progress) as bar:
         info = executor.describe()
-        for _, chunk in executor.run(chunks):
+        for index, chunk in executor.run(chunks):
+            if isinstance(chunk, ChunkFailure):
+                failures.append((len(chunks[index]), chunk.reason))
+                bar.update(len(chunks[index]))
+                continue
             for cell_id, result, elapsed in chunk:
                 store.save(cell_id, result)
                 results[cell_id] = result
                 seconds[cell_id] = elapsed
             bar.update(len(chunk))
-    return info, seconds
+    return info, seconds, failures
 
 
 def table_meta(plan: Plan, fingerprint: str) -> dict:

@@ -137,17 +137,24 @@ def calls_table(rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
     return frame.astype({"cell_id": "string", "label": "string", "latency": "int64"})
 
 
-def write_parquet(frame: pd.DataFrame, path: Path, meta: dict[str, Any]) -> None:
-    """Atomically write ``frame`` with ``meta`` as the schema's ``study`` metadata."""
+def write_parquet(frame: pd.DataFrame, path: Path, meta: dict[str, Any], atomic: bool = True) -> None:
+    """Write ``frame`` with ``meta`` as the schema's ``study`` metadata (atomically unless
+    ``atomic`` is false: a staging directory that is committed whole needs no temp names)."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[b"study"] = json.dumps(meta, sort_keys=True).encode()
     table = table.replace_schema_metadata(schema_meta)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    if atomic:
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    else:
+        pq.write_table(table, path)
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+def write_csv(frame: pd.DataFrame, path: Path, atomic: bool = True) -> None:
+    if atomic:
+        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    else:
+        frame.to_csv(path, index=False)
 
 
 def read_meta(path: Path) -> dict[str, Any]:

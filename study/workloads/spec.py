@@ -9,6 +9,11 @@ from study.engine.machine import PLACEMENTS, Machine, build_dataclass
 from study.errors import ConfigError
 
 
+# More TLB entries than any x86 STLB holds (a few thousand) by far; the bound keeps refill
+# cycles (working_set x page_walk per full flush) inside the int64 counters.
+MAX_WORKING_SET = 1 << 20
+
+
 @dataclass(frozen=True)
 class WorkloadSpec:
     """Knobs common to every workload."""
@@ -44,8 +49,9 @@ class WorkloadSpec:
             )
         if not 1 <= self.pages <= 512:
             raise ConfigError(f"{prefix}.pages", f"must be between 1 and 512, got {self.pages}")
-        if self.working_set < 0:
-            raise ConfigError(f"{prefix}.working_set", f"must be >= 0 TLB entries, got {self.working_set}")
+        if not 0 <= self.working_set <= MAX_WORKING_SET:
+            raise ConfigError(f"{prefix}.working_set",
+                              f"must be between 0 and {MAX_WORKING_SET} TLB entries, got {self.working_set}")
         for key in self._ratios():
             value = getattr(self, key)
             if not 0.0 <= value <= 1.0:
@@ -90,10 +96,10 @@ class UffdWp(WorkloadSpec):
         super().validate(machine, prefix)
         if self.threads < 2:
             raise ConfigError(f"{prefix}.threads", "uffd_wp needs >= 2 threads (a monitor and an application thread)")
-        if self.writes_per_round < 1:
-            raise ConfigError(f"{prefix}.writes_per_round", f"must be >= 1, got {self.writes_per_round}")
-        if self.fault_roundtrip < 0:
-            raise ConfigError(f"{prefix}.fault_roundtrip", "must be >= 0 cycles")
+        if not 1 <= self.writes_per_round <= 100_000:
+            raise ConfigError(f"{prefix}.writes_per_round", f"must be between 1 and 100000, got {self.writes_per_round}")
+        if not 0 <= self.fault_roundtrip <= 100_000_000:
+            raise ConfigError(f"{prefix}.fault_roundtrip", f"must be between 0 and 1e8 cycles, got {self.fault_roundtrip}")
         return self
 
     def _ratios(self):
