@@ -268,8 +268,10 @@ static int uffd_resolve_pending(void)
 		if (msg.event != UFFD_EVENT_PAGEFAULT || !(msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP))
 			continue;
 		unsigned long addr = msg.arg.pagefault.address & ~(PAGE - 1);
+		/* no sample_others() here: the writer sleeps in handle_userfault() until this
+		 * unprotect wakes it (its CPU lazy or running another task), which the model's
+		 * uffd_wp workload represents explicitly */
 		struct uffdio_writeprotect wp = {.range = {addr, PAGE}, .mode = 0};
-		sample_others();
 		uint64_t t0 = t_start();
 		if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp)) die("UFFDIO_WRITEPROTECT unprotect");
 		book(L_UNPROT, t_stop() - t0);
