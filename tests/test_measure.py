@@ -189,7 +189,7 @@ def test_calibrate_from_a_directory_without_a_measurement_is_one_line(tmp_path, 
 
 def test_on_cpu_share_per_trial_comes_from_the_heartbeat_samples():
     from study.measure.run import to_result
-    trial = {"trial": 0, "rounds": 10, "cycles": 1000, "spins": 10, "off_cycles": 250, "watchers": 1,
+    trial = {"trial": 0, "rounds": 10, "cycles": 1000, "spins": 10, "off_cycles": 250, "watchers": 1, "spinners": 1,
              "on_samples": 20, "on_hits": 5, "labels": {"mprotect_ro": {"n": 10, "sum": 1000.0, "out": 0,
                                                                          "samples": [100] * 10}},
              "tlb": [0, 7], "cal": [0, 0]}
@@ -199,8 +199,11 @@ def test_on_cpu_share_per_trial_comes_from_the_heartbeat_samples():
     np.testing.assert_allclose(res.metrics["other_on_cpu_share_spins"], [0.5, 0.5])
     # the TLB row is a separate, measured column
     np.testing.assert_allclose(res.metrics["tlb_per_call"], [0.7, 0.7])
-    alone = to_result([dict(trial, watchers=0, on_samples=0, on_hits=0)], rounds=10, timer_overhead=0.0)
+    alone = to_result([dict(trial, watchers=0, spinners=0, on_samples=0, on_hits=0)], rounds=10, timer_overhead=0.0)
     assert np.isnan(alone.metrics["other_on_cpu_share"]).all()
+    # uffd_wp's writers watch but do not spin: no spin-rate estimate
+    writers = to_result([dict(trial, spinners=0)], rounds=10, timer_overhead=0.0, spin_rate=0.02)
+    assert np.isnan(writers.metrics["other_on_cpu_share_spins"]).all()
 
 
 def test_calibration_predicts_shootdowns_from_the_on_cpu_share_never_from_the_tlb_row():

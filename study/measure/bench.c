@@ -132,6 +132,7 @@ static int recording;
 static uint64_t gap_cycles = ~0ULL;
 static atomic_ulong off_cycles;        /* summed over the other threads */
 static atomic_int watchers;            /* other threads that track their gaps */
+static atomic_int spinners;            /* of those, the busy loops counting spin_work */
 /* Each watching thread's last TSC read (its heartbeat).  After each flushing call thread 0
  * looks at them (sample_others(), just before its timed flushing calls, outside the timed region): a heartbeat older than gap_cycles means that thread is off its CPU now.
  * The share of such samples that found it on its CPU is the on-CPU share AT THE FLUSHES,
@@ -324,6 +325,7 @@ static void *other_main(void *arg)
 		 * descheduled (then kvm_flush_tlb_multi() flags it instead of sending an IPI) */
 		uint64_t last = __builtin_ia32_rdtsc();
 		atomic_fetch_add(&watchers, 1);
+		atomic_fetch_add(&spinners, 1);
 		while (!atomic_load_explicit(&stop_threads, memory_order_relaxed)) {
 			spin_work++;
 			watch(&last, o->index);
@@ -404,8 +406,8 @@ static void print_trial(long trial, const long *tlb0, const long *cal0, const lo
 	/* spins: iterations of the busy threads' loop during the trial (0: they never ran);
 	 * off: their cycles off the CPU (gaps longer than gap_cycles), summed over watchers */
 	printf("{\"trial\":%ld,\"rounds\":%ld,\"cycles\":%lu,\"spins\":%lu,\"off_cycles\":%lu,\"watchers\":%d,"
-	       "\"on_samples\":%ld,\"on_hits\":%ld,\"labels\":{", trial, rounds, (unsigned long)cycles, spins, off,
-	       atomic_load(&watchers), on_samples, on_hits);
+	       "\"spinners\":%d,\"on_samples\":%ld,\"on_hits\":%ld,\"labels\":{", trial, rounds, (unsigned long)cycles,
+	       spins, off, atomic_load(&watchers), atomic_load(&spinners), on_samples, on_hits);
 	int first = 1;
 	for (int l = 0; l < N_LABELS; l++) {
 		struct book *b = &books[l];

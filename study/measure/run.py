@@ -133,8 +133,8 @@ def to_result(trials: list[dict], rounds: int, timer_overhead: float, spin_rate:
         min(max(1.0 - t.get("off_cycles", 0) / (t["watchers"] * max(t["cycles"], 1)), 0.0), 1.0)
         if t.get("watchers") else np.nan for t in trials])
     res.metrics["other_on_cpu_share_spins"] = np.array([
-        min(t.get("spins", 0) / (t["watchers"] * max(t["cycles"], 1) * spin_rate), 1.0)
-        if t.get("watchers") and spin_rate > 0 else np.nan for t in trials])
+        min(t.get("spins", 0) / (t["spinners"] * max(t["cycles"], 1) * spin_rate), 1.0)
+        if t.get("spinners") and spin_rate > 0 else np.nan for t in trials])
     # cycles of the timed calls per round (the initiator's, and the writers' for uffd_wp)
     res.metrics[CellResult.MAIN_METRIC] = total / rounds
     res.counters = {"tlb_received": tlb.astype(np.int64), "cal_received": cal.astype(np.int64)}
