@@ -24,12 +24,12 @@ QUIET = Machine(name="quiet", sockets=1, cores_per_socket=8, smt=1, jitter_sigma
 R = 3
 
 
-def steps(machine, threads, ops, pages=40, working_set=0, placement="core", u_hook=None):
+def steps(machine, threads, ops, pages=40, working_set=0, placement="core", u_hook=None, on_cpu_share=1.0):
     """Run ``ops`` [(kind, cpu, lo, n, arg)] on both engines; return (per-step latencies, counters)."""
     cpus = placement_cpus(machine, threads, placement)
     out = []
     for Engine in (VectorEngine, ScalarBatch):
-        engine = Engine(machine, STRICT, cpus, pages, R, working_set=working_set)
+        engine = Engine(machine, STRICT, cpus, pages, R, working_set=working_set, on_cpu_share=on_cpu_share)
         rng = np.random.default_rng(7)
         lats = []
         for i, (kind, cpu, lo, n, arg) in enumerate(ops):
@@ -227,3 +227,58 @@ def test_bad_machine_facts_name_their_key(data, key):
     with pytest.raises(ConfigError) as err:
         Machine.from_dict(data)
     assert key in str(err.value)
+
+
+# ------------------------------------------------------------------ threads off their CPUs
+
+
+def off_cpu(step_off, target_slot=1):
+    """The target's preempt slot draw: inside the off-CPU window at step ``step_off``
+    (draw 0; no vCPU preemption here), outside it at every other step."""
+    def hook(i, u):
+        u[K.preempt_slot(2, target_slot)] = 0 if i == step_off else (1 << 16) - 1
+    return hook
+
+
+@pytest.mark.parametrize("machine", [QUIET, dataclasses.replace(KVM, vcpu_preempted_share=0.0)],
+                         ids=["bare", "kvm_pv"])
+def test_a_thread_off_its_cpu_gets_no_ipi_and_flushes_when_it_runs_again(machine):
+    ws = 50
+    # the target caches page 0, the initiator write-protects it (strict), the target reads it
+    ops = [(OP_ACCESS, 1, 0, 1, 0), (OP_MPROTECT, 0, 0, 1, 0), (OP_ACCESS, 1, 0, 1, 0)]
+    lat_o, cnt_o, eng = steps(machine, 2, ops, working_set=ws, u_hook=off_cpu(1), on_cpu_share=0.5)
+    lat_r, cnt_r, _ = steps(machine, 2, ops, working_set=ws, u_hook=off_cpu(-1), on_cpu_share=0.5)
+    # should_flush_tlb(): another mm loaded there, no IPI, no shootdown
+    assert cnt_o["ipis"] == 0 and cnt_o["shootdowns"] == 0 and cnt_o["off_cpu_skipped"] == 1
+    assert cnt_r["ipis"] == 1 and cnt_r["shootdowns"] == 1 and cnt_r["off_cpu_skipped"] == 0
+    assert lat_o[1] < lat_r[1]
+    # its next access switches the mm back in first: switch_mm_irqs_off() with a full flush
+    # (its generation was behind) and the tlb_gen line, then refills its working set
+    c = machine.costs
+    assert lat_o[2] == c.context_switch + c.flush_full + c.tlb_gen_xfer.core + ws * c.page_walk + c.page_walk
+    assert lat_r[2] == c.page_walk
+    assert cnt_o["local_full"] == cnt_r["local_full"] + 1
+    assert (eng.local_gen[1] == eng.tlb_gen).all() and not eng.off_cpu.any()
+
+
+def test_a_thread_back_on_its_cpu_before_the_next_flush_caught_up_when_it_switched_in():
+    # off at the first write-protect, back (drawn on its CPU) at the second flush: it switched
+    # the mm in between (full flush, generation caught up to the first), then takes the IPI,
+    # a partial flush by the generation rule
+    ops = [(OP_MPROTECT, 0, 0, 1, 0), (OP_MPROTECT, 0, 0, 1, 1)]
+    _, cnt, eng = steps(QUIET, 2, ops, u_hook=off_cpu(0), on_cpu_share=0.5)
+    _, cnt_on, eng_on = steps(QUIET, 2, ops, u_hook=off_cpu(-1), on_cpu_share=0.5)
+    assert cnt["off_cpu_skipped"] == 1 and cnt["ipis"] == 1 and cnt["remote_partial"] == 1
+    assert cnt_on["ipis"] == 2 and cnt_on["remote_partial"] == 2
+    c = QUIET.costs
+    assert eng.stolen[0] - eng_on.stolen[0] == (c.context_switch + c.flush_full) - (
+        c.irq_entry_exit + c.tlb_gen_xfer.core + c.invlpg)
+    assert not eng.off_cpu.any() and (eng.local_gen[1] == eng.tlb_gen).all()
+
+
+def test_on_cpu_share_one_draws_nothing_new():
+    # the default changes no random stream: every draw outside the (empty) window
+    ops = [(OP_ACCESS, 1, 0, 1, 0), (OP_MPROTECT, 0, 0, 1, 0), (OP_ACCESS, 1, 0, 1, 1)]
+    a = steps(QUIET, 2, ops, u_hook=off_cpu(1), on_cpu_share=1.0)[:2]
+    b = steps(QUIET, 2, ops, u_hook=off_cpu(-1))[:2]
+    assert a == b and a[1]["ipis"] == 1

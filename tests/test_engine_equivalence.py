@@ -54,15 +54,17 @@ def assert_same(vec, ref, outs_v, outs_r):
 @settings(max_examples=60, deadline=None)
 @given(machine=machines, policy=policies, kernel=kernels, threads=st.integers(1, 18), pages=st.integers(1, 5),
        placement=st.sampled_from(["smt", "core", "socket"]), seed=st.integers(0, 2**32 - 1),
-       working_set=st.sampled_from([0, 7]))
-def test_random_interleavings_agree(machine, policy, kernel, threads, pages, placement, seed, working_set):
+       working_set=st.sampled_from([0, 7]), on_cpu=st.sampled_from([1.0, 0.6, 0.0]))
+def test_random_interleavings_agree(machine, policy, kernel, threads, pages, placement, seed, working_set, on_cpu):
     threads = min(threads, machine.n_cpus)
     cpus = placement_cpus(machine, threads, placement)
     lazy = np.random.default_rng(seed).random(threads) < 0.3
     lazy[0] = False
     R = 6
-    vec = VectorEngine(machine, policy, cpus, pages, R, working_set=working_set, lazy=lazy, kernel=kernel)
-    ref = ScalarBatch(machine, policy, cpus, pages, R, working_set=working_set, lazy=lazy, kernel=kernel)
+    vec = VectorEngine(machine, policy, cpus, pages, R, working_set=working_set, lazy=lazy, kernel=kernel,
+                       on_cpu_share=on_cpu)
+    ref = ScalarBatch(machine, policy, cpus, pages, R, working_set=working_set, lazy=lazy, kernel=kernel,
+                      on_cpu_share=on_cpu)
     outs_v = run_random(vec, np.random.default_rng(seed), 40, lazy=lazy)
     outs_r = run_random(ref, np.random.default_rng(seed), 40, lazy=lazy)
     assert_same(vec, ref, outs_v, outs_r)
@@ -74,14 +76,15 @@ workloads = st.one_of(
               lazy_share=st.sampled_from([0.0, 0.5]), lazy_wake_rate=st.sampled_from([0.0, 0.5]),
               remote_access_rate=st.sampled_from([0.0, 0.7]),
               remote_write_share=st.sampled_from([0.0, 0.5, 1.0]),
+              on_cpu_share=st.sampled_from([1.0, 0.5]),
               placement=st.sampled_from(["smt", "core", "socket"])),
     st.builds(UffdWp, threads=st.integers(2, 6), pages=st.integers(1, 4), dirty_ratio=st.sampled_from([0.0, 1.0]),
               lazy_share=st.sampled_from([0.0, 0.5]), lazy_wake_rate=st.sampled_from([0.0, 1.0]),
               write_rate=st.sampled_from([0.3, 1.0]), writes_per_round=st.integers(1, 3),
-              write_likely=st.booleans(),
+              write_likely=st.booleans(), on_cpu_share=st.sampled_from([1.0, 0.5]),
               placement=st.sampled_from(["smt", "core", "socket"])),
     st.builds(MadvFree, threads=st.integers(1, 4), pages=st.integers(1, 6),
-              dirty_ratio=st.sampled_from([0.0, 0.1, 0.5, 1.0])),
+              dirty_ratio=st.sampled_from([0.0, 0.1, 0.5, 1.0]), on_cpu_share=st.sampled_from([1.0, 0.3])),
 )
 
 
@@ -96,7 +99,7 @@ def test_workloads_agree(workload, policy, kernel, seed, machine):
     results = []
     for Engine in (VectorEngine, ScalarBatch):
         engine = Engine(machine, policy, cpus, workload.pages, R, working_set=workload.working_set,
-                        lazy=lazy_cpus(workload), kernel=kernel)
+                        lazy=lazy_cpus(workload), kernel=kernel, on_cpu_share=workload.on_cpu_share)
         results.append(run_workload(engine, workload, rounds=5, seed=np.random.SeedSequence(seed)))
     vec, ref = results
     assert vec.metrics.keys() == ref.metrics.keys()

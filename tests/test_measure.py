@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -73,6 +74,13 @@ def test_tiny_grid_compiles_runs_and_writes_tables(measured, env):
     assert manifest["host"]["tsc_hz"] > 0
     assert len(manifest["loadavg_before"]) == 3 and len(manifest["loadavg_after"]) == 3
     assert manifest["uffd_wp"]["available"] in (True, False)
+    assert manifest["spin_rate_per_cycle"] > 0
+    # the other threads' on-CPU share at the flushes (heartbeat), per trial: a share where a
+    # busy thread watched, NaN where none did (1 thread, idle sleepers)
+    busy = cells["measure_cell"] == "mprotect_toggle/t2-core-busy/p1/d1"
+    for col in ("other_on_cpu_share.mean", "other_on_cpu_time_share.mean"):
+        assert cells.loc[busy, col].between(0.0, 1.0).all(), col
+        assert cells.loc[~busy, col].isna().all(), col
 
 
 @needs_cc
@@ -177,3 +185,52 @@ def test_calibrate_from_a_directory_without_a_measurement_is_one_line(tmp_path, 
     assert calibrate_cli.main(["--from", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --from:") and "python -m study measure" in err[0]
+
+
+def test_on_cpu_share_per_trial_comes_from_the_heartbeat_samples():
+    from study.measure.run import to_result
+    trial = {"trial": 0, "rounds": 10, "cycles": 1000, "spins": 10, "off_cycles": 250, "watchers": 1, "spinners": 1,
+             "on_samples": 20, "on_hits": 5, "labels": {"mprotect_ro": {"n": 10, "sum": 1000.0, "out": 0,
+                                                                         "samples": [100] * 10}},
+             "tlb": [0, 7], "cal": [0, 0]}
+    res = to_result([trial, dict(trial, on_hits=20, off_cycles=0)], rounds=10, timer_overhead=0.0, spin_rate=0.02)
+    np.testing.assert_allclose(res.metrics["other_on_cpu_share"], [0.25, 1.0])
+    np.testing.assert_allclose(res.metrics["other_on_cpu_time_share"], [0.75, 1.0])
+    np.testing.assert_allclose(res.metrics["other_on_cpu_share_spins"], [0.5, 0.5])
+    # the TLB row is a separate, measured column
+    np.testing.assert_allclose(res.metrics["tlb_per_call"], [0.7, 0.7])
+    alone = to_result([dict(trial, watchers=0, spinners=0, on_samples=0, on_hits=0)], rounds=10, timer_overhead=0.0)
+    assert np.isnan(alone.metrics["other_on_cpu_share"]).all()
+    # uffd_wp's writers watch but do not spin: no spin-rate estimate
+    writers = to_result([dict(trial, spinners=0)], rounds=10, timer_overhead=0.0, spin_rate=0.02)
+    assert np.isnan(writers.metrics["other_on_cpu_share_spins"]).all()
+
+
+def test_calibration_predicts_shootdowns_from_the_on_cpu_share_never_from_the_tlb_row():
+    import dataclasses
+
+    from study.calibration.host import Target, on_cpu_knob, simulate_targets
+    from study.engine.machine import Machine
+    from study.policies import STRICT
+    from study.workloads.spec import MprotectToggle
+
+    kvm = Machine(name="g", sockets=1, cores_per_socket=2, smt=1, virt="kvm", pv_send_ipi=True, pv_tlb_flush=True,
+                  vcpu_preempted_share=0.02)
+    assert on_cpu_knob(0.49, kvm) == pytest.approx(0.5)
+    assert on_cpu_knob(float("nan"), kvm) == 1.0 and on_cpu_knob(0.995, kvm) == 1.0
+    specs = {"c": MprotectToggle(threads=2, pages=1)}
+    size = dict(replicates=8, rounds=40, seed=3)
+
+    def shoot(on_cpu, tlb_share):
+        t = Target("c", "mprotect_ro", "fit", 5000.0, 4000.0, 6000.0, 5000.0, tlb_share, on_cpu)
+        return simulate_targets(kvm, specs, [t], STRICT, **size)[1][0]
+
+    # the measured TLB row does not move the prediction; the measured on-CPU share does
+    assert shoot(0.3, 0.0) == shoot(0.3, 0.9)
+    low, high = shoot(0.1, 0.5), shoot(0.9, 0.5)
+    assert low < high and 0.0 < low and high <= 1.0
+    # always on the CPU (the engine alone, no measured share) shoots down at every call but
+    # the preempted vCPUs' (vcpu_preempted_share)
+    t = Target("c", "mprotect_ro", "fit", 5000.0, 4000.0, 6000.0, 5000.0, 0.2, 0.3)
+    alone = simulate_targets(kvm, specs, [t], STRICT, measured_on_cpu=False, **size)[1][0]
+    assert alone > high and dataclasses.replace(specs["c"]).on_cpu_share == 1.0

@@ -21,9 +21,10 @@ INTERLEAVINGS = 40_000   # independent replicates, each its own random interleav
 STEPS = 40
 
 
-def violations(policy, machine=MACHINE, kernel=None, seed=7):
+def violations(policy, machine=MACHINE, kernel=None, seed=7, on_cpu_share=1.0):
     cpus = placement_cpus(machine, 4, "socket")
-    engine = VectorEngine(machine, policy, cpus, 3, INTERLEAVINGS, working_set=4, kernel=kernel)
+    engine = VectorEngine(machine, policy, cpus, 3, INTERLEAVINGS, working_set=4, kernel=kernel,
+                          on_cpu_share=on_cpu_share)
     run_random(engine, np.random.default_rng(seed), STEPS)
     return engine.counters
 
@@ -79,3 +80,19 @@ def test_no_violations_under_every_machine_fact(policy, facts):
     assert counters["prot_faults"].sum() > 1000
     if facts.get("pv_tlb_flush"):
         assert counters["pv_flush_deferred"].sum() > 1000   # the skipped-IPI path was exercised
+
+
+@pytest.mark.parametrize("policy", [STRICT, RELAXED], ids=lambda p: p.name)
+def test_no_violations_with_threads_off_their_cpus(policy):
+    # A thread off its CPU misses the shootdown (should_flush_tlb()) and keeps stale entries
+    # until switch_mm_irqs_off() flushes them on its return: never a write through them.
+    kvm = dataclasses.replace(MACHINE, **FACTS["kvm_pv_flush"])
+    for machine in (MACHINE, kvm):
+        counters = violations(policy, machine, on_cpu_share=0.4)
+        assert counters["violations"].sum() == 0
+        assert counters["off_cpu_skipped"].sum() > 1000   # the skipped-IPI path was exercised
+        assert counters["prot_faults"].sum() > 1000
+
+
+def test_unsafe_policy_is_caught_with_threads_off_their_cpus():
+    assert violations(UNSAFE, on_cpu_share=0.4)["violations"].sum() > 0

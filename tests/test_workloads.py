@@ -128,3 +128,17 @@ def test_lazy_cpus_skip_the_ipi_and_pay_a_full_flush_when_they_wake():
     # each wake-up finds the CPU behind mm->tlb_gen: one full flush per sleeper per round
     assert (res.counters["local_full"] == 2 * rounds).all()
     assert mean(res, "lat_lazy_wakeup") > HASWELL.costs.context_switch
+
+
+def test_uffd_writer_sleeps_through_the_unprotect_so_its_shootdown_skips_it():
+    # handle_userfault() puts the writer to sleep: its CPU is lazy when the monitor's
+    # unprotect (a strict RO->RW flush on mainline) looks, so only the protects shoot down
+    machine = Machine(name="m", sockets=1, cores_per_socket=2, smt=1)
+    spec = UffdWp(threads=2, pages=4, write_rate=1.0, writes_per_round=2)
+    rounds = 20
+    res = simulate_cell(machine, spec, STRICT, replicates=8, rounds=rounds, seed=np.random.SeedSequence(5),
+                        kernel=MAINLINE)
+    c = res.counters
+    assert (c["uffd_faults"] > rounds).all()
+    assert (c["strict_flushes"] >= rounds + c["uffd_faults"]).all()   # unprotects flush too
+    assert (c["ipis"] <= rounds).all() and (c["ipis"] > 0).all()     # but only protects send IPIs

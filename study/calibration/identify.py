@@ -7,6 +7,13 @@ combination of parameters moves the data, and a Gaussian approximation of the po
 (data noise ``sigma`` in log units, prior sd ``prior_sd`` in prior units) says how much
 each single parameter's uncertainty shrinks from its prior: ``shrink`` near 0 means the
 data pin it, near 1 means only the prior sets it.  Reusable by any fit in this package.
+
+Not yet unified with study.calibration.fit.Identifiability (the seed fit's table: Jacobian
+by central differences in log-cost units, a singular-value threshold and per-parameter
+pinned shares, which the report's seed section and calibration.json read field by field).
+One implementation would take this module's Jacobian-in-prior-units and posterior, and
+give the seed fit its threshold view on top; left for a change that can re-check the
+report's seed section.
 """
 
 from __future__ import annotations

@@ -89,7 +89,9 @@ def main(argv: list[str]) -> int:
             continue
         done = bench_run.run_cell(binary, cell, trials=config.trials, rounds=config.rounds, warmup=config.warmup,
                                   max_samples=config.max_samples, seed=config.seed, timer_overhead=overhead,
-                                  nice=config.nice, outlier=int(config.outlier_us * 1e-6 * facts.tsc_hz))
+                                  nice=config.nice, outlier=int(config.outlier_us * 1e-6 * facts.tsc_hz),
+                                  gap=int(config.off_cpu_gap_us * 1e-6 * facts.tsc_hz),
+                                  spin_rate=float(probe.get("spin_rate", 0.0)))
         if done.result is None:
             skipped[cell.name] = done.skipped
             continue
@@ -124,6 +126,7 @@ def main(argv: list[str]) -> int:
         "machine": dataclasses.asdict(machine),
         "unmodelled_facts": list(UNMODELLED_FACTS),
         "timer_overhead_cycles": overhead,
+        "spin_rate_per_cycle": float(probe.get("spin_rate", 0.0)),
         "uffd_wp": {"available": bool(probe["uffd_wp"]), "reason": probe["uffd_reason"]},
         "skipped": skipped,
         "build": build_info,
@@ -143,7 +146,7 @@ def main(argv: list[str]) -> int:
     write_parquet(calls_table(rows), target / "calls.parquet", meta)
     write_json_atomic(target / "manifest.json", manifest)
     print(f"\n{'cell':40s} {'call':13s} {'cycles/call':>11s} {'95% CI':>17s} {'median':>8s} {'p99':>8s} "
-          f"{'TLB/call':>8s} {'CAL/call':>8s}")
+          f"{'TLB/call':>8s} {'CAL/call':>8s} {'on-CPU':>6s}")
     for m in results:
         res = m.result
         for label in ("mprotect_ro", "mprotect_rw", "madv_free", "uffd_protect"):
@@ -153,7 +156,8 @@ def main(argv: list[str]) -> int:
             row = frame[frame["measure_cell"] == m.cell.name].iloc[0]
             print(f"{m.cell.name:40s} {label:13s} {row[key + '.mean']:11.0f} "
                   f"[{row[key + '.ci_low']:7.0f},{row[key + '.ci_high']:7.0f}] {row[key + '.median']:8.0f} "
-                  f"{row[key + '.p99']:8.0f} {row['tlb_per_call.mean']:8.3f} {row['cal_per_call.mean']:8.3f}")
+                  f"{row[key + '.p99']:8.0f} {row['tlb_per_call.mean']:8.3f} {row['cal_per_call.mean']:8.3f} "
+                  f"{row.get('other_on_cpu_share.mean', float('nan')):6.3f}")
     print(f"\nwrote {target}/ ({len(results)} cells, {wall:.0f} s; load average before {before}, after {after})")
     return EXIT_OK
 

@@ -146,6 +146,21 @@ class CostTables:
         return np.array(apic_ids(self._machine, list(cpus))) // self.group_size
 
 
+def off_cpu_window(t: "CostTables", on_cpu_share: float) -> tuple[int, int]:
+    """The 16-bit draws of a CPU's preempt slot that mean "its thread is off its CPU".
+
+    ``on_cpu_share`` is the share of time each other thread of the mm runs on its CPU
+    (workload knob; 1.0 = always).  A thread off its CPU leaves another mm loaded there
+    (cpu_tlbstate.loaded_mm != mm), so should_flush_tlb() (arch/x86/mm/tlb.c, Linux 6.13+)
+    sends it no IPI.  The draw shares the vCPU-preemption slot: draws below
+    ``preempt_threshold`` are a preempted vCPU (kvm_flush_tlb_multi() flags it first), and
+    the off-CPU window is the first ``1 - on_cpu_share`` of the remaining draws, so the
+    share applies to the vCPUs the host is running (independent of preemption); a preempted
+    vCPU is taken as running the thread.  Empty at on_cpu_share = 1: no draw changes."""
+    lo = t.preempt_threshold
+    return lo, lo + int(round((1.0 - on_cpu_share) * (N_LEVELS - lo)))
+
+
 def draw_slots(rng: np.random.Generator, replicates: int, n_cpus: int) -> np.ndarray:
     """One step's random draws: uint16 [slot_count(n_cpus), replicates] (slot-major)."""
     # Raw 64-bit words cut into four 16-bit draws: every bit of a word is uniform, and this

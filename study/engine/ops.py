@@ -35,6 +35,7 @@ COUNTERS = (
     "ipi_writes",       # ICR writes (or PV send hypercalls) of the initiators' sends
     "vm_exits",         # virt=kvm: sends that trapped to the host
     "pv_flush_deferred",  # preempted vCPUs flagged KVM_VCPU_FLUSH_TLB instead of an IPI
+    "off_cpu_skipped",  # mm_cpumask CPUs running another mm (thread off its CPU): no IPI
     "invlpg",           # pages invalidated by INVLPG in partial flushes (local and remote)
     "invpcid",          # pages invalidated by INVPCID of the user ASID (PTI)
 )

@@ -45,10 +45,11 @@ class TlbEntry:
 
 
 class Cpu:
-    __slots__ = ("local_gen", "is_lazy", "tlb", "ws_cached")
+    __slots__ = ("local_gen", "is_lazy", "tlb", "ws_cached", "off_cpu")
 
     def __init__(self, lazy, working_set):
         self.local_gen = 1
+        self.off_cpu = False   # missed a shootdown with its thread off the CPU, not back since
         self.is_lazy = lazy
         self.tlb: dict[int, TlbEntry] = {}
         self.ws_cached = working_set
@@ -58,8 +59,10 @@ class ScalarEngine:
     """One replicate of the mm: the oracle for VectorEngine."""
 
     def __init__(self, machine: Machine, policy, cpus, pages: int, working_set: int = 0, lazy=None,
-                 kernel=None):
+                 kernel=None, on_cpu_share: float = 1.0):
         self.t = CostTables(machine)
+        # draws of a CPU's preempt slot meaning "its thread is off its CPU" (costs.off_cpu_window)
+        self.off_lo, self.off_hi = K.off_cpu_window(self.t, on_cpu_share)
         self.policy = policy
         self.kernel = kernel = RFC_BASE if kernel is None else kernel
         # a switch of the RFC that the kernel already carries changes nothing
@@ -217,12 +220,21 @@ class ScalarEngine:
                 else:
                     kept.append(i)
             others = kept
-        targets = []
+        targets, gone = [], []
         for i in others:
             d = int(self.dist[cpu, i])
             base += t.remote_line[d]                 # the cond function reads is_lazy
             if self.cpus[i].is_lazy:
                 continue
+            if self.off_lo <= int(u[K.preempt_slot(self.n_cpus, i)]) < self.off_hi:
+                # should_flush_tlb(): another mm is loaded there (the thread is off its CPU):
+                # no IPI, its generation stays behind
+                gone.append(i)
+                continue
+            if self.cpus[i].off_cpu:
+                # it missed a shootdown off its CPU and runs the mm again: it switched back in
+                # before this flush (switch_mm_irqs_off(): full flush, its ASID was behind)
+                self.come_back(i, new_gen - 1, u)
             base += 2 * t.remote_line[d]             # csd_lock() and llist_add() onto its queue
             targets.append(i)
         # One send: a single IPI, the all-but-self shorthand, or the mask by APIC mode.
@@ -270,6 +282,9 @@ class ScalarEngine:
             self.stolen += handler
             self.counters["tlb_gen_xfers"] += 1
             self.tlb_gen_sharers.add(i)
+        for i in gone:
+            self.cpus[i].off_cpu = True
+            self.counters["off_cpu_skipped"] += 1
         for i in flagged:
             # the host flushes the vCPU's TLB when it runs it again (kvm_vcpu_flush_tlb_guest);
             # its cpu_tlbstate generation stays behind
@@ -281,6 +296,18 @@ class ScalarEngine:
         self.counters["vm_exits"] += writes if (nt and t.kvm) else 0
         self.counters["shootdowns"] += bool(targets)
         return cost + max(send + local, done)
+
+    def come_back(self, i, gen, u):
+        """switch_mm_irqs_off() on CPU ``i`` when mm->tlb_gen was ``gen``, booked to stolen."""
+        me, c = self.cpus[i], self.t.c
+        base = c.context_switch
+        if me.local_gen < gen:
+            base = base + c.flush_full
+            self.counters["local_full"] += 1
+            self.flush_all(me)
+        self.stolen += self.cost(base, u[K.SLOT_SWITCH])
+        me.local_gen = gen
+        me.off_cpu = False
 
     def count_pages(self, n):
         self.counters["invlpg"] += n
@@ -300,7 +327,11 @@ class ScalarEngine:
     def access(self, cpu, page, write, u):
         t, c, pol = self.t, self.t.c, self.policy
         me, pte = self.cpus[cpu], self.ptes[page]
-        lat = self.refill(me, u)
+        lat = 0
+        if me.off_cpu:
+            # it missed a shootdown off its CPU: switch_mm_irqs_off() first, like a lazy wake-up
+            lat = self.switch_mm(cpu, False, u)
+        lat += self.refill(me, u)
 
         entry = me.tlb.get(page)
         if entry is not None:
@@ -411,6 +442,7 @@ class ScalarEngine:
         self.tlb_gen_sharers.add(cpu)
         me.local_gen = self.tlb_gen
         me.is_lazy = False
+        me.off_cpu = False
         return self.cost(base, u[K.SLOT_SWITCH])
 
 
@@ -418,9 +450,9 @@ class ScalarBatch:
     """R independent ScalarEngines behind the VectorEngine interface (for tests and benchmarks)."""
 
     def __init__(self, machine: Machine, policy, cpus, pages: int, replicates: int,
-                 working_set: int = 0, lazy=None, kernel=None):
+                 working_set: int = 0, lazy=None, kernel=None, on_cpu_share: float = 1.0):
         self.R, self.C, self.P = replicates, len(cpus), pages
-        self.engines = [ScalarEngine(machine, policy, cpus, pages, working_set, lazy, kernel)
+        self.engines = [ScalarEngine(machine, policy, cpus, pages, working_set, lazy, kernel, on_cpu_share)
                         for _ in range(replicates)]
 
     def step(self, kind, cpu, lo, n, arg, u):

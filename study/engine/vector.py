@@ -43,7 +43,7 @@ class VectorEngine:
     """
 
     def __init__(self, machine: Machine, policy, cpus, pages: int, replicates: int,
-                 working_set: int = 0, lazy=None, kernel=None):
+                 working_set: int = 0, lazy=None, kernel=None, on_cpu_share: float = 1.0):
         R, C, P = replicates, len(cpus), pages
         self.R, self.C, self.P = R, C, P
         self.t = CostTables(machine)
@@ -98,6 +98,11 @@ class VectorEngine:
         # Results.
         self.counters = {name: np.zeros(R, np.int64) for name in COUNTERS}
         self.stolen = np.zeros(R, np.int64)   # cycles remote handlers took from other CPUs
+        # Threads off their CPU (workload on_cpu_share < 1): drawn per target at each strict
+        # flush (costs.off_cpu_window); off_cpu marks a CPU that missed a shootdown that way
+        # and has not switched the mm back in since.
+        self.off_lo, self.off_hi = K.off_cpu_window(self.t, on_cpu_share)
+        self.off_cpu = np.zeros((C, R), bool)
 
     # ---------------------------------------------------------------- helpers
 
@@ -303,6 +308,17 @@ class VectorEngine:
         # the cond function reads each CPU's is_lazy line; a target also costs csd_lock() and
         # llist_add() onto its call_single_queue
         targets = others & ~self.is_lazy
+        gone = None
+        if self.off_hi > self.off_lo:
+            # should_flush_tlb(): a CPU whose cpu_tlbstate.loaded_mm is another mm (its thread
+            # is off the CPU) gets no IPI; its generation stays behind (its is_lazy/loaded_mm
+            # line is still read).  A CPU that missed one that way and whose thread is back
+            # now switched the mm in since: switch_mm_irqs_off() -> choose_new_asid() found
+            # its ASID's tlb_gen behind and flushed it fully.
+            up = u[K.N_FIXED_SLOTS + 2 * C:K.N_FIXED_SLOTS + 3 * C]
+            gone = targets & (up >= self.off_lo) & (up < self.off_hi)
+            targets = targets & ~gone
+            self._come_back(targets & self.off_cpu, new_gen - 1, u[K.SLOT_SWITCH])
         base += (rl * others).sum(0)
         base += 2 * (rl * targets).sum(0)
         nt = np.count_nonzero(targets, axis=0)
@@ -367,6 +383,9 @@ class VectorEngine:
         self.tlb_gen_sharers |= targets
         self._invalidate(t_partial, t_full, inr)
         self.local_gen = np.where(targets, new_gen, lgt)
+        if gone is not None:
+            self.off_cpu |= gone
+            self._count("off_cpu_skipped", np.count_nonzero(gone, axis=0))
         if flagged is not None and flagged.any():
             # the host flushes the vCPU's TLB when it runs it again (kvm_vcpu_flush_tlb_guest);
             # its cpu_tlbstate generation stays behind
@@ -374,6 +393,21 @@ class VectorEngine:
             self.stolen += np.where(flagged, self._cost(np.float64(t.raw_flush_full), u_handler), 0).sum(0).astype(np.int64)
             self._count("pv_flush_deferred", np.count_nonzero(flagged, axis=0))
         return np.where(strict, strict_cost, relaxed_cost)
+
+    def _come_back(self, back, gen, u_switch):
+        """CPUs ``back`` ([C, R]) switched the mm back in since they missed a shootdown off
+        their CPU, when mm->tlb_gen was ``gen``: switch_mm_irqs_off() (context switch, and a
+        full flush since its ASID's tlb_gen is behind), booked to the other CPUs' cycles."""
+        if not back.any():
+            return
+        c = self.t.c
+        behind = back & (self.local_gen < gen)
+        base = c.context_switch + np.where(behind, c.flush_full, 0.0)
+        self.stolen += np.where(back, self._cost(base, u_switch), 0).sum(0).astype(np.int64)
+        self._count("local_full", np.count_nonzero(behind, axis=0))
+        self._invalidate(None, behind)
+        self.local_gen = np.where(back, gen, self.local_gen)
+        self.off_cpu &= ~back
 
     def _running_count(self, mask):
         """Per CPU row, how many rows up to and including it are set ([C, R] int64): a row
@@ -419,6 +453,12 @@ class VectorEngine:
         at, atp = self._at(cpu), self._at(page)
         # this CPU's entry for this page: a row only if both CPU and page are uniform
         atcp = (at[0], atp[0]) if len(at) == 1 and len(atp) == 1 else (cpu, page, ar)
+        if self.off_hi > self.off_lo:
+            # a thread that missed a shootdown off its CPU runs again: switch_mm_irqs_off()
+            # first (the lazy wake-up's path: context switch, full flush if behind)
+            back = m & self.off_cpu[at]
+            if back.any():
+                self._switch_mm(back, cpu, np.zeros(self.R, bool), u, lat)
         cost = self._refill(m, at, u)
 
         valid = self.tlb_valid[atcp].copy()
@@ -535,3 +575,4 @@ class VectorEngine:
         self.tlb_gen_sharers[at] |= back
         self.local_gen[at] = np.where(back, self.tlb_gen, self.local_gen[at])
         self.is_lazy[at] = np.where(m, to_lazy, self.is_lazy[at])
+        self.off_cpu[at] = np.where(back, False, self.off_cpu[at])

@@ -7,10 +7,11 @@
  *       one JSON line: TSC frequency (rdtsc against CLOCK_MONOTONIC_RAW) and whether
  *       userfaultfd write-protect works here (UFFD_FEATURE_PAGEFAULT_FLAG_WP, UFFDIO_WRITEPROTECT).
  *   bench run workload=W pages=P cpus=C0,C1,.. others=busy|idle dirty=D rounds=R warmup=W
- *             trials=T max_samples=M seed=S [write_rate=X writes_per_round=N]
+ *             trials=T max_samples=M seed=S [write_rate=X writes_per_round=N] [gap=G]
  *       one JSON line per trial: per-label call count, cycle sum and up to M samples
  *       (cycles per call, rdtsc), and the TLB / CAL rows of /proc/interrupts per CPU
- *       (deltas over the trial).
+ *       (deltas over the trial), and the cycles the other threads spent off their CPUs
+ *       (gaps longer than G cycles in their loops' TSC reads; see watch()).
  *
  * Thread 0 (the initiator / uffd monitor) runs on C0; one more thread of the same mm per
  * further CPU.  "busy" threads spin in the mm (their CPU stays in mm_cpumask and is not
@@ -122,6 +123,61 @@ static long max_samples = 2048;
 static uint64_t outlier_cycles = ~0ULL;
 static int recording;
 
+/* ---- how long the other threads were off their CPUs ----
+ * A busy thread reads the TSC on every iteration of its loop.  Two reads further apart than
+ * gap_cycles mean it did not run in between: the guest scheduler ran another task on its
+ * CPU (then that CPU has another mm loaded and should_flush_tlb() sends it no shootdown), or
+ * the host preempted the vCPU (kvm_flush_tlb_multi() flags it instead).  An interrupt,
+ * the shootdown IPI included, takes far less than gap_cycles and is not counted. */
+static uint64_t gap_cycles = ~0ULL;
+static atomic_ulong off_cycles;        /* summed over the other threads */
+static atomic_int watchers;            /* other threads that track their gaps */
+static atomic_int spinners;            /* of those, the busy loops counting spin_work */
+/* Each watching thread's last TSC read (its heartbeat).  After each flushing call thread 0
+ * looks at them (sample_others(), just before its timed flushing calls, outside the timed region): a heartbeat older than gap_cycles means that thread is off its CPU now.
+ * The share of such samples that found it on its CPU is the on-CPU share AT THE FLUSHES,
+ * which is what should_flush_tlb() sees (a time average can differ: the scheduler may
+ * take the other CPU more often while thread 0 runs). */
+static _Atomic uint64_t heartbeat[MAX_CPUS];
+static long on_samples, on_hits;
+
+static inline void watch(uint64_t *last, int index)
+{
+	uint64_t now = __builtin_ia32_rdtsc();
+	atomic_store_explicit(&heartbeat[index], now, memory_order_relaxed);
+	if (now - *last > gap_cycles)
+		atomic_fetch_add_explicit(&off_cycles, now - *last, memory_order_relaxed);
+	*last = now;
+}
+
+/* The other threads' gaps still open now (they add them when they run again): a trial's off
+ * time is what they added during it, minus the part of a gap open at its start, plus the
+ * part open at its end. */
+static unsigned long open_gaps(uint64_t now)
+{
+	unsigned long sum = 0;
+	int n = atomic_load(&watchers);
+	for (int i = 1; i <= n && i < MAX_CPUS; i++) {
+		int64_t age = (int64_t)(now - atomic_load_explicit(&heartbeat[i], memory_order_relaxed));
+		if (age > (int64_t)gap_cycles) sum += (unsigned long)age;
+	}
+	return sum;
+}
+
+static void sample_others(void)
+{
+	int n = atomic_load_explicit(&watchers, memory_order_relaxed);
+	if (!n || !recording) return;
+	uint64_t now = __builtin_ia32_rdtsc();
+	for (int i = 1; i <= n && i < MAX_CPUS; i++) {
+		on_samples++;
+		/* signed: the two CPUs' TSCs may differ by a few cycles, a fresh heartbeat can look
+		 * slightly in the future */
+		int64_t age = (int64_t)(now - atomic_load_explicit(&heartbeat[i], memory_order_relaxed));
+		if (age <= (int64_t)gap_cycles) on_hits++;
+	}
+}
+
 static void book(int label, uint64_t cycles)
 {
 	if (!recording) return;
@@ -147,6 +203,7 @@ static char *range;
 static atomic_int stop_threads;
 static atomic_int started;
 static volatile unsigned long spin_work;
+
 
 static int niceness;   /* applied to every thread of the benchmark (nice=N) */
 
@@ -212,6 +269,9 @@ static int uffd_resolve_pending(void)
 		if (msg.event != UFFD_EVENT_PAGEFAULT || !(msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP))
 			continue;
 		unsigned long addr = msg.arg.pagefault.address & ~(PAGE - 1);
+		/* no sample_others() here: the writer sleeps in handle_userfault() until this
+		 * unprotect wakes it (its CPU lazy or running another task), which the model's
+		 * uffd_wp workload represents explicitly */
 		struct uffdio_writeprotect wp = {.range = {addr, PAGE}, .mode = 0};
 		uint64_t t0 = t_start();
 		if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp)) die("UFFDIO_WRITEPROTECT unprotect");
@@ -237,10 +297,14 @@ static void *other_main(void *arg)
 	if (!strcmp(workload, "uffd_wp")) {
 		uint64_t s = seed * 7919 + o->index;
 		long seen = 0;
+		uint64_t last = __builtin_ia32_rdtsc();
+		atomic_fetch_add(&watchers, 1);
 		for (;;) {
 			long r;
-			while ((r = atomic_load(&round_go)) == seen && !atomic_load(&stop_threads))
+			while ((r = atomic_load(&round_go)) == seen && !atomic_load(&stop_threads)) {
 				__builtin_ia32_pause();
+				watch(&last, o->index);
+			}
 			if (atomic_load(&stop_threads)) break;
 			seen = r;
 			for (long k = 0; k < writes_per_round; k++) {
@@ -259,7 +323,13 @@ static void *other_main(void *arg)
 	if (busy) {
 		/* no PAUSE: it would trigger pause-loop exits in a guest and get this vCPU
 		 * descheduled (then kvm_flush_tlb_multi() flags it instead of sending an IPI) */
-		while (!atomic_load_explicit(&stop_threads, memory_order_relaxed)) spin_work++;
+		uint64_t last = __builtin_ia32_rdtsc();
+		atomic_fetch_add(&watchers, 1);
+		atomic_fetch_add(&spinners, 1);
+		while (!atomic_load_explicit(&stop_threads, memory_order_relaxed)) {
+			spin_work++;
+			watch(&last, o->index);
+		}
 	} else {
 		pthread_mutex_lock(&idle_lock);
 		while (!atomic_load(&stop_threads)) pthread_cond_wait(&idle_cond, &idle_lock);
@@ -283,6 +353,7 @@ static void write_pages(double p)
 
 static void timed_mprotect(int prot, int label)
 {
+	sample_others();
 	uint64_t t0 = t_start();
 	if (mprotect(range, pages * PAGE, prot)) die("mprotect");
 	book(label, t_stop() - t0);
@@ -297,6 +368,7 @@ static void round_mprotect_toggle(void)
 
 static void round_madv_free(void)
 {
+	sample_others();
 	uint64_t t0 = t_start();
 	if (madvise(range, pages * PAGE, MADV_FREE)) die("madvise(MADV_FREE)");
 	book(L_MADV, t_stop() - t0);
@@ -312,6 +384,7 @@ static void round_uffd_wp(int nwriters)
 	struct uffdio_writeprotect wp = {.range = {(unsigned long)range, pages * PAGE},
 					 .mode = UFFDIO_WRITEPROTECT_MODE_WP};
 	for (long i = 0; i < pages; i++) atomic_store(&unprotected[i], 0);
+	sample_others();
 	uint64_t t0 = t_start();
 	if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp)) die("UFFDIO_WRITEPROTECT");
 	book(L_UFFD_PROT, t_stop() - t0);
@@ -328,11 +401,13 @@ static void round_uffd_wp(int nwriters)
 }
 
 static void print_trial(long trial, const long *tlb0, const long *cal0, const long *tlb1, const long *cal1,
-			uint64_t cycles, unsigned long spins)
+			uint64_t cycles, unsigned long spins, unsigned long off)
 {
-	/* spins: iterations of the busy threads' loop during the trial (0: they never ran) */
-	printf("{\"trial\":%ld,\"rounds\":%ld,\"cycles\":%lu,\"spins\":%lu,\"labels\":{", trial, rounds,
-	       (unsigned long)cycles, spins);
+	/* spins: iterations of the busy threads' loop during the trial (0: they never ran);
+	 * off: their cycles off the CPU (gaps longer than gap_cycles), summed over watchers */
+	printf("{\"trial\":%ld,\"rounds\":%ld,\"cycles\":%lu,\"spins\":%lu,\"off_cycles\":%lu,\"watchers\":%d,"
+	       "\"spinners\":%d,\"on_samples\":%ld,\"on_hits\":%ld,\"labels\":{", trial, rounds, (unsigned long)cycles,
+	       spins, off, atomic_load(&watchers), atomic_load(&spinners), on_samples, on_hits);
 	int first = 1;
 	for (int l = 0; l < N_LABELS; l++) {
 		struct book *b = &books[l];
@@ -378,8 +453,22 @@ static void probe(void)
 		empty[i] = t_stop() - a0;
 	}
 	qsort(empty, N, sizeof empty[0], cmp_u64);
-	printf("{\"tsc_hz\":%.0f,\"timer_overhead\":%lu,\"uffd_wp\":%s,\"uffd_reason\":\"%s\"}\n",
-	       (t1 - t0) / ns * 1e9, (unsigned long)empty[N / 2], why ? "false" : "true", why ? why : "");
+	/* the busy loop alone (same body as other_main's): iterations per cycle in short windows,
+	 * the fastest window is the rate of a loop that kept its CPU throughout */
+	double spin_rate = 0.0;
+	uint64_t last = __builtin_ia32_rdtsc();
+	for (int w = 0; w < 200; w++) {
+		unsigned long n0 = spin_work;
+		uint64_t a0 = t_start();
+		for (int i = 0; i < 20000; i++) {
+			spin_work++;
+			watch(&last, 0);
+		}
+		double rate = (double)(spin_work - n0) / (double)(t_stop() - a0);
+		if (rate > spin_rate) spin_rate = rate;
+	}
+	printf("{\"tsc_hz\":%.0f,\"timer_overhead\":%lu,\"spin_rate\":%.6f,\"uffd_wp\":%s,\"uffd_reason\":\"%s\"}\n",
+	       (t1 - t0) / ns * 1e9, (unsigned long)empty[N / 2], spin_rate, why ? "false" : "true", why ? why : "");
 }
 
 static void parse_cpus(const char *s)
@@ -417,6 +506,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "max_samples")) max_samples = atol(v);
 		else if (!strcmp(k, "nice")) niceness = atoi(v);
 		else if (!strcmp(k, "outlier")) outlier_cycles = strtoull(v, NULL, 10);
+		else if (!strcmp(k, "gap")) gap_cycles = strtoull(v, NULL, 10);
 		else if (!strcmp(k, "seed")) seed = strtoull(v, NULL, 10);
 		else if (!strcmp(k, "write_rate")) write_rate = atof(v);
 		else if (!strcmp(k, "writes_per_round")) writes_per_round = atol(v);
@@ -463,18 +553,20 @@ int main(int argc, char **argv)
 		long n = t < 0 ? warmup : rounds;
 		recording = t >= 0;
 		for (int l = 0; l < N_LABELS; l++) books[l].n = books[l].kept = books[l].out = 0, books[l].sum = 0;
+		on_samples = on_hits = 0;
 		read_irq_rows(tlb0, cal0);
-		unsigned long spin0 = spin_work;
+		unsigned long spin0 = spin_work, off0 = atomic_load(&off_cycles);
 		uint64_t c0 = t_start();
+		off0 += open_gaps(c0);
 		for (long r = 0; r < n; r++) {
 			if (is_uffd) round_uffd_wp(ncpus - 1);
 			else if (workload[0] == 'm' && workload[1] == 'p') round_mprotect_toggle();
 			else round_madv_free();
 		}
 		uint64_t c1 = t_stop();
-		unsigned long spin1 = spin_work;
+		unsigned long spin1 = spin_work, off1 = atomic_load(&off_cycles) + open_gaps(c1);
 		read_irq_rows(tlb1, cal1);
-		if (t >= 0) print_trial(t, tlb0, cal0, tlb1, cal1, c1 - c0, spin1 - spin0);
+		if (t >= 0) print_trial(t, tlb0, cal0, tlb1, cal1, c1 - c0, spin1 - spin0, off1 - off0);
 	}
 	atomic_store(&stop_threads, 1);
 	pthread_mutex_lock(&idle_lock);

@@ -16,7 +16,8 @@ from study.workloads.spec import workload_from_dict
 AXES = ("workload", "threads", "placement", "others", "pages", "dirty", "write_rate", "writes_per_round")
 OTHERS = ("busy", "idle")
 SETTINGS = {"name": str, "description": str, "trials": int, "rounds": int, "warmup": int, "max_samples": int,
-            "seed": int, "busy_load": float, "nice": int, "outlier_us": float, "grids": list, "calibrate": dict}
+            "seed": int, "busy_load": float, "nice": int, "outlier_us": float, "off_cpu_gap_us": float,
+            "grids": list, "calibrate": dict}
 CALIBRATE = {"train": list, "replicates": int, "rounds": int, "seed": int, "max_nfev": int,
              "predict_replicates": int, "predict_rounds": int}
 
@@ -33,6 +34,7 @@ class MeasureConfig:
     busy_load: float
     nice: int
     outlier_us: float
+    off_cpu_gap_us: float
     grids: list
     calibrate: dict
 
@@ -61,6 +63,8 @@ def measure_config(data: Any) -> MeasureConfig:
         raise ConfigError("measure.nice", f"must be in [-20, 19], got {data['nice']}")
     if data["outlier_us"] < 0:
         raise ConfigError("measure.outlier_us", "must be >= 0 (0: keep every call in the means)")
+    if data["off_cpu_gap_us"] <= 0:
+        raise ConfigError("measure.off_cpu_gap_us", f"must be > 0 microseconds, got {data['off_cpu_gap_us']}")
     if data["warmup"] < 0:
         raise ConfigError("measure.warmup", "must be >= 0")
     cal = data["calibrate"]

@@ -37,9 +37,10 @@ class MeasureCell:
     cpus: tuple[int, ...]            # host CPU of each thread, thread 0 first
 
     def bench_args(self, trials: int, rounds: int, warmup: int, max_samples: int, seed: int,
-                   nice: int = 0, outlier: int = 0) -> list[str]:
+                   nice: int = 0, outlier: int = 0, gap: int = 0) -> list[str]:
         w = self.workload
-        args = [f"nice={nice}"] + ([f"outlier={outlier}"] if outlier > 0 else []) + [f"workload={w.name}", f"pages={w.pages}", f"cpus={','.join(map(str, self.cpus))}",
+        args = [f"nice={nice}"] + ([f"outlier={outlier}"] if outlier > 0 else []) + (
+            [f"gap={gap}"] if gap > 0 else []) + [f"workload={w.name}", f"pages={w.pages}", f"cpus={','.join(map(str, self.cpus))}",
                 f"others={self.others}", f"dirty={w.dirty_ratio}", f"rounds={rounds}", f"warmup={warmup}",
                 f"trials={trials}", f"max_samples={max_samples}", f"seed={seed}"]
         if w.name == "uffd_wp":
@@ -64,18 +65,19 @@ def probe(binary: Path) -> dict:
 
 
 def run_cell(binary: Path, cell: MeasureCell, *, trials: int, rounds: int, warmup: int, max_samples: int,
-             seed: int, timer_overhead: float, nice: int = 0, outlier: int = 0) -> Measured:
-    args = [str(binary), "run"] + cell.bench_args(trials, rounds, warmup, max_samples, seed, nice, outlier)
+             seed: int, timer_overhead: float, nice: int = 0, outlier: int = 0, gap: int = 0,
+             spin_rate: float = 0.0) -> Measured:
+    args = [str(binary), "run"] + cell.bench_args(trials, rounds, warmup, max_samples, seed, nice, outlier, gap)
     res = subprocess.run(args, capture_output=True, text=True, timeout=600)
     if res.returncode != 0:
         raise RuntimeError(f"benchmark failed on cell {cell.name}: {res.stderr.strip()}")
     lines = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
     if lines and "skip" in lines[0]:
         return Measured(cell, None, skipped=lines[0]["skip"])
-    return Measured(cell, to_result(lines, rounds, timer_overhead), raw=lines)
+    return Measured(cell, to_result(lines, rounds, timer_overhead, spin_rate), raw=lines)
 
 
-def to_result(trials: list[dict], rounds: int, timer_overhead: float) -> CellResult:
+def to_result(trials: list[dict], rounds: int, timer_overhead: float, spin_rate: float = 0.0) -> CellResult:
     """Per-trial books of the benchmark as a CellResult (one replicate per trial)."""
     R = len(trials)
     labels = sorted({label for t in trials for label in t["labels"]})
@@ -114,6 +116,25 @@ def to_result(trials: list[dict], rounds: int, timer_overhead: float) -> CellRes
     # threads never ran (their CPU was taken by another process), so no IPI could be due
     res.metrics["other_spins_per_kcycle"] = np.array([1000.0 * t.get("spins", 0) / max(t.get("cycles", 1), 1)
                                                       for t in trials])
+    # The other threads' on-CPU share per trial: the workload knob on_cpu_share that
+    # `calibrate --from` gives the engine.  Measured at the flushes: just before each
+    # flushing call thread 0 looks at each other thread's heartbeat (its loop's last TSC
+    # read); one older than off_cpu_gap_us means that thread is off its CPU now, so its CPU
+    # has another mm loaded and should_flush_tlb() will skip it.  on_cpu_share = the share
+    # of those looks that found it on its CPU.  NaN where no other thread watched (1 thread,
+    # idle sleepers).  Two cross-checks, not used by the model: the time average (1 - the
+    # TSC gaps longer than off_cpu_gap_us in their loops / their cycles), which differs
+    # when the scheduler takes the other CPU more often while thread 0 runs, and the spin
+    # rate (loop iterations per cycle over the probe's rate for the loop alone, which also
+    # counts interrupt time as off).
+    res.metrics["other_on_cpu_share"] = np.array([
+        t["on_hits"] / t["on_samples"] if t.get("on_samples") else np.nan for t in trials])
+    res.metrics["other_on_cpu_time_share"] = np.array([
+        min(max(1.0 - t.get("off_cycles", 0) / (t["watchers"] * max(t["cycles"], 1)), 0.0), 1.0)
+        if t.get("watchers") else np.nan for t in trials])
+    res.metrics["other_on_cpu_share_spins"] = np.array([
+        min(t.get("spins", 0) / (t["spinners"] * max(t["cycles"], 1) * spin_rate), 1.0)
+        if t.get("spinners") and spin_rate > 0 else np.nan for t in trials])
     # cycles of the timed calls per round (the initiator's, and the writers' for uffd_wp)
     res.metrics[CellResult.MAIN_METRIC] = total / rounds
     res.counters = {"tlb_received": tlb.astype(np.int64), "cal_received": cal.astype(np.int64)}

@@ -73,6 +73,7 @@ def simulate_cell(machine: Machine, workload: WorkloadSpec, policy, *, replicate
         raise ValueError("replicates and rounds must be >= 1")
     cpus = placement_cpus(machine, workload.threads, workload.placement)
     engine = VectorEngine(machine, policy, cpus, workload.pages, replicates,
-                          working_set=workload.working_set, lazy=lazy_cpus(workload), kernel=kernel)
+                          working_set=workload.working_set, lazy=lazy_cpus(workload), kernel=kernel,
+                          on_cpu_share=workload.on_cpu_share)
     return run_workload(engine, workload, rounds=rounds, seed=seed, max_samples=max_samples,
                         label_counters=label_counters)

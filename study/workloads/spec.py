@@ -36,6 +36,11 @@ class WorkloadSpec:
     # chance per round that each sleeping thread wakes up (switch_mm back in: a full flush
     # if its CPU missed a generation) and goes back to sleep
     lazy_wake_rate: float = 0.0
+    # share of time each running thread other than thread 0 is on its CPU (1.0: always).  A
+    # thread off its CPU leaves another process's mm loaded there: should_flush_tlb() sends
+    # it no IPI and its switch back (switch_mm_irqs_off) flushes fully.  Drawn per CPU at
+    # each strict flush; on a loaded machine, measure it (``python -m study measure``).
+    on_cpu_share: float = 1.0
 
     def validate(self, machine: Machine, prefix: str = "workload") -> "WorkloadSpec":
         if self.name not in WORKLOADS:
@@ -59,7 +64,7 @@ class WorkloadSpec:
         return self
 
     def _ratios(self) -> tuple[str, ...]:
-        return ("dirty_ratio", "lazy_share", "lazy_wake_rate")
+        return ("dirty_ratio", "lazy_share", "lazy_wake_rate", "on_cpu_share")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from study.engine.ops import OP_ACCESS, OP_MADV_FREE, OP_UFFD_WP, UFFD_UNPROTECT, UFFD_UNPROTECT_WRITE_LIKELY
+from study.engine.ops import (
+    OP_ACCESS,
+    OP_MADV_FREE,
+    OP_SWITCH_MM,
+    OP_UFFD_WP,
+    UFFD_UNPROTECT,
+    UFFD_UNPROTECT_WRITE_LIKELY,
+)
 from study.workloads.driver import Driver
 from study.workloads.spec import UffdWp
 
@@ -47,9 +54,15 @@ def run_round(spec: UffdWp, d: Driver, work: np.random.Generator, running: np.nd
             page = work.integers(0, P, R)
             lat, _, pending = d.op(OP_ACCESS, cpu, page, 1, 1, active=act)
             d.record("uffd_write", lat, active=act & ~pending)
-            # The monitor resolves the fault: read the event, unprotect the page, wake the writer.
+            # The writer sleeps in handle_userfault() until the monitor wakes it: its CPU goes
+            # idle in lazy TLB mode (enter_lazy_tlb), so the unprotect's shootdown skips it
+            # (should_flush_tlb(): is_lazy).  The monitor resolves the fault: read the event,
+            # unprotect the page, wake the writer, whose CPU switches the mm back in
+            # (switch_mm_irqs_off(): a full flush if it missed a generation) before the retry.
+            d.op(OP_SWITCH_MM, cpu, arg=1, active=pending)
             unprotect = UFFD_UNPROTECT_WRITE_LIKELY if spec.write_likely else UFFD_UNPROTECT
             resolve, _, _ = d.op(OP_UFFD_WP, 0, page, 1, unprotect, active=pending)
+            wake, _, _ = d.op(OP_SWITCH_MM, cpu, arg=0, active=pending)
             retry, _, _ = d.op(OP_ACCESS, cpu, page, 1, 1, active=pending)
             d.initiator_cycles += np.where(pending, spec.fault_roundtrip, 0)
-            d.record("uffd_resolve", lat + spec.fault_roundtrip + resolve + retry, active=pending)
+            d.record("uffd_resolve", lat + spec.fault_roundtrip + resolve + wake + retry, active=pending)
