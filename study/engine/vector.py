@@ -20,6 +20,7 @@ from study.engine.costs import CostTables
 from study.engine.kernel import RFC_BASE
 from study.engine.machine import Machine, distance_matrix
 from study.engine.ops import (
+    POLICY_SWITCHES,
     COUNTERS,
     FLUSH_NONE,
     FLUSH_RELAXED,
@@ -37,8 +38,13 @@ from study.engine.ops import (
 class VectorEngine:
     """State and transitions of ``replicates`` copies of one mm on ``len(cpus)`` CPUs.
 
-    ``policy`` is anything with the boolean attributes of study.policies.Policy, ``kernel``
-    a study.engine.kernel.Kernel (default: the RFC's base).
+    ``policy`` is anything with the boolean attributes of study.policies.Policy, or a
+    sequence of ``replicates`` of them (one per replicate); ``machine`` a Machine, or a
+    sequence of ``replicates`` Machines that differ only in their costs (per-replicate costs:
+    study.engine.costs.CostTables).  Replicates with different policies or costs still step in
+    lockstep on the same operations and draws: that is what makes them comparable (common
+    random numbers) and what lets one run carry a setting's policy variants and cost sets.
+    ``kernel`` is a study.engine.kernel.Kernel (default: the RFC's base).
     CPU slot i runs application thread i; ``cpus`` gives its (socket, core, smt).
     """
 
@@ -47,11 +53,13 @@ class VectorEngine:
         R, C, P = replicates, len(cpus), pages
         self.R, self.C, self.P = R, C, P
         self.t = CostTables(machine)
-        self.policy = policy
         self.kernel = kernel = RFC_BASE if kernel is None else kernel
+        # Each switch: a Python bool when every replicate agrees (the usual case, no mask
+        # work), else a bool array over replicates.
+        self.policy = pol = _switches(policy, R)
         # a switch of the RFC that the kernel already carries changes nothing
-        self.clean_writable = kernel.clean_anon_writable or policy.clean_anon_writable
-        self.fixup = kernel.fix_spurious_fault or policy.fix_spurious_fault
+        self.clean_writable = True if kernel.clean_anon_writable else pol.clean_anon_writable
+        self.fixup = True if kernel.fix_spurious_fault else pol.fix_spurious_fault
         self.dist = distance_matrix(list(cpus)).astype(np.intp)
         # entries beyond the STLB miss whether or not a flush came: only these are kept hot
         self.working_set = min(int(working_set), self.t.stlb_entries)
@@ -133,6 +141,12 @@ class VectorEngine:
             return self.dist[first][:, None]
         return self.dist[:, cpu]
 
+    def _by_dist(self, table, idx):
+        """Per-distance cost ``table`` ([4], or [4, R] with per-replicate costs) at ``idx``."""
+        if table.ndim == 1:
+            return np.take(table, idx)
+        return table[idx, self.ar]
+
     def _count(self, name, values):
         self.counters[name] += values
 
@@ -190,8 +204,8 @@ class VectorEngine:
             # protect: RW->RO and the uffd-wp bit; unprotect: clear the bit (a software
             # bit, no flush) and, where the kernel or the RFC says so, try writable
             self.pte_uffd_wp = (wp | pin) & ~uin
-            if pol.uffd_unprotect_mkdirty:
-                mk = uin & hint & self.vma_write                  # RFC patch 1
+            if pol.uffd_unprotect_mkdirty is not False:
+                mk = _if(pol.uffd_unprotect_mkdirty, uin & hint & self.vma_write, None)   # RFC patch 1
                 self.pte_dirty |= mk
                 self.pte_young |= mk
             asks = hint & pol.uffd_unprotect_writable if not k.uffd_unprotect_writable else np.ones_like(hint)
@@ -204,19 +218,19 @@ class VectorEngine:
         d = self.pte_dirty
         # can_change_pte_writable(): dirty exclusive anon pages; clean ones too where the
         # kernel carries, or the policy applies, the RFC's patch 3
-        up = try_w & d if not self.clean_writable else try_w
+        cw = self.clean_writable
+        up = try_w & d if cw is False else try_w if cw is True else try_w & (d | cw)
         new_w = (w | up) & ~down
         promote = inr & ~w & new_w
         demote = inr & w & ~new_w
         # pte_needs_flush(), per page; the range takes the strongest flush any page needs.
-        strict_need = demote & d if not pol.unsafe_dirty_demote else none
-        if not pol.no_flush_clean_wrprotect:
-            strict_need = strict_need | (demote & ~d)
-        relaxed_need = none
-        if pol.relaxed_flush_on_upgrade:
-            relaxed_need = promote
-        else:
-            strict_need = strict_need | promote
+        strict_need = _unless(pol.unsafe_dirty_demote, demote & d, none)
+        if pol.no_flush_clean_wrprotect is not True:
+            strict_need = strict_need | _unless(pol.no_flush_clean_wrprotect, demote & ~d, none)
+        rfu = pol.relaxed_flush_on_upgrade
+        relaxed_need = _if(rfu, promote, none)
+        if rfu is not True:
+            strict_need = strict_need | _unless(rfu, promote, none)
         if op == OP_MADV_FREE:
             cleaned = inr & (d | self.pte_young)
             strict_need = strict_need | cleaned
@@ -252,7 +266,7 @@ class VectorEngine:
         others = self.tlb_gen_sharers & (D > 0)
         xdist = np.where(others, D, 0).max(0)
         moved = f & (xdist > 0)
-        cost = np.where(moved, self._cost(np.take(t.tlb_gen_xfer, xdist), u[K.SLOT_TLBGEN]), 0)
+        cost = np.where(moved, self._cost(self._by_dist(t.tlb_gen_xfer, xdist), u[K.SLOT_TLBGEN]), 0)
         self._count("tlb_gen_xfers", moved)
         self.tlb_gen_sharers &= ~f
         at = self._at(cpu)
@@ -289,8 +303,8 @@ class VectorEngine:
         # other CPUs of mm_cpumask in CPU order; every step below is a sum over that walk.
         C = self.C
         others = self.mm_cpumask & (D > 0) & strict                            # [C, R]
-        rl = np.take(t.remote_line, D)                                         # [C, R] or [C, 1]
-        base = np.full(self.R, c.cpumask_scan)
+        rl = self._by_dist(t.remote_line, D)                                   # [C, R] or [C, 1]
+        base = np.zeros(self.R) + c.cpumask_scan
         flagged = None
         if t.pv_flush:
             # kvm_flush_tlb_multi(): read each CPU's steal_time.preempted; a preempted vCPU
@@ -322,7 +336,7 @@ class VectorEngine:
             one = (nt == 1) | (nt == t.n_online - 1)
             rank = np.where(one, 1, rank)
             writes = np.where(one, np.minimum(writes, 1), writes)
-        if t.icr_write == t.mask_write:
+        if t.same_write:
             write = t.icr_write
         else:
             # a single IPI (or the shorthand) is an ICR write even where the mask is a hypercall
@@ -340,11 +354,11 @@ class VectorEngine:
         t_partial = targets & ranged & (lgt + 1 == new_gen)
         t_full = targets & ~t_partial
         work = np.where(t_partial, n * c.invlpg, np.where(t_full, c.flush_full, 0.0))
-        handler_base = c.irq_entry_exit + np.take(t.tlb_gen_xfer, D) + work
+        handler_base = c.irq_entry_exit + self._by_dist(t.tlb_gen_xfer, D) + work
         u_deliver = u[K.N_FIXED_SLOTS:K.N_FIXED_SLOTS + C]
         u_handler = u[K.N_FIXED_SLOTS + C:K.N_FIXED_SLOTS + 2 * C]
         handler = np.where(targets, self._cost(handler_base, u_handler), 0)
-        wire = np.take(t.ipi_deliver_ack, D)
+        wire = self._by_dist(t.ipi_deliver_ack, D)
         if t.kvm and not t.pv_flush and t.preempt_threshold:
             # an IPI to a preempted vCPU waits for the host to run it again
             waits = targets & (u[K.N_FIXED_SLOTS + 2 * C:K.N_FIXED_SLOTS + 3 * C] < t.preempt_threshold)
@@ -478,13 +492,13 @@ class VectorEngine:
         self.pte_dirty[atp] |= reuse | store
         self.pte_young[atp] |= reuse | store
 
-        if self.fixup and unchanged.any():
+        if self.fixup is not False and unchanged.any():
             # Nothing changed, a write, not FAULT_FLAG_TRIED: flush_tlb_fix_spurious_fault()
             # (RFC patch 8): a CPU behind mm->tlb_gen flushes everything once and catches up.
-            fix = unchanged & (self.local_gen[at] < self.tlb_gen)
+            fix = unchanged & (self.local_gen[at] < self.tlb_gen) & self.fixup
             near = np.where(self.tlb_gen_sharers, self._distances(cpu), 99).min(0)
             moved = fix & (near > 0)
-            base = c.flush_full + np.where(moved, t.tlb_gen_xfer[np.minimum(near, 3)], 0.0)
+            base = c.flush_full + np.where(moved, self._by_dist(t.tlb_gen_xfer, np.minimum(near, 3)), 0.0)
             cost += np.where(fix, self._cost(base, u[K.SLOT_FIXUP]), 0)
             self._count("tlb_gen_xfers", moved)
             self._count("local_full", fix)
@@ -527,7 +541,7 @@ class VectorEngine:
         near = np.where(self.tlb_gen_sharers, self._distances(cpu), 99).min(0)
         moved = back & (near > 0)
         base = (c.context_switch + np.where(behind, c.flush_full, 0.0)
-                + np.where(moved, t.tlb_gen_xfer[np.minimum(near, 3)], 0.0))
+                + np.where(moved, self._by_dist(t.tlb_gen_xfer, np.minimum(near, 3)), 0.0))
         lat += np.where(back, self._cost(base, u[K.SLOT_SWITCH]), 0)
         self._count("tlb_gen_xfers", moved)
         self._count("local_full", behind)
@@ -535,3 +549,42 @@ class VectorEngine:
         self.tlb_gen_sharers[at] |= back
         self.local_gen[at] = np.where(back, self.tlb_gen, self.local_gen[at])
         self.is_lazy[at] = np.where(m, to_lazy, self.is_lazy[at])
+
+
+class _Switches:
+    """A policy's switches for one run: bools, or bool arrays over replicates."""
+
+    def __init__(self, **switches):
+        self.__dict__.update(switches)
+
+
+def _switches(policy, R):
+    """The policy's switches; per-replicate policies give arrays where replicates disagree."""
+    if not isinstance(policy, (list, tuple)):
+        return _Switches(name=getattr(policy, "name", "policy"),
+                         **{name: bool(getattr(policy, name)) for name in POLICY_SWITCHES})
+    if len(policy) != R:
+        raise ValueError(f"per-replicate policies: {len(policy)} given for {R} replicates")
+    out = {}
+    for name in POLICY_SWITCHES:
+        values = np.array([bool(getattr(p, name)) for p in policy])
+        out[name] = bool(values[0]) if (values == values[0]).all() else values
+    return _Switches(name="lanes", **out)
+
+
+def _unless(off, mask, none):
+    """``mask`` where switch ``off`` is False: per replicate when ``off`` is an array."""
+    if off is False:
+        return mask
+    if off is True:
+        return none
+    return mask & ~off
+
+
+def _if(on, mask, none):
+    """``mask`` where switch ``on`` is True: per replicate when ``on`` is an array."""
+    if on is True:
+        return mask
+    if on is False:
+        return none
+    return mask & on
