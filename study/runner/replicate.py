@@ -44,7 +44,8 @@ def run_cell(cell: Cell, simulate: Simulate | None = None) -> CellResult:
 
 def _batch(cell: Cell, simulate: Simulate, index: int, size: int) -> CellResult:
     return simulate(cell.machine, cell.workload, cell.policy, replicates=size, rounds=cell.run.rounds,
-                    seed=cell.seed(index), max_samples=cell.run.max_samples, kernel=cell.kernel)
+                    seed=cell.seed(index), max_samples=cell.run.max_samples, kernel=cell.kernel,
+                    warmup_rounds=cell.run.warmup_rounds)
 
 
 def merge(batches: list[CellResult], max_samples: int) -> CellResult:
