@@ -83,3 +83,27 @@ def test_engine_reads_every_policy_switch():
     from study.engine.ops import POLICY_SWITCHES
 
     assert tuple(POLICY_SWITCHES) == tuple(SWITCHES)
+
+
+def test_runner_groups_a_setting_and_matches_cell_by_cell():
+    """The runner runs a setting's policy cells as lanes: the same numbers as cell by cell, with
+    adaptive batches past the fixed ones, and chunking keeps each setting's cells together."""
+    from study.config import build_cell, compose
+    from study.runner.lanes import chunk_by_cost, groups, run_cells
+    from study.runner.replicate import run_cell
+
+    base = ["workload=uffd_wp", "workload.threads=3", "run.replicates=4", "run.batch_replicates=2", "run.rounds=3",
+            "run.warmup_rounds=2", "run.adaptive=true", "run.ci_target=0.002", "run.max_replicates=8"]
+    cells = [build_cell(compose(base + extra)) for extra in (
+        ["policy=strict"], ["policy=relaxed"], ["policy=relaxed", "policy.fix_spurious_fault=false"],
+        ["policy=strict", "workload.threads=2"])]
+    assert [len(g) for g in groups(cells)] == [3, 1]
+    got = {cell_id: result for cell_id, result, _ in run_cells(cells)}
+    for cell in cells:
+        assert_identical(got[cell.cell_id], run_cell(cell))
+    for per_task in (1, 2, 100):
+        chunks = chunk_by_cost(cells, per_task)
+        assert sorted(c.cell_id for chunk in chunks for c in chunk) == sorted(c.cell_id for c in cells)
+        for chunk in chunks:
+            pairs = {c.pair_id for c in chunk}
+            assert all(sum(c.pair_id == p for c in chunk) == sum(c.pair_id == p for c in cells) for p in pairs)
