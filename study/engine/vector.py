@@ -185,14 +185,25 @@ class VectorEngine:
         """mprotect(), UFFDIO_WRITEPROTECT and MADV_FREE: update PTEs, then one flush.
 
         Only PTEs whose change needs a flush widen the mmu_gather range (tlb->start..end):
-        the flush covers that span, and the ceiling applies to it."""
+        the flush covers that span, and the ceiling applies to it.
+
+        A call on one page (the uffd monitor's unprotect of the faulting page) works on that
+        page's row per replicate ([R]) instead of the whole [P, R] page table."""
         pol, c, k = self.policy, self.t.c, self.kernel
-        inr = (self.pg >= lo) & (self.pg < lo + n) & m          # [P, R]
-        w, wp = self.pte_write, self.pte_uffd_wp
+        single = n[0] == 1 and (n == 1).all()
+        if single:
+            pget, pset, _, _ = self._gather(cpu, lo)
+            inr = m
+            vma, w, wp = pget(self.vma_write), pget(self.pte_write), pget(self.pte_uffd_wp)
+            d, y = pget(self.pte_dirty), pget(self.pte_young)
+        else:
+            inr = (self.pg >= lo) & (self.pg < lo + n) & m          # [P, R]
+            vma, w, wp = self.vma_write, self.pte_write, self.pte_uffd_wp
+            d, y = self.pte_dirty, self.pte_young
         none = np.zeros_like(inr)
         if op == OP_MPROTECT:
             on = arg.astype(bool)
-            self.vma_write = np.where(inr, on, self.vma_write)
+            vma = np.where(inr, on, vma)
             # MM_CP_TRY_CHANGE_WRITABLE; a uffd-wp PTE is never upgraded here
             try_w = inr & on & ~w & ~wp
             down = inr & ~on
@@ -203,19 +214,18 @@ class VectorEngine:
             pin, uin = inr & protect, inr & ~protect
             # protect: RW->RO and the uffd-wp bit; unprotect: clear the bit (a software
             # bit, no flush) and, where the kernel or the RFC says so, try writable
-            self.pte_uffd_wp = (wp | pin) & ~uin
+            wp = (wp | pin) & ~uin
             if pol.uffd_unprotect_mkdirty is not False:
-                mk = _if(pol.uffd_unprotect_mkdirty, uin & hint & self.vma_write, None)   # RFC patch 1
-                self.pte_dirty |= mk
-                self.pte_young |= mk
+                mk = _if(pol.uffd_unprotect_mkdirty, uin & hint & vma, None)   # RFC patch 1
+                d = d | mk
+                y = y | mk
             asks = hint & pol.uffd_unprotect_writable if not k.uffd_unprotect_writable else np.ones_like(hint)
-            try_w = uin & asks & ~w & self.vma_write
+            try_w = uin & asks & ~w & vma
             down = pin
             syscall = c.syscall_uffd_wp
         else:
             try_w, down = none, none
             syscall = c.syscall_madvise
-        d = self.pte_dirty
         # can_change_pte_writable(): dirty exclusive anon pages; clean ones too where the
         # kernel carries, or the policy applies, the RFC's patch 3
         cw = self.clean_writable
@@ -232,25 +242,37 @@ class VectorEngine:
         if rfu is not True:
             strict_need = strict_need | _unless(rfu, promote, none)
         if op == OP_MADV_FREE:
-            cleaned = inr & (d | self.pte_young)
+            cleaned = inr & (d | y)
             strict_need = strict_need | cleaned
-            self.pte_dirty &= ~inr
-            self.pte_young &= ~inr
-        self.pte_write = new_w
+            d = d & ~inr
+            y = y & ~inr
+        if single:
+            for array, value in ((self.vma_write, vma), (self.pte_write, new_w), (self.pte_uffd_wp, wp),
+                                 (self.pte_dirty, d), (self.pte_young, y)):
+                pset(array, value)
+            n_checks = try_w.astype(np.int64)
+            any_strict, any_relaxed = strict_need, relaxed_need
+        else:
+            self.vma_write, self.pte_write, self.pte_uffd_wp = vma, new_w, wp
+            self.pte_dirty, self.pte_young = d, y
+            n_checks = np.count_nonzero(try_w, axis=0)
+            any_strict, any_relaxed = strict_need.any(0), relaxed_need.any(0)
 
-        n_checks = np.count_nonzero(try_w, axis=0)
         cost = self._cost(np.float64(syscall), u[K.SLOT_SYSCALL])
         cost += self._cost(n * c.pte_update + n_checks * c.pte_mkwrite_check, u[K.SLOT_PTE])
-        any_strict = strict_need.any(0)
         strict = m & any_strict
-        relaxed = m & ~any_strict & relaxed_need.any(0)
+        relaxed = m & ~any_strict & any_relaxed
         f = strict | relaxed
         if f.any():
-            # the span of the PTEs that needed a flush: first..last such page
-            need = strict_need | relaxed_need
-            f_lo = np.argmax(need, axis=0)
-            f_n = np.where(f, self.P - np.argmax(need[::-1], axis=0) - f_lo, 0)
-            span = (self.pg >= f_lo) & (self.pg < f_lo + f_n)
+            if single:
+                f_n = f.astype(np.int64)
+                span = self.pg == (lo[0] if (lo == lo[0]).all() else lo)
+            else:
+                # the span of the PTEs that needed a flush: first..last such page
+                need = strict_need | relaxed_need
+                f_lo = np.argmax(need, axis=0)
+                f_n = np.where(f, self.P - np.argmax(need[::-1], axis=0) - f_lo, 0)
+                span = (self.pg >= f_lo) & (self.pg < f_lo + f_n)
             cost += self._flush_tlb_mm_range(f, strict, cpu, f_n, span, u)
         lat += np.where(m, cost, 0)
         flush[strict] = FLUSH_STRICT
@@ -427,26 +449,64 @@ class VectorEngine:
 
     # ---------------------------------------------------------------- memory access
 
+    def _gather(self, cpu, page):
+        """Readers and writers of each replicate's entry in the per-page [P, R] and per-CPU-and-
+        page [C, P, R] arrays: a row when every replicate is on the same page (and CPU), else
+        flat indices (``take``/``put`` on the contiguous arrays: one pass, no tuple indexing)."""
+        P, R = self.P, self.R
+        p0 = page[0]
+        if (page == p0).all():
+            def pget(a):
+                return a[p0].copy()
+
+            def pset(a, v):
+                a[p0] = v
+            c0 = cpu[0]
+            if (cpu == c0).all():
+                def tget(a):
+                    return a[c0, p0].copy()
+
+                def tset(a, v):
+                    a[c0, p0] = v
+                return pget, pset, tget, tset
+        else:
+            lin = page * R + self.ar
+
+            def pget(a):
+                return a.take(lin)
+
+            def pset(a, v):
+                a.put(lin, v)
+        lin3 = (cpu * P + page) * R + self.ar
+
+        def tget(a):
+            return a.take(lin3)
+
+        def tset(a, v):
+            a.put(lin3, v)
+        return pget, pset, tget, tset
+
     def _access(self, m, cpu, page, write, u, lat, uffd_pending):
-        """A read or write of ``page`` by the thread on ``cpu``, faults and retries included."""
-        t, c, ar, pol = self.t, self.t.c, self.ar, self.policy
-        at, atp = self._at(cpu), self._at(page)
-        # this CPU's entry for this page: a row only if both CPU and page are uniform
-        atcp = (at[0], atp[0]) if len(at) == 1 and len(atp) == 1 else (cpu, page, ar)
+        """A read or write of ``page`` by the thread on ``cpu``, faults and retries included.
+
+        The page's PTE bits and this CPU's TLB entry are read once into per-replicate rows,
+        updated there, and written back once."""
+        t, c = self.t, self.t.c
+        at = self._at(cpu)
+        pget, pset, tget, tset = self._gather(cpu, page)
         cost = self._refill(m, at, u)
 
-        valid = self.tlb_valid[atcp].copy()
-        pw = self.pte_write[atp].copy()
-        pd = self.pte_dirty[atp].copy()
+        valid, tw, td = tget(self.tlb_valid), tget(self.tlb_write), tget(self.tlb_dirty)
+        pw, pd, py = pget(self.pte_write), pget(self.pte_dirty), pget(self.pte_young)
         hit = m & valid
         miss = m & ~valid
         cost += np.where(m, self._cost(np.where(hit, c.tlb_hit, c.page_walk), u[K.SLOT_ACCESS]), 0)
         self._count("tlb_hits", hit)
         self._count("tlb_misses", miss)
         # A miss fills the entry from the PTE (and sets Accessed).
-        ew = np.where(miss, pw, self.tlb_write[atcp])
-        ed = np.where(miss, pd, self.tlb_dirty[atcp])
-        self.pte_young[atp] |= miss
+        ew = np.where(miss, pw, tw)
+        ed = np.where(miss, pd, td)
+        py |= miss
 
         W = m & write
         # A write through a dirty writable entry does not re-read the PTE.
@@ -464,21 +524,21 @@ class VectorEngine:
         self._count("violations", (direct & ~(pw & pd)) | (dwalk_done & ~pw))
         if t.dwalk_sets_dirty:
             # pre-CET: Dirty left set on the read-only PTE (completes: the write set it)
-            self.pte_dirty[atp] |= dwalk_ro
-        self.pte_dirty[atp] |= dwalk_done
-        self.pte_young[atp] |= dwalk_done
+            pd = pd | dwalk_ro
+        pd = pd | dwalk_done
+        py |= dwalk_done
 
         fault = (W & ~ew) | dwalk_fault
         cost += np.where(fault, self._cost(np.float64(c.fault_entry_exit), u[K.SLOT_FAULT]), 0)
-        vw = self.vma_write[atp]
+        vw = pget(self.vma_write)
         ro = fault & ~pw
         prot = ro & ~vw                                  # access_error(): SIGSEGV
-        wp = ro & vw & self.pte_uffd_wp[atp]             # handle_userfault(VM_UFFD_WP)
+        wp = ro & vw & pget(self.pte_uffd_wp)            # handle_userfault(VM_UFFD_WP)
         reuse = ro & vw & ~wp                            # do_wp_page() -> wp_page_reuse()
         spurious = fault & pw                            # a stale read-only entry
         # handle_pte_fault(): the entry with D and A set changes the PTE unless it is
         # already dirty and young ("nothing changed")
-        unchanged = spurious & self.pte_dirty[atp] & self.pte_young[atp]
+        unchanged = spurious & pd & py
         store = spurious & ~unchanged
         self._count("spurious_faults", spurious)
         self._count("reuse_faults", reuse)
@@ -488,9 +548,9 @@ class VectorEngine:
         uffd_pending |= wp
         # wp_page_reuse() and ptep_set_access_flags() store the PTE; neither flushes on x86
         cost += np.where(reuse | store, self._cost(np.float64(c.pte_update), u[K.SLOT_FIXUP]), 0)
-        self.pte_write[atp] |= reuse
-        self.pte_dirty[atp] |= reuse | store
-        self.pte_young[atp] |= reuse | store
+        pset(self.pte_write, pw | reuse)
+        pset(self.pte_dirty, pd | reuse | store)
+        pset(self.pte_young, py | reuse | store)
 
         if self.fixup is not False and unchanged.any():
             # Nothing changed, a write, not FAULT_FLAG_TRIED: flush_tlb_fix_spurious_fault()
@@ -512,14 +572,11 @@ class VectorEngine:
         self._count("tlb_misses", retry)
 
         # Final state of the entry.  A fault invalidated it; a completed (or retried) write
-        # leaves it writable and dirty.
+        # leaves it writable and dirty.  (A fix-up's full flush only touched replicates in m.)
         completed_write = (W & ~fault) | retry
-        new_valid = ~(fault & ~retry)
-        new_w = np.where(completed_write, True, ew)
-        new_d = np.where(completed_write, True, ed)
-        self.tlb_valid[atcp] = np.where(m, new_valid, self.tlb_valid[atcp])
-        self.tlb_write[atcp] = np.where(m, new_w, self.tlb_write[atcp])
-        self.tlb_dirty[atcp] = np.where(m, new_d, self.tlb_dirty[atcp])
+        tset(self.tlb_valid, np.where(m, ~(fault & ~retry), valid))
+        tset(self.tlb_write, np.where(m, ew | completed_write, tw))
+        tset(self.tlb_dirty, np.where(m, ed | completed_write, td))
         lat += np.where(m, cost, 0)
 
     def _refill(self, m, at, u):
