@@ -96,6 +96,16 @@ def main():
                 _, spec, run = parts(workload, threads)
                 print(f"{workload:16s} threads={threads:2d} {policy.name:8s} {s:7.3f} s/cell "
                       f"({run_kwargs(run)})  CI half-width {100 * hw:.3f}%   [{load()}]", flush=True)
+            if hasattr(W, "simulate_lanes"):
+                machine, spec, run = parts(workload, threads)
+                best = float("inf")
+                for _ in range(a.repeat):
+                    start = time.perf_counter()
+                    W.simulate_lanes(machine, spec, [(STRICT, machine.costs), (RELAXED, machine.costs)],
+                                     seed=np.random.SeedSequence(7), kernel=KERNELS["rfc_base"], **run_kwargs(run))
+                    best = min(best, time.perf_counter() - start)
+                print(f"{workload:16s} threads={threads:2d} strict+relaxed as 2 lanes {best / 2:7.3f} s/cell   [{load()}]",
+                      flush=True)
     if a.ensemble:
         for workload, threads in (("mprotect_toggle", 2), ("uffd_wp", 16)):
             ensemble(workload, threads, a.ensemble, a.repeat)

@@ -116,6 +116,7 @@ class Driver:
         # a workload's own per-replicate state across rounds (e.g. which pages it writes)
         self.state: dict[str, np.ndarray] = {}
         self._all = np.ones(self.R, bool)
+        self._lanes: dict = {}
         self._nobody = np.zeros(self.R, bool)
         self._idle = (np.zeros(self.R, np.int64), np.zeros(self.R, np.int8), np.zeros(self.R, bool))
         self._base_counters = {k: np.zeros(self.R, np.int64) for k in engine.counters}
@@ -154,23 +155,39 @@ class Driver:
                     return self._idle
                 if lanes_on.all():
                     lanes_on = None
-        kinds = self._const(kind, np.int8) if active is None else np.where(active, kind, OP_NOP).astype(np.int8)
-        cpu = np.broadcast_to(np.asarray(cpu, np.intp), (R,))
-        lo = np.broadcast_to(np.asarray(lo, np.intp), (R,))
-        n = np.broadcast_to(np.asarray(n, np.int64), (R,))
-        arg = np.broadcast_to(np.asarray(arg, np.int8), (R,))
+        kinds = self._lane(kind, np.int8) if active is None else np.where(active, kind, OP_NOP).astype(np.int8)
+        on_cpu = int(cpu) if np.ndim(cpu) == 0 else None
+        cpu = self._lane(cpu, np.intp)
+        lo = self._lane(lo, np.intp)
+        n = self._lane(n, np.int64)
+        arg = self._lane(arg, np.int8)
         u = draw_slots(self.jitter, R, self.C) if self.L == 1 else self.jitter.draw(lanes_on)
         before = self._snapshot()
         lat, flush, pending = self.engine.step(kinds, cpu, lo, n, arg, u)
         if before is not None:
             self._last_delta = {k: v - before[k] for k, v in self.engine.counters.items()}
-        if cpu[0] == 0 and cpu[-1] == 0 and (cpu == 0).all():
-            self.initiator_cycles += lat
+        if on_cpu is not None:
+            # one CPU for every replicate: its thread's books take the whole step
+            if on_cpu == 0:
+                self.initiator_cycles += lat
+            else:
+                self.other_cycles += lat
         else:
             on0 = cpu == 0
             self.initiator_cycles += np.where(on0, lat, 0)
             self.other_cycles += np.where(on0, 0, lat)
         return lat, flush, pending
+
+    def _lane(self, value, dtype):
+        """``value`` over replicates: a scalar's array is made once and reused (read-only)."""
+        if np.ndim(value) == 0:
+            key = (int(value), dtype)
+            array = self._lanes.get(key)
+            if array is None:
+                array = self._lanes[key] = np.full(self.R, value, dtype)
+                array.flags.writeable = False
+            return array
+        return np.asarray(value, dtype)
 
     def chance(self, work: np.random.Generator, p: float):
         """Which replicates an event with probability ``p`` happens to (None: all of them).
