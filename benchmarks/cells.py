@@ -59,7 +59,7 @@ def time_cell(workload: str, threads: int, policy, repeat: int) -> tuple[float, 
     return best, hw
 
 
-def ensemble(workload: str, threads: int, n: int, repeat: int) -> None:
+def ensemble(workload: str, threads: int, n: int, repeat: int, replicates: int | None) -> None:
     machine, spec, run = parts(workload, threads)
     if not hasattr(W, "simulate_lanes"):
         print("  (no simulate_lanes in this tree)")
@@ -71,6 +71,8 @@ def ensemble(workload: str, threads: int, n: int, repeat: int) -> None:
                  for f in dataclasses.fields(machine.costs) if isinstance(getattr(machine.costs, f.name), float)}
         sets.append((RELAXED, dataclasses.replace(machine.costs, **scale)))
     kw = dict(run_kwargs(run), seed=np.random.SeedSequence(7), kernel=KERNELS["rfc_base"])
+    if replicates:
+        kw["replicates"] = replicates
     one = many = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
@@ -79,7 +81,8 @@ def ensemble(workload: str, threads: int, n: int, repeat: int) -> None:
         start = time.perf_counter()
         W.simulate_lanes(machine, spec, sets, **kw)
         many = min(many, time.perf_counter() - start)
-    print(f"  ensemble {workload} threads={threads}: 1 set {one:.3f} s, {n} sets {many:.3f} s "
+    print(f"  ensemble {workload} threads={threads} replicates/set={kw['replicates']}: 1 set {one:.3f} s, "
+          f"{n} sets {many:.3f} s "
           f"({many / one:.2f}x one set; target <= 2x)   [{load()}]")
 
 
@@ -88,8 +91,10 @@ def main():
     p.add_argument("--threads", type=int, nargs="+", default=[2, 16])
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--ensemble", type=int, default=0)
+    p.add_argument("--ensemble-replicates", type=int, nargs="+", default=[0], help="replicates per set (0: run's)")
+    p.add_argument("--skip-cells", action="store_true")
     a = p.parse_args()
-    for workload in ("mprotect_toggle", "madv_free", "uffd_wp"):
+    for workload in ("mprotect_toggle", "madv_free", "uffd_wp") if not a.skip_cells else ():
         for threads in a.threads:
             for policy in (STRICT, RELAXED):
                 s, hw = time_cell(workload, threads, policy, a.repeat)
@@ -107,8 +112,9 @@ def main():
                 print(f"{workload:16s} threads={threads:2d} strict+relaxed as 2 lanes {best / 2:7.3f} s/cell   [{load()}]",
                       flush=True)
     if a.ensemble:
-        for workload, threads in (("mprotect_toggle", 2), ("uffd_wp", 16)):
-            ensemble(workload, threads, a.ensemble, a.repeat)
+        for reps in a.ensemble_replicates:
+            for workload, threads in (("mprotect_toggle", 2), ("uffd_wp", 16)):
+                ensemble(workload, threads, a.ensemble, a.repeat, reps or None)
 
 
 if __name__ == "__main__":

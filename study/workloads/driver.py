@@ -155,7 +155,11 @@ class Driver:
                     return self._idle
                 if lanes_on.all():
                     lanes_on = None
-        kinds = self._lane(kind, np.int8) if active is None else np.where(active, kind, OP_NOP).astype(np.int8)
+        masked = active is not None and hasattr(self.engine, "step_masked")
+        if active is None:
+            kinds = self._lane(kind, np.int8)
+        elif not masked:
+            kinds = np.where(active, kind, OP_NOP).astype(np.int8)
         on_cpu = int(cpu) if np.ndim(cpu) == 0 else None
         cpu = self._lane(cpu, np.intp)
         lo = self._lane(lo, np.intp)
@@ -163,7 +167,10 @@ class Driver:
         arg = self._lane(arg, np.int8)
         u = draw_slots(self.jitter, R, self.C) if self.L == 1 else self.jitter.draw(lanes_on)
         before = self._snapshot()
-        lat, flush, pending = self.engine.step(kinds, cpu, lo, n, arg, u)
+        if masked:
+            lat, flush, pending = self.engine.step_masked(kind, active, cpu, lo, n, arg, u)
+        else:
+            lat, flush, pending = self.engine.step(kinds, cpu, lo, n, arg, u)
         if before is not None:
             self._last_delta = {k: v - before[k] for k, v in self.engine.counters.items()}
         if on_cpu is not None:
