@@ -38,9 +38,10 @@ def measure(sweep: str, cpus: int, extra: list[str]) -> dict:
         load_before = os.getloadavg()
         start = time.perf_counter()
         proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        peak = 0
+        peak = peak_pss = 0
         while proc.poll() is None:
             peak = max(peak, tree_rss(proc.pid))
+            peak_pss = max(peak_pss, tree_rss(proc.pid, pss=True))
             time.sleep(0.5)
         wall = time.perf_counter() - start
         _, stderr = proc.communicate()
@@ -49,13 +50,17 @@ def measure(sweep: str, cpus: int, extra: list[str]) -> dict:
         manifest = json.loads((out / "sweep" / sweep / "manifest.json").read_text())
         return {"cpus": cpus, "wall_s": wall, "compute_s": manifest["timings"]["compute_s"],
                 "cells": len(manifest["cells"]), "computed": manifest["cells_computed"], "peak_rss": peak,
+                "peak_pss": peak_pss,
                 "load": (load_before, os.getloadavg())}
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def tree_rss(root: int) -> int:
-    """Resident bytes of ``root`` and all its descendants (from /proc; 0 where unreadable)."""
+def tree_rss(root: int, pss: bool = False) -> int:
+    """Resident bytes of ``root`` and all its descendants (from /proc; 0 where unreadable).
+
+    ``pss``: proportional set size instead (smaps_rollup), which counts a page shared by n
+    processes (Ray's object store, shared libraries) as 1/n in each: RSS counts it n times."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     page = os.sysconf("SC_PAGE_SIZE")
@@ -65,9 +70,13 @@ def tree_rss(root: int) -> int:
         try:
             with open(f"/proc/{entry}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/statm") as f:
-                rss[int(entry)] = int(f.read().split()[1]) * page
-        except (OSError, IndexError, ValueError):
+            if pss:
+                with open(f"/proc/{entry}/smaps_rollup") as f:
+                    rss[int(entry)] = next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+            else:
+                with open(f"/proc/{entry}/statm") as f:
+                    rss[int(entry)] = int(f.read().split()[1]) * page
+        except (OSError, IndexError, ValueError, StopIteration):
             continue
         children.setdefault(int(fields[1]), []).append(int(entry))
     total, todo = 0, [root]
@@ -91,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         results[cpus] = r
         print(f"sweep={args.sweep} ray.num_cpus={cpus}: {r['wall_s']:.1f} s wall, {r['compute_s']:.1f} s computing "
               f"{r['computed']} cells ({r['cells'] / r['wall_s']:.2f} cells/s), peak RSS of the process tree "
-              f"{r['peak_rss'] / 2 ** 30:.2f} GiB; load average before {r['load'][0]}, after {r['load'][1]}",
+              f"{r['peak_rss'] / 2 ** 30:.2f} GiB (PSS {r['peak_pss'] / 2 ** 30:.2f} GiB); load average before {r['load'][0]}, after {r['load'][1]}",
               flush=True)
         if r["peak_rss"] > TARGET_RSS:
             print("MISSED: peak RSS above 2 GiB")
