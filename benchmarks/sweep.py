@@ -4,8 +4,10 @@
     python benchmarks/sweep.py --sweep quick --cpus 1 2
 
 Each measurement is a fresh ``python -m study sweep`` process (Ray start included) writing
-to a fresh output directory, so nothing is reused.  Targets: default within 5 minutes on
-2 CPUs, speedup >= 1.7x.
+to a fresh output directory, so nothing is reused.  Targets (on a quiet machine): default
+within 60 s on 2 CPUs, speedup >= 1.7x, peak RSS of the whole process tree (the sweep, Ray's
+processes and workers) <= 2 GiB.  Prints the load average before and after each run: the
+machine may be shared.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TARGET_SECONDS = 300.0
+TARGET_SECONDS = 60.0
+TARGET_RSS = 2 * 1024 ** 3
 TARGET_SPEEDUP = 1.7
 
 
@@ -32,16 +35,56 @@ def measure(sweep: str, cpus: int, extra: list[str]) -> dict:
     args = [sys.executable, "-m", "study", "sweep", f"sweep={sweep}", f"ray.num_cpus={cpus}",
             f"run.output_dir={out}", *extra]
     try:
+        load_before = os.getloadavg()
         start = time.perf_counter()
-        proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        peak = peak_pss = 0
+        while proc.poll() is None:
+            peak = max(peak, tree_rss(proc.pid))
+            peak_pss = max(peak_pss, tree_rss(proc.pid, pss=True))
+            time.sleep(0.5)
         wall = time.perf_counter() - start
+        _, stderr = proc.communicate()
         if proc.returncode != 0:
-            sys.exit(f"sweep failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+            sys.exit(f"sweep failed ({proc.returncode}):\n{stderr[-3000:]}")
         manifest = json.loads((out / "sweep" / sweep / "manifest.json").read_text())
         return {"cpus": cpus, "wall_s": wall, "compute_s": manifest["timings"]["compute_s"],
-                "cells": len(manifest["cells"]), "computed": manifest["cells_computed"]}
+                "cells": len(manifest["cells"]), "computed": manifest["cells_computed"], "peak_rss": peak,
+                "peak_pss": peak_pss,
+                "load": (load_before, os.getloadavg())}
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def tree_rss(root: int, pss: bool = False) -> int:
+    """Resident bytes of ``root`` and all its descendants (from /proc; 0 where unreadable).
+
+    ``pss``: proportional set size instead (smaps_rollup), which counts a page shared by n
+    processes (Ray's object store, shared libraries) as 1/n in each: RSS counts it n times."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if pss:
+                with open(f"/proc/{entry}/smaps_rollup") as f:
+                    rss[int(entry)] = next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+            else:
+                with open(f"/proc/{entry}/statm") as f:
+                    rss[int(entry)] = int(f.read().split()[1]) * page
+        except (OSError, IndexError, ValueError, StopIteration):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo += children.get(pid, [])
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         r = measure(args.sweep, cpus, args.overrides)
         results[cpus] = r
         print(f"sweep={args.sweep} ray.num_cpus={cpus}: {r['wall_s']:.1f} s wall, {r['compute_s']:.1f} s computing "
-              f"{r['computed']} cells ({r['cells'] / r['wall_s']:.2f} cells/s)", flush=True)
+              f"{r['computed']} cells ({r['cells'] / r['wall_s']:.2f} cells/s), peak RSS of the process tree "
+              f"{r['peak_rss'] / 2 ** 30:.2f} GiB (PSS {r['peak_pss'] / 2 ** 30:.2f} GiB); load average before {r['load'][0]}, after {r['load'][1]}",
+              flush=True)
+        if r["peak_rss"] > TARGET_RSS:
+            print("MISSED: peak RSS above 2 GiB")
     code = 0
     if 2 in results and results[2]["wall_s"] > TARGET_SECONDS and args.sweep == "default":
         print(f"MISSED: default sweep took more than {TARGET_SECONDS:.0f} s on 2 CPUs")

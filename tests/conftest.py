@@ -25,7 +25,8 @@ def study_env() -> dict[str, str]:
     return env
 
 
-def fake_simulate(machine, workload, policy, *, replicates, rounds, seed, max_samples=2048, kernel=None):
+def fake_simulate(machine, workload, policy, *, replicates, rounds, seed, max_samples=2048, kernel=None,
+                  warmup_rounds=0):
     """A cheap stand-in for simulate_cell with its contract: same seed, same numbers.
 
     The noise comes from the seed alone and the policy only shifts the mean, so strict and

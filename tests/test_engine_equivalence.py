@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -109,3 +110,46 @@ def test_workloads_agree(workload, policy, kernel, seed, machine):
         np.testing.assert_array_equal(vec.counters[name], ref.counters[name], err_msg=name)
     for label in ref.samples:
         np.testing.assert_array_equal(vec.samples[label], ref.samples[label])
+
+
+# Per-replicate policies and costs ("lanes"): each replicate carries its own switches and its
+# own cost set; the vectorized engine must still agree with R independent scalar engines.
+cost_scales = st.lists(st.floats(0.5, 2.0), min_size=6, max_size=6)
+
+
+def scaled_costs(machine: Machine, scales) -> Machine:
+    """The machine with its costs scaled (per field group), a stand-in for an ensemble member."""
+    c = machine.costs
+    dist = lambda d, k: dataclasses.replace(d, smt=d.smt * k, core=d.core * k, socket=d.socket * k)  # noqa: E731
+    costs = dataclasses.replace(
+        c, syscall_mprotect=c.syscall_mprotect * scales[0], invlpg=c.invlpg * scales[1],
+        flush_full=c.flush_full * scales[1], ipi_send=c.ipi_send * scales[2], vm_exit=c.vm_exit * scales[2],
+        ipi_deliver=dist(c.ipi_deliver, scales[3]), remote_line=dist(c.remote_line, scales[4]),
+        tlb_gen_xfer=dist(c.tlb_gen_xfer, scales[5]), page_walk=c.page_walk * scales[5],
+        dirty_walk=c.dirty_walk * scales[0], irq_entry_exit=c.irq_entry_exit * scales[3])
+    return dataclasses.replace(machine, costs=costs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(machine=machines, per_policy=st.lists(policies, min_size=5, max_size=5),
+       scales=st.lists(cost_scales, min_size=5, max_size=5), kernel=kernels, threads=st.integers(1, 18),
+       pages=st.integers(1, 5), placement=st.sampled_from(["smt", "core", "socket"]),
+       seed=st.integers(0, 2**32 - 1), working_set=st.sampled_from([0, 7]))
+def test_per_replicate_policy_and_costs_agree(machine, per_policy, scales, kernel, threads, pages, placement, seed,
+                                              working_set):
+    threads = min(threads, machine.n_cpus)
+    cpus = placement_cpus(machine, threads, placement)
+    lazy = np.random.default_rng(seed).random(threads) < 0.3
+    lazy[0] = False
+    R = 5
+    per_machine = [scaled_costs(machine, s) for s in scales]
+    vec = VectorEngine(per_machine, per_policy, cpus, pages, R, working_set=working_set, lazy=lazy, kernel=kernel)
+    ref = ScalarBatch(per_machine, per_policy, cpus, pages, R, working_set=working_set, lazy=lazy, kernel=kernel)
+    outs_v = run_random(vec, np.random.default_rng(seed), 40, lazy=lazy)
+    outs_r = run_random(ref, np.random.default_rng(seed), 40, lazy=lazy)
+    assert_same(vec, ref, outs_v, outs_r)
+
+
+def test_lane_machines_must_share_hardware_facts():
+    with pytest.raises(ValueError, match="machine.pti"):
+        VectorEngine([SMALL, dataclasses.replace(SMALL, pti=True)], STRICT, placement_cpus(SMALL, 2, "core"), 1, 2)

@@ -96,7 +96,8 @@ class Recorder:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, machine, workload, policy, *, replicates, rounds, seed, max_samples=2048, kernel=None):
+    def __call__(self, machine, workload, policy, *, replicates, rounds, seed, max_samples=2048, kernel=None,
+                 warmup_rounds=0):
         self.calls.append((policy.name, replicates, seed.spawn_key))
         return fake_simulate(machine, workload, policy, replicates=replicates, rounds=rounds, seed=seed,
                              max_samples=max_samples)

@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
     after = loadavg()
     wall = time.monotonic() - start
 
-    run = RunConfig(replicates=config.trials, rounds=config.rounds, seed=config.seed,
+    run = RunConfig(replicates=config.trials, rounds=config.rounds, warmup_rounds=0, seed=config.seed,
                     batch_replicates=config.trials, adaptive=False, ci_target=0.01,
                     max_replicates=config.trials, max_samples=config.max_samples, output_dir=str(args.out))
     rows = [(GridCell(Cell(machine, m.cell.workload, STRICT, run), 0, (("cell", m.cell.name),)), m.result)

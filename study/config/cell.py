@@ -71,7 +71,8 @@ class Cell:
     def run_identity(self) -> dict[str, Any]:
         """The run settings that change the numbers (never output_dir; CI knobs only if adaptive)."""
         run = self.run
-        ident = {"seed": run.seed, "rounds": run.rounds, "replicates": run.replicates,
+        ident = {"seed": run.seed, "rounds": run.rounds, "warmup_rounds": run.warmup_rounds,
+                 "replicates": run.replicates,
                  "batch_replicates": run.batch_replicates, "max_samples": run.max_samples,
                  "adaptive": run.adaptive}
         if run.adaptive:

@@ -23,6 +23,9 @@ class RunConfig:
     replicates: int = MISSING
     # operations (rounds of the workload's loop) per replicate
     rounds: int = MISSING
+    # unbooked rounds before the measured ones: the means describe the steady state, not
+    # the cold start (empty TLBs, every CPU current, the tlb_gen line on CPU 0)
+    warmup_rounds: int = MISSING
     seed: int = MISSING
     # replicates per simulate_cell call; batch b of a cell is one random stream, so the
     # batch size (not the Ray chunking) fixes the numbers

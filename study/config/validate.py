@@ -125,6 +125,8 @@ def check_run(run: RunConfig, prefix: str = "run") -> RunConfig:
     for key in ("replicates", "rounds", "batch_replicates", "max_replicates"):
         if getattr(run, key) < 1:
             raise ConfigError(f"{prefix}.{key}", f"must be an integer >= 1, got {getattr(run, key)}")
+    if run.warmup_rounds < 0:
+        raise ConfigError(f"{prefix}.warmup_rounds", f"must be an integer >= 0, got {run.warmup_rounds}")
     if run.seed < 0:
         # SeedSequence entropy must be non-negative
         raise ConfigError(f"{prefix}.seed", f"must be an integer >= 0, got {run.seed}")

@@ -9,12 +9,13 @@ to the cycle; a table lookup is also far cheaper than drawing a lognormal per ev
 from __future__ import annotations
 
 import dataclasses
+import types
 from functools import lru_cache
 from statistics import NormalDist
 
 import numpy as np
 
-from study.engine.machine import KVM_IPI_CLUSTER_SIZE, X2APIC_CLUSTER_SIZE, Machine, apic_ids
+from study.engine.machine import KVM_IPI_CLUSTER_SIZE, X2APIC_CLUSTER_SIZE, Costs, Machine, apic_ids
 from study.errors import ConfigError
 
 N_LEVELS = 1 << 16
@@ -87,10 +88,52 @@ def pti_costs(c):
         flush_full=c.flush_full + c.user_asid_flush)
 
 
-class CostTables:
-    """The machine's costs as float arrays the engines index directly."""
+# Machine fields that may differ between the replicates of one run (per-replicate costs,
+# "lanes"); everything else is hardware and topology that the lockstep steps share.
+LANE_FREE_FIELDS = ("name", "calibrated", "source", "costs")
+# Per-event base costs of Costs that the engines read as scalars (the rest are ByDistance)
+_DIST_FIELDS = ("tlb_gen_xfer", "remote_line")
 
-    def __init__(self, machine: Machine):
+
+class CostTables:
+    """The machine's costs as float arrays the engines index directly.
+
+    ``machine`` is one Machine, or a sequence of Machines, one per replicate, that differ
+    only in LANE_FREE_FIELDS: then every base cost is an array over replicates ([R]; the
+    per-distance tables [4, R]) and ``per_replicate`` is True.  Machines that all carry the
+    same costs give the scalar tables.
+    """
+
+    def __init__(self, machine):
+        per = None
+        if not isinstance(machine, Machine):
+            machines = list(machine)
+            machine = machines[0]
+            _check_lanes(machines)
+            if any(m.costs != machine.costs for m in machines[1:]):
+                per = machines
+        self.per_replicate = per is not None
+        self._fill(machine)
+        if per is not None:
+            # each distinct cost set once, then gathered per replicate
+            distinct, index = {}, []
+            for m in per:
+                index.append(distinct.setdefault(m.costs, len(distinct)))
+            tables = [CostTables(dataclasses.replace(machine, costs=costs)) for costs in distinct]
+            index = np.asarray(index)
+
+            def gather(get):
+                return np.stack([np.asarray(get(t), np.float64) for t in tables], axis=-1)[..., index]
+
+            names = [f.name for f in dataclasses.fields(Costs)]
+            self.c = types.SimpleNamespace(**{n: gather(lambda t, n=n: getattr(t.c, n))
+                                              for n in names if n not in _DIST_FIELDS + ("ipi_deliver", "ipi_ack")})
+            for name in ("tlb_gen_xfer", "remote_line", "ipi_deliver_ack", "icr_write", "mask_write",
+                         "vcpu_wakeup_wait", "raw_flush_full"):
+                setattr(self, name, gather(lambda t, name=name: getattr(t, name)))
+        self.same_write = bool(np.array_equal(self.icr_write, self.mask_write))
+
+    def _fill(self, machine: Machine) -> None:
         c = machine.costs
         # Costs are rounded to int64 cycles: a base cost that is not finite, or so large that a
         # jittered draw loses integer precision in float64, would become garbage silently.
@@ -159,6 +202,14 @@ def off_cpu_window(t: "CostTables", on_cpu_share: float) -> tuple[int, int]:
     vCPU is taken as running the thread.  Empty at on_cpu_share = 1: no draw changes."""
     lo = t.preempt_threshold
     return lo, lo + int(round((1.0 - on_cpu_share) * (N_LEVELS - lo)))
+def _check_lanes(machines) -> None:
+    """Replicates of one lockstep run share every hardware fact; only costs may differ."""
+    first = machines[0]
+    for m in machines[1:]:
+        for f in dataclasses.fields(Machine):
+            if f.name not in LANE_FREE_FIELDS and getattr(m, f.name) != getattr(first, f.name):
+                raise ValueError(f"machine.{f.name}: replicates of one run must share it "
+                                 f"(only {', '.join(LANE_FREE_FIELDS)} may differ per replicate)")
 
 
 def draw_slots(rng: np.random.Generator, replicates: int, n_cpus: int) -> np.ndarray:

@@ -451,9 +451,15 @@ class ScalarBatch:
 
     def __init__(self, machine: Machine, policy, cpus, pages: int, replicates: int,
                  working_set: int = 0, lazy=None, kernel=None, on_cpu_share: float = 1.0):
+        """``machine`` and ``policy`` may be sequences, one per replicate (per-replicate costs
+        and policy switches): each replicate is then its own ScalarEngine of its own."""
         self.R, self.C, self.P = replicates, len(cpus), pages
-        self.engines = [ScalarEngine(machine, policy, cpus, pages, working_set, lazy, kernel, on_cpu_share)
-                        for _ in range(replicates)]
+        machines = machine if isinstance(machine, (list, tuple)) else [machine] * replicates
+        policies = policy if isinstance(policy, (list, tuple)) else [policy] * replicates
+        if len(machines) != replicates or len(policies) != replicates:
+            raise ValueError("one machine and one policy per replicate")
+        self.engines = [ScalarEngine(m, p, cpus, pages, working_set, lazy, kernel, on_cpu_share)
+                        for m, p in zip(machines, policies)]
 
     def step(self, kind, cpu, lo, n, arg, u):
         lat = np.zeros(self.R, np.int64)

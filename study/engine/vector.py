@@ -20,6 +20,7 @@ from study.engine.costs import CostTables
 from study.engine.kernel import RFC_BASE
 from study.engine.machine import Machine, distance_matrix
 from study.engine.ops import (
+    POLICY_SWITCHES,
     COUNTERS,
     FLUSH_NONE,
     FLUSH_RELAXED,
@@ -37,8 +38,13 @@ from study.engine.ops import (
 class VectorEngine:
     """State and transitions of ``replicates`` copies of one mm on ``len(cpus)`` CPUs.
 
-    ``policy`` is anything with the boolean attributes of study.policies.Policy, ``kernel``
-    a study.engine.kernel.Kernel (default: the RFC's base).
+    ``policy`` is anything with the boolean attributes of study.policies.Policy, or a
+    sequence of ``replicates`` of them (one per replicate); ``machine`` a Machine, or a
+    sequence of ``replicates`` Machines that differ only in their costs (per-replicate costs:
+    study.engine.costs.CostTables).  Replicates with different policies or costs still step in
+    lockstep on the same operations and draws: that is what makes them comparable (common
+    random numbers) and what lets one run carry a setting's policy variants and cost sets.
+    ``kernel`` is a study.engine.kernel.Kernel (default: the RFC's base).
     CPU slot i runs application thread i; ``cpus`` gives its (socket, core, smt).
     """
 
@@ -47,11 +53,13 @@ class VectorEngine:
         R, C, P = replicates, len(cpus), pages
         self.R, self.C, self.P = R, C, P
         self.t = CostTables(machine)
-        self.policy = policy
         self.kernel = kernel = RFC_BASE if kernel is None else kernel
+        # Each switch: a Python bool when every replicate agrees (the usual case, no mask
+        # work), else a bool array over replicates.
+        self.policy = pol = _switches(policy, R)
         # a switch of the RFC that the kernel already carries changes nothing
-        self.clean_writable = kernel.clean_anon_writable or policy.clean_anon_writable
-        self.fixup = kernel.fix_spurious_fault or policy.fix_spurious_fault
+        self.clean_writable = True if kernel.clean_anon_writable else pol.clean_anon_writable
+        self.fixup = True if kernel.fix_spurious_fault else pol.fix_spurious_fault
         self.dist = distance_matrix(list(cpus)).astype(np.intp)
         # entries beyond the STLB miss whether or not a flush came: only these are kept hot
         self.working_set = min(int(working_set), self.t.stlb_entries)
@@ -111,7 +119,7 @@ class VectorEngine:
         # float64 holding whole cycles: exact far beyond any run's totals, and it spares
         # an integer conversion per event; step() converts once.
         F = self.t.F if table is None else table
-        return np.rint(base * np.take(F, u))   # np.take: twice as fast as F[u] here
+        return np.rint(base * F.take(u))   # take: twice as fast as F[u] here
 
     def _at(self, idx):
         """Index of each replicate's CPU (or page) in a per-CPU [C, R] (or per-page) array.
@@ -138,6 +146,12 @@ class VectorEngine:
             return self.dist[first][:, None]
         return self.dist[:, cpu]
 
+    def _by_dist(self, table, idx):
+        """Per-distance cost ``table`` ([4], or [4, R] with per-replicate costs) at ``idx``."""
+        if table.ndim == 1:
+            return np.take(table, idx)
+        return table[idx, self.ar]
+
     def _count(self, name, values):
         self.counters[name] += values
 
@@ -149,15 +163,23 @@ class VectorEngine:
         ``u`` is slot-major, [slots, R], so that each event's draws are contiguous.
         Returns (latency on the acting CPU, flush type taken, uffd-wp fault pending).
         """
-        lat = np.zeros(self.R)
-        flush = np.full(self.R, FLUSH_NONE, np.int8)
-        uffd_pending = np.zeros(self.R, bool)
         first = kind[0]
         if (kind == first).all():
             # lockstep: one kind for every replicate (the workloads' usual step)
             kinds = ((first, self._everyone),)
         else:
             kinds = [(op, kind == op) for op in (OP_MPROTECT, OP_UFFD_WP, OP_MADV_FREE, OP_ACCESS, OP_SWITCH_MM)]
+        return self._run(kinds, cpu, lo, n, arg, u)
+
+    def step_masked(self, kind, active, cpu, lo, n, arg, u):
+        """step() of one operation ``kind`` by the replicates in ``active`` (the others idle):
+        the workloads' masked steps, without sorting replicates by kind."""
+        return self._run(((kind, active),), cpu, lo, n, arg, u)
+
+    def _run(self, kinds, cpu, lo, n, arg, u):
+        lat = np.zeros(self.R)
+        flush = np.full(self.R, FLUSH_NONE, np.int8)
+        uffd_pending = np.zeros(self.R, bool)
         for op, m in kinds:
             if op in (OP_MPROTECT, OP_UFFD_WP, OP_MADV_FREE):
                 if m.any():
@@ -176,14 +198,25 @@ class VectorEngine:
         """mprotect(), UFFDIO_WRITEPROTECT and MADV_FREE: update PTEs, then one flush.
 
         Only PTEs whose change needs a flush widen the mmu_gather range (tlb->start..end):
-        the flush covers that span, and the ceiling applies to it."""
+        the flush covers that span, and the ceiling applies to it.
+
+        A call on one page (the uffd monitor's unprotect of the faulting page) works on that
+        page's row per replicate ([R]) instead of the whole [P, R] page table."""
         pol, c, k = self.policy, self.t.c, self.kernel
-        inr = (self.pg >= lo) & (self.pg < lo + n) & m          # [P, R]
-        w, wp = self.pte_write, self.pte_uffd_wp
+        single = n[0] == 1 and (n == 1).all()
+        if single:
+            pget, pset, _, _ = self._gather(cpu, lo)
+            inr = m
+            vma, w, wp = pget(self.vma_write), pget(self.pte_write), pget(self.pte_uffd_wp)
+            d, y = pget(self.pte_dirty), pget(self.pte_young)
+        else:
+            inr = (self.pg >= lo) & (self.pg < lo + n) & m          # [P, R]
+            vma, w, wp = self.vma_write, self.pte_write, self.pte_uffd_wp
+            d, y = self.pte_dirty, self.pte_young
         none = np.zeros_like(inr)
         if op == OP_MPROTECT:
             on = arg.astype(bool)
-            self.vma_write = np.where(inr, on, self.vma_write)
+            vma = np.where(inr, on, vma)
             # MM_CP_TRY_CHANGE_WRITABLE; a uffd-wp PTE is never upgraded here
             try_w = inr & on & ~w & ~wp
             down = inr & ~on
@@ -194,54 +227,65 @@ class VectorEngine:
             pin, uin = inr & protect, inr & ~protect
             # protect: RW->RO and the uffd-wp bit; unprotect: clear the bit (a software
             # bit, no flush) and, where the kernel or the RFC says so, try writable
-            self.pte_uffd_wp = (wp | pin) & ~uin
-            if pol.uffd_unprotect_mkdirty:
-                mk = uin & hint & self.vma_write                  # RFC patch 1
-                self.pte_dirty |= mk
-                self.pte_young |= mk
+            wp = (wp | pin) & ~uin
+            if pol.uffd_unprotect_mkdirty is not False:
+                mk = _if(pol.uffd_unprotect_mkdirty, uin & hint & vma, None)   # RFC patch 1
+                d = d | mk
+                y = y | mk
             asks = hint & pol.uffd_unprotect_writable if not k.uffd_unprotect_writable else np.ones_like(hint)
-            try_w = uin & asks & ~w & self.vma_write
+            try_w = uin & asks & ~w & vma
             down = pin
             syscall = c.syscall_uffd_wp
         else:
             try_w, down = none, none
             syscall = c.syscall_madvise
-        d = self.pte_dirty
         # can_change_pte_writable(): dirty exclusive anon pages; clean ones too where the
         # kernel carries, or the policy applies, the RFC's patch 3
-        up = try_w & d if not self.clean_writable else try_w
+        cw = self.clean_writable
+        up = try_w & d if cw is False else try_w if cw is True else try_w & (d | cw)
         new_w = (w | up) & ~down
         promote = inr & ~w & new_w
         demote = inr & w & ~new_w
         # pte_needs_flush(), per page; the range takes the strongest flush any page needs.
-        strict_need = demote & d if not pol.unsafe_dirty_demote else none
-        if not pol.no_flush_clean_wrprotect:
-            strict_need = strict_need | (demote & ~d)
-        relaxed_need = none
-        if pol.relaxed_flush_on_upgrade:
-            relaxed_need = promote
-        else:
-            strict_need = strict_need | promote
+        strict_need = _unless(pol.unsafe_dirty_demote, demote & d, none)
+        if pol.no_flush_clean_wrprotect is not True:
+            strict_need = strict_need | _unless(pol.no_flush_clean_wrprotect, demote & ~d, none)
+        rfu = pol.relaxed_flush_on_upgrade
+        relaxed_need = _if(rfu, promote, none)
+        if rfu is not True:
+            strict_need = strict_need | _unless(rfu, promote, none)
         if op == OP_MADV_FREE:
-            cleaned = inr & (d | self.pte_young)
+            cleaned = inr & (d | y)
             strict_need = strict_need | cleaned
-            self.pte_dirty &= ~inr
-            self.pte_young &= ~inr
-        self.pte_write = new_w
+            d = d & ~inr
+            y = y & ~inr
+        if single:
+            for array, value in ((self.vma_write, vma), (self.pte_write, new_w), (self.pte_uffd_wp, wp),
+                                 (self.pte_dirty, d), (self.pte_young, y)):
+                pset(array, value)
+            n_checks = try_w.astype(np.int64)
+            any_strict, any_relaxed = strict_need, relaxed_need
+        else:
+            self.vma_write, self.pte_write, self.pte_uffd_wp = vma, new_w, wp
+            self.pte_dirty, self.pte_young = d, y
+            n_checks = np.count_nonzero(try_w, axis=0)
+            any_strict, any_relaxed = strict_need.any(0), relaxed_need.any(0)
 
-        n_checks = np.count_nonzero(try_w, axis=0)
         cost = self._cost(np.float64(syscall), u[K.SLOT_SYSCALL])
         cost += self._cost(n * c.pte_update + n_checks * c.pte_mkwrite_check, u[K.SLOT_PTE])
-        any_strict = strict_need.any(0)
         strict = m & any_strict
-        relaxed = m & ~any_strict & relaxed_need.any(0)
+        relaxed = m & ~any_strict & any_relaxed
         f = strict | relaxed
         if f.any():
-            # the span of the PTEs that needed a flush: first..last such page
-            need = strict_need | relaxed_need
-            f_lo = np.argmax(need, axis=0)
-            f_n = np.where(f, self.P - np.argmax(need[::-1], axis=0) - f_lo, 0)
-            span = (self.pg >= f_lo) & (self.pg < f_lo + f_n)
+            if single:
+                f_n = f.astype(np.int64)
+                span = self.pg == (lo[0] if (lo == lo[0]).all() else lo)
+            else:
+                # the span of the PTEs that needed a flush: first..last such page
+                need = strict_need | relaxed_need
+                f_lo = np.argmax(need, axis=0)
+                f_n = np.where(f, self.P - np.argmax(need[::-1], axis=0) - f_lo, 0)
+                span = (self.pg >= f_lo) & (self.pg < f_lo + f_n)
             cost += self._flush_tlb_mm_range(f, strict, cpu, f_n, span, u)
         lat += np.where(m, cost, 0)
         flush[strict] = FLUSH_STRICT
@@ -257,7 +301,7 @@ class VectorEngine:
         others = self.tlb_gen_sharers & (D > 0)
         xdist = np.where(others, D, 0).max(0)
         moved = f & (xdist > 0)
-        cost = np.where(moved, self._cost(np.take(t.tlb_gen_xfer, xdist), u[K.SLOT_TLBGEN]), 0)
+        cost = np.where(moved, self._cost(self._by_dist(t.tlb_gen_xfer, xdist), u[K.SLOT_TLBGEN]), 0)
         self._count("tlb_gen_xfers", moved)
         self.tlb_gen_sharers &= ~f
         at = self._at(cpu)
@@ -294,8 +338,8 @@ class VectorEngine:
         # other CPUs of mm_cpumask in CPU order; every step below is a sum over that walk.
         C = self.C
         others = self.mm_cpumask & (D > 0) & strict                            # [C, R]
-        rl = np.take(t.remote_line, D)                                         # [C, R] or [C, 1]
-        base = np.full(self.R, c.cpumask_scan)
+        rl = self._by_dist(t.remote_line, D)                                   # [C, R] or [C, 1]
+        base = np.zeros(self.R) + c.cpumask_scan
         flagged = None
         if t.pv_flush:
             # kvm_flush_tlb_multi(): read each CPU's steal_time.preempted; a preempted vCPU
@@ -338,7 +382,7 @@ class VectorEngine:
             one = (nt == 1) | (nt == t.n_online - 1)
             rank = np.where(one, 1, rank)
             writes = np.where(one, np.minimum(writes, 1), writes)
-        if t.icr_write == t.mask_write:
+        if t.same_write:
             write = t.icr_write
         else:
             # a single IPI (or the shorthand) is an ICR write even where the mask is a hypercall
@@ -356,11 +400,11 @@ class VectorEngine:
         t_partial = targets & ranged & (lgt + 1 == new_gen)
         t_full = targets & ~t_partial
         work = np.where(t_partial, n * c.invlpg, np.where(t_full, c.flush_full, 0.0))
-        handler_base = c.irq_entry_exit + np.take(t.tlb_gen_xfer, D) + work
+        handler_base = c.irq_entry_exit + self._by_dist(t.tlb_gen_xfer, D) + work
         u_deliver = u[K.N_FIXED_SLOTS:K.N_FIXED_SLOTS + C]
         u_handler = u[K.N_FIXED_SLOTS + C:K.N_FIXED_SLOTS + 2 * C]
         handler = np.where(targets, self._cost(handler_base, u_handler), 0)
-        wire = np.take(t.ipi_deliver_ack, D)
+        wire = self._by_dist(t.ipi_deliver_ack, D)
         if t.kvm and not t.pv_flush and t.preempt_threshold:
             # an IPI to a preempted vCPU waits for the host to run it again
             waits = targets & (u[K.N_FIXED_SLOTS + 2 * C:K.N_FIXED_SLOTS + 3 * C] < t.preempt_threshold)
@@ -447,32 +491,71 @@ class VectorEngine:
 
     # ---------------------------------------------------------------- memory access
 
+    def _gather(self, cpu, page):
+        """Readers and writers of each replicate's entry in the per-page [P, R] and per-CPU-and-
+        page [C, P, R] arrays: a row when every replicate is on the same page (and CPU), else
+        flat indices (``take``/``put`` on the contiguous arrays: one pass, no tuple indexing)."""
+        P, R = self.P, self.R
+        p0 = page[0]
+        if (page == p0).all():
+            def pget(a):
+                return a[p0].copy()
+
+            def pset(a, v):
+                a[p0] = v
+            c0 = cpu[0]
+            if (cpu == c0).all():
+                def tget(a):
+                    return a[c0, p0].copy()
+
+                def tset(a, v):
+                    a[c0, p0] = v
+                return pget, pset, tget, tset
+        else:
+            lin = page * R + self.ar
+
+            def pget(a):
+                return a.take(lin)
+
+            def pset(a, v):
+                a.put(lin, v)
+        lin3 = (cpu * P + page) * R + self.ar
+
+        def tget(a):
+            return a.take(lin3)
+
+        def tset(a, v):
+            a.put(lin3, v)
+        return pget, pset, tget, tset
+
     def _access(self, m, cpu, page, write, u, lat, uffd_pending):
-        """A read or write of ``page`` by the thread on ``cpu``, faults and retries included."""
-        t, c, ar, pol = self.t, self.t.c, self.ar, self.policy
-        at, atp = self._at(cpu), self._at(page)
-        # this CPU's entry for this page: a row only if both CPU and page are uniform
-        atcp = (at[0], atp[0]) if len(at) == 1 and len(atp) == 1 else (cpu, page, ar)
+        """A read or write of ``page`` by the thread on ``cpu``, faults and retries included.
+
+        The page's PTE bits and this CPU's TLB entry are read once into per-replicate rows,
+        updated there, and written back once."""
+        t, c = self.t, self.t.c
+        at = self._at(cpu)
         if self.off_hi > self.off_lo:
             # a thread that missed a shootdown off its CPU runs again: switch_mm_irqs_off()
-            # first (the lazy wake-up's path: context switch, full flush if behind)
+            # first (the lazy wake-up's path: context switch, full flush if behind), before
+            # its TLB entry is read
             back = m & self.off_cpu[at]
             if back.any():
                 self._switch_mm(back, cpu, np.zeros(self.R, bool), u, lat)
+        pget, pset, tget, tset = self._gather(cpu, page)
         cost = self._refill(m, at, u)
 
-        valid = self.tlb_valid[atcp].copy()
-        pw = self.pte_write[atp].copy()
-        pd = self.pte_dirty[atp].copy()
+        valid, tw, td = tget(self.tlb_valid), tget(self.tlb_write), tget(self.tlb_dirty)
+        pw, pd, py = pget(self.pte_write), pget(self.pte_dirty), pget(self.pte_young)
         hit = m & valid
         miss = m & ~valid
         cost += np.where(m, self._cost(np.where(hit, c.tlb_hit, c.page_walk), u[K.SLOT_ACCESS]), 0)
         self._count("tlb_hits", hit)
         self._count("tlb_misses", miss)
         # A miss fills the entry from the PTE (and sets Accessed).
-        ew = np.where(miss, pw, self.tlb_write[atcp])
-        ed = np.where(miss, pd, self.tlb_dirty[atcp])
-        self.pte_young[atp] |= miss
+        ew = np.where(miss, pw, tw)
+        ed = np.where(miss, pd, td)
+        py |= miss
 
         W = m & write
         # A write through a dirty writable entry does not re-read the PTE.
@@ -490,21 +573,21 @@ class VectorEngine:
         self._count("violations", (direct & ~(pw & pd)) | (dwalk_done & ~pw))
         if t.dwalk_sets_dirty:
             # pre-CET: Dirty left set on the read-only PTE (completes: the write set it)
-            self.pte_dirty[atp] |= dwalk_ro
-        self.pte_dirty[atp] |= dwalk_done
-        self.pte_young[atp] |= dwalk_done
+            pd = pd | dwalk_ro
+        pd = pd | dwalk_done
+        py |= dwalk_done
 
         fault = (W & ~ew) | dwalk_fault
         cost += np.where(fault, self._cost(np.float64(c.fault_entry_exit), u[K.SLOT_FAULT]), 0)
-        vw = self.vma_write[atp]
+        vw = pget(self.vma_write)
         ro = fault & ~pw
         prot = ro & ~vw                                  # access_error(): SIGSEGV
-        wp = ro & vw & self.pte_uffd_wp[atp]             # handle_userfault(VM_UFFD_WP)
+        wp = ro & vw & pget(self.pte_uffd_wp)            # handle_userfault(VM_UFFD_WP)
         reuse = ro & vw & ~wp                            # do_wp_page() -> wp_page_reuse()
         spurious = fault & pw                            # a stale read-only entry
         # handle_pte_fault(): the entry with D and A set changes the PTE unless it is
         # already dirty and young ("nothing changed")
-        unchanged = spurious & self.pte_dirty[atp] & self.pte_young[atp]
+        unchanged = spurious & pd & py
         store = spurious & ~unchanged
         self._count("spurious_faults", spurious)
         self._count("reuse_faults", reuse)
@@ -514,17 +597,17 @@ class VectorEngine:
         uffd_pending |= wp
         # wp_page_reuse() and ptep_set_access_flags() store the PTE; neither flushes on x86
         cost += np.where(reuse | store, self._cost(np.float64(c.pte_update), u[K.SLOT_FIXUP]), 0)
-        self.pte_write[atp] |= reuse
-        self.pte_dirty[atp] |= reuse | store
-        self.pte_young[atp] |= reuse | store
+        pset(self.pte_write, pw | reuse)
+        pset(self.pte_dirty, pd | reuse | store)
+        pset(self.pte_young, py | reuse | store)
 
-        if self.fixup and unchanged.any():
+        if self.fixup is not False and unchanged.any():
             # Nothing changed, a write, not FAULT_FLAG_TRIED: flush_tlb_fix_spurious_fault()
             # (RFC patch 8): a CPU behind mm->tlb_gen flushes everything once and catches up.
-            fix = unchanged & (self.local_gen[at] < self.tlb_gen)
+            fix = unchanged & (self.local_gen[at] < self.tlb_gen) & self.fixup
             near = np.where(self.tlb_gen_sharers, self._distances(cpu), 99).min(0)
             moved = fix & (near > 0)
-            base = c.flush_full + np.where(moved, t.tlb_gen_xfer[np.minimum(near, 3)], 0.0)
+            base = c.flush_full + np.where(moved, self._by_dist(t.tlb_gen_xfer, np.minimum(near, 3)), 0.0)
             cost += np.where(fix, self._cost(base, u[K.SLOT_FIXUP]), 0)
             self._count("tlb_gen_xfers", moved)
             self._count("local_full", fix)
@@ -538,14 +621,11 @@ class VectorEngine:
         self._count("tlb_misses", retry)
 
         # Final state of the entry.  A fault invalidated it; a completed (or retried) write
-        # leaves it writable and dirty.
+        # leaves it writable and dirty.  (A fix-up's full flush only touched replicates in m.)
         completed_write = (W & ~fault) | retry
-        new_valid = ~(fault & ~retry)
-        new_w = np.where(completed_write, True, ew)
-        new_d = np.where(completed_write, True, ed)
-        self.tlb_valid[atcp] = np.where(m, new_valid, self.tlb_valid[atcp])
-        self.tlb_write[atcp] = np.where(m, new_w, self.tlb_write[atcp])
-        self.tlb_dirty[atcp] = np.where(m, new_d, self.tlb_dirty[atcp])
+        tset(self.tlb_valid, np.where(m, ~(fault & ~retry), valid))
+        tset(self.tlb_write, np.where(m, ew | completed_write, tw))
+        tset(self.tlb_dirty, np.where(m, ed | completed_write, td))
         lat += np.where(m, cost, 0)
 
     def _refill(self, m, at, u):
@@ -567,7 +647,7 @@ class VectorEngine:
         near = np.where(self.tlb_gen_sharers, self._distances(cpu), 99).min(0)
         moved = back & (near > 0)
         base = (c.context_switch + np.where(behind, c.flush_full, 0.0)
-                + np.where(moved, t.tlb_gen_xfer[np.minimum(near, 3)], 0.0))
+                + np.where(moved, self._by_dist(t.tlb_gen_xfer, np.minimum(near, 3)), 0.0))
         lat += np.where(back, self._cost(base, u[K.SLOT_SWITCH]), 0)
         self._count("tlb_gen_xfers", moved)
         self._count("local_full", behind)
@@ -576,3 +656,42 @@ class VectorEngine:
         self.local_gen[at] = np.where(back, self.tlb_gen, self.local_gen[at])
         self.is_lazy[at] = np.where(m, to_lazy, self.is_lazy[at])
         self.off_cpu[at] = np.where(back, False, self.off_cpu[at])
+
+
+class _Switches:
+    """A policy's switches for one run: bools, or bool arrays over replicates."""
+
+    def __init__(self, **switches):
+        self.__dict__.update(switches)
+
+
+def _switches(policy, R):
+    """The policy's switches; per-replicate policies give arrays where replicates disagree."""
+    if not isinstance(policy, (list, tuple)):
+        return _Switches(name=getattr(policy, "name", "policy"),
+                         **{name: bool(getattr(policy, name)) for name in POLICY_SWITCHES})
+    if len(policy) != R:
+        raise ValueError(f"per-replicate policies: {len(policy)} given for {R} replicates")
+    out = {}
+    for name in POLICY_SWITCHES:
+        values = np.array([bool(getattr(p, name)) for p in policy])
+        out[name] = bool(values[0]) if (values == values[0]).all() else values
+    return _Switches(name="lanes", **out)
+
+
+def _unless(off, mask, none):
+    """``mask`` where switch ``off`` is False: per replicate when ``off`` is an array."""
+    if off is False:
+        return mask
+    if off is True:
+        return none
+    return mask & ~off
+
+
+def _if(on, mask, none):
+    """``mask`` where switch ``on`` is True: per replicate when ``on`` is an array."""
+    if on is True:
+        return mask
+    if on is False:
+        return none
+    return mask & on

@@ -21,7 +21,7 @@ from typing import Iterator
 from study.config.cell import Cell
 from study.errors import ConfigError
 from study.interrupt import handle_sigterm
-from study.runner.replicate import Simulate, run_cell
+from study.runner.replicate import Simulate
 from study.workloads.result import CellResult
 
 # (cell_id, result, seconds spent computing it)
@@ -77,13 +77,10 @@ _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 
 
 
 def run_chunk(cells: list[Cell], simulate: Simulate | None = None) -> ChunkResult:
-    """One task's work: its cells, one after the other."""
-    done = []
-    for cell in cells:
-        start = time.perf_counter()
-        result = run_cell(cell, simulate)
-        done.append((cell.cell_id, result, time.perf_counter() - start))
-    return done
+    """One task's work: its cells, those of one setting together (study.runner.lanes)."""
+    from study.runner.lanes import run_cells
+
+    return run_cells(cells, simulate)
 
 
 class SerialExecutor:

@@ -28,8 +28,13 @@ def default_simulate() -> Simulate:
 def run_cell(cell: Cell, simulate: Simulate | None = None) -> CellResult:
     """All batches of ``cell`` merged into one CellResult (replicates in batch order)."""
     simulate = simulate or default_simulate()
-    run = cell.run
     batches = [_batch(cell, simulate, b, size) for b, size in enumerate(cell.batch_sizes())]
+    return finish_cell(cell, simulate, batches)
+
+
+def finish_cell(cell: Cell, simulate: Simulate, batches: list[CellResult]) -> CellResult:
+    """The fixed batches of ``cell`` (however they were run) extended by the adaptive rule, merged."""
+    run = cell.run
     if run.adaptive:
         done = sum(r.replicates for r in batches)
         while done < run.max_replicates:
@@ -44,7 +49,8 @@ def run_cell(cell: Cell, simulate: Simulate | None = None) -> CellResult:
 
 def _batch(cell: Cell, simulate: Simulate, index: int, size: int) -> CellResult:
     return simulate(cell.machine, cell.workload, cell.policy, replicates=size, rounds=cell.run.rounds,
-                    seed=cell.seed(index), max_samples=cell.run.max_samples, kernel=cell.kernel)
+                    seed=cell.seed(index), max_samples=cell.run.max_samples, kernel=cell.kernel,
+                    warmup_rounds=cell.run.warmup_rounds)
 
 
 def merge(batches: list[CellResult], max_samples: int) -> CellResult:

@@ -226,9 +226,11 @@ def table_meta(plan: Plan, fingerprint: str) -> dict:
 
 
 def make_chunks(cells, per_task: int):
-    """Chunks of ``per_task`` cells, the costliest first so that the tail of the run is short.
+    """Chunks of about ``per_task`` average cells' estimated cost, a setting's cells together, the
+    costliest first so that the tail of the run is short (study.runner.lanes.chunk_by_cost).
 
-    The cost estimate only orders the work; results do not depend on it.
+    The cost estimate only shapes the work; results do not depend on it.
     """
-    order = sorted(cells, key=lambda c: -(c.run.rounds * len(c.batch_sizes()) * (4 + c.workload.threads)))
-    return [order[i:i + per_task] for i in range(0, len(order), per_task)]
+    from study.runner.lanes import chunk_by_cost
+
+    return chunk_by_cost(cells, per_task)

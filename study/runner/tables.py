@@ -104,27 +104,35 @@ def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]]) -> pd.DataF
 
 def replicates_table(rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
     """Long table of per-replicate values: every metric, and ``count.C`` per round."""
-    # Columns are gathered as arrays and built once: a frame per (cell, metric) is slow.
-    cell_ids, pair_ids, policies, metrics, replicates, values = [], [], [], [], [], []
+    # Columns are gathered as arrays and built once: a frame per (cell, metric) is slow.  The
+    # text columns are gathered as codes into their distinct values and expanded once into
+    # Arrow strings: a repeated numpy unicode array per (cell, metric) costs 64 bytes a row.
+    texts = {"cell_id": {}, "pair_id": {}, "policy": {}, "metric": {}}
+    codes = {key: [] for key in texts}
+    replicates, values = [], []
     for gc, result in rows:
         per_cell = {name: np.asarray(result.metrics[name], np.float64) for name in metric_order(result.metrics)}
         per_cell |= {f"count.{c}": np.asarray(v, np.float64) / result.rounds for c, v in result.counters.items()}
         for name, array in per_cell.items():
             n = array.size
-            cell_ids.append(np.repeat(gc.cell.cell_id, n))
-            pair_ids.append(np.repeat(gc.cell.pair_id, n))
-            policies.append(np.repeat(gc.cell.policy.name, n))
-            metrics.append(np.repeat(name, n))
+            for key, text in (("cell_id", gc.cell.cell_id), ("pair_id", gc.cell.pair_id),
+                              ("policy", gc.cell.policy.name), ("metric", name)):
+                codes[key].append(np.full(n, texts[key].setdefault(text, len(texts[key])), np.int32))
             replicates.append(np.arange(n, dtype=np.int64))
             values.append(array)
 
+    def text_column(key):
+        index = np.concatenate(codes[key]) if codes[key] else np.zeros(0, np.int32)
+        strings = pa.DictionaryArray.from_arrays(pa.array(index), pa.array(list(texts[key]), pa.large_string()))
+        return pd.array(strings.cast(pa.large_string()), dtype="string")
+
     def column(parts, dtype):
-        return pd.array(np.concatenate(parts) if parts else np.array([], dtype=object), dtype=dtype)
+        return pd.array(np.concatenate(parts) if parts else np.array([], dtype=dtype), dtype=dtype)
 
     return pd.DataFrame({
-        "cell_id": column(cell_ids, "string"), "pair_id": column(pair_ids, "string"),
-        "policy": column(policies, "string"), "replicate": column(replicates, "int64"),
-        "metric": column(metrics, "string"), "value": column(values, "float64"),
+        "cell_id": text_column("cell_id"), "pair_id": text_column("pair_id"),
+        "policy": text_column("policy"), "replicate": column(replicates, "int64"),
+        "metric": text_column("metric"), "value": column(values, "float64"),
     })
 
 

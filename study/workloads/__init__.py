@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from study.engine.kernel import Kernel
@@ -9,13 +11,13 @@ from study.engine.machine import Machine, placement_cpus
 from study.engine.ops import OP_SWITCH_MM
 from study.engine.vector import VectorEngine
 from study.workloads import madv_free, mprotect_toggle, uffd_wp
-from study.workloads.driver import Driver
+from study.workloads.driver import Driver, LaneJitter, TiledWork
 from study.workloads.result import LABELS, CellResult
 from study.workloads.spec import WORKLOADS, WorkloadSpec, workload_from_dict
 
 MODULES = {"mprotect_toggle": mprotect_toggle, "uffd_wp": uffd_wp, "madv_free": madv_free}
 
-__all__ = ["simulate_cell", "CellResult", "LABELS", "WORKLOADS", "WorkloadSpec", "workload_from_dict",
+__all__ = ["simulate_cell", "simulate_lanes", "CellResult", "LABELS", "WORKLOADS", "WorkloadSpec", "workload_from_dict",
            "lazy_cpus", "run_workload"]
 
 
@@ -29,22 +31,44 @@ def lazy_cpus(spec: WorkloadSpec) -> np.ndarray:
 
 
 def run_workload(engine, spec: WorkloadSpec, *, rounds: int, seed: np.random.SeedSequence,
-                 max_samples: int = 2048, label_counters: bool = False) -> CellResult:
-    """Drive ``engine`` (vectorized or the scalar batch) through ``rounds`` rounds of ``spec``."""
+                 max_samples: int = 2048, label_counters: bool = False, warmup_rounds: int = 0,
+                 lanes: int = 1):
+    """Drive ``engine`` (vectorized or the scalar batch) through ``rounds`` rounds of ``spec``.
+
+    ``warmup_rounds`` rounds run first and are not booked: the measured rounds start from
+    the steady state, not from the cold start (every TLB empty, every CPU's working set
+    still hot, the tlb_gen line on CPU 0), whose transient would otherwise bias the means.
+    ``lanes`` > 1: the engine carries that many lanes (see simulate_lanes); returns a list
+    of CellResults, one per lane, instead of one CellResult.
+    """
     work_seed, jitter_seed = seed.spawn(2)
     work = np.random.default_rng(work_seed)
-    driver = Driver(engine, np.random.default_rng(jitter_seed), max_samples, label_counters)
+    if lanes == 1:
+        driver = Driver(engine, np.random.default_rng(jitter_seed), max_samples, label_counters)
+    else:
+        R = engine.R // lanes
+        work = TiledWork(work, lanes, R)
+        driver = Driver(engine, LaneJitter(jitter_seed, lanes, R, engine.C), max_samples, label_counters,
+                        lanes=lanes)
     module = MODULES[spec.name]
     running = ~lazy_cpus(spec)
     running[0] = False   # thread 0 is the initiator / monitor / allocator
     if hasattr(module, "setup"):
         module.setup(spec, driver, work)
-        driver.start_measuring()
     sleeping = np.flatnonzero(lazy_cpus(spec)) if spec.lazy_wake_rate > 0 else ()
-    for _ in range(rounds):
+
+    def one_round():
         module.run_round(spec, driver, work, running)
         for cpu in sleeping:
             _wake_up(spec, driver, work, cpu)
+
+    for _ in range(warmup_rounds):
+        one_round()
+    driver.start_measuring()
+    for _ in range(rounds):
+        one_round()
+    if lanes != 1:
+        return driver.results(rounds, module.FLUSH_LABELS)
     result = driver.result(rounds, module.FLUSH_LABELS)
     if label_counters:
         result.label_counters = driver.label_counters
@@ -61,7 +85,8 @@ def _wake_up(spec: WorkloadSpec, driver: Driver, work: np.random.Generator, cpu:
 
 def simulate_cell(machine: Machine, workload: WorkloadSpec, policy, *, replicates: int, rounds: int,
                   seed: np.random.SeedSequence, max_samples: int = 2048,
-                  label_counters: bool = False, kernel: Kernel | None = None) -> CellResult:
+                  label_counters: bool = False, kernel: Kernel | None = None,
+                  warmup_rounds: int = 0) -> CellResult:
     """Simulate ``replicates`` independent runs of one cell with the vectorized engine.
 
     ``kernel`` is the strict baseline the policy applies to (default: the RFC's base).
@@ -69,11 +94,55 @@ def simulate_cell(machine: Machine, workload: WorkloadSpec, policy, *, replicate
     The same ``seed`` gives the same result; give the strict and relaxed cells of one
     setting the same seed and replicate r of each sees the same workload and jitter draws.
     """
-    if replicates < 1 or rounds < 1:
-        raise ValueError("replicates and rounds must be >= 1")
+    if replicates < 1 or rounds < 1 or warmup_rounds < 0:
+        raise ValueError("replicates and rounds must be >= 1, warmup_rounds >= 0")
     cpus = placement_cpus(machine, workload.threads, workload.placement)
     engine = VectorEngine(machine, policy, cpus, workload.pages, replicates,
                           working_set=workload.working_set, lazy=lazy_cpus(workload), kernel=kernel,
                           on_cpu_share=workload.on_cpu_share)
     return run_workload(engine, workload, rounds=rounds, seed=seed, max_samples=max_samples,
-                        label_counters=label_counters)
+                        label_counters=label_counters, warmup_rounds=warmup_rounds)
+
+
+def simulate_lanes(machine: Machine, workload: WorkloadSpec, lanes, *, replicates: int, rounds: int,
+                   seed: np.random.SeedSequence, kernel: Kernel | None = None, max_samples: int = 2048,
+                   warmup_rounds: int = 0) -> list[CellResult]:
+    """One lockstep run of several policies and/or cost sets ("lanes") of one setting.
+
+    ``lanes`` is a sequence of (Policy, Costs or Machine); a Machine must differ from
+    ``machine`` in its costs only (it supplies them).  Each lane gets ``replicates``
+    replicates; the engine runs len(lanes) * replicates in one lockstep pass, so the cost per
+    step is paid once for all lanes.
+
+    Contract: lane i's CellResult is identical (every metric, counter and sample) to
+    ``simulate_cell(machine with lane i's costs, workload, lane i's policy, replicates=...,
+    rounds=..., seed=seed, kernel=kernel, max_samples=..., warmup_rounds=...)``.  It holds
+    always: the work draws never depend on the engine, so every lane sees the same ones; and
+    the jitter stream is per lane (study.workloads.driver.LaneJitter): while every lane acts
+    in the same steps they share one draw; where a lane's run alone would skip a step (nobody
+    of that lane acts, e.g. no uffd-wp fault pending in that lane but one in another -- a
+    policy whose demotion leaves no stale entry behind, or the unsafe control), that lane
+    skips its draw and its stream continues on its own from then on.
+    """
+    if replicates < 1 or rounds < 1 or warmup_rounds < 0:
+        raise ValueError("replicates and rounds must be >= 1, warmup_rounds >= 0")
+    lanes = list(lanes)
+    if not lanes:
+        raise ValueError("simulate_lanes needs at least one lane")
+    policies, machines = [], []
+    for policy, costs in lanes:
+        lane_machine = costs if isinstance(costs, Machine) else dataclasses.replace(machine, costs=costs)
+        policies.append(policy)
+        machines.append(lane_machine)
+    R = replicates
+    per_policy = [p for p in policies for _ in range(R)] if len(set(policies)) > 1 else policies[0]
+    if len({m.costs for m in machines}) > 1:
+        per_machine = [m for m in machines for _ in range(R)]
+    else:
+        per_machine = machines[0]
+    cpus = placement_cpus(machine, workload.threads, workload.placement)
+    engine = VectorEngine(per_machine, per_policy, cpus, workload.pages, len(lanes) * R,
+                          working_set=workload.working_set, lazy=lazy_cpus(workload), kernel=kernel)
+    out = run_workload(engine, workload, rounds=rounds, seed=seed, max_samples=max_samples,
+                       warmup_rounds=warmup_rounds, lanes=len(lanes))
+    return out if len(lanes) > 1 else [out]

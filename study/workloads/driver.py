@@ -2,27 +2,106 @@
 
 The driver owns the two random streams of a cell: ``work`` (which thread acts, which page,
 read or write) and ``jitter`` (the engine's per-event draws).  Neither depends on the
-policy, and every step draws its jitter whether or not any replicate acts, so the strict
-and relaxed runs of one setting see the same numbers (common random numbers).
+policy, so the strict and relaxed runs of one setting see the same numbers (common random
+numbers).  A step nobody acts in draws no jitter.
+
+Lanes: one run may carry L lanes of R replicates each (the engine sees L*R replicates,
+lane-major), lanes differing in policy switches or costs.  Every lane sees the work draws
+of a run of its own (they are drawn once and tiled: no workload draws depending on what the
+engine did), and its own jitter stream: lanes that all act in a step share one draw; a lane
+in which nobody acts skips its draw exactly as its run alone would (its stream then
+continues on its own, see LaneJitter).  So lane l's books are identical to a run of lane l
+alone with the same seed, always.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from study.engine.costs import draw_slots
+from study.engine.costs import draw_slots, slot_count
 from study.engine.ops import FLUSH_STRICT, OP_NOP
 from study.workloads.result import CellResult
 
 
-class Driver:
-    """Runs operations on ``engine`` (VectorEngine or ScalarBatch) and records latencies."""
+class LaneJitter:
+    """Per-lane jitter streams that are one stream while the lanes act alike.
 
-    def __init__(self, engine, jitter: np.random.Generator, max_samples: int = 2048,
-                 label_counters: bool = False):
+    Each lane's stream is the PCG64 stream of ``seed``, consumed only by the steps in which
+    somebody of that lane acts.  Lanes at the same position share a generator (one draw,
+    tiled); a step in which some lanes of a group act and others do not splits the group:
+    the idle lanes keep a copy of the generator's state from before the draw.
+    """
+
+    def __init__(self, seed: np.random.SeedSequence, lanes: int, replicates: int, n_cpus: int):
+        self.L, self.R, self.C = lanes, replicates, n_cpus
+        self.S = slot_count(n_cpus)
+        self.groups = [(np.random.default_rng(seed), np.arange(lanes))]
+
+    def draw(self, on) -> np.ndarray:
+        """uint16 [slots, L*R]; ``on``: which lanes act (None: all)."""
+        L, R, S = self.L, self.R, self.S
+        if len(self.groups) == 1 and on is None:
+            return np.tile(draw_slots(self.groups[0][0], R, self.C), (1, L))
+        out = np.zeros((S, L, R), np.uint16)
+        groups = []
+        for rng, lanes in self.groups:
+            acting = lanes if on is None else lanes[on[lanes]]
+            if acting.size == 0:
+                groups.append((rng, lanes))
+                continue
+            if acting.size < lanes.size:
+                idle = np.random.default_rng()
+                idle.bit_generator.state = rng.bit_generator.state
+                groups.append((idle, lanes[~on[lanes]]))
+            out[:, acting, :] = draw_slots(rng, R, self.C)[:, None, :]
+            groups.append((rng, acting))
+        self.groups = groups
+        return out.reshape(S, L * R)
+
+
+class TiledWork:
+    """The work stream of a lane run: every draw made for R replicates and tiled over L lanes.
+
+    Workloads draw ``random(n)``, ``random((..., n))`` and ``integers(lo, hi, n)`` with
+    n = the driver's R (L*R here); each lane gets what a run of its own would draw."""
+
+    def __init__(self, rng: np.random.Generator, lanes: int, replicates: int):
+        self.rng, self.L, self.R = rng, lanes, replicates
+
+    def _shape(self, size):
+        shape = (size,) if np.ndim(size) == 0 else tuple(size)
+        if shape[-1] != self.L * self.R:
+            raise ValueError(f"a lane run draws over all {self.L * self.R} replicates, got {shape}")
+        return shape[:-1] + (self.R,)
+
+    def _tile(self, x):
+        return np.tile(x, (1,) * (x.ndim - 1) + (self.L,))
+
+    def random(self, size):
+        return self._tile(self.rng.random(self._shape(size)))
+
+    def integers(self, low, high, size):
+        return self._tile(self.rng.integers(low, high, self._shape(size)))
+
+
+class Driver:
+    """Runs operations on ``engine`` (VectorEngine or ScalarBatch) and records latencies.
+
+    ``lanes`` > 1: ``jitter`` is a LaneJitter and the engine's replicates are ``lanes``
+    lanes of engine.R / lanes replicates each (lane-major); result() then returns one
+    CellResult per lane."""
+
+    def __init__(self, engine, jitter, max_samples: int = 2048,
+                 label_counters: bool = False, lanes: int = 1):
         self.engine = engine
         self.jitter = jitter
         self.R, self.C = engine.R, engine.C
+        self.L = lanes
+        if engine.R % lanes:
+            raise ValueError(f"{engine.R} replicates do not split into {lanes} lanes")
+        if lanes > 1 and label_counters:
+            raise ValueError("label_counters is not available for a lane run")
+        self.R_lane = engine.R // lanes
         self.max_samples = max_samples
         self.lat_sum: dict[str, np.ndarray] = {}
         self.calls: dict[str, np.ndarray] = {}
@@ -37,17 +116,22 @@ class Driver:
         # a workload's own per-replicate state across rounds (e.g. which pages it writes)
         self.state: dict[str, np.ndarray] = {}
         self._all = np.ones(self.R, bool)
+        self._lanes: dict = {}
         self._nobody = np.zeros(self.R, bool)
         self._idle = (np.zeros(self.R, np.int64), np.zeros(self.R, np.int8), np.zeros(self.R, bool))
         self._base_counters = {k: np.zeros(self.R, np.int64) for k in engine.counters}
         self._base_stolen = np.zeros(self.R, np.int64)
 
     def start_measuring(self):
-        """Forget what a workload's setup cost: books start from here."""
+        """Forget what a workload's setup and warm-up cost: books start from here."""
         self.initiator_cycles[:] = 0
         self.other_cycles[:] = 0
         self._base_counters = {k: v.copy() for k, v in self.engine.counters.items()}
         self._base_stolen = self.engine.stolen.copy()
+        for books in (self.lat_sum, self.calls, self.strict, self.samples, self.n_samples):
+            books.clear()
+        if self.label_counters is not None:
+            self.label_counters.clear()
 
     def _const(self, value, dtype=np.int64):
         return np.full(self.R, value, dtype)
@@ -59,27 +143,58 @@ class Driver:
         initiator (CPU slot 0) or to the other threads by the acting CPU.
         """
         R = self.R
-        if active is not None and not active.any():
-            # Nobody acts: skip the step.  Whether a step is skipped depends only on the
-            # workload stream, so the jitter streams of strict and relaxed stay aligned.
-            return self._idle
-        kinds = self._const(kind, np.int8) if active is None else np.where(active, kind, OP_NOP).astype(np.int8)
-        cpu = np.broadcast_to(np.asarray(cpu, np.intp), (R,))
-        lo = np.broadcast_to(np.asarray(lo, np.intp), (R,))
-        n = np.broadcast_to(np.asarray(n, np.int64), (R,))
-        arg = np.broadcast_to(np.asarray(arg, np.int8), (R,))
-        u = draw_slots(self.jitter, R, self.C)
+        lanes_on = None
+        if active is not None:
+            if self.L == 1:
+                if not active.any():
+                    # Nobody acts: skip the step (and its jitter draw).
+                    return self._idle
+            else:
+                lanes_on = active.reshape(self.L, self.R_lane).any(1)
+                if not lanes_on.any():
+                    return self._idle
+                if lanes_on.all():
+                    lanes_on = None
+        masked = active is not None and hasattr(self.engine, "step_masked")
+        if active is None:
+            kinds = self._lane(kind, np.int8)
+        elif not masked:
+            kinds = np.where(active, kind, OP_NOP).astype(np.int8)
+        on_cpu = int(cpu) if np.ndim(cpu) == 0 else None
+        cpu = self._lane(cpu, np.intp)
+        lo = self._lane(lo, np.intp)
+        n = self._lane(n, np.int64)
+        arg = self._lane(arg, np.int8)
+        u = draw_slots(self.jitter, R, self.C) if self.L == 1 else self.jitter.draw(lanes_on)
         before = self._snapshot()
-        lat, flush, pending = self.engine.step(kinds, cpu, lo, n, arg, u)
+        if masked:
+            lat, flush, pending = self.engine.step_masked(kind, active, cpu, lo, n, arg, u)
+        else:
+            lat, flush, pending = self.engine.step(kinds, cpu, lo, n, arg, u)
         if before is not None:
             self._last_delta = {k: v - before[k] for k, v in self.engine.counters.items()}
-        if cpu[0] == 0 and cpu[-1] == 0 and (cpu == 0).all():
-            self.initiator_cycles += lat
+        if on_cpu is not None:
+            # one CPU for every replicate: its thread's books take the whole step
+            if on_cpu == 0:
+                self.initiator_cycles += lat
+            else:
+                self.other_cycles += lat
         else:
             on0 = cpu == 0
             self.initiator_cycles += np.where(on0, lat, 0)
             self.other_cycles += np.where(on0, 0, lat)
         return lat, flush, pending
+
+    def _lane(self, value, dtype):
+        """``value`` over replicates: a scalar's array is made once and reused (read-only)."""
+        if np.ndim(value) == 0:
+            key = (int(value), dtype)
+            array = self._lanes.get(key)
+            if array is None:
+                array = self._lanes[key] = np.full(self.R, value, dtype)
+                array.flags.writeable = False
+            return array
+        return np.asarray(value, dtype)
 
     def chance(self, work: np.random.Generator, p: float):
         """Which replicates an event with probability ``p`` happens to (None: all of them).
@@ -119,31 +234,62 @@ class Driver:
             self.calls[label] += act
         if flush is not None:
             self.strict[label] += act & (flush == FLUSH_STRICT)
+        if self.L == 1:
+            room = self.max_samples - self.n_samples[label]
+            if room > 0:
+                taken = lat[act][:room]
+                self.samples[label].append(taken)
+                self.n_samples[label] += taken.size
+            return
+        # per lane: the first max_samples calls of that lane, as its run alone keeps them
+        if label not in self.n_samples or isinstance(self.n_samples[label], int):
+            self.n_samples[label] = np.zeros(self.L, np.int64)
         room = self.max_samples - self.n_samples[label]
-        if room > 0:
-            taken = lat[act][:room]
-            self.samples[label].append(taken)
-            self.n_samples[label] += taken.size
+        if (room > 0).any():
+            a = np.broadcast_to(act, (self.R,)).reshape(self.L, self.R_lane)
+            keep = a & (np.cumsum(a, axis=1) <= room[:, None])
+            lane = np.nonzero(keep)[0]
+            self.samples[label].append((lane, lat.reshape(self.L, self.R_lane)[keep]))
+            self.n_samples[label] += np.count_nonzero(keep, axis=1)
 
     def result(self, rounds: int, flush_labels=()) -> CellResult:
         """Per-replicate metrics and counters of the run so far."""
+        if self.L != 1:
+            raise ValueError("a lane run has one result per lane: results()")
+        return self.results(rounds, flush_labels)[0]
+
+    def results(self, rounds: int, flush_labels=()) -> list[CellResult]:
+        """One CellResult per lane: per-replicate metrics and counters of the run so far."""
         e = self.engine
-        res = CellResult(replicates=self.R, rounds=rounds)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            for label in self.lat_sum:
-                calls = self.calls[label]
-                if not calls.any():
-                    continue   # a label the run never exercised (e.g. remote access at rate 0)
-                res.metrics[f"lat_{label}"] = np.where(calls > 0, self.lat_sum[label] / np.maximum(calls, 1), np.nan)
-                if label in flush_labels:
-                    res.metrics[f"strict_share_{label}"] = np.where(
-                        calls > 0, self.strict[label] / np.maximum(calls, 1), np.nan)
-                res.samples[label] = (np.concatenate(self.samples[label]) if self.samples[label]
-                                      else np.zeros(0, np.int64))
         stolen = e.stolen - self._base_stolen
-        res.metrics["initiator_cycles_per_round"] = self.initiator_cycles / rounds
-        res.metrics["other_cycles_per_round"] = self.other_cycles / rounds
-        res.metrics["stolen_cycles_per_round"] = stolen / rounds
-        res.metrics["total_cycles_per_round"] = (self.initiator_cycles + self.other_cycles + stolen) / rounds
-        res.counters = {k: v - self._base_counters[k] for k, v in e.counters.items()}
-        return res
+        counters = {k: v - self._base_counters[k] for k, v in e.counters.items()}
+        out = []
+        for lane in range(self.L):
+            sl = slice(lane * self.R_lane, (lane + 1) * self.R_lane)
+            res = CellResult(replicates=self.R_lane, rounds=rounds)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                for label in self.lat_sum:
+                    calls = self.calls[label][sl]
+                    if not calls.any():
+                        continue   # a label the run never exercised (e.g. remote access at rate 0)
+                    res.metrics[f"lat_{label}"] = np.where(calls > 0, self.lat_sum[label][sl] / np.maximum(calls, 1),
+                                                           np.nan)
+                    if label in flush_labels:
+                        res.metrics[f"strict_share_{label}"] = np.where(
+                            calls > 0, self.strict[label][sl] / np.maximum(calls, 1), np.nan)
+                    res.samples[label] = self._lane_samples(label, lane)
+            ini, oth, st = self.initiator_cycles[sl], self.other_cycles[sl], stolen[sl]
+            res.metrics["initiator_cycles_per_round"] = ini / rounds
+            res.metrics["other_cycles_per_round"] = oth / rounds
+            res.metrics["stolen_cycles_per_round"] = st / rounds
+            res.metrics["total_cycles_per_round"] = (ini + oth + st) / rounds
+            res.counters = {k: v[sl] for k, v in counters.items()}
+            out.append(res)
+        return out
+
+    def _lane_samples(self, label: str, lane: int) -> np.ndarray:
+        parts = self.samples[label]
+        if self.L == 1:
+            return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        kept = [values[which == lane] for which, values in parts]
+        return np.concatenate(kept) if kept else np.zeros(0, np.int64)

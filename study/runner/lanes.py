@@ -1,0 +1,116 @@
+"""Cells that share a step sequence run together, and chunks sized by estimated cost.
+
+The strict, relaxed and one-patch-off cells of one setting (same machine, kernel, workload
+and run settings: one ``pair_id``) draw the same random streams batch by batch.  The engine's
+cost per step is nearly flat in replicates up to a few hundred, so they run as lanes of one
+lockstep pass (study.workloads.simulate_lanes), whose contract is that each lane's numbers are
+identical to the cell's run alone: the results never depend on the grouping or the chunking.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from study.config.cell import Cell
+from study.runner.replicate import Simulate, _batch, default_simulate, finish_cell, run_cell
+from study.workloads.result import CellResult
+
+# most lanes of one pass: a setting's 8 policy variants at the default replicates stay within
+# a few thousand replicates, where a step still costs a few times a step of one lane
+MAX_LANES = 8
+
+
+def groups(cells: list[Cell]) -> list[list[Cell]]:
+    """Cells by pair_id (first-seen order), at most MAX_LANES per group."""
+    by_pair: dict[str, list[Cell]] = {}
+    for cell in cells:
+        by_pair.setdefault(cell.pair_id, []).append(cell)
+    out = []
+    for members in by_pair.values():
+        out += [members[i:i + MAX_LANES] for i in range(0, len(members), MAX_LANES)]
+    return out
+
+
+def run_cells(cells: list[Cell], simulate: Simulate | None = None) -> list[tuple[str, CellResult, float]]:
+    """Every cell's result and its share of the seconds its group took.
+
+    With the engine's simulate (the default), a group of cells of one pair_id runs its fixed
+    batches as lanes; any other ``simulate`` (tests' stand-ins) runs cell by cell."""
+    lanes = simulate is None or simulate is default_simulate()
+    simulate = simulate or default_simulate()
+    done = []
+    for group in groups(cells):
+        start = time.perf_counter()
+        if lanes and len(group) > 1:
+            results = _run_group(group, simulate)
+        else:
+            results = [run_cell(cell, simulate) for cell in group]
+        seconds = (time.perf_counter() - start) / len(group)
+        done += [(cell.cell_id, result, seconds) for cell, result in zip(group, results)]
+    return done
+
+
+def _run_group(group: list[Cell], simulate: Simulate) -> list[CellResult]:
+    from study.workloads import simulate_lanes
+
+    first = group[0]
+    run = first.run
+    batches: list[list[CellResult]] = [[] for _ in group]
+    for b, size in enumerate(first.batch_sizes()):
+        results = simulate_lanes(first.machine, first.workload, [(cell.policy, first.machine.costs) for cell in group],
+                                 replicates=size, rounds=run.rounds, seed=first.seed(b), kernel=first.kernel,
+                                 max_samples=run.max_samples, warmup_rounds=run.warmup_rounds)
+        for mine, result in zip(batches, results):
+            mine.append(result)
+    # adaptive batches beyond the fixed ones, cell by cell (each its own stopping point)
+    return [finish_cell(cell, simulate, mine) for cell, mine in zip(group, batches)]
+
+
+def steps_per_round(cell: Cell) -> float:
+    """Engine steps of one round of the cell's workload (each a fixed cost, whatever acts)."""
+    w = cell.workload
+    others = w.threads - 1
+    if w.name == "mprotect_toggle":
+        steps = 2 + w.pages + (2 * others if w.remote_access_rate > 0 else 0)
+    elif w.name == "uffd_wp":
+        # per writer and write step: the write, and (with a fault pending in some replicate)
+        # the monitor's unprotect and the retried write
+        steps = 1 + 3 * w.writes_per_round * others
+    else:
+        steps = 3 + w.pages
+    if w.lazy_wake_rate > 0:
+        steps += 2 * round(w.lazy_share * others)
+    return float(steps)
+
+
+def estimated_cost(cell: Cell, lanes: int = 1) -> float:
+    """Relative cost of a cell (or a group of ``lanes`` cells): steps x a per-step cost that
+    grows slowly with the replicates carried and the CPUs and pages they touch."""
+    run = cell.run
+    w = cell.workload
+    width = lanes * min(run.replicates, run.batch_replicates) * (1 + w.threads * w.pages / 64)
+    per_step = 1.0 + width / 2000
+    return steps_per_round(cell) * (run.rounds + run.warmup_rounds) * len(cell.batch_sizes()) * per_step
+
+
+def chunk_by_cost(cells: list[Cell], per_task: int) -> list[list[Cell]]:
+    """Chunks of whole groups, costliest first, each near the cost of ``per_task`` average cells.
+
+    The estimate only shapes the work; results do not depend on it."""
+    gs = groups(cells)
+    costs = [estimated_cost(g[0], len(g)) for g in gs]
+    order = sorted(range(len(gs)), key=lambda i: -costs[i])
+    target = sum(costs) / max(1, math.ceil(len(cells) / per_task))
+    chunks: list[list[Cell]] = []
+    current: list[Cell] = []
+    spent = 0.0
+    for i in order:
+        if current and spent + costs[i] > target:
+            chunks.append(current)
+            current, spent = [], 0.0
+        current += gs[i]
+        spent += costs[i]
+    if current:
+        chunks.append(current)
+    return chunks

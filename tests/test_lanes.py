@@ -1,0 +1,109 @@
+"""simulate_lanes: one lockstep run of several policies and cost sets gives each lane exactly
+what a run of that lane alone gives (the contract study.workloads.simulate_lanes states)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from study.engine.kernel import KERNELS
+from study.engine.machine import Machine
+from study.policies import RELAXED, STRICT, SWITCHES, UNSAFE, Policy
+from study.workloads import simulate_cell, simulate_lanes
+from study.workloads.spec import MadvFree, MprotectToggle, UffdWp
+
+MACHINE = Machine(name="small", sockets=2, cores_per_socket=2, smt=2)
+policies = st.one_of(st.sampled_from([STRICT, RELAXED, UNSAFE]),
+                     st.builds(Policy, name=st.just("mix"), **{s: st.booleans() for s in SWITCHES}))
+costs = st.builds(lambda a, b, c: dataclasses.replace(MACHINE.costs, invlpg=260.0 * a, ipi_send=150.0 * b,
+                                                      page_walk=40.0 * c, flush_full=96.0 * a),
+                  st.floats(0.5, 2.0), st.floats(0.5, 2.0), st.floats(0.5, 2.0))
+workloads = st.one_of(
+    st.builds(MprotectToggle, threads=st.integers(1, 5), pages=st.integers(1, 3),
+              dirty_ratio=st.sampled_from([0.0, 0.5, 1.0]), working_set=st.sampled_from([0, 16]),
+              lazy_share=st.sampled_from([0.0, 0.5]), lazy_wake_rate=st.sampled_from([0.0, 0.5]),
+              remote_access_rate=st.sampled_from([0.0, 0.7]), remote_write_share=st.sampled_from([0.0, 0.5])),
+    st.builds(UffdWp, threads=st.integers(2, 5), pages=st.integers(1, 3), dirty_ratio=st.sampled_from([0.0, 1.0]),
+              write_rate=st.sampled_from([0.1, 0.5, 1.0]), writes_per_round=st.integers(1, 3),
+              write_likely=st.booleans(), working_set=st.sampled_from([0, 16])),
+    st.builds(MadvFree, threads=st.integers(1, 3), pages=st.integers(1, 4),
+              dirty_ratio=st.sampled_from([0.0, 0.5, 1.0])),
+)
+walks = st.sampled_from(["cet", "pre_cet", "completes"])
+
+
+def assert_identical(a, b):
+    assert a.replicates == b.replicates and a.rounds == b.rounds
+    assert a.metrics.keys() == b.metrics.keys()
+    for name in a.metrics:
+        np.testing.assert_array_equal(a.metrics[name], b.metrics[name], err_msg=name)
+    assert a.counters.keys() == b.counters.keys()
+    for name in a.counters:
+        np.testing.assert_array_equal(a.counters[name], b.counters[name], err_msg=name)
+    assert a.samples.keys() == b.samples.keys()
+    for label in a.samples:
+        np.testing.assert_array_equal(a.samples[label], b.samples[label], err_msg=label)
+
+
+@settings(max_examples=25, deadline=None)
+@given(workload=workloads, lanes=st.lists(st.tuples(policies, costs), min_size=1, max_size=4),
+       kernel=st.sampled_from(sorted(KERNELS)), walk=walks, seed=st.integers(0, 2**32 - 1),
+       warmup=st.sampled_from([0, 2]), max_samples=st.sampled_from([3, 2048]))
+def test_each_lane_equals_its_run_alone(workload, lanes, kernel, walk, seed, warmup, max_samples):
+    machine = dataclasses.replace(MACHINE, dirty_walk=walk)
+    kw = dict(replicates=3, rounds=4, kernel=KERNELS[kernel], max_samples=max_samples, warmup_rounds=warmup)
+    together = simulate_lanes(machine, workload, lanes, seed=np.random.SeedSequence(seed), **kw)
+    assert len(together) == len(lanes)
+    for (policy, lane_costs), got in zip(lanes, together):
+        alone = simulate_cell(dataclasses.replace(machine, costs=lane_costs), workload, policy,
+                              seed=np.random.SeedSequence(seed), **kw)
+        assert_identical(got, alone)
+
+
+def test_lanes_whose_steps_diverge_still_match():
+    """uffd_wp with the unsafe control next to strict on a machine whose dirty-bit walk completes:
+    faults pending in one lane and not in another, so the lanes' jitter streams part."""
+    machine = dataclasses.replace(MACHINE, dirty_walk="completes")
+    spec = UffdWp(threads=3, pages=2, write_rate=0.3, working_set=0)
+    lanes = [(STRICT, machine.costs), (UNSAFE, machine.costs),
+             (dataclasses.replace(RELAXED, no_flush_clean_wrprotect=True), machine.costs)]
+    kw = dict(replicates=2, rounds=30, kernel=KERNELS["rfc_base"])
+    together = simulate_lanes(machine, spec, lanes, seed=np.random.SeedSequence(11), **kw)
+    for (policy, _), got in zip(lanes, together):
+        assert_identical(got, simulate_cell(machine, spec, policy, seed=np.random.SeedSequence(11), **kw))
+    # and the lanes did differ in what they did (else this test would not test divergence)
+    faults = [r.counters["uffd_faults"].sum() for r in together]
+    assert len(set(faults)) > 1
+
+
+def test_engine_reads_every_policy_switch():
+    from study.engine.ops import POLICY_SWITCHES
+
+    assert tuple(POLICY_SWITCHES) == tuple(SWITCHES)
+
+
+def test_runner_groups_a_setting_and_matches_cell_by_cell():
+    """The runner runs a setting's policy cells as lanes: the same numbers as cell by cell, with
+    adaptive batches past the fixed ones, and chunking keeps each setting's cells together."""
+    from study.config import build_cell, compose
+    from study.runner.lanes import chunk_by_cost, groups, run_cells
+    from study.runner.replicate import run_cell
+
+    base = ["workload=uffd_wp", "workload.threads=3", "run.replicates=4", "run.batch_replicates=2", "run.rounds=3",
+            "run.warmup_rounds=2", "run.adaptive=true", "run.ci_target=0.002", "run.max_replicates=8"]
+    cells = [build_cell(compose(base + extra)) for extra in (
+        ["policy=strict"], ["policy=relaxed"], ["policy=relaxed", "policy.fix_spurious_fault=false"],
+        ["policy=strict", "workload.threads=2"])]
+    assert [len(g) for g in groups(cells)] == [3, 1]
+    got = {cell_id: result for cell_id, result, _ in run_cells(cells)}
+    for cell in cells:
+        assert_identical(got[cell.cell_id], run_cell(cell))
+    for per_task in (1, 2, 100):
+        chunks = chunk_by_cost(cells, per_task)
+        assert sorted(c.cell_id for chunk in chunks for c in chunk) == sorted(c.cell_id for c in cells)
+        for chunk in chunks:
+            pairs = {c.pair_id for c in chunk}
+            assert all(sum(c.pair_id == p for c in chunk) == sum(c.pair_id == p for c in cells) for p in pairs)
