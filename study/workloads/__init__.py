@@ -142,7 +142,8 @@ def simulate_lanes(machine: Machine, workload: WorkloadSpec, lanes, *, replicate
         per_machine = machines[0]
     cpus = placement_cpus(machine, workload.threads, workload.placement)
     engine = VectorEngine(per_machine, per_policy, cpus, workload.pages, len(lanes) * R,
-                          working_set=workload.working_set, lazy=lazy_cpus(workload), kernel=kernel)
+                          working_set=workload.working_set, lazy=lazy_cpus(workload), kernel=kernel,
+                          on_cpu_share=workload.on_cpu_share)
     out = run_workload(engine, workload, rounds=rounds, seed=seed, max_samples=max_samples,
                        warmup_rounds=warmup_rounds, lanes=len(lanes))
     return out if len(lanes) > 1 else [out]
