@@ -52,9 +52,9 @@ def run_members(cell: Cell, members: list[Machine], run: EnsembleRun = EnsembleR
     if simulate is None:
         from study.workloads import simulate_cell as simulate
     rounds = run.rounds or cell.run.rounds
-    seed = cell.seed(0)
+    # a fresh SeedSequence per member: spawning children advances a SeedSequence's state
     return [simulate(machine, cell.workload, cell.policy, replicates=run.replicates, rounds=rounds,
-                     seed=seed, max_samples=0, kernel=cell.kernel)
+                     seed=cell.seed(0), max_samples=0, kernel=cell.kernel)
             for machine in members]
 
 
@@ -107,7 +107,8 @@ class MemberStore:
 
 
 def run_key(members_digest: str, run: EnsembleRun) -> str:
-    data = {"code": code_fingerprint(), "members": members_digest, "run": run.identity(), "kept": KEPT}
+    own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]   # this module decides the streams
+    data = {"code": code_fingerprint(), "runner": own, "members": members_digest, "run": run.identity(), "kept": KEPT}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
