@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.03,
                    help="every seed cell within this relative error (default: %(default)s)")
     p.add_argument("--replicates", type=int, default=8, help="replicates per member and cell (default: %(default)s)")
-    p.add_argument("--rounds", type=int, default=20, help="rounds per replicate (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=10, help="rounds per replicate (default: %(default)s)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
     p.add_argument("--serial", action="store_true", help="run in this process, without Ray")
     p.add_argument("--members-only", action="store_true", help="build the parameter sets only, run nothing")
