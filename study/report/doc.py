@@ -68,6 +68,13 @@ class Code(Block):
 
 
 @dataclass
+class Outline(Block):
+    """The table of contents (the PDF prints it here; the HTML keeps its own in the header)."""
+
+    kind: str = "outline"
+
+
+@dataclass
 class Document:
     title: str
     subtitle: str

@@ -13,11 +13,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from study.analysis import figures
-from study.analysis.plots import attribution, crossover, scaling, seed, workloads
+from study.analysis.plots import attribution, crossover, scaling, seed, verdicts, workloads
 from study.analysis.plots.common import Plot
 from study.analysis.results import Results
 
 PLOTS = (
+    verdicts.verdict_map,
+    verdicts.sensitivity,
     seed.plot,
     scaling.latency_threads,
     scaling.speedup_threads,

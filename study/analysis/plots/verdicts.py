@@ -1,0 +1,121 @@
+"""Page 1's figures: the win / lose / no-difference map, and what drives each headline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
+
+from study.analysis import grid, verdict
+from study.analysis.plots.common import Plot, machines_note, new_figure, skip
+
+MAP_NAME, MAP_TITLE = "verdict_map", "Where relaxed wins, loses or makes no practical difference"
+SENS_NAME, SENS_TITLE = "sensitivity", "What drives each headline across the ensemble"
+
+CATEGORIES = ("wins", "none", "loses", "depends", "unresolved")
+CATEGORY_TEXT = {"wins": "relaxed wins", "none": "no practical difference", "loses": "relaxed loses",
+                 "depends": "depends on the costs", "unresolved": "unresolved (noise)"}
+COLOURS = {"wins": "#4575b4", "none": "#e0e0e0", "loses": "#d73027", "depends": "#fdae61", "unresolved": "#ffffff"}
+ROWS = ["workload.dirty_ratio"]
+COLUMN = "workload.threads"
+
+
+def _held(part: pd.DataFrame, vary: list[str]) -> str:
+    """The knobs held fixed in ``part`` (one value each), as text."""
+    out = []
+    for knob in ("workload.placement", "workload.pages", "workload.working_set", "workload.lazy_share",
+                 "workload.remote_access_rate", "workload.remote_write_share", "workload.write_rate",
+                 "workload.writes_per_round", "workload.fault_roundtrip"):
+        if knob in vary or knob not in part:
+            continue
+        values = part[knob].dropna().unique()
+        if len(values) == 1:
+            out.append(f"{knob.split('.', 1)[1]}={grid.format_value(values[0])}")
+    return ", ".join(out)
+
+
+def verdict_map(results) -> Plot:
+    main = results.paired_main
+    if main.empty or COLUMN not in main:
+        return skip(MAP_NAME, MAP_TITLE, "the sweep has no strict/relaxed pairs over threads")
+    frames, held = [], []
+    kernels = sorted(main["kernel"].unique()) if "kernel" in main else [None]
+    for kernel in kernels:
+        part_k = main[main["kernel"] == kernel] if kernel is not None else main
+        for workload, group in part_k.groupby("workload", sort=True):
+            vary = [COLUMN] + [r for r in ROWS if r in group and group[r].nunique() > 1]
+            part = grid.slice_for(group, vary)
+            if part.empty:
+                continue
+            part = part.copy()
+            part["row"] = [f"{workload}" + (f" d={grid.format_value(v)}" if "workload.dirty_ratio" in vary else "")
+                           for v in part.get("workload.dirty_ratio", pd.Series([np.nan] * len(part)))]
+            part["category"] = part["verdict"].map(verdict.category)
+            frames.append(part)
+            held.append(f"{workload} on {kernel}: {_held(part, vary) or 'defaults'}")
+    if not frames:
+        return skip(MAP_NAME, MAP_TITLE, "no workload varies threads")
+    data = pd.concat(frames, ignore_index=True)
+    keep = ["pair_id", "machine_label", "kernel", "workload", "row", COLUMN, "workload.dirty_ratio", "speedup",
+            "speedup_low", "speedup_high", "model_low", "model_high", "model_checked", "verdict", "category"]
+    data = data[[c for c in keep if c in data]]
+    panels = list(dict.fromkeys(data["kernel"])) if "kernel" in data else [None]
+    fig, axes = new_figure(len(panels), height=0.32 * data["row"].nunique() + 1.5)
+    cmap = ListedColormap([COLOURS[c] for c in CATEGORIES])
+    columns = sorted(data[COLUMN].unique())
+    rows_all = sorted(data["row"].unique())
+    for ax, kernel in zip(axes[0], panels):
+        sel = data[data["kernel"] == kernel] if kernel is not None else data
+        rows = [r for r in rows_all if r in set(sel["row"])]
+        z = np.full((len(rows), len(columns)), np.nan)
+        records = sel.to_dict("records")
+        for r in records:
+            z[rows.index(r["row"]), columns.index(r[COLUMN])] = CATEGORIES.index(r["category"])
+        ax.imshow(np.ma.masked_invalid(z), cmap=cmap, vmin=-0.5, vmax=len(CATEGORIES) - 0.5, aspect="auto")
+        for r in records:
+            mark = "" if r["model_checked"] else "\u2020"
+            ax.text(columns.index(r[COLUMN]), rows.index(r["row"]), f"{r['speedup']:.2f}{mark}", ha="center",
+                    va="center", fontsize=6.5)
+        ax.set_xticks(range(len(columns)), [grid.format_value(c) for c in columns], fontsize=7)
+        ax.set_yticks(range(len(rows)), rows, fontsize=7)
+        ax.set_xlabel("threads")
+        ax.set_title(f"kernel {kernel}" if kernel else "", fontsize=8)
+    for ax in axes[0][1:]:
+        ax.tick_params(labelleft=True)
+    handles = [Patch(facecolor=COLOURS[c], edgecolor="0.5", label=CATEGORY_TEXT[c]) for c in CATEGORIES]
+    fig.tight_layout()
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=3, frameon=False, fontsize=7)
+    caption = (f"Verdict per setting (colour) and speedup strict/relaxed of total cycles per round (number); rows: "
+               f"workload and dirty ratio d, columns: threads. A verdict needs the Monte Carlo CI and the "
+               f"ensemble's interval beyond the {verdict.THRESHOLD:.0%} practical threshold; \u2020: not run over "
+               f"the ensemble, verdict at the fitted costs only. Held fixed: " + "; ".join(held)
+               + f"; {machines_note(data)}.")
+    return Plot(MAP_NAME, MAP_TITLE, caption, data, fig)
+
+
+def sensitivity(results) -> Plot:
+    table = getattr(results, "sensitivity", pd.DataFrame())
+    if table is None or table.empty:
+        return skip(SENS_NAME, SENS_TITLE, "no ensemble runs (python -m study ensemble) to attribute the headlines to "
+                                          "costs")
+    top = (table[table["rank"] <= 3]["parameter"].value_counts().index.tolist())[:8]
+    data = table[table["parameter"].isin(top)].copy()
+    pivot = data.pivot_table(index="quantity", columns="parameter", values="spearman", aggfunc="first")
+    pivot = pivot[[p for p in top if p in pivot.columns]]
+    fig, axes = new_figure(1, height=0.3 * len(pivot) + 1.8)
+    ax = axes[0][0]
+    im = ax.imshow(pivot.to_numpy(float), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
+    for i in range(pivot.shape[0]):
+        for j in range(pivot.shape[1]):
+            v = pivot.iat[i, j]
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(pivot.shape[1]), pivot.columns, rotation=35, ha="right", fontsize=7)
+    ax.set_yticks(range(pivot.shape[0]), pivot.index, fontsize=7)
+    fig.colorbar(im, ax=ax, label="Spearman rho", shrink=0.8)
+    members = results.members.members if results.members is not None else 0
+    caption = (f"Rank correlation (Spearman) between each cost (log) and each headline over the {members} members "
+               f"of the ensemble, for the costs among the top 3 of some headline (positive: a higher cost raises "
+               f"the speedup or moves the boundary up). First-order indices and every cost: sensitivity.csv.")
+    return Plot(SENS_NAME, SENS_TITLE, caption, data, fig)
