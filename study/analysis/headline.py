@@ -107,15 +107,14 @@ def crossover_metrics(results: Results) -> dict:
     for row in results.crossover.boundary.itertuples(index=False):
         if row.status != "crosses":
             continue
-        y = f"_{row.y.split('.', 1)[1]}={grid.format_value(row.y_value)}" if row.y else ""
-        key = f"{row.workload}_{row.x.split('.', 1)[1]}{y}"
+        key = crossover_key(row)
         out[key] = _estimate(row.boundary, row.boundary_low, row.boundary_high)
         out[key].update(model_low=getattr(row, "model_low", np.nan), model_high=getattr(row, "model_high", np.nan))
     return out
 
 
 def crossover_key(row) -> str:
-    y = f"_{row.y.split('.', 1)[1]}={grid.format_value(row.y_value)}" if row.y else ""
+    y = f"_{row.y.split('.', 1)[1]}={grid.format_value(row.y_value)}" if isinstance(row.y, str) else ""
     return f"{row.workload}_{row.x.split('.', 1)[1]}{y}"
 
 

@@ -48,7 +48,8 @@ def render_all(results: Results, out: Path) -> list[dict]:
             record = dict(name=plot.name, title=plot.title, caption=plot.caption, note=plot.note,
                           skipped=plot.skipped, svg=None, csv=None)
             if not plot.skipped:
-                plot.fig.tight_layout()
+                if plot.tight:
+                    plot.fig.tight_layout()
                 figures.save_svg(plot.fig, out / f"{plot.name}.svg")
                 figures.save_csv(plot.data.rename(columns=plain_name), out / f"{plot.name}.csv")
                 record.update(svg=f"{plot.name}.svg", csv=f"{plot.name}.csv")

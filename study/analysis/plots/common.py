@@ -24,6 +24,7 @@ class Plot:
     data: pd.DataFrame
     fig: plt.Figure | None = None
     note: str = ""  # why the plot was skipped, or a caveat worth printing under it
+    tight: bool = True  # False: the plot laid itself out (e.g. a shared colour bar axis)
 
     @property
     def skipped(self) -> bool:
