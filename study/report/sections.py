@@ -64,56 +64,6 @@ def machines_text(inputs: Inputs) -> str:
 
 # --- summary -------------------------------------------------------------------------
 
-def summary(inputs: Inputs) -> list[Block]:
-    m = inputs.metrics
-    items = []
-    red = m.get("seed_reduction_2t", {})
-    for label, call in (("mprotect_rw", "PROT_READ|PROT_WRITE"), ("mprotect_ro", "PROT_READ")):
-        if label in red:
-            r = red[label]
-            items.append(f"Seed loop, 2 threads, kernel `{SEED_KERNEL}` (the seed's own), mprotect({call}): relaxed "
-                         f"changes the call's cost by "
-                         f"{fmt.percent(r['model'], r['ci_low'], r['ci_high'])}; the seed measured "
-                         f"{fmt.percent(r['seed'])}.")
-    seed = inputs.table("seed_table")
-    if not seed.empty:
-        inside = int(seed["seed_in_ci"].astype(bool).sum())
-        worst = seed.loc[seed["rel_error"].abs().idxmax()]
-        error = fmt.percent(worst["rel_error"], worst["ci_low"] / worst["seed_cycles"] - 1,
-                            worst["ci_high"] / worst["seed_cycles"] - 1, digits=2, signed=True)
-        items.append(f"Seed table: {inside} of {len(seed)} published values lie inside the model's 95% CI; the "
-                     f"largest relative error is {error} "
-                     f"(mprotect({worst['call']}), {worst['threads']} thread(s), {worst['policy']}).")
-    speed, where = m.get("speedup", {}), inputs.summary.get("where", {})
-    for key, text in (("seed_setting", "at the seed's setting"), ("best", "at best"), ("worst", "at worst")):
-        if key in speed:
-            s = speed[key]
-            value = fmt.ratio(s["value"], s["ci_low"], s["ci_high"])
-            items.append(f"Total cycles per round, strict/relaxed {text}: {value} (`{where[key]['setting']}`, "
-                         f"{where[key]['machine']}).")
-    g = m.get("grid", {})
-    if g.get("settings_compared"):
-        items.append(f"Over the grid, relaxed is faster in {g['relaxed_wins']} and slower in {g['relaxed_loses']} of "
-                     f"{g['settings_compared']} settings (paired t test, Holm-adjusted p < 0.05); "
-                     f"{g['no_clear_difference']} show no clear difference.")
-    boundary = inputs.table("crossover")
-    for r in (boundary[boundary["status"] == "crosses"].itertuples(index=False) if not boundary.empty else ()):
-        at = f" at {tables.KNOB_TITLES.get(r.y, r.y)} = {fmt.plain(r.y_value)}" if isinstance(r.y, str) else ""
-        items.append(f"{r.workload}{at}: relaxed stops winning at {tables.KNOB_TITLES.get(r.x, r.x)} = "
-                     f"{fmt.num(r.boundary, 3)} {fmt.interval(r.boundary_low, r.boundary_high, 3)}.")
-    for workload, ideas in sorted(m.get("attribution", {}).items()):
-        top = max(((i, v) for i, v in ideas.items() if i in IDEA_TEXT), key=lambda kv: kv[1]["value"] or 0,
-                  default=None)
-        if top:
-            items.append(f"{workload}: the largest share of relaxed's gain comes from `{top[0]}` "
-                         f"({PATCHES.get(top[0], '?')}), "
-                         f"{fmt.percent(top[1]['value'], top[1]['ci_low'], top[1]['ci_high'], digits=0)}.")
-    if not items:
-        return [Para("The sweep has no strict/relaxed pairs to summarize.")]
-    return [Para("Every number is an estimate with its 95% confidence interval in brackets; a speedup is "
-                 "strict/relaxed, so above 1 relaxed is faster."), Items(items)]
-
-
 # --- 1 ---------------------------------------------------------------------------------
 
 def question(inputs: Inputs) -> list[Block]:

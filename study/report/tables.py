@@ -33,8 +33,7 @@ def comparisons(frame: pd.DataFrame, caption: str, with_workload: bool = False, 
         + (["kernel"] if with_kernel else []) + [KNOB_TITLES[k] for k in knobs] \
         + ["speedup [95% CI]", "model [5\u201395%]", "p (Holm)", "d_z", "verdict"]
     rows = []
-    shown = frame if limit is None else frame.head(limit)
-    for _, row in shown.iterrows():
+    for _, row in frame.iterrows():
         cells = ([row["workload"]] if with_workload else []) + ([row["metric"]] if with_metric else [])
         cells += [str(row["kernel"])] if with_kernel else []
         cells += [fmt.plain(row[k]) for k in knobs]
@@ -43,11 +42,13 @@ def comparisons(frame: pd.DataFrame, caption: str, with_workload: bool = False, 
                   fmt.pvalue(row["p_holm"]),
                   fmt.num(row["d_z"], 1), row["verdict"]]
         rows.append(cells)
-    if limit is not None and len(frame) > limit:
-        caption += f" First {limit} of {len(frame)} rows; all are in the CSV."
+    full = []
+    if limit is not None and len(rows) > limit:
+        caption += f" The PDF shows the first {limit} of {len(rows)} rows; the HTML and paired.csv hold all."
+        rows, full = rows[:limit], rows
     align = ["l"] * (int(with_workload) + int(with_metric) + int(with_kernel)) + ["r"] * len(knobs) \
         + ["r", "r", "r", "r", "l"]
-    return Table(header=header, rows=rows, caption=caption, align=align)
+    return Table(header=header, rows=rows, caption=caption, align=align, full_rows=full)
 
 
 def seed_table(frame: pd.DataFrame, caption: str) -> Table:
