@@ -122,6 +122,8 @@ def attribution_metrics(results: Results) -> dict:
     """Per-patch shares, keyed ``<workload> on <machine label>`` (the label names the kernel)."""
     out: dict = {}
     for row in results.attribution.itertuples(index=False):
+        if not getattr(row, "acts", True):
+            continue   # the patch cannot act in these settings: no share to report
         key = f"{row.workload} on {row.machine_label}"
         out.setdefault(key, {})[row.idea] = _estimate(row.share, row.share_low, row.share_high)
     return out

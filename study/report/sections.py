@@ -355,16 +355,27 @@ def attribution(inputs: Inputs) -> list[Block]:
         "Each RFC patch's share of the gain: in one setting, with strict S (the kernel as it is), full relaxed R "
         "(the kernel with every patch) and relaxed without patch i, A_i, all on common random numbers, the share "
         "is (A_i \u2212 R) / (S \u2212 R): how much of the gain is given back when the patch is switched off. "
-        "Shares are pooled per machine, kernel and workload over the settings where relaxed wins (contributions "
-        "and gains summed first) and need not add up to 1: the patches interact (patch 8's fix-up only matters "
-        "once patches 9\u201311 leave stale entries), and the remainder is shown as such. A patch the kernel "
-        "already carries has no share there.")]
+        "Each patch's share is pooled per machine, kernel and workload over the settings where relaxed wins AND "
+        "the patch can act there (contributions and gains summed first): on common random numbers a switch that "
+        "changes nothing (merged in the kernel, per `study.policies.acts_on`, or never reached by the workload) "
+        "leaves every replicate bit-identical, so a 0% share is never reported for a patch the grid cannot "
+        "exercise. Shares are over different sets of settings and need not add up to 1; the patches also "
+        "interact (patch 8's fix-up only matters once patches 9\u201311 leave stale entries).")]
     blocks += figure(inputs, "attribution")
     pooled = inputs.table("attribution")
     if pooled.empty:
         blocks.append(Para("The sweep has no ablations of relaxed (cells with one RFC switch off) in settings "
                            "where relaxed wins, so the gain cannot be attributed."))
         return blocks
+    if "acts" in pooled:
+        idle = pooled[~pooled["acts"].astype(bool)]
+        pooled = pooled[pooled["acts"].astype(bool)]
+        if not idle.empty:
+            blocks.append(Para("Patches that cannot act in any ablated setting where relaxed wins (switching them off "
+                               "changes nothing: merged in the kernel, or not reached by the workload), so they get "
+                               "no share: " + "; ".join(
+                                   f"{w}: " + ", ".join(f"`{i}` ({PATCHES.get(i, '?')})" for i in g["idea"])
+                                   for w, g in idle.groupby("workload", sort=True)) + "."))
     rows = []
     for r in pooled.itertuples(index=False):
         contrib = ("\u2014" if pd.isna(r.contribution)
@@ -373,9 +384,10 @@ def attribution(inputs: Inputs) -> list[Block]:
                      fmt.cycles(r.gain, r.gain_low, r.gain_high), str(int(r.settings))])
     machine = ", ".join(sorted(pooled["machine_label"].unique()))
     blocks.append(Table(["workload", "RFC patch (switch)", "share of gain [95% CI]", "given back, cycles/round [95% CI]",
-                         "gain S\u2212R, cycles/round [95% CI]", "settings"], rows,
-                        f"Per-patch attribution pooled per workload; machine {machine}; relaxed = that kernel "
-                        f"with every RFC patch, ablations with one patch switch off.",
+                         "gain S\u2212R, cycles/round [95% CI]", "settings where it acts"], rows,
+                        f"Per-patch attribution pooled per workload over the settings where relaxed wins and the "
+                        f"patch acts; machine {machine}; relaxed = that kernel with every RFC patch, ablations with "
+                        f"one patch switch off.",
                         ["l", "l", "r", "r", "r", "r"]))
     return blocks
 
