@@ -35,6 +35,19 @@ def skip(name: str, title: str, note: str) -> Plot:
     return Plot(name=name, title=title, caption="", data=pd.DataFrame(), note=note)
 
 
+def held_knobs(part: pd.DataFrame, vary: list[str]) -> str:
+    """Every knob of ``part`` held at one value (the kernel and the workload's knobs, the axes
+    ``vary`` excluded), as ``name=value, ...``: a caption names what the figure does not vary."""
+    out = []
+    for knob in ("kernel",) + schema.WORKLOAD_KNOBS:
+        if knob in vary or knob not in part:
+            continue
+        values = part[knob].dropna().unique()
+        if len(values) == 1:
+            out.append(f"{knob.split('.', 1)[-1]}={grid.format_value(values[0])}")
+    return ", ".join(out) or "defaults"
+
+
 def machines_note(frame: pd.DataFrame) -> str:
     """'machine X (uncalibrated preset), kernel K' for the machines and kernels a figure draws from."""
     labels = sorted(frame["machine_label"].dropna().unique()) if "machine_label" in frame else []

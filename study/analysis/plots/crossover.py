@@ -9,23 +9,11 @@ import pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from study.analysis import grid, schema
-from study.analysis.plots.common import Plot, machines_note, new_figure, skip
+from study.analysis import grid
+from study.analysis.plots.common import Plot, held_knobs, machines_note, new_figure, skip
 from study.analysis.results import Results
 
 NAME, TITLE = "crossover", "Where relaxed stops winning"
-
-
-def _held(part: pd.DataFrame, vary: list[str]) -> str:
-    """Every knob of ``part`` held at one value, as ``name=value`` (the axes excluded)."""
-    out = []
-    for knob in ("kernel",) + schema.WORKLOAD_KNOBS:
-        if knob in vary or knob not in part:
-            continue
-        values = part[knob].dropna().unique()
-        if len(values) == 1:
-            out.append(f"{knob.split('.', 1)[-1]}={grid.format_value(values[0])}")
-    return ", ".join(out) or "defaults"
 
 
 def plot(results: Results) -> Plot:
@@ -46,7 +34,7 @@ def plot(results: Results) -> Plot:
     fig, axes = new_figure(len(grids), height=3.6)
     held = []
     for ax, ((machine, workload), (x, y, part)) in zip(axes[0], grids.items()):
-        held.append(f"{workload}: {_held(part, [x, y])}")
+        held.append(f"{workload}: {held_knobs(part, [x, y])}")
         sel = data[(data["workload"] == workload) & (data["machine_label"] == machine)]
         table = sel.pivot_table(index="y_value", columns="x_value", values="speedup", aggfunc="first", dropna=False)
         table = table.sort_index(ascending=False)

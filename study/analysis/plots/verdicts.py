@@ -8,7 +8,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
 from study.analysis import grid, verdict
-from study.analysis.plots.common import Plot, machines_note, new_figure, skip
+from study.analysis.plots.common import Plot, held_knobs, machines_note, new_figure, skip
 
 MAP_NAME, MAP_TITLE = "verdict_map", "Where relaxed wins, loses or makes no practical difference"
 SENS_NAME, SENS_TITLE = "sensitivity", "What drives each headline across the ensemble"
@@ -19,20 +19,6 @@ CATEGORY_TEXT = {"wins": "relaxed wins", "none": "no practical difference", "los
 COLOURS = {"wins": "#4575b4", "none": "#e0e0e0", "loses": "#d73027", "depends": "#fdae61", "unresolved": "#ffffff"}
 ROWS = ["workload.dirty_ratio"]
 COLUMN = "workload.threads"
-
-
-def _held(part: pd.DataFrame, vary: list[str]) -> str:
-    """The knobs held fixed in ``part`` (one value each), as text."""
-    out = []
-    for knob in ("workload.placement", "workload.pages", "workload.working_set", "workload.lazy_share",
-                 "workload.remote_access_rate", "workload.remote_write_share", "workload.write_rate",
-                 "workload.writes_per_round", "workload.fault_roundtrip"):
-        if knob in vary or knob not in part:
-            continue
-        values = part[knob].dropna().unique()
-        if len(values) == 1:
-            out.append(f"{knob.split('.', 1)[1]}={grid.format_value(values[0])}")
-    return ", ".join(out)
 
 
 def verdict_map(results) -> Plot:
@@ -53,7 +39,7 @@ def verdict_map(results) -> Plot:
                            for v in part.get("workload.dirty_ratio", pd.Series([np.nan] * len(part)))]
             part["category"] = part["verdict"].map(verdict.category)
             frames.append(part)
-            held.append(f"{workload} on {kernel}: {_held(part, vary) or 'defaults'}")
+            held.append(f"{workload} on {kernel}: {held_knobs(part, vary) or 'defaults'}")
     if not frames:
         return skip(MAP_NAME, MAP_TITLE, "no workload varies threads")
     data = pd.concat(frames, ignore_index=True)
