@@ -139,6 +139,66 @@ def _both(entry: dict, digits_ratio: bool = True) -> str:
     return text + (f", model {model}" if "n/a" not in model else ", model interval not run")
 
 
+def _span(value) -> str:
+    if value is None or pd.isna(value):
+        return "n/a"
+    if value == float("inf"):
+        return "never (wins throughout)"
+    if value == float("-inf"):
+        return "from the smallest value"
+    return fmt.num(value, 3)
+
+
+def _knob_value(value):
+    """A y value as read back from the CSV (mixed columns come back as text): a number when it is one."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _members_text(lo, hi) -> str:
+    if lo == float("-inf") and hi == float("inf"):
+        return "some members of the ensemble lose from the smallest value, others win throughout"
+    return f"across the ensemble the boundary ranges from {_span(lo)} to {_span(hi)} (5\u201395%)"
+
+
+def crossover_items(inputs: Inputs) -> list[str]:
+    """Each crossover line: where relaxed stops winning, or that it wins/loses over the whole range,
+    and whether every member of the ensemble agrees (else what moves it)."""
+    boundary = inputs.table("crossover")
+    sens = inputs.table("sensitivity")
+    items = []
+    for r in (boundary.to_dict("records") if not boundary.empty else []):
+        x = tables.KNOB_TITLES.get(r["x"], r["x"])
+        y_value = _knob_value(r["y_value"])
+        at = f" at {tables.KNOB_TITLES.get(r['y'], r['y'])} = {fmt.plain(y_value)}" if isinstance(r["y"], str) else ""
+        where = f"{r['workload']}{at} ({r['machine_label']}), along {x} {fmt.plain(r['x_min'])}\u2013{fmt.plain(r['x_max'])}"
+        if r["status"] == "crosses":
+            entry = dict(value=r["boundary"], ci_low=r["boundary_low"], ci_high=r["boundary_high"],
+                         model_low=r.get("model_low"), model_high=r.get("model_high"))
+            text = f"{where}: relaxed stops winning at {x} = {_both(entry, digits_ratio=False)}"
+        else:
+            agree = r["boundary_low"] == r["boundary_high"] == r["boundary"]
+            text = f"{where}: {r['status']}" + (" (in every bootstrap draw)" if agree else
+                                                  f" [95% CI: {_span(r['boundary_low'])} to {_span(r['boundary_high'])}]")
+        lo, hi = r.get("model_low"), r.get("model_high")
+        if lo is None or pd.isna(lo):
+            items.append(text + "; not run over the ensemble.")
+            continue
+        if lo == hi and r["status"] != "crosses":
+            items.append(text + "; the same in every member of the ensemble.")
+            continue
+        from study.analysis.grid import format_value
+
+        y = f"_{str(r['y']).split('.', 1)[1]}={format_value(y_value)}" if isinstance(r["y"], str) else ""
+        key = f"crossover {r['workload']}_{str(r['x']).split('.', 1)[1]}{y}"
+        top = sens[(sens["quantity"] == key) & (sens["rank"] <= 3)]["parameter"].tolist() if not sens.empty else []
+        drivers = ", ".join(f"`{t}`" for t in top) or "the costs"
+        items.append(text + f"; {_members_text(lo, hi)}: it depends on {drivers}.")
+    return items
+
+
 def headlines(inputs: Inputs) -> list[Block]:
     """The headline list: each with its Monte Carlo CI, its model interval and its verdict."""
     m = inputs.metrics
@@ -150,18 +210,13 @@ def headlines(inputs: Inputs) -> list[Block]:
         info = where.get(key, {})
         title = names.get(key)
         if title is None:
-            workload, _, rest = key.partition("_")
-            title = f"{key.replace('_most_threads', '').replace('_', ' ')} at the most threads"
-        drivers = f"; moved most by {info['drivers']}" if info.get("drivers") else ""
+            title = (f"{info.get('workload', key)} on `{info.get('kernel', '?')}` at the most threads"
+                     if info.get("workload") else key.replace("_", " "))
+        drivers = (f"; moved most by {info['drivers']}" if info.get("drivers")
+                   and not str(info.get("verdict", "")).startswith(rule.DEPENDS) else "")
         items.append(f"{title}: {_both(entry)} \u2014 {info.get('verdict', '?')} "
                      f"(`{info.get('setting', '?')}`, {info.get('machine', '?')}{drivers}).")
-    boundary = inputs.table("crossover")
-    for r in (boundary[boundary["status"] == "crosses"].itertuples(index=False) if not boundary.empty else ()):
-        at = f" at {tables.KNOB_TITLES.get(r.y, r.y)} = {fmt.plain(r.y_value)}" if isinstance(r.y, str) else ""
-        entry = dict(value=r.boundary, ci_low=r.boundary_low, ci_high=r.boundary_high,
-                     model_low=getattr(r, "model_low", None), model_high=getattr(r, "model_high", None))
-        items.append(f"{r.workload}{at} ({r.machine_label}): relaxed stops winning at "
-                     f"{tables.KNOB_TITLES.get(r.x, r.x)} = {_both(entry, digits_ratio=False)}.")
+    items += crossover_items(inputs)
     sens = inputs.table("sensitivity")
     if not sens.empty:
         top = sens[sens["rank"] == 1]

@@ -49,6 +49,7 @@ def plot(results: Results) -> Plot:
                         annot_kws={"fontsize": 6.5}, cbar=False, linewidths=0.4, linecolor="white",
                         xticklabels=[grid.format_value(v) for v in table.columns],
                         yticklabels=[grid.format_value(v) for v in table.index])
+        ax.grid(False)
         ax.tick_params(axis="x", labelrotation=0, labelsize=7)
         ax.tick_params(axis="y", labelrotation=0, labelsize=7)
         z = np.ma.masked_invalid(logs.to_numpy(float))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap
-from matplotlib.patches import Patch
+import matplotlib.pyplot as plt
+from matplotlib.patches import Patch, Rectangle
 
-from study.analysis import grid, verdict
+from study.analysis import figures, grid, verdict
 from study.analysis.plots.common import Plot, held_knobs, machines_note, new_figure, skip
 
 MAP_NAME, MAP_TITLE = "verdict_map", "Where relaxed wins, loses or makes no practical difference"
@@ -19,6 +20,13 @@ CATEGORY_TEXT = {"wins": "relaxed wins", "none": "no practical difference", "los
 COLOURS = {"wins": "#4575b4", "none": "#e0e0e0", "loses": "#d73027", "depends": "#fdae61", "unresolved": "#ffffff"}
 ROWS = ["workload.dirty_ratio"]
 COLUMN = "workload.threads"
+
+
+def _short(speedup: float) -> str:
+    """A speedup in at most four characters: 41, 2.7, 0.91."""
+    if not np.isfinite(speedup):
+        return ""
+    return f"{speedup:.0f}" if speedup >= 10 else f"{speedup:.2g}" if speedup >= 1 else f"{speedup:.2f}"
 
 
 def verdict_map(results) -> Plot:
@@ -47,35 +55,38 @@ def verdict_map(results) -> Plot:
             "speedup_low", "speedup_high", "model_low", "model_high", "model_checked", "verdict", "category"]
     data = data[[c for c in keep if c in data]]
     panels = list(dict.fromkeys(data["kernel"])) if "kernel" in data else [None]
-    fig, axes = new_figure(len(panels), height=0.32 * data["row"].nunique() + 1.5)
-    cmap = ListedColormap([COLOURS[c] for c in CATEGORIES])
-    columns = sorted(data[COLUMN].unique())
     rows_all = sorted(data["row"].unique())
+    # each panel only the thread counts its kernel ran; widths in proportion, so cells keep one size
+    cols = {k: sorted((data[data["kernel"] == k] if k is not None else data)[COLUMN].unique()) for k in panels}
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, sharey=True,
+                             figsize=(figures.WIDTH, 0.3 * len(rows_all) + 1.4),
+                             gridspec_kw={"width_ratios": [max(len(cols[k]), 2) for k in panels]})
+    cmap = ListedColormap([COLOURS[c] for c in CATEGORIES])
     for ax, kernel in zip(axes[0], panels):
         sel = data[data["kernel"] == kernel] if kernel is not None else data
-        rows = [r for r in rows_all if r in set(sel["row"])]
-        z = np.full((len(rows), len(columns)), np.nan)
+        columns = cols[kernel]
+        z = np.full((len(rows_all), len(columns)), np.nan)
         records = sel.to_dict("records")
         for r in records:
-            z[rows.index(r["row"]), columns.index(r[COLUMN])] = CATEGORIES.index(r["category"])
+            z[rows_all.index(r["row"]), columns.index(r[COLUMN])] = CATEGORIES.index(r["category"])
         ax.imshow(np.ma.masked_invalid(z), cmap=cmap, vmin=-0.5, vmax=len(CATEGORIES) - 0.5, aspect="auto")
         for r in records:
-            mark = "" if r["model_checked"] else "\u2020"
-            ax.text(columns.index(r[COLUMN]), rows.index(r["row"]), f"{r['speedup']:.2f}{mark}", ha="center",
-                    va="center", fontsize=6.5)
+            i, j = rows_all.index(r["row"]), columns.index(r[COLUMN])
+            ax.text(j, i, _short(r["speedup"]), ha="center", va="center", fontsize=6)
+            if r["model_checked"]:   # outlined: the verdict was checked across the ensemble
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.2))
         ax.set_xticks(range(len(columns)), [grid.format_value(c) for c in columns], fontsize=7)
-        ax.set_yticks(range(len(rows)), rows, fontsize=7)
-        ax.set_xlabel("threads")
+        ax.set_yticks(range(len(rows_all)), rows_all, fontsize=7)
+        ax.grid(False)   # the style's grid lines would strike through the numbers
+        ax.set_xlabel("threads", fontsize=8)
         ax.set_title(f"kernel {kernel}" if kernel else "", fontsize=8)
-    for ax in axes[0][1:]:
-        ax.tick_params(labelleft=True)
     handles = [Patch(facecolor=COLOURS[c], edgecolor="0.5", label=CATEGORY_TEXT[c]) for c in CATEGORIES]
     fig.tight_layout()
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=3, frameon=False, fontsize=7)
     caption = (f"Verdict per setting (colour) and speedup strict/relaxed of total cycles per round (number); rows: "
                f"workload and dirty ratio d, columns: threads. A verdict needs the Monte Carlo CI and the "
-               f"ensemble's interval beyond the {verdict.THRESHOLD:.0%} practical threshold; \u2020: not run over "
-               f"the ensemble, verdict at the fitted costs only. Held fixed: " + "; ".join(held)
+               f"ensemble's interval beyond the {verdict.THRESHOLD:.0%} practical threshold; outlined cells were re-run "
+               f"over the ensemble, the others are judged at the fitted costs only. Held fixed: " + "; ".join(held)
                + f"; {machines_note(data)}.")
     return Plot(MAP_NAME, MAP_TITLE, caption, data, fig)
 
@@ -89,19 +100,25 @@ def sensitivity(results) -> Plot:
     data = table[table["parameter"].isin(top)].copy()
     pivot = data.pivot_table(index="quantity", columns="parameter", values="spearman", aggfunc="first")
     pivot = pivot[[p for p in top if p in pivot.columns]]
+    s1 = data.pivot_table(index="quantity", columns="parameter", values="first_order", aggfunc="first")
+    s1 = s1.reindex(index=pivot.index, columns=pivot.columns)
     fig, axes = new_figure(1, height=0.3 * len(pivot) + 1.8)
     ax = axes[0][0]
     im = ax.imshow(pivot.to_numpy(float), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
+    ax.grid(False)
     for i in range(pivot.shape[0]):
         for j in range(pivot.shape[1]):
             v = pivot.iat[i, j]
             if np.isfinite(v):
-                ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=6)
+                first = s1.iat[i, j]
+                label = f"{v:+.2f}" + (f" ({first:.2f})" if np.isfinite(first) else "")
+                ax.text(j, i, label, ha="center", va="center", fontsize=5.5)
     ax.set_xticks(range(pivot.shape[1]), pivot.columns, rotation=35, ha="right", fontsize=7)
     ax.set_yticks(range(pivot.shape[0]), pivot.index, fontsize=7)
     fig.colorbar(im, ax=ax, label="Spearman rho", shrink=0.8)
     members = results.members.members if results.members is not None else 0
     caption = (f"Rank correlation (Spearman) between each cost (log) and each headline over the {members} members "
                f"of the ensemble, for the costs among the top 3 of some headline (positive: a higher cost raises "
-               f"the speedup or moves the boundary up). First-order indices and every cost: sensitivity.csv.")
+               f"the speedup or moves the boundary up); in brackets the first-order Sobol index estimated from the same "
+               f"members (share of the headline's variance that cost explains alone). Every cost: sensitivity.csv.")
     return Plot(SENS_NAME, SENS_TITLE, caption, data, fig)
