@@ -290,7 +290,8 @@ def loses(inputs: Inputs) -> list[Block]:
     if not boundary.empty:
         rows = []
         for r in boundary.itertuples(index=False):
-            at = f"{tables.KNOB_TITLES.get(r.y, r.y)} = {fmt.plain(r.y_value)}" if isinstance(r.y, str) else "\u2014"
+            at = (f"{tables.KNOB_TITLES.get(r.y, r.y)} = {fmt.plain(_as_number(r.y_value))}" if isinstance(r.y, str)
+                  else "\u2014")
             value = (f"{fmt.num(r.boundary, 3)} {fmt.interval(r.boundary_low, r.boundary_high, 3)}"
                      if r.status == "crosses" else r.status)
             rows.append([r.workload, tables.KNOB_TITLES.get(r.x, r.x), at,
@@ -320,6 +321,14 @@ def loses(inputs: Inputs) -> list[Block]:
                                              with_workload=True, limit=15, sort=False))
             blocks += where_cycles_go(inputs, losing)
     return blocks
+
+
+def _as_number(value):
+    """A knob value read back from a CSV column that mixes text and numbers."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
 
 
 def where_cycles_go(inputs: Inputs, losing: pd.DataFrame, limit: int = 8) -> list[Block]:

@@ -31,9 +31,10 @@ def plot(results: Results) -> Plot:
     # one colour scale for every panel (symmetric in log2 around 1.0), one colour bar
     logs_all = np.log2(data["speedup"].astype(float))
     span = max(float(np.nanmax(np.abs(logs_all.to_numpy()))) if logs_all.notna().any() else 0.05, 0.05)
-    fig, axes = new_figure(len(grids), height=3.6)
+    # one panel per row: side by side, panels with many columns would run their numbers together
+    fig, axes = new_figure(1, nrows=len(grids), height=2.3)
     held = []
-    for ax, ((machine, workload), (x, y, part)) in zip(axes[0], grids.items()):
+    for ax, ((machine, workload), (x, y, part)) in zip(axes[:, 0], grids.items()):
         held.append(f"{workload}: {held_knobs(part, [x, y])}")
         sel = data[(data["workload"] == workload) & (data["machine_label"] == machine)]
         table = sel.pivot_table(index="y_value", columns="x_value", values="speedup", aggfunc="first", dropna=False)
@@ -58,10 +59,10 @@ def plot(results: Results) -> Plot:
             ax.contour(gx, gy, z, levels=[0.0], colors="k", linewidths=2.0, linestyles="--")
         ax.set_xlabel(x.split(".", 1)[1].replace("_", " "), fontsize=8)
         ax.set_ylabel(y.split(".", 1)[1].replace("_", " "), fontsize=8)
-        ax.set_title(f"{workload} ({machine})", fontsize=8)
+        ax.set_title(f"{workload} ({machine})", fontsize=8, loc="left")
     fig.tight_layout(rect=(0, 0, 0.9, 1))
     mappable = plt.cm.ScalarMappable(norm=plt.Normalize(-span, span), cmap="RdBu")
-    cax = fig.add_axes((0.92, 0.2, 0.015, 0.65))
+    cax = fig.add_axes((0.92, 0.3, 0.015, 0.4))
     bar = fig.colorbar(mappable, cax=cax)
     bar.set_label("log2(strict / relaxed)", fontsize=7)
     bar.ax.tick_params(labelsize=6)
