@@ -170,7 +170,25 @@ def ensemble_summary(results: Results) -> dict:
     return dict(members=len(m["members"]), ensemble=m.get("ensemble"), run=m.get("run"), settings=len(m["settings"]),
                 cells=m.get("cells"), timings=m.get("timings"), max_abs_seed_cell_error=max(errors),
                 median_abs_seed_cell_error=float(sorted(errors)[len(errors) // 2]),
-                cost_ranges={c: [float(costs[c].min()), float(costs[c].max())] for c in costs.columns})
+                cost_ranges={c: [float(costs[c].min()), float(costs[c].max())] for c in costs.columns},
+                spread=_spread(costs, results.identifiability))
+
+
+def _spread(costs, ident) -> list[dict]:
+    """Per cost: the prior's range, the members' 5-95% range, and the share of the prior's log-width it spans."""
+    import numpy as np
+
+    from study.calibration.priors import PRIORS
+
+    status = dict(zip(ident["name"], ident["status"])) if not ident.empty and "status" in ident else {}
+    out = []
+    for p in PRIORS:
+        if p.name not in costs:
+            continue
+        lo, hi = np.quantile(costs[p.name].to_numpy(float), [0.05, 0.95])
+        out.append(dict(name=p.name, prior_low=p.low, prior_high=p.high, q05=float(lo), q95=float(hi),
+                        span_of_prior=float(np.log(hi / lo) / np.log(p.high / p.low)), status=status.get(p.name, "")))
+    return out
 
 
 def _write_json(path: Path, data: dict) -> None:
