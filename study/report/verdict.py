@@ -179,9 +179,10 @@ def crossover_items(inputs: Inputs) -> list[str]:
                          model_low=r.get("model_low"), model_high=r.get("model_high"))
             text = f"{where}: relaxed stops winning at {x} = {_both(entry, digits_ratio=False)}"
         else:
-            agree = r["boundary_low"] == r["boundary_high"] == r["boundary"]
-            text = f"{where}: {r['status']}" + (" (in every bootstrap draw)" if agree else
-                                                  f" [95% CI: {_span(r['boundary_low'])} to {_span(r['boundary_high'])}]")
+            # the boundary is +inf (never crosses) or -inf (already below 1), and so is its CI when every
+            # bootstrap draw agrees
+            text = (f"{where}: {r['status']} (boundary {fmt.num(r['boundary'])} "
+                    f"{fmt.interval(r['boundary_low'], r['boundary_high'], 3)})")
         lo, hi = r.get("model_low"), r.get("model_high")
         if lo is None or pd.isna(lo):
             items.append(text + "; not run over the ensemble.")
