@@ -60,3 +60,14 @@ def test_run_members_uses_the_same_streams_for_every_member(built):
                            max_samples=0, kernel=cell.kernel)
     np.testing.assert_array_equal(results[0].metrics[key], direct.metrics[key])
     assert not np.array_equal(results[0].metrics[key], results[2].metrics[key])
+
+
+@pytest.mark.parametrize("argv, key", [(["--members", "1"], "--members"), (["--tolerance", "2"], "--tolerance"),
+                                       (["--replicates", "1"], "--replicates"), (["--sweep", "nope"], "--sweep")])
+def test_ensemble_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, key):
+    from study.cli import ensemble as cli
+
+    assert cli.main(argv + ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {key}")
+    assert not any(tmp_path.iterdir())

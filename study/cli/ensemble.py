@@ -59,6 +59,20 @@ def main(argv: list[str] | None = None) -> int:
     return run(args)
 
 
+def _calibration_code() -> str:
+    """sha256 of the sources that decide the members (calibration, the seed table, the engine's code)."""
+    import hashlib
+
+    import study
+    from study.runner.store import code_fingerprint
+
+    root = Path(study.__file__).resolve().parent
+    h = hashlib.sha256(code_fingerprint().encode())
+    for path in sorted((root / "calibration").glob("*.py")) + [root / "seed.py"]:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _ensemble(machine, args):
     """Reuse ``<out>/ensemble/<machine>.json`` when it was built for this machine and these settings."""
     from study.calibration import ensemble
@@ -71,7 +85,7 @@ def _ensemble(machine, args):
             old = ensemble.from_dict(json.loads(path.read_text()))
             fitted = {n: cost_value(machine, n) for n in old.members[0].values}
             if (old.settings.get("members") == args.members and old.settings.get("tolerance") == args.tolerance
-                    and old.members[0].values == fitted):
+                    and old.settings.get("code") == _calibration_code() and old.members[0].values == fitted):
                 print(f"ensemble: reusing {path} ({len(old.members)} members)", file=sys.stderr)
                 return old, path
         except (ValueError, KeyError, json.JSONDecodeError):
@@ -81,6 +95,7 @@ def _ensemble(machine, args):
           f"{args.tolerance:.0%}) ...", file=sys.stderr, flush=True)
     built = ensemble.build(machine, members=args.members, tolerance=args.tolerance)
     data = built.as_dict()
+    data["settings"]["code"] = _calibration_code()
     data["settings"]["build_s"] = round(time.perf_counter() - start, 1)
     atomic_write_text(path, json.dumps(data, indent=1) + "\n")
     print(f"ensemble: {len(built.members)} members from {built.candidates} candidates "
