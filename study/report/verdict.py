@@ -240,6 +240,8 @@ def headlines(inputs: Inputs) -> list[Block]:
                      f"({ens['settings']} settings) [intervals: see \u201cStatistical method\u201d].")
     if not items:
         return [Para("The sweep has no strict/relaxed pairs to summarize.")]
+    from study.report.sections import figure
+
     return [Para("Each headline: the estimate, its 95% Monte Carlo CI in brackets, the model interval (5\u201395% "
                  "over the ensemble) after \u201cmodel\u201d, and the verdict with the practical threshold of "
-                 f"{rule.THRESHOLD:.0%}."), Items(items)]
+                 f"{rule.THRESHOLD:.0%}."), Items(items)] + figure(inputs, "sensitivity")

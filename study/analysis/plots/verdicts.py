@@ -91,6 +91,15 @@ def verdict_map(results) -> Plot:
     return Plot(MAP_NAME, MAP_TITLE, caption, data, fig)
 
 
+def _label(quantity: str) -> str:
+    """A headline's short name: ``speedup uffd_wp_rfc_base_most_threads`` -> ``uffd_wp rfc_base, most threads``."""
+    text = quantity.removeprefix("speedup ").replace("_most_threads", ", most threads")
+    for kernel in ("rfc_base", "mainline"):
+        text = text.replace(f"_{kernel}", f" {kernel}")
+    return (text.replace("_remote_write_share_working_set=", ": boundary at working set ")
+            .replace("_threads_working_set=", ": boundary at working set ").replace("seed_setting", "seed setting"))
+
+
 def sensitivity(results) -> Plot:
     table = getattr(results, "sensitivity", pd.DataFrame())
     if table is None or table.empty:
@@ -100,8 +109,6 @@ def sensitivity(results) -> Plot:
     data = table[table["parameter"].isin(top)].copy()
     pivot = data.pivot_table(index="quantity", columns="parameter", values="spearman", aggfunc="first")
     pivot = pivot[[p for p in top if p in pivot.columns]]
-    s1 = data.pivot_table(index="quantity", columns="parameter", values="first_order", aggfunc="first")
-    s1 = s1.reindex(index=pivot.index, columns=pivot.columns)
     fig, axes = new_figure(1, height=0.3 * len(pivot) + 1.8)
     ax = axes[0][0]
     im = ax.imshow(pivot.to_numpy(float), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
@@ -110,15 +117,15 @@ def sensitivity(results) -> Plot:
         for j in range(pivot.shape[1]):
             v = pivot.iat[i, j]
             if np.isfinite(v):
-                first = s1.iat[i, j]
-                label = f"{v:+.2f}" + (f" ({first:.2f})" if np.isfinite(first) else "")
-                ax.text(j, i, label, ha="center", va="center", fontsize=5.5)
+                ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if abs(v) > 0.6 else "black")
     ax.set_xticks(range(pivot.shape[1]), pivot.columns, rotation=35, ha="right", fontsize=7)
-    ax.set_yticks(range(pivot.shape[0]), pivot.index, fontsize=7)
+    ax.set_yticks(range(pivot.shape[0]), [_label(q) for q in pivot.index], fontsize=7)
+    ax.grid(False)
     fig.colorbar(im, ax=ax, label="Spearman rho", shrink=0.8)
     members = results.members.members if results.members is not None else 0
     caption = (f"Rank correlation (Spearman) between each cost (log) and each headline over the {members} members "
                f"of the ensemble, for the costs among the top 3 of some headline (positive: a higher cost raises "
-               f"the speedup or moves the boundary up); in brackets the first-order Sobol index estimated from the same "
-               f"members (share of the headline's variance that cost explains alone). Every cost: sensitivity.csv.")
+               f"the speedup or moves the boundary up). The first-order Sobol index of every cost for every headline, "
+               f"estimated from the same members, is in sensitivity.csv.")
     return Plot(SENS_NAME, SENS_TITLE, caption, data, fig)
