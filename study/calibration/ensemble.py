@@ -95,7 +95,8 @@ class Ensemble:
             "settings": self.settings,
             "candidates": self.candidates,
             "accepted": len(self.members),
-            "acceptance_rate": len(self.members) / max(self.candidates, 1),
+            # member 0 (the fit) is not a candidate: the rate is over the Sobol candidates tried
+            "acceptance_rate": (len(self.members) - 1) / max(self.candidates, 1),
             "max_abs_cell_error": float(np.max(np.abs(errors))) if errors.size else None,
             "seed_cells": [f"{c.call} {c.threads}T {c.policy}" for c in SEED_TABLE],
             "scale": SCALE,
