@@ -29,11 +29,12 @@ def _inside(path: str, other: str) -> bool:
 
 def test_stages_run_the_cli_in_order(dvc):
     stages = dvc["stages"]
-    assert list(stages) == ["sweep", "analyze", "report"]
+    assert list(stages) == ["sweep", "ensemble", "analyze", "report"]
+    assert stages["ensemble"]["cmd"].startswith("python -m study ensemble --sweep default")
     assert stages["sweep"]["cmd"] == "python -m study sweep sweep=default"
     assert stages["analyze"]["cmd"].startswith("python -m study analyze --sweep default")
     assert stages["report"]["cmd"].startswith("python -m study report")
-    sweep_outs = _paths(stages["sweep"]["outs"])
+    sweep_outs = _paths(stages["sweep"]["outs"]) + _paths(stages["ensemble"]["outs"])
     assert all(any(_inside(d, o) for o in sweep_outs) for d in _paths(stages["analyze"]["deps"])
                if d.startswith("outputs/"))
     analyze_outs = _paths(stages["analyze"]["outs"]) + _paths(stages["analyze"]["metrics"])

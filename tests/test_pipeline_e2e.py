@@ -24,6 +24,8 @@ def test_quick_sweep_to_report(tmp_path, study_env):
     # must not depend on the working directory
     out = tmp_path / "outputs"
     _study("sweep", "sweep=quick", f"run.output_dir={out}", "ray.num_cpus=2", cwd=tmp_path, env=study_env)
+    _study("ensemble", "--sweep", "quick", "--out", str(out), "--members", "4", "--serial", cwd=tmp_path,
+           env=study_env)
     _study("analyze", "--sweep", "quick", "--out", str(out), cwd=tmp_path, env=study_env)
     _study("report", "--out", str(out), cwd=tmp_path, env=study_env)
 
@@ -36,7 +38,17 @@ def test_quick_sweep_to_report(tmp_path, study_env):
     for title in content.SECTION_TITLES:
         assert f"{title.replace(chr(39), '&#x27;')}</h2>" in html, title
     assert data.startswith(b"%PDF-")
-    assert pdf.headings(content.build(inputs.load(out))) == ["Contents", *content.SECTION_TITLES]
+    titles = list(content.SECTION_TITLES)
+    cut = [anchor for anchor, _, _ in content.SECTIONS].index(content.OUTLINE_AFTER) + 1
+    assert pdf.headings(content.build(inputs.load(out))) == [*titles[:cut], "Contents", *titles[cut:]]
+
+    # the ensemble's model interval reaches the headlines, and its members reproduce the published table
+    ensemble = json.loads((out / "ensemble" / "haswell_2s.json").read_text())
+    assert ensemble["accepted"] == 4
+    assert all(max(abs(e) for e in m["cell_errors"]) <= 0.03 for m in ensemble["members"])
+    seed_setting = metrics["speedup"]["seed_setting"]
+    assert seed_setting["model_low"] is not None and seed_setting["model_low"] <= seed_setting["model_high"]
+    assert "model [" in html
 
     # the seed table: all 8 cells from the sweep, each with its interval
     assert len(metrics["seed"]) == len(SEED_TABLE)

@@ -47,29 +47,35 @@ def attribute(cells: pd.DataFrame, arms: Arms, paired_main: pd.DataFrame, metric
         gain, gain_boot = means[0] - means[1], boot[0] - boot[1]
         key = (settings.at[pair, "machine_label"], settings.at[pair, "workload"])
         wins = verdicts.get(pair) == paired.WINS
+        # on common random numbers a switch that cannot act in this setting (already merged in the
+        # kernel, or nothing in the workload reaches it) leaves every replicate bit-identical to relaxed
+        acts = {idea: not np.array_equal(values[k], values[1]) for k, idea in enumerate(ideas, start=2)}
         if wins:
-            pooled_parts.setdefault(key, []).append((ideas, means, boot))
+            pooled_parts.setdefault(key, []).append((ideas, means, boot, acts))
         base = {c: settings.at[pair, c] for c in schema.SETTING_COLUMNS + ("machine_label",)}
         shares = {}
         for k, idea in enumerate(ideas, start=2):
             contrib, contrib_boot = means[k] - means[1], boot[k] - boot[1]
             shares[idea] = (contrib, contrib_boot)
         rows = _share_rows(gain, gain_boot, shares, level, len(ideas) == len(schema.IDEAS))
-        per_pair += [dict(base, pair_id=pair, relaxed_wins=wins, **r) for r in rows]
+        per_pair += [dict(base, pair_id=pair, relaxed_wins=wins, acts=acts.get(r["idea"], True), **r) for r in rows]
     pooled = []
     for (machine, workload), parts in sorted(pooled_parts.items()):
-        common = [i for i in schema.IDEAS if all(i in ideas for ideas, _, _ in parts)]
-        if not common:
-            continue
-        gain = sum(m[0] - m[1] for _, m, _ in parts)
-        gain_boot = sum(b[0] - b[1] for _, _, b in parts)
-        shares = {}
-        for idea in common:
-            k = [2 + ideas.index(idea) for ideas, _, _ in parts]
-            shares[idea] = (sum(m[j] - m[1] for j, (_, m, _) in zip(k, parts)),
-                            sum(b[j] - b[1] for j, (_, _, b) in zip(k, parts)))
-        rows = _share_rows(gain, gain_boot, shares, level, len(common) == len(schema.IDEAS))
-        pooled += [dict(machine_label=machine, workload=workload, settings=len(parts), **r) for r in rows]
+        # each patch over the settings where it can act (its switch changes something there)
+        for idea in schema.IDEAS:
+            sel = [(ideas.index(idea) + 2, m, b) for ideas, m, b, acts in parts if idea in ideas and acts[idea]]
+            offered = sum(1 for ideas, _, _, _ in parts if idea in ideas)
+            if not sel:
+                if offered:
+                    pooled.append(dict(machine_label=machine, workload=workload, settings=0, offered=offered,
+                                       idea=idea, acts=False))
+                continue
+            gain = sum(m[0] - m[1] for _, m, _ in sel)
+            gain_boot = sum(b[0] - b[1] for _, _, b in sel)
+            share = {idea: (sum(m[k] - m[1] for k, m, _ in sel), sum(b[k] - b[1] for k, _, b in sel))}
+            rows = _share_rows(gain, gain_boot, share, level, complete=False)
+            pooled += [dict(machine_label=machine, workload=workload, settings=len(sel), offered=offered, acts=True,
+                            **r) for r in rows]
     return pd.DataFrame(per_pair), pd.DataFrame(pooled)
 
 

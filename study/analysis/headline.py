@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.analysis import grid, paired, schema, seedtable
+from study.analysis import grid, schema, seedtable, verdict
 from study.analysis.results import Results
 
 
@@ -37,7 +37,9 @@ def _estimate(value, low, high) -> dict:
 
 
 def _speedup(row: pd.Series) -> dict:
-    return _estimate(row["speedup"], row["speedup_low"], row["speedup_high"])
+    out = _estimate(row["speedup"], row["speedup_low"], row["speedup_high"])
+    out.update(model_low=row.get("model_low", np.nan), model_high=row.get("model_high", np.nan))
+    return out
 
 
 def seed_metrics(results: Results) -> dict:
@@ -94,7 +96,9 @@ def speedups(results: Results) -> tuple[dict, dict]:
         # name only the knobs the sweep varies for that workload: the rest are its defaults
         knobs = schema.varied_knobs(main[main["workload"] == row["workload"]]) or ["workload.threads"]
         where[key] = dict(pair_id=row["pair_id"], setting=grid.setting_text(row, knobs), machine=row["machine_label"],
-                          p_holm=row["p_holm"], verdict=row["verdict"])
+                          p_holm=row["p_holm"], verdict=row["verdict"], drivers=row.get("drivers", ""),
+                          model_checked=bool(row.get("model_checked", False)), workload=row["workload"],
+                          kernel=row.get("kernel", ""))
     return numbers, where
 
 
@@ -103,16 +107,23 @@ def crossover_metrics(results: Results) -> dict:
     for row in results.crossover.boundary.itertuples(index=False):
         if row.status != "crosses":
             continue
-        y = f"_{row.y.split('.', 1)[1]}={grid.format_value(row.y_value)}" if row.y else ""
-        key = f"{row.workload}_{row.x.split('.', 1)[1]}{y}"
+        key = crossover_key(row)
         out[key] = _estimate(row.boundary, row.boundary_low, row.boundary_high)
+        out[key].update(model_low=getattr(row, "model_low", np.nan), model_high=getattr(row, "model_high", np.nan))
     return out
+
+
+def crossover_key(row) -> str:
+    y = f"_{row.y.split('.', 1)[1]}={grid.format_value(row.y_value)}" if isinstance(row.y, str) else ""
+    return f"{row.workload}_{row.x.split('.', 1)[1]}{y}"
 
 
 def attribution_metrics(results: Results) -> dict:
     """Per-patch shares, keyed ``<workload> on <machine label>`` (the label names the kernel)."""
     out: dict = {}
     for row in results.attribution.itertuples(index=False):
+        if not getattr(row, "acts", True):
+            continue   # the patch cannot act in these settings: no share to report
         key = f"{row.workload} on {row.machine_label}"
         out.setdefault(key, {})[row.idea] = _estimate(row.share, row.share_low, row.share_high)
     return out
@@ -121,9 +132,11 @@ def attribution_metrics(results: Results) -> dict:
 def grid_counts(results: Results) -> dict:
     main = results.paired_main
     counts = {"settings_compared": len(main)}
-    for name, label in (("relaxed_wins", paired.WINS), ("relaxed_loses", paired.LOSES),
-                        ("no_clear_difference", paired.NO_DIFFERENCE)):
-        counts[name] = int((main["verdict"] == label).sum()) if not main.empty else 0
+    cats = main["verdict"].map(verdict.category) if not main.empty else pd.Series(dtype=str)
+    for name, label in (("relaxed_wins", "wins"), ("relaxed_loses", "loses"), ("no_practical_difference", "none"),
+                        ("depends_on_costs", "depends"), ("unresolved", "unresolved")):
+        counts[name] = int((cats == label).sum())
+    counts["checked_over_ensemble"] = int(main["model_checked"].sum()) if "model_checked" in main else 0
     summary = results.summary
     counts["cells"] = len(results.cells)
     counts["unstable_cells"] = int(summary.loc[summary["unstable"], "cell_id"].nunique()) if not summary.empty else 0

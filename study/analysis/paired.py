@@ -14,10 +14,12 @@ import numpy as np
 import pandas as pd
 
 from study.analysis import schema, stats
+from study.analysis import verdict as verdicts
 from study.analysis.arms import Arms
 
 ALPHA = 0.05
-WINS, LOSES, NO_DIFFERENCE = "relaxed wins", "relaxed loses", "no clear difference"
+# the verdict is the practical rule of study.analysis.verdict, never the p-value alone
+WINS, LOSES, NO_DIFFERENCE = verdicts.WINS, verdicts.LOSES, verdicts.NO_PRACTICAL
 
 
 @dataclass
@@ -70,15 +72,13 @@ def compare(cells: pd.DataFrame, arms: Arms, control: str = schema.ROLE_STRICT,
     table["p_holm"] = np.nan
     for metric, idx in table.groupby("metric", sort=True).groups.items():
         table.loc[idx, "p_holm"] = stats.holm(table.loc[idx, "p_t"].to_numpy())
-    table["verdict"] = [verdict(s, p) for s, p in zip(table["speedup"], table["p_holm"])]
+    # at the fitted costs: the Monte Carlo CI against the practical threshold (study.analysis.run
+    # re-decides the main metric with the ensemble's interval where the ensemble ran)
+    table["verdict"] = [verdicts.decide(s, lo, hi) for s, lo, hi in
+                        zip(table["speedup"], table["speedup_low"], table["speedup_high"])]
+    table["model_checked"] = False
     table = table.sort_values(["metric", "pair_id"], kind="stable", ignore_index=True)
     return Comparisons(table=table, boot=boot)
-
-
-def verdict(speedup: float, p_holm: float, alpha: float = ALPHA) -> str:
-    if not (p_holm < alpha) or not np.isfinite(speedup):
-        return NO_DIFFERENCE
-    return WINS if speedup > 1 else LOSES
 
 
 def main_table(comparisons: Comparisons) -> pd.DataFrame:

@@ -24,6 +24,10 @@ class Results:
     # what the seed's cells pin about the machine's costs (per parameter) and its summary
     identifiability: pd.DataFrame = field(default_factory=pd.DataFrame)
     identifiability_summary: dict = field(default_factory=dict)
+    # the ensemble's member runs (study.analysis.uncertainty.MemberRuns) or None
+    members: object = None
+    crossover_members: object = None            # per crossover line: each member's boundary
+    sensitivity: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def cells(self) -> pd.DataFrame:

@@ -13,7 +13,8 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-from study.analysis import attribution, cells, crossover, headline, identifiability, paired, plots, seedtable, stats
+from study.analysis import (attribution, cells, crossover, headline, identifiability, paired, plots, seedtable, stats,
+                            uncertainty, verdict)
 from study.analysis.arms import Arms
 from study.analysis.figures import save_csv
 from study.analysis.load import Sweep, load_sweep
@@ -23,21 +24,47 @@ from study.runner.store import atomic_write_text
 
 FORMAT_VERSION = 1
 TABLES = ("seed_table", "cells_summary", "paired", "crossover", "attribution", "attribution_pairs",
-          "identifiability")
+          "identifiability", "sensitivity")
 VERSIONED = ("study", "numpy", "scipy", "pandas", "pyarrow", "matplotlib", "seaborn")
 
 
 def compute(sweep: Sweep, seed_fallback: Path | None = None) -> Results:
     arms = Arms(sweep.replicates, sweep.cells)
     comparisons = paired.compare(sweep.cells, arms)
-    main = paired.main_table(comparisons)
+    # the ensemble's runs (python -m study ensemble), when present: model-uncertainty intervals
+    runs = uncertainty.load(sweep.path.parent.parent, sweep.name)
+    main = uncertainty.attach(paired.main_table(comparisons), runs)
+    comparisons.table = _with_model(comparisons.table, main)
     per_pair, pooled = attribution.attribute(sweep.cells, arms, main)
     seed = seedtable.build(sweep.cells, seed_fallback)
     ident, ident_summary = identifiability.build(sweep.manifest, seed)
-    return Results(sweep=sweep, summary=cells.summarize_cells(sweep.cells), comparisons=comparisons,
-                   paired_main=main, crossover=crossover.find(main, comparisons.boot),
-                   attribution_pairs=per_pair, attribution=pooled, seed=seed,
-                   identifiability=ident, identifiability_summary=ident_summary)
+    cross = crossover.find(main, comparisons.boot)
+    per_member = uncertainty.member_boundaries(runs, main, cross) if runs is not None else None
+    if per_member is not None:
+        cross.boundary = uncertainty.crossover_model(cross.boundary, per_member)
+    results = Results(sweep=sweep, summary=cells.summarize_cells(sweep.cells), comparisons=comparisons,
+                      paired_main=main, crossover=cross,
+                      attribution_pairs=per_pair, attribution=pooled, seed=seed,
+                      identifiability=ident, identifiability_summary=ident_summary, members=runs,
+                      crossover_members=per_member)
+    _, where = headline.speedups(results)
+    results.sensitivity = uncertainty.sensitivity_table(results, where, headline.crossover_key)
+    return results
+
+
+def _with_model(table, main):
+    """The main metric's rows of the comparison table carry the model columns and verdict of ``main``."""
+    if table.empty:
+        return table
+    extra = ["model_low", "model_high", "model_members", "drivers", "model_checked"]
+    table = table.drop(columns=[c for c in extra if c in table.columns])
+    merged = table.merge(main[["pair_id", "metric", "verdict"] + extra].rename(columns={"verdict": "_v"}),
+                         on=["pair_id", "metric"], how="left")
+    merged["verdict"] = merged["_v"].where(merged["_v"].notna(), merged["verdict"])
+    merged["model_checked"] = merged["model_checked"].fillna(False).astype(bool)
+    merged["model_members"] = merged["model_members"].fillna(0).astype(int)
+    merged["drivers"] = merged["drivers"].fillna("")
+    return merged.drop(columns="_v")
 
 
 def method() -> dict:
@@ -50,6 +77,12 @@ def method() -> dict:
         robustness_test="Wilcoxon signed-rank (two-sided)",
         correction="Holm-Bonferroni across the settings of the grid, one family per metric",
         alpha=paired.ALPHA,
+        practical_threshold=verdict.THRESHOLD,
+        verdict_rule="relaxed wins / loses / no practical difference only when the Monte Carlo CI joined with "
+                     "the model-uncertainty interval lies beyond (or within) the practical threshold; otherwise "
+                     "'depends on <costs>' (the ensemble crosses it) or 'unresolved' (the simulation noise does)",
+        model_interval="5-95% over the ensemble of cost parameter sets (python -m study ensemble), each member "
+                       "on the cell's own random streams; point x member/fitted-member ratio",
         effect_sizes="Cohen's d_z; matched-pairs rank-biserial correlation",
         unstable_rel_half_width=cells.UNSTABLE_REL_HALF_WIDTH,
     )
@@ -104,7 +137,8 @@ def _write_into(results: Results, target: Path, measure: Path | None = None) -> 
         measured.write_into(measure, target)
     frames = dict(seed_table=results.seed, cells_summary=results.summary, paired=results.comparisons.table,
                   crossover=results.crossover.boundary, attribution=results.attribution,
-                  attribution_pairs=results.attribution_pairs, identifiability=results.identifiability)
+                  attribution_pairs=results.attribution_pairs, identifiability=results.identifiability,
+                  sensitivity=results.sensitivity)
     for name in TABLES:
         save_csv(frames[name], target / f"{name}.csv")
     index = plots.render_all(results, target / "plots")
@@ -126,6 +160,7 @@ def _write_into(results: Results, target: Path, measure: Path | None = None) -> 
         where=where,
         metrics=metrics,
         identifiability=results.identifiability_summary,
+        ensemble=ensemble_summary(results),
     )
     summary["files"] = {p.relative_to(target).as_posix(): sha256_file(p)
                         for p in sorted(target.rglob("*")) if p.is_file()}
@@ -141,6 +176,38 @@ def analyze(out: Path, sweep_name: str, seed_table: Path | None = None, measure:
     out = Path(out)
     sweep = load_sweep(out, sweep_name)
     return write(compute(sweep, seed_fallback=seed_table), out, measure)
+
+
+def ensemble_summary(results: Results) -> dict:
+    """The ensemble behind the model intervals: where it came from, its members' fit, its spread."""
+    runs = results.members
+    if runs is None:
+        return {}
+    m = runs.manifest
+    costs = runs.costs
+    errors = [max(abs(e) for e in member["cell_errors"]) for member in m["members"]]
+    return dict(members=len(m["members"]), ensemble=m.get("ensemble"), run=m.get("run"), settings=len(m["settings"]),
+                cells=m.get("cells"), timings=m.get("timings"), max_abs_seed_cell_error=max(errors),
+                median_abs_seed_cell_error=float(sorted(errors)[len(errors) // 2]),
+                cost_ranges={c: [float(costs[c].min()), float(costs[c].max())] for c in costs.columns},
+                spread=_spread(costs, results.identifiability))
+
+
+def _spread(costs, ident) -> list[dict]:
+    """Per cost: the prior's range, the members' 5-95% range, and the share of the prior's log-width it spans."""
+    import numpy as np
+
+    from study.calibration.priors import PRIORS
+
+    status = dict(zip(ident["name"], ident["status"])) if not ident.empty and "status" in ident else {}
+    out = []
+    for p in PRIORS:
+        if p.name not in costs:
+            continue
+        lo, hi = np.quantile(costs[p.name].to_numpy(float), [0.05, 0.95])
+        out.append(dict(name=p.name, prior_low=p.low, prior_high=p.high, q05=float(lo), q95=float(hi),
+                        span_of_prior=float(np.log(hi / lo) / np.log(p.high / p.low)), status=status.get(p.name, "")))
+    return out
 
 
 def _write_json(path: Path, data: dict) -> None:

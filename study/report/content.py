@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from study.report import provenance, sections, this_machine
-from study.report.doc import Document, Heading
+from study.report import provenance, sections, this_machine, verdict
+from study.report.doc import Document, Heading, Outline
 from study.report.inputs import Inputs
 
 TITLE = "When do relaxed TLB flushes beat strict TLB shootdowns?"
 
 # (anchor, title, builder); the titles are the report's contract with its readers and tests.
 SECTIONS = (
-    ("summary", "Headline numbers", sections.summary),
+    ("verdict", "Verdict", verdict.section),
+    ("summary", "Headline numbers", verdict.headlines),
     ("question", "The question and the model", sections.question),
     ("seed", "The seed's table reproduced", sections.seed_section),
     ("scaling", "Scaling with threads and placement", sections.scaling),
@@ -23,6 +24,8 @@ SECTIONS = (
     ("provenance", "Provenance", provenance.provenance),
 )
 SECTION_TITLES = tuple(title for _, title, _ in SECTIONS)
+# page 1 is the verdict and the headlines; the PDF's table of contents follows them
+OUTLINE_AFTER = "summary"
 
 
 def build(inputs: Inputs) -> Document:
@@ -35,4 +38,6 @@ def build(inputs: Inputs) -> Document:
     for anchor, title, make in SECTIONS:
         doc.add(Heading(title, level=1, anchor=anchor))
         doc.add(*make(inputs))
+        if anchor == OUTLINE_AFTER:
+            doc.add(Outline())
     return doc

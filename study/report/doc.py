@@ -51,6 +51,8 @@ class Table(Block):
     # per column: "l" (text) or "r" (numbers)
     align: list[str] = field(default_factory=list)
     kind: str = "table"
+    # every row when ``rows`` is cut for the PDF: the HTML shows these (collapsible, sortable)
+    full_rows: list[list[str]] = field(default_factory=list)
 
 
 @dataclass
@@ -65,6 +67,13 @@ class Figure(Block):
 class Code(Block):
     text: str
     kind: str = "code"
+
+
+@dataclass
+class Outline(Block):
+    """The table of contents (the PDF prints it here; the HTML keeps its own in the header)."""
+
+    kind: str = "outline"
 
 
 @dataclass

@@ -72,12 +72,19 @@ def render(doc: Document) -> str:
 
 
 def _table(table: Table, number: int) -> str:
+    """The table; when the PDF's rows were cut, every row, in a collapsible block (no script: the page
+    stays a self-contained document)."""
     align = table.align if len(table.align) == len(table.header) else ["l"] * len(table.header)
     head = "".join(f'<th class="{a}">{inline(h)}</th>' for h, a in zip(table.header, align))
+    body = table.full_rows or table.rows
     rows = "\n".join("<tr>" + "".join(f'<td class="{a}">{inline(c)}</td>' for c, a in zip(row, align)) + "</tr>"
-                     for row in table.rows)
-    return (f'<div class="table-wrap"><table>\n<caption>Table {number}: {inline(table.caption)}</caption>\n'
-            f"<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table></div>")
+                     for row in body)
+    html_table = (f'<div class="table-wrap"><table>\n<caption>Table {number}: {inline(table.caption)}'
+                  f"</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table></div>")
+    if not table.full_rows:
+        return html_table
+    return (f"<details>\n<summary>Table {number}: all {len(body)} rows </summary>\n"
+            f"{html_table}\n</details>")
 
 
 def _figure(figure: Figure, number: int) -> str:

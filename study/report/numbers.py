@@ -63,7 +63,9 @@ def pvalue(p) -> str:
 
 
 def plain(value, digits: int = 3) -> str:
-    """A knob value as set: integers without a decimal point."""
+    """A knob value as set: integers without a decimal point; a knob that does not apply, a dash."""
+    if isinstance(value, float) and math.isnan(value):
+        return "\u2014"
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return str(int(value))
     if isinstance(value, float):

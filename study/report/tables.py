@@ -9,7 +9,8 @@ from study.report import numbers as fmt
 from study.report.doc import Table
 
 # Short column titles for the knobs a table shows.
-KNOB_TITLES = {k: k.split(".", 1)[1] for k in schema.WORKLOAD_KNOBS}
+# (spaces, not underscores, so that a narrow PDF column can wrap them instead of overprinting)
+KNOB_TITLES = {k: k.split(".", 1)[1].replace("_", " ") for k in schema.WORKLOAD_KNOBS}
 
 
 def varying(frame: pd.DataFrame) -> list[str]:
@@ -30,21 +31,24 @@ def comparisons(frame: pd.DataFrame, caption: str, with_workload: bool = False, 
         frame = frame.sort_values(keys, kind="stable") if keys else frame
     header = (["workload"] if with_workload else []) + (["metric"] if with_metric else []) \
         + (["kernel"] if with_kernel else []) + [KNOB_TITLES[k] for k in knobs] \
-        + ["speedup [95% CI]", "p (Holm)", "d_z", "verdict"]
+        + ["speedup [95% CI]", "model [5\u201395%]", "p (Holm)", "d_z", "verdict"]
     rows = []
-    shown = frame if limit is None else frame.head(limit)
-    for _, row in shown.iterrows():
+    for _, row in frame.iterrows():
         cells = ([row["workload"]] if with_workload else []) + ([row["metric"]] if with_metric else [])
         cells += [str(row["kernel"])] if with_kernel else []
         cells += [fmt.plain(row[k]) for k in knobs]
-        cells += [fmt.ratio(row["speedup"], row["speedup_low"], row["speedup_high"]), fmt.pvalue(row["p_holm"]),
+        cells += [fmt.ratio(row["speedup"], row["speedup_low"], row["speedup_high"]),
+                  fmt.interval(row.get("model_low"), row.get("model_high"), 3).replace("[CI n/a]", "not run"),
+                  fmt.pvalue(row["p_holm"]),
                   fmt.num(row["d_z"], 1), row["verdict"]]
         rows.append(cells)
-    if limit is not None and len(frame) > limit:
-        caption += f" First {limit} of {len(frame)} rows; all are in the CSV."
+    full = []
+    if limit is not None and len(rows) > limit:
+        caption += f" The PDF shows the first {limit} of {len(rows)} rows; the HTML and paired.csv hold all."
+        rows, full = rows[:limit], rows
     align = ["l"] * (int(with_workload) + int(with_metric) + int(with_kernel)) + ["r"] * len(knobs) \
-        + ["r", "r", "r", "l"]
-    return Table(header=header, rows=rows, caption=caption, align=align)
+        + ["r", "r", "r", "r", "l"]
+    return Table(header=header, rows=rows, caption=caption, align=align, full_rows=full)
 
 
 def seed_table(frame: pd.DataFrame, caption: str) -> Table:

@@ -13,11 +13,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from study.analysis import figures
-from study.analysis.plots import attribution, crossover, scaling, seed, workloads
+from study.analysis.plots import attribution, crossover, scaling, seed, verdicts, workloads
 from study.analysis.plots.common import Plot
 from study.analysis.results import Results
 
 PLOTS = (
+    verdicts.verdict_map,
+    verdicts.sensitivity,
     seed.plot,
     scaling.latency_threads,
     scaling.speedup_threads,
@@ -46,7 +48,8 @@ def render_all(results: Results, out: Path) -> list[dict]:
             record = dict(name=plot.name, title=plot.title, caption=plot.caption, note=plot.note,
                           skipped=plot.skipped, svg=None, csv=None)
             if not plot.skipped:
-                plot.fig.tight_layout()
+                if plot.tight:
+                    plot.fig.tight_layout()
                 figures.save_svg(plot.fig, out / f"{plot.name}.svg")
                 figures.save_csv(plot.data.rename(columns=plain_name), out / f"{plot.name}.csv")
                 record.update(svg=f"{plot.name}.svg", csv=f"{plot.name}.csv")

@@ -16,6 +16,10 @@ def plot(results: Results) -> Plot:
     data = results.attribution
     if data.empty:
         return skip(NAME, TITLE, "the sweep has no ablations of relaxed (one RFC switch off) where relaxed wins")
+    idle = data[~data["acts"].astype(bool)] if "acts" in data else data.iloc[0:0]
+    data = data[data["acts"].astype(bool)] if "acts" in data else data
+    if data.empty:
+        return skip(NAME, TITLE, "no RFC patch switch changes anything in the ablated settings where relaxed wins")
     data = data.sort_values(["workload", "machine_label"], kind="stable").reset_index(drop=True)
     keys = list(data[["machine_label", "workload"]].drop_duplicates().itertuples(index=False, name=None))
     fig, axes = new_figure(len(keys), height=2.8, sharey=True)
@@ -29,12 +33,18 @@ def plot(results: Results) -> Plot:
                          sel.loc[ideas, "share_high"].to_numpy(float) - share])
         colors = [figures.ROLE_COLORS.get(schema.ablation_role(i), "0.6") for i in ideas]
         ax.barh(y, share, xerr=np.clip(np.nan_to_num(err), 0, None), color=colors, capsize=3)
-        ax.set_yticks(y, [f"{i} ({PATCHES[i]})" if i in PATCHES else i for i in ideas])
+        ax.set_yticks(y, [f"{i} ({PATCHES[i]}), {int(sel.loc[i, 'settings'])} settings" if i in PATCHES else i
+                          for i in ideas], fontsize=6.5)
         ax.axvline(0, color="0.3", lw=0.8)
         ax.invert_yaxis()
-        ax.set_title(f"{workload}\n{int(sel['settings'].iloc[0])} settings")
+        ax.set_title(f"{workload}", fontsize=8)
         ax.set_xlabel("share of the gain")
+    none = "; ".join(f"{w}: " + ", ".join(f"{i} ({PATCHES.get(i, '?')})" for i in g["idea"])
+                     for w, g in idle.groupby("workload", sort=True))
     caption = ("What switching each RFC patch off gives back, as a share of strict minus relaxed total cycles per "
-               "round, pooled over the settings where relaxed wins; bars: 95% paired-bootstrap CIs; the "
-               f"remainder is the patches' interaction; {machines_note(data)}.")
+               "round, pooled for each patch over the settings where relaxed wins AND the patch can act (switching "
+               "it off changes the run: not merged in the kernel, and reached by the workload; the count is beside "
+               "each patch); bars: 95% paired-bootstrap CIs. "
+               + (f"Patches that act in none of those settings (not shown): {none}. " if none else "")
+               + f"{machines_note(data)}.")
     return Plot(NAME, TITLE, caption, data, fig)

@@ -24,6 +24,7 @@ class Plot:
     data: pd.DataFrame
     fig: plt.Figure | None = None
     note: str = ""  # why the plot was skipped, or a caveat worth printing under it
+    tight: bool = True  # False: the plot laid itself out (e.g. a shared colour bar axis)
 
     @property
     def skipped(self) -> bool:
@@ -32,6 +33,19 @@ class Plot:
 
 def skip(name: str, title: str, note: str) -> Plot:
     return Plot(name=name, title=title, caption="", data=pd.DataFrame(), note=note)
+
+
+def held_knobs(part: pd.DataFrame, vary: list[str]) -> str:
+    """Every knob of ``part`` held at one value (the kernel and the workload's knobs, the axes
+    ``vary`` excluded), as ``name=value, ...``: a caption names what the figure does not vary."""
+    out = []
+    for knob in ("kernel",) + schema.WORKLOAD_KNOBS:
+        if knob in vary or knob not in part:
+            continue
+        values = part[knob].dropna().unique()
+        if len(values) == 1:
+            out.append(f"{knob.split('.', 1)[-1]}={grid.format_value(values[0])}")
+    return ", ".join(out) or "defaults"
 
 
 def machines_note(frame: pd.DataFrame) -> str:

@@ -7,8 +7,8 @@ import pandas as pd
 import seaborn as sns
 
 from study.analysis import figures, grid, schema
-from study.analysis.plots.common import (MAIN_ROLES, Plot, legend_below, lines_with_ci, long_metrics, machines_note,
-                                         new_figure, representative_pair, skip)
+from study.analysis.plots.common import (MAIN_ROLES, Plot, held_knobs, legend_below, lines_with_ci, long_metrics,
+                                         machines_note, new_figure, representative_pair, skip)
 from study.analysis.results import Results
 
 THREADS, PLACEMENT = "workload.threads", "workload.placement"
@@ -39,7 +39,8 @@ def latency_threads(results: Results) -> Plot:
             ax.set_ylabel(f"mprotect({call})\ncycles per call" if c == 0 else "")
     legend_below(fig, axes, "policy")
     caption = ("Mean cycles per mprotect() call against the threads of the mm, one column per placement "
-               f"of the other threads (bands: 95% CI); {machines_note(data)}.")
+               f"of the other threads (bands: 95% CI). Held fixed: {held_knobs(part, [THREADS, PLACEMENT])}; "
+               f"{machines_note(data)}.")
     return Plot(name, title, caption, data.sort_values(["metric", PLACEMENT, "role", THREADS], kind="stable"), fig)
 
 
@@ -70,9 +71,10 @@ def speedup_threads(results: Results) -> Plot:
         ax.set_xlabel("threads")
         ax.set_ylabel("strict / relaxed, total cycles per round")
     legend_below(fig, axes, "placement")
+    held = "; ".join(f"{f['workload'].iloc[0]}: {held_knobs(f, [THREADS, PLACEMENT])}" for f in frames)
     caption = ("Speedup of relaxed over strict (strict/relaxed total cycles per loop iteration, all CPUs; "
-               "> 1: relaxed faster) with paired-bootstrap 95% CIs; the dashed line is parity; "
-               f"{machines_note(data)}.")
+               "> 1: relaxed faster) with paired-bootstrap 95% CIs; the dashed line is parity. Held fixed: "
+               f"{held}; {machines_note(data)}.")
     return Plot(name, title, caption, data.sort_values(["workload", PLACEMENT, THREADS], kind="stable"), fig)
 
 
@@ -88,6 +90,7 @@ def cycle_breakdown(results: Results) -> Plot:
         keep = ["pair_id", "machine_label", "workload", "policy", "role", THREADS, PLACEMENT]
         long = long_metrics(part, list(schema.CYCLE_PARTS), keep)
         long["setting"] = grid.setting_text(part.iloc[0], [THREADS, PLACEMENT])
+        long["held"] = held_knobs(part, [])
         frames.append(long)
     if not frames:
         return skip(name, title, "no cells with a strict policy")
@@ -111,7 +114,10 @@ def cycle_breakdown(results: Results) -> Plot:
     caption = ("Cycles of one loop iteration on all CPUs, split into the calling thread's own, the other "
                "threads' own accesses (spurious faults, working-set refills) and the time remote "
                "flush_tlb_func handlers steal; one representative setting per workload, every policy the "
-               f"sweep ran there; {machines_note(data)}.")
+               "sweep ran there. Settings: " + "; ".join(f"{w}: {h}" for w, h in
+                                                          data.drop_duplicates("workload")[["workload", "held"]]
+                                                          .itertuples(index=False))
+               + f"; {machines_note(data)}.")
     return Plot(name, title, caption, data.sort_values(["workload", "role", "metric"], kind="stable"), fig)
 
 

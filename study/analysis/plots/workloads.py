@@ -7,7 +7,7 @@ import pandas as pd
 import seaborn as sns
 
 from study.analysis import figures, grid, schema
-from study.analysis.plots.common import Plot, legend_below, lines_with_ci, long_metrics, machines_note, new_figure, skip
+from study.analysis.plots.common import Plot, held_knobs, legend_below, lines_with_ci, long_metrics, machines_note, new_figure, skip
 from study.analysis.results import Results
 
 DIRTY, PAGES, THREADS = "workload.dirty_ratio", "workload.pages", "workload.threads"
@@ -40,6 +40,12 @@ def dirty_ratio_data(results: Results) -> pd.DataFrame:
     return data.sort_values(["kind", PAGES, DIRTY], kind="stable", ignore_index=True)
 
 
+def _relaxed_madv_slice(results: Results) -> pd.DataFrame:
+    cells = results.cells
+    cells = cells[(cells["workload"] == "madv_free") & (cells["role"] == schema.ROLE_RELAXED)]
+    return grid.slice_for(cells, [DIRTY, PAGES])
+
+
 def dirty_ratio(results: Results) -> Plot:
     name, title = "dirty_ratio", "MADV_FREE: strict write-protects vs dirty ratio"
     data = dirty_ratio_data(results)
@@ -63,7 +69,8 @@ def dirty_ratio(results: Results) -> Plot:
     worst = float((obs["share"] - obs["predicted"]).abs().max())
     caption = ("Share of mprotect(PROT_READ) calls that needed a strict shootdown under relaxed, against the "
                "dirty ratio; points: model with 95% CI, dashed: the prediction 1-(1-d)^k for a range of k pages "
-               f"(largest gap {worst:.3f}); {machines_note(obs)}.")
+               f"(largest gap {worst:.3f}). Held fixed: {held_knobs(_relaxed_madv_slice(results), [DIRTY, PAGES])}; "
+               f"{machines_note(obs)}.")
     return Plot(name, title, caption, data, fig)
 
 

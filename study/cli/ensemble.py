@@ -1,0 +1,171 @@
+"""``python -m study ensemble``: the model's uncertainty, as parameter sets and as runs.
+
+1. Builds (or reuses) ``<out>/ensemble/<machine>.json``: cost parameter sets of the
+   calibrated machine that all reproduce the RFC's published table within the tolerance
+   (study/calibration/ensemble.py; deterministic, fixed Sobol seed).
+2. Runs every member on the cells behind the sweep's headlines and crossover grids, on Ray
+   like the sweep, every member on the same random streams (study/runner/ensemble.py;
+   resumable: finished cells are cached under ``<out>/ensemble/runs/<sweep>/cells/``), and
+   writes ``members.parquet`` (cell_id, pair_id, role, member, metric, mean) and
+   ``manifest.json`` beside it.  ``analyze`` reads them for the model-uncertainty intervals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from study.cli import EXIT_OK, EXIT_USAGE, config_error
+from study.errors import ConfigError
+
+FORMAT_VERSION = 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m study ensemble", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sweep", default="default", metavar="NAME", help="sweep whose headlines to run (default: %(default)s)")
+    p.add_argument("--out", default=Path("outputs"), type=Path, metavar="DIR",
+                   help="outputs directory holding sweep/<NAME>/ (default: %(default)s)")
+    p.add_argument("--members", type=int, default=24, help="parameter sets, the fitted one included (default: %(default)s)")
+    p.add_argument("--tolerance", type=float, default=0.03,
+                   help="every seed cell within this relative error (default: %(default)s)")
+    p.add_argument("--replicates", type=int, default=8, help="replicates per member and cell (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=10, help="rounds per replicate (default: %(default)s)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--serial", action="store_true", help="run in this process, without Ray")
+    p.add_argument("--members-only", action="store_true", help="build the parameter sets only, run nothing")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.members < 2:
+            raise ConfigError("--members", "need >= 2 members (member 0 is the fitted machine)")
+        if not 0 < args.tolerance < 1:
+            raise ConfigError("--tolerance", "a relative error in (0, 1), e.g. 0.03")
+        if args.replicates < 2 or args.rounds < 1:
+            raise ConfigError("--replicates/--rounds", "need >= 2 replicates and >= 1 round")
+        sweep_dir = args.out / "sweep" / args.sweep
+        if not args.members_only and not (sweep_dir / "cells.parquet").exists():
+            raise ConfigError("--sweep", f"no sweep {args.sweep!r} under {args.out}/sweep/: run "
+                                         f"`python -m study sweep sweep={args.sweep}` first")
+    except ConfigError as err:
+        return config_error(err)
+    return run(args)
+
+
+def _calibration_code() -> str:
+    """sha256 of the sources that decide the members (calibration, the seed table, the engine's code)."""
+    import hashlib
+
+    import study
+    from study.runner.store import code_fingerprint
+
+    root = Path(study.__file__).resolve().parent
+    h = hashlib.sha256(code_fingerprint().encode())
+    for path in sorted((root / "calibration").glob("*.py")) + [root / "seed.py"]:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _ensemble(machine, args):
+    """Reuse ``<out>/ensemble/<machine>.json`` when it was built for this machine and these settings."""
+    from study.calibration import ensemble
+    from study.calibration.fit import cost_value
+    from study.runner.store import atomic_write_text
+
+    path = args.out / "ensemble" / f"{machine.name}.json"
+    if path.exists():
+        try:
+            old = ensemble.from_dict(json.loads(path.read_text()))
+            fitted = {n: cost_value(machine, n) for n in old.members[0].values}
+            if (old.settings.get("members") == args.members and old.settings.get("tolerance") == args.tolerance
+                    and old.settings.get("code") == _calibration_code() and old.members[0].values == fitted):
+                print(f"ensemble: reusing {path} ({len(old.members)} members)", file=sys.stderr)
+                return old, path
+        except (ValueError, KeyError, json.JSONDecodeError):
+            pass
+    start = time.perf_counter()
+    print(f"ensemble: building {args.members} parameter sets of {machine.name} (seed cells within "
+          f"{args.tolerance:.0%}) ...", file=sys.stderr, flush=True)
+    built = ensemble.build(machine, members=args.members, tolerance=args.tolerance)
+    data = built.as_dict()
+    data["settings"]["code"] = _calibration_code()
+    data["settings"]["build_s"] = round(time.perf_counter() - start, 1)
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+    print(f"ensemble: {len(built.members)} members from {built.candidates} candidates "
+          f"(worst seed cell {data['max_abs_cell_error']:.1%}) -> {path}", file=sys.stderr)
+    return built, path
+
+
+def run(args) -> int:
+    import pandas as pd
+
+    from study.calibration.fit import with_costs
+    from study.config import build_cell, compose
+    from study.runner.ensemble import EnsembleRun, run_ensemble
+    from study.runner.store import atomic_write, atomic_write_text
+    from study.seed import SEED_MACHINE
+
+    machine = build_cell(compose([f"machine={SEED_MACHINE}"])).machine
+    members, members_path = _ensemble(machine, args)
+    if args.members_only:
+        return EXIT_OK
+
+    from study.analysis import schema, uncertainty
+    from study.analysis.load import load_sweep
+    from study.analysis.run import compute
+    from study.runner.sweep import plan
+
+    sweep = load_sweep(args.out, args.sweep)
+    results = compute(sweep)
+    chosen = uncertainty.targets(results, machine.name)
+    cells = sweep.cells
+    roles = dict(zip(cells["cell_id"], cells["role"]))
+    try:
+        grid = plan([f"sweep={args.sweep}", f"run.output_dir={args.out}"])
+    except ConfigError as err:
+        return config_error(err)
+    picked = [gc.cell for gc in grid.cells if gc.cell.pair_id in chosen
+              and roles.get(gc.cell.cell_id) in (schema.ROLE_STRICT, schema.ROLE_RELAXED)]
+    if not picked:
+        print(f"error: --sweep: sweep {args.sweep!r} has no headline or crossover settings on {machine.name}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    jobs = [(cell, [with_costs(cell.machine, m.values) for m in members.members]) for cell in picked]
+    settings = EnsembleRun(replicates=args.replicates, rounds=args.rounds)
+    directory = args.out / "ensemble" / "runs" / args.sweep
+    start = time.perf_counter()
+    runs, timings = run_ensemble(jobs, members.digest(), directory, settings, num_cpus=args.num_cpus,
+                                 serial=args.serial)
+    rows = []
+    for cell in picked:
+        for metric, values in runs[cell.cell_id].items():
+            for member, row in enumerate(values):
+                rows.append(dict(cell_id=cell.cell_id, pair_id=cell.pair_id, role=roles[cell.cell_id],
+                                 member=member, metric=metric, mean=float(row.mean())))
+    frame = pd.DataFrame(rows)
+    atomic_write(directory / "members.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+    manifest = dict(
+        format_version=FORMAT_VERSION, kind="study.ensemble_runs", sweep=args.sweep, machine=machine.name,
+        ensemble=str(members_path), ensemble_digest=members.digest(), run=settings.identity(),
+        streams="every member runs each cell on the cell's own batch-0 random streams (common random numbers)",
+        settings={pair: why for pair, why in chosen.items()},
+        cells=len(picked), members=[m.as_dict() for m in members.members],
+        timings={"compute_s": round(timings["compute_s"], 1), "total_s": round(time.perf_counter() - start, 1),
+                 "cells_computed": timings["cells_computed"], "cells_reused": timings["cells_reused"],
+                 "member_cell_runs": timings["cells_computed"] * len(members.members)},
+    )
+    atomic_write_text(directory / "manifest.json", json.dumps(manifest, indent=1, default=str) + "\n")
+    print(f"ensemble: {len(picked)} cells ({len(chosen)} settings) x {len(members.members)} members -> {directory} "
+          f"({manifest['timings']['total_s']} s)", file=sys.stderr)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The ensemble of cost parameter sets run on a few cells of a sweep, on common random numbers.
+
+``run_members(cell, members)`` is the one place a cell is simulated for many parameter sets:
+today it loops over the members calling simulate_cell with each member's Machine and the
+SAME random streams (the cell's own ``cell.seed(0)``), so that two members differ only by
+their costs (common random numbers).  An engine that takes per-replicate costs can replace
+the loop behind this function without touching its callers.
+
+``run_ensemble`` ships one task per cell to Ray (or runs serially), caches each cell's
+member results atomically under ``<directory>/cells/<cell_id>.npz`` keyed by the code
+fingerprint, the members' digest and the run settings, so a killed run resumes and a
+changed ensemble never reuses stale numbers.  Results do not depend on worker count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from study.config.cell import Cell
+from study.engine.machine import Machine
+from study.runner.store import atomic_write, code_fingerprint
+from study.workloads.result import CellResult
+
+# what is kept per member (means over replicates; the replicate values of the main metric)
+KEPT = ("total_cycles_per_round", "initiator_cycles_per_round", "other_cycles_per_round",
+        "stolen_cycles_per_round")
+
+
+@dataclass(frozen=True)
+class EnsembleRun:
+    """How each member runs a cell: replicates and rounds (the cell's seed, batch 0)."""
+
+    replicates: int = 16
+    rounds: int | None = None     # None: the cell's own rounds
+
+    def identity(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def run_members(cell: Cell, members: list[Machine], run: EnsembleRun = EnsembleRun(),
+                simulate=None) -> list[CellResult]:
+    """``cell`` simulated once per member machine, every member on the cell's batch-0 streams."""
+    if simulate is None:
+        from study.workloads import simulate_cell as simulate
+    rounds = run.rounds or cell.run.rounds
+    # a fresh SeedSequence per member: spawning children advances a SeedSequence's state
+    return [simulate(machine, cell.workload, cell.policy, replicates=run.replicates, rounds=rounds,
+                     seed=cell.seed(0), max_samples=0, kernel=cell.kernel)
+            for machine in members]
+
+
+def summarize(results: list[CellResult]) -> dict[str, np.ndarray]:
+    """[members, replicates] arrays of the kept metrics (NaN where a metric is absent)."""
+    out = {}
+    for name in KEPT:
+        out[name] = np.stack([r.metrics.get(name, np.full(r.replicates, np.nan)) for r in results])
+    return out
+
+
+def _task(cell: Cell, members: list[Machine], run: EnsembleRun):
+    start = time.perf_counter()
+    arrays = summarize(run_members(cell, members, run))
+    return cell.cell_id, arrays, time.perf_counter() - start
+
+
+class MemberStore:
+    """Cached member results of one ensemble run directory, keyed by cell_id."""
+
+    def __init__(self, directory: Path, key: str):
+        self.directory = Path(directory)
+        self.key = key
+
+    def path(self, cell_id: str) -> Path:
+        return self.directory / f"{cell_id}.npz"
+
+    def save(self, cell_id: str, arrays: dict[str, np.ndarray]) -> None:
+        payload = {f"metric.{k}": v for k, v in arrays.items()}
+        payload["meta"] = np.array(json.dumps({"cell_id": cell_id, "key": self.key}))
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **payload)
+
+        atomic_write(self.path(cell_id), write)
+
+    def load(self, cell_id: str) -> dict[str, np.ndarray] | None:
+        path = self.path(cell_id)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                if meta.get("cell_id") != cell_id or meta.get("key") != self.key:
+                    return None
+                return {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("metric.")}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+
+
+def run_key(members_digest: str, run: EnsembleRun) -> str:
+    own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]   # this module decides the streams
+    data = {"code": code_fingerprint(), "runner": own, "members": members_digest, "run": run.identity(), "kept": KEPT}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_ensemble(jobs: list[tuple[Cell, list[Machine]]], members_digest: str, directory: Path,
+                 run: EnsembleRun = EnsembleRun(), *, ray_address: str | None = None,
+                 num_cpus: int | None = None, serial: bool = False, log=None) -> tuple[dict, dict]:
+    """Each job's cell for each of its member machines: ({cell_id: {metric: [members, replicates]}}, timings).
+
+    ``members_digest`` names the ensemble the machines come from (part of the cache key).
+    """
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    store = MemberStore(Path(directory) / "cells", run_key(members_digest, run))
+    results = {c.cell_id: cached for c, _ in jobs if (cached := store.load(c.cell_id)) is not None}
+    todo = [(c, m) for c, m in jobs if c.cell_id not in results]
+    n_members = len(jobs[0][1]) if jobs else 0
+    log(f"ensemble: {len(jobs)} cells x {n_members} members; reused {len(results)} cells, computing {len(todo)}")
+    start = time.perf_counter()
+    seconds: dict[str, float] = {}
+    # the costliest first, so that the tail of the run is short (order never changes results)
+    todo.sort(key=lambda job: -(job[0].run.rounds * (4 + job[0].workload.threads)))
+    if todo and serial:
+        for cell, members in todo:
+            cell_id, arrays, elapsed = _task(cell, members, run)
+            store.save(cell_id, arrays)
+            results[cell_id], seconds[cell_id] = arrays, elapsed
+    elif todo:
+        import os
+
+        import ray
+
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        started = False
+        if not ray.is_initialized():
+            import logging
+
+            options = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+                           configure_logging=True)
+            address = ray_address or os.environ.get("RAY_ADDRESS")
+            ray.init(address=address or "local", **({} if address else {"num_cpus": num_cpus}), **options)
+            started = True
+        try:
+            task = ray.remote(num_cpus=1, max_retries=0)(_task)
+            pending = [task.remote(c, m, run) for c, m in todo]
+            done_count = 0
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                cell_id, arrays, elapsed = ray.get(done[0])
+                store.save(cell_id, arrays)
+                results[cell_id], seconds[cell_id] = arrays, elapsed
+                done_count += 1
+                if done_count % 10 == 0 or not pending:
+                    log(f"ensemble: {done_count}/{len(todo)} cells ({time.perf_counter() - start:.0f} s)")
+        finally:
+            if started:
+                ray.shutdown()
+    timings = {"compute_s": time.perf_counter() - start, "cells_computed": len(todo),
+               "cells_reused": len(jobs) - len(todo), "cell_seconds": seconds}
+    return results, timings
