@@ -1,10 +1,9 @@
 """The ensemble of cost parameter sets run on a few cells of a sweep, on common random numbers.
 
 ``run_members(cell, members)`` is the one place a cell is simulated for many parameter sets:
-today it loops over the members calling simulate_cell with each member's Machine and the
-SAME random streams (the cell's own ``cell.seed(0)``), so that two members differ only by
-their costs (common random numbers).  An engine that takes per-replicate costs can replace
-the loop behind this function without touching its callers.
+the members ride as lanes of one lockstep run (study.workloads.simulate_lanes) on the SAME
+random streams (the cell's own ``cell.seed(0)``), so that two members differ only by their
+costs (common random numbers), exactly as if each were simulated alone.
 
 ``run_ensemble`` ships one task per cell to Ray (or runs serially), caches each cell's
 member results atomically under ``<directory>/cells/<cell_id>.npz`` keyed by the code
@@ -48,13 +47,24 @@ class EnsembleRun:
 
 def run_members(cell: Cell, members: list[Machine], run: EnsembleRun = EnsembleRun(),
                 simulate=None) -> list[CellResult]:
-    """``cell`` simulated once per member machine, every member on the cell's batch-0 streams."""
-    if simulate is None:
-        from study.workloads import simulate_cell as simulate
+    """``cell`` simulated once per member machine, every member on the cell's batch-0 streams
+    and after the cell's warm-up rounds.
+
+    By default the members ride as lanes of ONE lockstep run (study.workloads.simulate_lanes:
+    lane i's result is identical to simulating member i alone on the same seed, so this is
+    only faster).  ``simulate`` (a simulate_cell-like function) runs them one by one instead.
+    """
     rounds = run.rounds or cell.run.rounds
+    warmup = getattr(cell.run, "warmup_rounds", 0)
+    if simulate is None:
+        from study.workloads import simulate_lanes
+
+        return simulate_lanes(cell.machine, cell.workload, [(cell.policy, m) for m in members],
+                              replicates=run.replicates, rounds=rounds, seed=cell.seed(0), kernel=cell.kernel,
+                              max_samples=0, warmup_rounds=warmup)
     # a fresh SeedSequence per member: spawning children advances a SeedSequence's state
     return [simulate(machine, cell.workload, cell.policy, replicates=run.replicates, rounds=rounds,
-                     seed=cell.seed(0), max_samples=0, kernel=cell.kernel)
+                     seed=cell.seed(0), max_samples=0, kernel=cell.kernel, warmup_rounds=warmup)
             for machine in members]
 
 
