@@ -2,7 +2,7 @@
 
 The machine comes from the host's facts (study.measure.machine.machine_from_host); its
 free costs (HOST_PRIORS) are fitted by least squares on log(model / measured) of the mean
-cycles per call of the TRAINING cells named in conf/measure/<name>.yaml
+cycles per call of the TRAINING cells named in study/conf/measure/<name>.yaml
 (``calibrate.train``), with a weak pull of each cost towards its prior centre.  The host
 runs today's mainline, so every cell is simulated with the strict policy.
 

@@ -41,6 +41,7 @@ def command(interrupted: str = "nothing was half-written"):
             argv = [a for a in argv if a != DEBUG_FLAG]
             interrupt.handle_sigterm()
             try:
+                argv = take_config_dir(argv)
                 return fn(argv)
             except ConfigError as err:
                 if debug:
@@ -64,6 +65,38 @@ def command(interrupted: str = "nothing was half-written"):
         return main
 
     return wrap
+
+
+CONFIG_DIR_FLAG = "--config-dir"
+NO_USER_CONFIG_FLAG = "--no-user-config"
+
+
+def take_config_dir(argv: list[str]) -> list[str]:
+    """``--config-dir DIR`` / ``--config-dir=DIR`` (any command): the user's presets and sweeps.
+
+    It sets ``$STUDY_CONFIG_DIR`` for this process, so the flag and the variable are one thing.
+    ``--no-user-config`` reads the shipped configs only (dvc.yaml's stages use it).
+    """
+    rest, i = [], 0
+    while i < len(argv):
+        word = argv[i]
+        if word == NO_USER_CONFIG_FLAG:
+            # the pipeline's stages: only the shipped configs, whatever this user keeps
+            os.environ["STUDY_CONFIG_DIR"] = os.devnull
+        elif word == CONFIG_DIR_FLAG or word.startswith(CONFIG_DIR_FLAG + "="):
+            if "=" in word:
+                value = word.split("=", 1)[1]
+            elif i + 1 < len(argv):
+                value, i = argv[i + 1], i + 1
+            else:
+                raise ConfigError(CONFIG_DIR_FLAG, "expected a directory after it")
+            from study.config.compose import set_user_config_dir
+
+            set_user_config_dir(value)
+        else:
+            rest.append(word)
+        i += 1
+    return rest
 
 
 def one_line(err: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""``python -m study sweep [overrides]``: run a named grid of conf/sweep/ on Ray."""
+"""``python -m study sweep [overrides]``: run a named grid of study/conf/sweep/ on Ray."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from study.config import config_dir
 def usage() -> str:
     sweeps = sorted(p.stem for p in (config_dir() / "sweep").glob("*.yaml"))
     return ("usage: python -m study sweep [sweep=<name>] [key=value ...]\n"
-            f"  sweeps: {', '.join(sweeps)} (conf/sweep/; default: default)\n"
+            f"  sweeps: {', '.join(sweeps)} (study/conf/sweep/; default: default)\n"
             "  e.g.   python -m study sweep sweep=quick ray.num_cpus=2 run.output_dir=/tmp/out\n"
             "  writes <run.output_dir>/sweep/<name>/{cells.parquet,cells.csv,replicates.parquet,"
             "calls.parquet,manifest.json}")

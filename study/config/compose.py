@@ -12,7 +12,6 @@ from pathlib import Path
 
 import yaml
 from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
@@ -24,26 +23,50 @@ CONFIG_NAME = "config"
 
 
 def config_dir() -> Path:
-    """``./conf`` when the working directory has one, else the ``conf/`` beside the package."""
-    local = Path.cwd() / "conf"
-    if (local / f"{CONFIG_NAME}.yaml").is_file():
-        return local.resolve()
-    return Path(__file__).resolve().parents[2] / "conf"
+    """The configs shipped inside the package (``study/conf``), whatever the working directory.
+
+    A ``./conf/`` in the working directory is never read: every Hydra project has one, and it
+    must not silently replace this study's configuration.
+    """
+    return Path(__file__).resolve().parents[1] / "conf"
+
+
+CONFIG_DIR_ENV = "STUDY_CONFIG_DIR"
 
 
 def user_config_dir() -> Path:
-    """Where machines fitted to a measurement live (never in the repository):
-    ``$STUDY_CONFIG_DIR``, else ``$XDG_CONFIG_HOME/study``, else ``~/.config/study``."""
-    if os.environ.get("STUDY_CONFIG_DIR"):
-        return Path(os.environ["STUDY_CONFIG_DIR"])
+    """The user's presets and sweeps (``machine/``, ``sweep/``, ... subfolders), never in the package:
+    ``--config-dir DIR`` (which sets ``$STUDY_CONFIG_DIR``), else ``$STUDY_CONFIG_DIR``, else
+    ``$XDG_CONFIG_HOME/study``, else ``~/.config/study``.  A file there overrides the shipped
+    file of the same group and name; ``python -m study calibrate`` writes its fits there."""
+    if os.environ.get(CONFIG_DIR_ENV):
+        return Path(os.environ[CONFIG_DIR_ENV]).expanduser()
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "study"
 
 
-def _search_path() -> list[str]:
-    """``machine=<host>`` finds <user_config_dir>/machine/<host>.yaml (python -m study calibrate --from)."""
+def set_user_config_dir(path: str | Path) -> Path:
+    """``--config-dir DIR``: the user config directory for this process (and its Ray workers'
+    composition does not need it: cells are built on the driver)."""
+    directory = Path(path).expanduser()
+    if not directory.is_dir():
+        raise ConfigError("--config-dir", f"{str(path)!r} is not a directory; give a directory holding "
+                                          "machine/, workload/, policy/, kernel/ or sweep/ yaml files")
+    os.environ[CONFIG_DIR_ENV] = str(directory.resolve())
+    return directory
+
+
+def _user_dir_for_search() -> Path | None:
+    """The user directory when it exists; its own ``config.yaml`` is refused (it would replace
+    the study's defaults list silently)."""
     user = user_config_dir()
-    return [f"hydra.searchpath=[file://{user.resolve()}]"] if (user / "machine").is_dir() else []
+    if not user.is_dir():
+        return None
+    if (user / f"{CONFIG_NAME}.yaml").exists():
+        raise ConfigError(str(user / f"{CONFIG_NAME}.yaml"),
+                          "a user config directory holds presets in group folders (machine/, sweep/, ...), "
+                          "not a config.yaml; override defaults with key=value instead")
+    return user.resolve()
 
 
 def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path | str | None = None) -> DictConfig:
@@ -53,6 +76,9 @@ def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path | str | 
     for override in overrides:
         _check_override_duplicates(override)
     check_yaml_tree(directory)
+    user = _user_dir_for_search()
+    if user is not None:
+        check_yaml_tree(user)
     try:
         return _compose(directory, overrides)
     except yaml.YAMLError as err:
@@ -176,8 +202,21 @@ def _compose(directory: Path, overrides: list[str]) -> DictConfig:
     # Someone else's initialize() would make ours fail; the config layer owns Hydra here.
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(directory), version_base="1.3", job_name="study"):
-        return hydra_compose(config_name=CONFIG_NAME, overrides=_search_path() + overrides)
+    # initialize_config_dir() would put a user directory given as hydra.searchpath AFTER the
+    # package, so a user's refit of a shipped preset would never be read; the search path is
+    # built here with the user directory first (Hydra 1.3's own helpers, as initialize_config_dir).
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_automatic_config_search_path
+
+    search_path = create_automatic_config_search_path(None, None, str(directory))
+    user = _user_dir_for_search()
+    if user is not None:
+        search_path.prepend("study-user", f"file://{user}")
+    Hydra.create_main_hydra2(task_name="study", config_search_path=search_path)
+    try:
+        return hydra_compose(config_name=CONFIG_NAME, overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def _missing_option(err: MissingConfigException) -> ConfigError:

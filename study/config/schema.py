@@ -3,7 +3,7 @@
 ``machine``, ``kernel``, ``workload`` and ``policy`` stay ``Any`` here: their rules live with
 their dataclasses (Machine.from_dict, Kernel.from_dict, workload_from_dict, Policy.from_dict)
 and are not repeated.
-Every value is MISSING so that conf/config.yaml stays the one place defaults are written.
+Every value is MISSING so that study/conf/config.yaml stays the one place defaults are written.
 Merging a composed config into ``StudyConfig`` rejects unknown keys, wrong types and absent
 values; value ranges are checked afterwards by ``study.config.validate``.
 """

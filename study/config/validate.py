@@ -73,7 +73,7 @@ def structured(cfg: DictConfig | dict) -> StudyConfig:
         key = err.full_key or str(err.key)
         raise ConfigError(key, f"unknown key; allowed: {_allowed_at(key)}") from None
     except MissingMandatoryValue as err:
-        raise ConfigError(err.full_key or "config", "missing; every key of conf/config.yaml must have a value") from None
+        raise ConfigError(err.full_key or "config", "missing; every key of study/conf/config.yaml must have a value") from None
     except OmegaConfBaseException as err:
         raise ConfigError(err.full_key or "config", str(err).splitlines()[0]) from None
 
@@ -194,7 +194,7 @@ def check_sweep(sweep: SweepConfig) -> SweepConfig:
             if not values:
                 raise ConfigError(where, "must list at least one value")
             if axis in GROUPS and not all(isinstance(v, str) for v in values):
-                raise ConfigError(where, f"values name {axis} options (yaml files in conf/{axis}/), got {list(values)!r}")
+                raise ConfigError(where, f"values name {axis} options (yaml files in study/conf/{axis}/), got {list(values)!r}")
     return sweep
 
 
