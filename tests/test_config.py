@@ -153,3 +153,16 @@ def test_kernel_files_match_the_kernels_the_code_names():
     from study.engine.kernel import KERNELS
     for name, kernel in KERNELS.items():
         assert build_cell(compose([f"kernel={name}"])).kernel == kernel
+
+
+def test_ray_runtime_env_is_checked_and_a_cluster_gets_the_package():
+    from study.runner.executor import RayExecutor
+
+    with pytest.raises(ConfigError, match="ray.runtime_env.nope"):
+        validate(compose(["ray.runtime_env={nope: 1}"]))
+    env = validate(compose(["ray.runtime_env={pip: [numpy], env_vars: {A: b}}"])).ray.runtime_env
+    assert env == {"pip": ["numpy"], "env_vars": {"A": "b"}}
+    assert RayExecutor().runtime_env is None  # a local instance shares this host's files
+    shipped = RayExecutor("10.0.0.1:6379").runtime_env["py_modules"]
+    assert shipped == [str(Path(study.__file__).resolve().parent)]
+    assert RayExecutor("10.0.0.1:6379", runtime_env={"pip": ["numpy"]}).runtime_env == {"pip": ["numpy"]}

@@ -50,10 +50,13 @@ def write_series(plots_dir: Path, target: Path) -> list[str]:
     written = []
     for name, spec in SERIES.items():
         path = plots_dir / f"{name}.csv"
-        if not path.exists():
-            continue
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
         if frame.empty or spec.x not in frame or not set(spec.y) <= set(frame.columns):
+            # a figure this sweep cannot draw: an empty series, so that dvc.yaml's plot still
+            # names a directory of CSVs (dvc reports a missing one as an error)
+            (target / name).mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(columns=[spec.x, *spec.y]).to_csv(target / name / "none.csv", index=False)
+            written.append(f"{name}/none.csv")
             continue
         by = [c for c in spec.by if c in frame.columns]
         extra = [c for c in frame.columns if c.endswith(("_low", "_high")) or c in ("ci_low", "ci_high")]

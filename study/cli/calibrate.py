@@ -28,7 +28,7 @@ from study.runner.store import atomic_write_text
 from study.seed import SEED_KERNEL, SEED_MACHINE, SEED_TABLE
 
 
-@command()
+@command(hydra=True)
 def main(argv: list[str]) -> int:
     parser = Parser(prog="python -m study calibrate", description=__doc__)
     parser.add_argument("--replicates", type=int, default=400, help="replicates per seed cell during the fit")

@@ -10,50 +10,16 @@ import os
 import re
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import yaml
-from hydra import compose as hydra_compose
-from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
+if TYPE_CHECKING:  # Hydra loads when a config is composed, not when the CLI starts
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+    from omegaconf import DictConfig
+
+from study.config.paths import CONFIG_NAME, config_dir, set_user_config_dir, user_config_dir  # noqa: F401
 from study.errors import ConfigError
-
-CONFIG_NAME = "config"
-
-
-def config_dir() -> Path:
-    """The configs shipped inside the package (``study/conf``), whatever the working directory.
-
-    A ``./conf/`` in the working directory is never read: every Hydra project has one, and it
-    must not silently replace this study's configuration.
-    """
-    return Path(__file__).resolve().parents[1] / "conf"
-
-
-CONFIG_DIR_ENV = "STUDY_CONFIG_DIR"
-
-
-def user_config_dir() -> Path:
-    """The user's presets and sweeps (``machine/``, ``sweep/``, ... subfolders), never in the package:
-    ``--config-dir DIR`` (which sets ``$STUDY_CONFIG_DIR``), else ``$STUDY_CONFIG_DIR``, else
-    ``$XDG_CONFIG_HOME/study``, else ``~/.config/study``.  A file there overrides the shipped
-    file of the same group and name; ``python -m study calibrate`` writes its fits there."""
-    if os.environ.get(CONFIG_DIR_ENV):
-        return Path(os.environ[CONFIG_DIR_ENV]).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "study"
-
-
-def set_user_config_dir(path: str | Path) -> Path:
-    """``--config-dir DIR``: the user config directory for this process (and its Ray workers'
-    composition does not need it: cells are built on the driver)."""
-    directory = Path(path).expanduser()
-    if not directory.is_dir():
-        raise ConfigError("--config-dir", f"{str(path)!r} is not a directory; give a directory holding "
-                                          "machine/, workload/, policy/, kernel/ or sweep/ yaml files")
-    os.environ[CONFIG_DIR_ENV] = str(directory.resolve())
-    return directory
 
 
 def _user_dir_for_search() -> Path | None:
@@ -75,6 +41,8 @@ def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path | str | 
     overrides = list(overrides)
     for override in overrides:
         _check_override_duplicates(override)
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
     check_yaml_tree(directory)
     user = _user_dir_for_search()
     if user is not None:
@@ -199,6 +167,9 @@ def yaml_error(err: yaml.YAMLError, path: Path | None = None) -> ConfigError:
 
 
 def _compose(directory: Path, overrides: list[str]) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra.core.global_hydra import GlobalHydra
+
     # Someone else's initialize() would make ours fail; the config layer owns Hydra here.
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
@@ -231,6 +202,8 @@ def _missing_option(err: MissingConfigException) -> ConfigError:
 
 def _composition_error(err: ConfigCompositionException, directory: Path, overrides: list[str]) -> ConfigError:
     """Name the overridden key and, when it is unknown, the keys its parent has."""
+    from omegaconf.errors import OmegaConfBaseException
+
     cause = err.__cause__
     key = getattr(cause, "full_key", None)
     if not key:
@@ -241,7 +214,15 @@ def _composition_error(err: ConfigCompositionException, directory: Path, overrid
         return ConfigError(key, f"unknown key; allowed: {_siblings(key, directory, overrides)}")
     if isinstance(cause, OmegaConfBaseException):
         return ConfigError(key, text.splitlines()[0])
-    return ConfigError(key, str(err).splitlines()[0])
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Ambiguous value"):
+        # Hydra's own hints, on the one line; its third ("add --multirun") is this CLI's -m
+        match = re.search(r"argument '([^'=]+)=", lines[0])
+        key = match.group(1) if match else key
+        hints = [h.replace("add --multirun to your command line",
+                           "use `python -m study sweep -m ...` (a sub-grid)") for h in lines[1:]]
+        return ConfigError(key, " ".join([lines[0] + ":", *hints]))
+    return ConfigError(key, lines[0] if lines else "cannot compose")
 
 
 def _siblings(key: str, directory: Path, overrides: list[str]) -> str:
@@ -253,6 +234,8 @@ def _siblings(key: str, directory: Path, overrides: list[str]) -> str:
         cfg = _compose(directory, kept)
     except Exception:  # the other overrides are broken too; the first error is enough
         return "a key of the composed config"
+    from omegaconf import DictConfig, OmegaConf
+
     node = OmegaConf.select(cfg, parent) if parent else cfg
     if isinstance(node, DictConfig):
         return ", ".join(str(k) for k in node.keys()) or "none (empty node)"

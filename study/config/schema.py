@@ -44,6 +44,11 @@ class RayConfig:
     # CPUs of the local instance; None = all cores (ignored when joining a cluster)
     num_cpus: Optional[int] = MISSING
     cells_per_task: int = MISSING
+    # the dashboard of the instance started here (needs `pip install study[dashboard]`)
+    include_dashboard: bool = MISSING
+    # Ray's runtime_env for the tasks (working_dir, py_modules, pip, env_vars, ...); None: nothing
+    # for a local instance, and the study package itself (py_modules) when joining a cluster
+    runtime_env: Optional[Dict[str, Any]] = MISSING
 
 
 @dataclass

@@ -68,10 +68,22 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def plan(overrides: list[str], conf_dir: Path | str | None = None) -> Plan:
-    """Compose, validate and expand; raises ConfigError on the first bad key of any cell."""
+def plan(overrides: list[str], conf_dir: Path | str | None = None, grid: dict[str, list] | None = None,
+         name: str = "adhoc") -> Plan:
+    """Compose, validate and expand; raises ConfigError on the first bad key of any cell.
+
+    ``grid`` (``python -m study sweep -m key=a,b ...``) replaces the selected sweep's grids by
+    this one ad-hoc sub-grid, named ``name`` unless ``sweep.name=`` is overridden.
+    """
     start = time.perf_counter()
     cfg = compose(overrides, conf_dir)
+    if grid is not None:
+        if cfg.get("sweep") is None:
+            raise ConfigError("sweep", "-m needs a sweep to take run settings from; drop ~sweep")
+        cfg.sweep.grids = [dict(grid)]
+        if not any(o.split("=", 1)[0] == "sweep.name" for o in overrides):
+            cfg.sweep.name = name
+        cfg.sweep.description = "ad-hoc sub-grid: " + " ".join(f"{k}={','.join(map(str, v))}" for k, v in grid.items())
     settings = validate(cfg)
     if settings.sweep is None:
         raise ConfigError("sweep", "no sweep selected; choose one, e.g. sweep=quick")
@@ -113,7 +125,9 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
     start = time.perf_counter()
     out = plan.directory
     if executor is None:  # built now (Ray starts only when there is work): its engine names the cache
-        executor = RayExecutor(plan.settings.ray.address, plan.settings.ray.num_cpus, simulate)
+        ray_settings = plan.settings.ray
+        executor = RayExecutor(ray_settings.address, ray_settings.num_cpus, simulate,
+                               runtime_env=ray_settings.runtime_env, include_dashboard=ray_settings.include_dashboard)
     simulate = simulate or getattr(executor, "simulate", None)
     fingerprint = code_fingerprint(simulate or default_simulate())
     store = CellStore(out / "cells", fingerprint)
