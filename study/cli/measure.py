@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from study.cli import EXIT_OK, config_error
+from study.cli import EXIT_OK, config_error, take_config_dir
 from study.cli.common import parse, write_json_atomic
 from study.config import RunConfig, compose
 from study.config.cell import Cell
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default=None, metavar="NAME",
                         help="name of this machine in outputs and as machine=NAME (default: the hostname)")
     try:
-        args = parse(parser, argv)
+        args = parse(parser, take_config_dir(argv))
         config = load_config(args.overrides)
         facts = host_facts()
         if args.host:
