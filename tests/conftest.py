@@ -16,6 +16,13 @@ if str(REPO) not in sys.path:  # the package is used from the checkout, not inst
 from study.workloads.result import COUNTERS, CellResult  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _no_user_config_dir(tmp_path_factory, monkeypatch):
+    """No test reads the developer's ~/.config/study: the user config dir is an empty place."""
+    if not os.environ.get("STUDY_CONFIG_DIR"):  # a module fixture may have chosen one
+        monkeypatch.setenv("STUDY_CONFIG_DIR", str(tmp_path_factory.getbasetemp() / "no-user-config"))
+
+
 @pytest.fixture
 def study_env() -> dict[str, str]:
     """Environment for ``python -m study`` in a subprocess run from another directory."""

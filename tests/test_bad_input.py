@@ -7,6 +7,7 @@ the real exit codes and that no traceback reaches stderr.
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import subprocess
@@ -24,6 +25,8 @@ from study.cli import run as run_cli
 from study.cli import seed_table as seed_table_cli
 from study.cli import sweep as sweep_cli
 from study.runner.outdir import sha256_file
+
+compose_module = importlib.import_module("study.config.compose")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -185,7 +188,7 @@ def test_read_only_output_dir_is_found_before_any_work(tmp_path, monkeypatch, ca
     assert list(ro.iterdir()) == []
 
 
-# --- sweep: malformed YAML in conf/ ----------------------------------------------------------
+# --- sweep: malformed YAML in study/conf/ ----------------------------------------------------------
 
 YAML_BAD = [
     ("policy/relaxed.yaml", "name: relaxed\n  relaxed_promote: [true\n", ["policy=relaxed"]),
@@ -200,9 +203,10 @@ YAML_BAD = [
 
 @pytest.mark.parametrize("file,text,overrides", YAML_BAD, ids=[f for f, _, _ in YAML_BAD])
 def test_malformed_yaml_names_file_line_and_column(file, text, overrides, tmp_path, monkeypatch, capsys):
-    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    shutil.copytree(REPO / "study" / "conf", tmp_path / "conf")
     (tmp_path / "conf" / file).write_text(text)
-    monkeypatch.chdir(tmp_path)  # ./conf is the config directory
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(compose_module, "config_dir", lambda: tmp_path / "conf")  # a broken shipped tree
     before = _snapshot(tmp_path)
     code = sweep_cli.main([*overrides, f"run.output_dir={tmp_path / 'outputs'}"])
     line = _one_line(capsys, str(tmp_path / "conf" / file))

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from omegaconf import OmegaConf
+
+import study
 
 from study.config import Cell, ConfigError, RunConfig, build_cell, compose, config_dir, validate
 from study.engine.machine import Machine
@@ -37,14 +43,50 @@ def test_sweep_file_sizes_run_but_command_line_wins():
     assert validate(compose(["sweep=quick", "run.rounds=9"])).run.rounds == 9
 
 
-def test_config_dir_prefers_the_working_directory(tmp_path, monkeypatch):
+def test_a_stray_conf_in_the_working_directory_changes_nothing(tmp_path, monkeypatch):
+    """Every Hydra project has ./conf/config.yaml; it must not replace the study's configs."""
     monkeypatch.chdir(tmp_path)
-    packaged = config_dir()
-    assert (packaged / "config.yaml").is_file()
-    shutil.copytree(packaged, tmp_path / "conf")
-    (tmp_path / "conf" / "policy" / "mine.yaml").write_text("name: mine\nrelaxed_flush_on_upgrade: true\n")
-    assert config_dir() == (tmp_path / "conf").resolve()
+    monkeypatch.setenv("STUDY_CONFIG_DIR", str(tmp_path / "nowhere"))
+    before = OmegaConf.to_container(compose([]))
+    (tmp_path / "conf" / "policy").mkdir(parents=True)
+    (tmp_path / "conf" / "config.yaml").write_text("defaults:\n  - _self_\nlr: 0.1\n")
+    (tmp_path / "conf" / "policy" / "strict.yaml").write_text("name: strict\nrelaxed_flush_on_upgrade: true\n")
+    assert config_dir() == Path(study.__file__).resolve().parent / "conf"
+    assert OmegaConf.to_container(compose([])) == before
+    assert not build_cell(compose([])).policy.relaxed_flush_on_upgrade
+
+
+def test_user_config_dir_adds_presets_and_overrides_shipped_ones(tmp_path, monkeypatch):
+    user = tmp_path / "mine"
+    (user / "policy").mkdir(parents=True)
+    (user / "policy" / "mine.yaml").write_text("name: mine\nrelaxed_flush_on_upgrade: true\n")
+    (user / "sweep").mkdir()
+    (user / "sweep" / "tiny.yaml").write_text((config_dir() / "sweep" / "quick.yaml").read_text())
+    shipped = yaml.safe_load((config_dir() / "machine" / "haswell_2s.yaml").read_text())
+    (user / "machine").mkdir()
+    (user / "machine" / "haswell_2s.yaml").write_text(yaml.safe_dump({**shipped, "calibrated": False}))
+    monkeypatch.setenv("STUDY_CONFIG_DIR", str(user))
     assert build_cell(compose(["policy=mine"])).policy.name == "mine"
+    assert validate(compose(["sweep=tiny"])).sweep is not None
+    assert not build_cell(compose(["machine=haswell_2s"])).machine.calibrated  # the user's file wins
+    monkeypatch.delenv("STUDY_CONFIG_DIR")
+    assert build_cell(compose(["machine=haswell_2s"])).machine.calibrated
+
+
+def test_config_dir_flag_is_the_environment_variable(tmp_path, monkeypatch, capsys):
+    from study.cli import take_config_dir
+
+    monkeypatch.delenv("STUDY_CONFIG_DIR", raising=False)
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "mine.yaml").write_text("name: mine\n")
+    assert take_config_dir(["--config-dir", str(tmp_path), "policy=mine"]) == ["policy=mine"]
+    assert os.environ["STUDY_CONFIG_DIR"] == str(tmp_path.resolve())
+    assert build_cell(compose(["policy=mine"])).policy.name == "mine"
+    with pytest.raises(ConfigError, match="--config-dir"):
+        take_config_dir([f"--config-dir={tmp_path / 'absent'}"])
+    (tmp_path / "config.yaml").write_text("defaults: []\n")
+    with pytest.raises(ConfigError, match="config.yaml"):
+        compose([])
 
 
 def test_compose_never_creates_hydra_output(tmp_path, monkeypatch):
@@ -111,3 +153,16 @@ def test_kernel_files_match_the_kernels_the_code_names():
     from study.engine.kernel import KERNELS
     for name, kernel in KERNELS.items():
         assert build_cell(compose([f"kernel={name}"])).kernel == kernel
+
+
+def test_ray_runtime_env_is_checked_and_a_cluster_gets_the_package():
+    from study.runner.executor import RayExecutor
+
+    with pytest.raises(ConfigError, match="ray.runtime_env.nope"):
+        validate(compose(["ray.runtime_env={nope: 1}"]))
+    env = validate(compose(["ray.runtime_env={pip: [numpy], env_vars: {A: b}}"])).ray.runtime_env
+    assert env == {"pip": ["numpy"], "env_vars": {"A": "b"}}
+    assert RayExecutor().runtime_env is None  # a local instance shares this host's files
+    shipped = RayExecutor("10.0.0.1:6379").runtime_env["py_modules"]
+    assert shipped == [str(Path(study.__file__).resolve().parent)]
+    assert RayExecutor("10.0.0.1:6379", runtime_env={"pip": ["numpy"]}).runtime_env == {"pip": ["numpy"]}

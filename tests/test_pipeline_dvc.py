@@ -1,5 +1,8 @@
 """dvc.yaml: the sweep -> analyze -> report stages, their deps and outs, and the plots they declare."""
 
+import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -31,7 +34,7 @@ def test_stages_run_the_cli_in_order(dvc):
     stages = dvc["stages"]
     assert list(stages) == ["sweep", "ensemble", "analyze", "report"]
     assert stages["ensemble"]["cmd"].startswith("python -m study ensemble --sweep default")
-    assert stages["sweep"]["cmd"] == "python -m study sweep sweep=default"
+    assert stages["sweep"]["cmd"] == "python -m study sweep sweep=default --no-user-config"
     assert stages["analyze"]["cmd"].startswith("python -m study analyze --sweep default")
     assert stages["report"]["cmd"].startswith("python -m study report")
     sweep_outs = _paths(stages["sweep"]["outs"]) + _paths(stages["ensemble"]["outs"])
@@ -68,16 +71,65 @@ def test_metrics_are_uncached_json(dvc):
     assert metrics == [{"outputs/metrics.json": {"cache": False}}]
 
 
-def test_declared_plots_name_columns_the_csvs_have(dvc, tmp_path):
-    make_sweep(tmp_path, name="synthetic")
-    assert analyze_cli.main(["--sweep", "synthetic", "--out", str(tmp_path)]) == 0
+@pytest.fixture(scope="module")
+def analyzed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dvcplots")
+    make_sweep(out, name="synthetic")
+    assert analyze_cli.main(["--sweep", "synthetic", "--out", str(out)]) == 0
+    return out
+
+
+def test_declared_plots_are_the_series_the_analysis_writes(dvc, analyzed):
     declared = {}
     for entry in dvc["plots"]:
         (path, spec), = entry.items()
         declared[path] = spec
-    written = {f"outputs/analysis/plots/{p.name}" for p in (tmp_path / "analysis" / "plots").glob("*.csv")}
+    written = {f"outputs/analysis/series/{p.name}" for p in (analyzed / "analysis" / "series").iterdir()}
     assert set(declared) == written
     for path, spec in declared.items():
-        columns = set(pd.read_csv(tmp_path / path.removeprefix("outputs/"), nrows=1).columns)
-        ys = spec["y"] if isinstance(spec["y"], list) else [spec["y"]]
-        assert {spec["x"], *ys} <= columns, (path, spec)
+        files = sorted((analyzed / path.removeprefix("outputs/")).glob("*.csv"))
+        assert files, path
+        for file in files:
+            frame = pd.read_csv(file)
+            ys = spec["y"] if isinstance(spec["y"], list) else [spec["y"]]
+            assert {spec["x"], *ys} <= set(frame.columns), (file, spec)
+            # one series per file: its position axis (x, or y for bars) has no repeated value
+            position = ys[0] if spec["template"] == "bar_horizontal" else spec["x"]
+            assert not frame[position].duplicated().any(), file
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc is the `pipeline` extra")
+def test_dvc_plots_show_draws_each_series_with_the_declared_axes(dvc, analyzed, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(analyzed / "analysis", project / "outputs" / "analysis")
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"plots": dvc["plots"]}))
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=project, check=True)
+    done = subprocess.run(["dvc", "plots", "show", "--json"], cwd=project, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    shown = shown.get("data", shown)
+    assert not shown.get("errors")
+    for entry in dvc["plots"]:
+        (path, spec), = entry.items()
+        files = sorted((project / path).glob("*.csv"))
+        for file in files:
+            key = file.relative_to(project).as_posix()
+            assert key in shown, key
+            if file.name == "none.csv":   # a figure this sweep cannot draw: it must draw nothing
+                assert pd.read_csv(file).empty, key
+                assert all(not r["content"]["data"]["values"] for r in shown[key]), key
+                continue
+            (render,) = shown[key]
+            content = render["content"]
+            ys = spec["y"] if isinstance(spec["y"], list) else [spec["y"]]
+            text = json.dumps(content["encoding"]) + json.dumps(content.get("layer", []))
+            rows = content["data"]["values"]
+            assert f'"field": "{spec["x"]}"' in text, key
+            if len(ys) == 1:
+                assert f'"field": "{ys[0]}"' in text, key
+            else:  # several y columns of one file: dvc stacks them, one line per column
+                assert '"field": "dvc_inferred_y_value"' in text and {r["field"] for r in rows} == set(ys), key
+            assert len(rows) == len(pd.read_csv(file)) * len(ys), key

@@ -64,8 +64,7 @@ def test_quick_sweep_to_report(tmp_path, study_env):
 
     # provenance comes from the manifest
     assert str(manifest["root_seed"]) in html
-    if manifest.get("git_revision"):
-        assert manifest["git_revision"] in html
+    assert manifest["code_fingerprint"][:12] in html
 
     # quick has no dirty-ratio, crossover grid or ablations: said, not failed
     assert "is not drawn" in html

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import math
 
 import numpy as np
@@ -243,11 +244,29 @@ def test_sweep_writes_self_describing_tables(tmp_path):
     assert meta["format_version"] == 1 and meta["sweep"] == "quick" and meta["root_seed"] == 20220719
     assert meta["config"]["run"]["rounds"] == 200 and "numpy" in meta["versions"]
     manifest = json.loads((out / "manifest.json").read_text())
-    for key in ("format_version", "config", "root_seed", "sweep", "cells", "versions", "git_revision", "host",
-                "timings", "cells_reused", "cells_computed"):
+    for key in ("format_version", "config", "root_seed", "sweep", "cells", "versions", "resolved"):
         assert key in manifest, key
     assert [c["cell_id"] for c in manifest["cells"]] == cells["cell_id"].tolist()
-    assert manifest["cells_computed"] == 6 and manifest["host"]["cpus"] >= 1
+    info = json.loads((out / "run_info.json").read_text())  # what differs run to run, outside the set
+    for key in ("git_revision", "host", "timings", "cells_reused", "cells_computed", "finished_utc"):
+        assert key in info and key not in manifest, key
+    assert info["cells_computed"] == 6 and info["host"]["cpus"] >= 1
+
+
+def test_same_inputs_give_byte_identical_tables_and_manifest(tmp_path):
+    """A fresh run and a resumed one write the same bytes: nothing run-dependent is hashed."""
+    names = ("cells.parquet", "cells.csv", "replicates.parquet", "calls.parquet", "manifest.json")
+    out = tmp_path / "sweep" / "quick"
+    _sweep(tmp_path)
+    first = {name: (out / name).read_bytes() for name in names}
+    info = [json.loads((out / "run_info.json").read_text())]
+    shutil.rmtree(out)  # a fresh run (no cached cells), same output_dir (it is part of the config)
+    _sweep(tmp_path)
+    assert {name: (out / name).read_bytes() for name in names} == first
+    _sweep(tmp_path)  # the rerun reuses every cell
+    assert {name: (out / name).read_bytes() for name in names} == first
+    info.append(json.loads((out / "run_info.json").read_text()))
+    assert info[0]["cells_computed"] == 6 and info[1]["cells_reused"] == 6
 
 
 def test_rerun_reuses_every_cell_and_gives_the_same_tables(tmp_path):

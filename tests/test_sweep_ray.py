@@ -100,9 +100,9 @@ def test_sweep_on_an_existing_cluster(tmp_path, study_env):
                                f"ray.address=127.0.0.1:{port}"],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
-        manifest = (out / "sweep" / "quick" / "manifest.json").read_text()
-        assert f'"address": "127.0.0.1:{port}"' in manifest
-        assert '"num_cpus": 1' in manifest
+        info = (out / "sweep" / "quick" / "run_info.json").read_text()  # where it ran: not in the hashed set
+        assert f'"address": "127.0.0.1:{port}"' in info
+        assert '"num_cpus": 1' in info
         _assert_same(_tables(out), _serial(tmp_path / "serial"))
         # without the cluster's token: one line within seconds, not 20 s of warnings and a traceback
         no_token = {k: v for k, v in env.items() if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_MODE")}

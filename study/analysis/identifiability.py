@@ -13,6 +13,7 @@ import pandas as pd
 from study.calibration.fit import identifiability
 from study.engine.machine import Machine
 from study.errors import ConfigError
+from study.seed import SEED_MACHINE
 
 # small runs: the Jacobian's columns are differences of means on common random numbers
 REPLICATES, ROUNDS = 200, 20
@@ -21,7 +22,10 @@ REPLICATES, ROUNDS = 200, 20
 def build(manifest: dict, seed: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """Per-parameter table (name, pinned share, status, source) and the summary (singular
     values, threshold, pinned combinations); empty when it does not apply."""
-    config = manifest.get("config", {}).get("machine")
+    # the seed machine as the sweep ran it (its resolved costs), not the base config's default
+    machines = manifest.get("resolved", {}).get("machine", {})
+    config = next((m for m in machines.values() if isinstance(m, dict) and m.get("name") == SEED_MACHINE),
+                  None) if machines else manifest.get("config", {}).get("machine")
     if seed.empty or not isinstance(config, dict) or not config.get("calibrated"):
         return pd.DataFrame(), {}
     try:

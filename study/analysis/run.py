@@ -13,8 +13,8 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-from study.analysis import (attribution, cells, crossover, headline, identifiability, paired, plots, seedtable, stats,
-                            uncertainty, verdict)
+from study.analysis import (attribution, cells, crossover, headline, identifiability, paired, plots, seedtable, series,
+                            stats, uncertainty, verdict)
 from study.analysis.arms import Arms
 from study.analysis.figures import save_csv
 from study.analysis.load import Sweep, load_sweep
@@ -142,6 +142,7 @@ def _write_into(results: Results, target: Path, measure: Path | None = None) -> 
     for name in TABLES:
         save_csv(frames[name], target / f"{name}.csv")
     index = plots.render_all(results, target / "plots")
+    series.write_series(target / "plots", target / "series")  # one file per series, for dvc plots
     metrics, where = headline.headline(results)
     columns = ["machine", "machine_calibrated", "kernel", "machine_label"]
     columns += [c for c in ("machine.dirty_walk",) if c in results.cells.columns]

@@ -24,7 +24,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEBUG_FLAG = "--debug"
 
 
-def command(interrupted: str = "nothing was half-written"):
+def command(interrupted: str = "nothing was half-written", hydra: bool = False):
     """Decorate a command's ``main(argv)``: ``--debug``, SIGTERM, and one line per failure.
 
     Bad input (ConfigError, argparse errors) exits 2; Ctrl-C or SIGTERM prints one
@@ -41,6 +41,9 @@ def command(interrupted: str = "nothing was half-written"):
             argv = [a for a in argv if a != DEBUG_FLAG]
             interrupt.handle_sigterm()
             try:
+                argv = take_config_dir(argv)
+                if hydra and any(a in ("--cfg", "--info") or a.startswith("--cfg=") for a in argv):
+                    return hydra_flags(argv)
                 return fn(argv)
             except ConfigError as err:
                 if debug:
@@ -64,6 +67,71 @@ def command(interrupted: str = "nothing was half-written"):
         return main
 
     return wrap
+
+
+CONFIG_DIR_FLAG = "--config-dir"
+NO_USER_CONFIG_FLAG = "--no-user-config"
+
+
+def take_config_dir(argv: list[str]) -> list[str]:
+    """``--config-dir DIR`` / ``--config-dir=DIR`` (any command): the user's presets and sweeps.
+
+    It sets ``$STUDY_CONFIG_DIR`` for this process, so the flag and the variable are one thing.
+    ``--no-user-config`` reads the shipped configs only (dvc.yaml's stages use it).
+    """
+    rest, i = [], 0
+    while i < len(argv):
+        word = argv[i]
+        if word == NO_USER_CONFIG_FLAG:
+            # the pipeline's stages: only the shipped configs, whatever this user keeps
+            os.environ["STUDY_CONFIG_DIR"] = os.devnull
+        elif word == CONFIG_DIR_FLAG or word.startswith(CONFIG_DIR_FLAG + "="):
+            if "=" in word:
+                value = word.split("=", 1)[1]
+            elif i + 1 < len(argv):
+                value, i = argv[i + 1], i + 1
+            else:
+                raise ConfigError(CONFIG_DIR_FLAG, "expected a directory after it")
+            from study.config.paths import set_user_config_dir
+
+            set_user_config_dir(value)
+        else:
+            rest.append(word)
+        i += 1
+    return rest
+
+
+def hydra_flags(argv: list[str]) -> int:
+    """Hydra's ``--cfg job|all [--resolve]`` (print the composed config) and ``--info`` (where
+    configs come from, the groups and their options), answering before any work."""
+    from study.config.paths import config_dir, options, user_config_dir
+
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    words = [a for a in argv if a.startswith("-")]
+    if "--info" in words:
+        user = user_config_dir()
+        print(f"config search path (first wins):\n  user:    {user} ({'present' if user.is_dir() else 'absent'}; "
+              f"--config-dir DIR or $STUDY_CONFIG_DIR)\n  package: {config_dir()}")
+        print("groups and options:")
+        for group, names in options().items():
+            print(f"  {group}: {', '.join(names) or '-'}")
+        print("overrides: " + (" ".join(overrides) or "(none)"))
+        return EXIT_OK
+    mode = next((a.split("=", 1)[1] for a in words if a.startswith("--cfg=")), None)
+    if mode is None:
+        i = argv.index("--cfg")
+        mode = argv[i + 1] if i + 1 < len(argv) else ""
+        overrides = [a for a in overrides if a != mode]
+    if mode not in ("job", "all"):
+        raise ConfigError("--cfg", f"expected job or all, got {mode!r}")
+    from omegaconf import OmegaConf
+
+    from study.config import compose, validate
+
+    cfg = compose([a for a in overrides if a != mode])
+    validate(cfg)  # the same checks as a run: a bad key is one line here too
+    print(OmegaConf.to_yaml(cfg, resolve="--resolve" in words), end="")
+    return EXIT_OK
 
 
 def one_line(err: BaseException) -> str:

@@ -1,6 +1,10 @@
 """``python -m study calibrate [machine=NAME]``: fit the machine's event costs to the seed's table,
 and say which parameter combinations the seed's 8 cells pin and which only their priors set.
 
+The fit is written to ``<user config dir>/machine/<machine>.yaml`` (``--config-dir DIR`` or
+``$STUDY_CONFIG_DIR``, else ``~/.config/study``), where it overrides the shipped preset of that
+name; ``--write-preset`` (developers) rewrites ``study/conf/machine/<machine>.yaml`` instead.
+
 ``python -m study calibrate --from outputs/measure/<host>``: fit a machine to this host's
 measurement instead (study/cli/_calibrate_host.py).
 """
@@ -18,12 +22,13 @@ from study.calibration.priors import PRIORS, SCALE
 from study.cli import command, config_error
 from study.cli.common import Parser, parse
 from study.config import compose, validate, config_dir
+from study.config.compose import user_config_dir
 from study.errors import ConfigError
 from study.runner.store import atomic_write_text
 from study.seed import SEED_KERNEL, SEED_MACHINE, SEED_TABLE
 
 
-@command()
+@command(hydra=True)
 def main(argv: list[str]) -> int:
     parser = Parser(prog="python -m study calibrate", description=__doc__)
     parser.add_argument("--replicates", type=int, default=400, help="replicates per seed cell during the fit")
@@ -32,6 +37,9 @@ def main(argv: list[str]) -> int:
                         help="print the fit and the identifiability table, write nothing")
     parser.add_argument("--out", type=Path, default=Path("outputs") / "calibration",
                         help="directory for <machine>_identifiability.json (default: %(default)s)")
+    parser.add_argument("--write-preset", action="store_true",
+                        help="developers: rewrite the preset shipped in the package (study/conf/machine/) "
+                             "instead of writing the fit into the user config directory")
     parser.add_argument("--from", dest="source", type=Path, default=None, metavar="DIR",
                         help="fit a machine to this host's measurement (outputs/measure/<host>) instead")
     try:
@@ -78,8 +86,10 @@ def main(argv: list[str]) -> int:
     print_identifiability(ident)
     if args.dry_run:
         return 0
-    path = config_dir() / "machine" / f"{machine.name}.yaml"
-    write_preset(path, result.machine, args)
+    # A fit goes to the user's config directory (where it overrides the shipped preset of that
+    # name for every command); only --write-preset touches the package's own file.
+    path = (config_dir() if args.write_preset else user_config_dir()) / "machine" / f"{machine.name}.yaml"
+    write_preset(path, result.machine, args, template=config_dir() / "machine" / f"{machine.name}.yaml")
     print(f"wrote {path}")
     table = args.out / f"{machine.name}_identifiability.json"
     atomic_write_text(table, json.dumps(dict(machine=machine.name, **ident.as_dict()), indent=1) + "\n")
@@ -103,7 +113,7 @@ def print_identifiability(ident) -> None:
     print("\nset by their priors alone: " + (", ".join(only) if only else "none"))
 
 
-def write_preset(path: Path, machine, args) -> None:
+def write_preset(path: Path, machine, args, template: Path | None = None) -> None:
     """Rewrite the machine's preset with the fitted costs, atomically."""
     data = dataclasses.asdict(machine)
     data["calibrated"] = True
@@ -118,8 +128,9 @@ def write_preset(path: Path, machine, args) -> None:
               f"# study/calibration/priors.py and re-run rather than editing the costs by hand.\n")
     # keep the preset's own comment block (its hardware facts and their sources)
     kept = []
-    if path.exists():
-        for line in path.read_text().splitlines()[2:]:
+    source = path if path.exists() else template
+    if source is not None and source.exists():
+        for line in source.read_text().splitlines()[2:]:
             if not line.startswith("#"):
                 break
             kept.append(line + "\n")

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 from study.errors import ConfigError
-from study.runner.store import atomic_write_text
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,4 +33,6 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]):
 
 def write_json_atomic(path: Path, data) -> None:
     """Write ``data`` as JSON to ``path`` via a temporary file and rename (never half-written)."""
+    from study.runner.store import atomic_write_text
+
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

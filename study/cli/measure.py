@@ -1,6 +1,6 @@
 """``python -m study measure [measure=NAME] [measure.KEY=VALUE ...]``: the workloads on this kernel.
 
-Compiles the shipped C benchmark, runs the host grid of conf/measure/<NAME>.yaml (default:
+Compiles the shipped C benchmark, runs the host grid of study/conf/measure/<NAME>.yaml (default:
 ``default``) and writes ``<out>/measure/<host>/`` in the sweep's table format: cells.parquet
 (+ cells.csv), replicates.parquet (one replicate per trial), calls.parquet (per-call cycles)
 and manifest.json (kernel, CPU, TSC, topology, PTI, virtualization, APIC, load average).
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from study.cli import EXIT_OK, config_error
+from study.cli import EXIT_OK, config_error, take_config_dir
 from study.cli.common import parse, write_json_atomic
 from study.config import RunConfig, compose
 from study.config.cell import Cell
@@ -34,7 +34,7 @@ from study.runner.tables import FORMAT_VERSION, calls_table, cells_table, replic
 
 
 def measure_overrides(overrides: list[str]) -> list[str]:
-    """``measure=NAME`` selects conf/measure/NAME.yaml (added to the defaults: ``+measure``)."""
+    """``measure=NAME`` selects study/conf/measure/NAME.yaml (added to the defaults: ``+measure``)."""
     chosen = [o for o in overrides if o.split("=", 1)[0] in ("measure", "+measure")]
     rest = [o for o in overrides if o not in chosen]
     name = chosen[-1].split("=", 1)[1] if chosen else "default"
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default=None, metavar="NAME",
                         help="name of this machine in outputs and as machine=NAME (default: the hostname)")
     try:
-        args = parse(parser, argv)
+        args = parse(parser, take_config_dir(argv))
         config = load_config(args.overrides)
         facts = host_facts()
         if args.host:

@@ -12,23 +12,26 @@ from pathlib import Path
 
 from study.cli import command, config_error
 from study.cli.common import Parser, parse, write_json_atomic
-from study.config import build_cell, compose
 from study.errors import ConfigError
-from study.runner.outdir import check_output_dir
-from study.runner.replicate import run_cell
-from study.runner.stats import summarize
 
 
-@command()
+@command(hydra=True)
 def main(argv: list[str]) -> int:
     parser = Parser(prog="python -m study run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     try:
         args = parse(parser, argv)
+        from study.config import build_cell, compose
+        from study.runner.outdir import check_output_dir
+
         cell = build_cell(compose(args.overrides))
         check_output_dir(Path(cell.run.output_dir) / "run", "run.output_dir")  # before the work
     except ConfigError as err:
         return config_error(err)
+
+    # the engine and scipy load only now: --help and bad input answer at once
+    from study.runner.replicate import run_cell
+    from study.runner.stats import summarize
 
     m, w, p, r = cell.machine, cell.workload, cell.policy, cell.run
     start = time.perf_counter()

@@ -24,7 +24,7 @@ EVENT_NAMES = {
 }
 
 
-@command()
+@command(hydra=True)
 def main(argv: list[str]) -> int:
     parser = Parser(prog="python -m study seed-table", description=__doc__)
     parser.add_argument("--replicates", type=int, default=2000)

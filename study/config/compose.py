@@ -10,40 +10,29 @@ import os
 import re
 from pathlib import Path
 
-import yaml
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from typing import TYPE_CHECKING
 
+import yaml
+
+if TYPE_CHECKING:  # Hydra loads when a config is composed, not when the CLI starts
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+    from omegaconf import DictConfig
+
+from study.config.paths import CONFIG_NAME, config_dir, set_user_config_dir, user_config_dir  # noqa: F401
 from study.errors import ConfigError
 
-CONFIG_NAME = "config"
 
-
-def config_dir() -> Path:
-    """``./conf`` when the working directory has one, else the ``conf/`` beside the package."""
-    local = Path.cwd() / "conf"
-    if (local / f"{CONFIG_NAME}.yaml").is_file():
-        return local.resolve()
-    return Path(__file__).resolve().parents[2] / "conf"
-
-
-def user_config_dir() -> Path:
-    """Where machines fitted to a measurement live (never in the repository):
-    ``$STUDY_CONFIG_DIR``, else ``$XDG_CONFIG_HOME/study``, else ``~/.config/study``."""
-    if os.environ.get("STUDY_CONFIG_DIR"):
-        return Path(os.environ["STUDY_CONFIG_DIR"])
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "study"
-
-
-def _search_path() -> list[str]:
-    """``machine=<host>`` finds <user_config_dir>/machine/<host>.yaml (python -m study calibrate --from)."""
+def _user_dir_for_search() -> Path | None:
+    """The user directory when it exists; its own ``config.yaml`` is refused (it would replace
+    the study's defaults list silently)."""
     user = user_config_dir()
-    return [f"hydra.searchpath=[file://{user.resolve()}]"] if (user / "machine").is_dir() else []
+    if not user.is_dir():
+        return None
+    if (user / f"{CONFIG_NAME}.yaml").exists():
+        raise ConfigError(str(user / f"{CONFIG_NAME}.yaml"),
+                          "a user config directory holds presets in group folders (machine/, sweep/, ...), "
+                          "not a config.yaml; override defaults with key=value instead")
+    return user.resolve()
 
 
 def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path | str | None = None) -> DictConfig:
@@ -52,7 +41,12 @@ def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path | str | 
     overrides = list(overrides)
     for override in overrides:
         _check_override_duplicates(override)
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
     check_yaml_tree(directory)
+    user = _user_dir_for_search()
+    if user is not None:
+        check_yaml_tree(user)
     try:
         return _compose(directory, overrides)
     except yaml.YAMLError as err:
@@ -173,11 +167,27 @@ def yaml_error(err: yaml.YAMLError, path: Path | None = None) -> ConfigError:
 
 
 def _compose(directory: Path, overrides: list[str]) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra.core.global_hydra import GlobalHydra
+
     # Someone else's initialize() would make ours fail; the config layer owns Hydra here.
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(directory), version_base="1.3", job_name="study"):
-        return hydra_compose(config_name=CONFIG_NAME, overrides=_search_path() + overrides)
+    # initialize_config_dir() would put a user directory given as hydra.searchpath AFTER the
+    # package, so a user's refit of a shipped preset would never be read; the search path is
+    # built here with the user directory first (Hydra 1.3's own helpers, as initialize_config_dir).
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_automatic_config_search_path
+
+    search_path = create_automatic_config_search_path(None, None, str(directory))
+    user = _user_dir_for_search()
+    if user is not None:
+        search_path.prepend("study-user", f"file://{user}")
+    Hydra.create_main_hydra2(task_name="study", config_search_path=search_path)
+    try:
+        return hydra_compose(config_name=CONFIG_NAME, overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def _missing_option(err: MissingConfigException) -> ConfigError:
@@ -192,6 +202,8 @@ def _missing_option(err: MissingConfigException) -> ConfigError:
 
 def _composition_error(err: ConfigCompositionException, directory: Path, overrides: list[str]) -> ConfigError:
     """Name the overridden key and, when it is unknown, the keys its parent has."""
+    from omegaconf.errors import OmegaConfBaseException
+
     cause = err.__cause__
     key = getattr(cause, "full_key", None)
     if not key:
@@ -202,7 +214,15 @@ def _composition_error(err: ConfigCompositionException, directory: Path, overrid
         return ConfigError(key, f"unknown key; allowed: {_siblings(key, directory, overrides)}")
     if isinstance(cause, OmegaConfBaseException):
         return ConfigError(key, text.splitlines()[0])
-    return ConfigError(key, str(err).splitlines()[0])
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Ambiguous value"):
+        # Hydra's own hints, on the one line; its third ("add --multirun") is this CLI's -m
+        match = re.search(r"argument '([^'=]+)=", lines[0])
+        key = match.group(1) if match else key
+        hints = [h.replace("add --multirun to your command line",
+                           "use `python -m study sweep -m ...` (a sub-grid)") for h in lines[1:]]
+        return ConfigError(key, " ".join([lines[0] + ":", *hints]))
+    return ConfigError(key, lines[0] if lines else "cannot compose")
 
 
 def _siblings(key: str, directory: Path, overrides: list[str]) -> str:
@@ -214,6 +234,8 @@ def _siblings(key: str, directory: Path, overrides: list[str]) -> str:
         cfg = _compose(directory, kept)
     except Exception:  # the other overrides are broken too; the first error is enough
         return "a key of the composed config"
+    from omegaconf import DictConfig, OmegaConf
+
     node = OmegaConf.select(cfg, parent) if parent else cfg
     if isinstance(node, DictConfig):
         return ", ".join(str(k) for k in node.keys()) or "none (empty node)"

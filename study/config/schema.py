@@ -3,7 +3,7 @@
 ``machine``, ``kernel``, ``workload`` and ``policy`` stay ``Any`` here: their rules live with
 their dataclasses (Machine.from_dict, Kernel.from_dict, workload_from_dict, Policy.from_dict)
 and are not repeated.
-Every value is MISSING so that conf/config.yaml stays the one place defaults are written.
+Every value is MISSING so that study/conf/config.yaml stays the one place defaults are written.
 Merging a composed config into ``StudyConfig`` rejects unknown keys, wrong types and absent
 values; value ranges are checked afterwards by ``study.config.validate``.
 """
@@ -47,6 +47,11 @@ class RayConfig:
     # CPUs of the local instance; None = all cores (ignored when joining a cluster)
     num_cpus: Optional[int] = MISSING
     cells_per_task: int = MISSING
+    # the dashboard of the instance started here (needs `pip install study[dashboard]`)
+    include_dashboard: bool = MISSING
+    # Ray's runtime_env for the tasks (working_dir, py_modules, pip, env_vars, ...); None: nothing
+    # for a local instance, and the study package itself (py_modules) when joining a cluster
+    runtime_env: Optional[Dict[str, Any]] = MISSING
 
 
 @dataclass

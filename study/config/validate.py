@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from study.config.cell import Cell
@@ -66,6 +67,7 @@ def build_cell(cfg: DictConfig | dict) -> Cell:
 def structured(cfg: DictConfig | dict) -> StudyConfig:
     """Merge ``cfg`` into the schema: unknown keys, wrong types and absent values fail here."""
     _check_grid_shape(cfg)
+    cfg = _decode_interpolations(cfg)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(StudyConfig), cfg)
         return OmegaConf.to_object(merged)
@@ -73,9 +75,48 @@ def structured(cfg: DictConfig | dict) -> StudyConfig:
         key = err.full_key or str(err.key)
         raise ConfigError(key, f"unknown key; allowed: {_allowed_at(key)}") from None
     except MissingMandatoryValue as err:
-        raise ConfigError(err.full_key or "config", "missing; every key of conf/config.yaml must have a value") from None
+        raise ConfigError(err.full_key or "config", "missing; every key of study/conf/config.yaml must have a value") from None
     except OmegaConfBaseException as err:
         raise ConfigError(err.full_key or "config", str(err).splitlines()[0]) from None
+
+
+def _decode_interpolations(cfg: DictConfig | dict) -> DictConfig | dict:
+    """``workload.threads=${oc.env:THREADS}`` as ``workload.threads=4``: an interpolation that
+    resolves to text is read as a command-line value would be (``4`` an int, ``true`` a bool).
+
+    The typed nodes (run, ray, limits) get this from their schema's conversion; the groups
+    built by their own dataclass builders (machine, kernel, workload, policy) get it here, so
+    an interpolation means the same everywhere.
+    """
+    if not isinstance(cfg, DictConfig):
+        return cfg
+    cfg = cfg.copy()
+
+    def walk(node: DictConfig, where: str) -> None:
+        for key in list(node.keys()):
+            full = f"{where}.{key}"
+            if OmegaConf.is_interpolation(node, key):
+                try:
+                    value = node[key]
+                except OmegaConfBaseException as err:
+                    raise ConfigError(full, f"cannot resolve {OmegaConf.to_container(node)[key]!r} "
+                                            f"({str(err).splitlines()[0]})") from None
+                if isinstance(value, str):
+                    try:
+                        value = yaml.safe_load(value) if value.strip() else value
+                    except yaml.YAMLError:
+                        pass
+                with open_dict(node):
+                    node[key] = value
+            else:
+                child = node._get_node(key)
+                if isinstance(child, DictConfig):
+                    walk(child, full)
+
+    for group in GROUPS:
+        if isinstance(cfg.get(group), DictConfig):
+            walk(cfg[group], group)
+    return cfg
 
 
 def _check_grid_shape(cfg: DictConfig | dict) -> None:
@@ -171,7 +212,21 @@ def check_ray(ray: RayConfig, limits: LimitsConfig | None = None) -> RayConfig:
         raise ConfigError("ray.cells_per_task", f"must be an integer >= 1, got {ray.cells_per_task}")
     if ray.address is not None and not ray.address.strip():
         raise ConfigError("ray.address", "must be null or host:port")
+    if ray.runtime_env is not None:
+        unknown = sorted(set(ray.runtime_env) - RUNTIME_ENV_KEYS)
+        if unknown:
+            raise ConfigError(f"ray.runtime_env.{unknown[0]}", f"unknown key; allowed: {', '.join(sorted(RUNTIME_ENV_KEYS))}")
+    if ray.include_dashboard:
+        import importlib.util
+
+        if importlib.util.find_spec("aiohttp") is None or importlib.util.find_spec("opencensus") is None:
+            raise ConfigError("ray.include_dashboard", 'the dashboard needs Ray\'s extras: pip install "study[dashboard]"')
     return ray
+
+
+# the fields of Ray's RuntimeEnv (ray.runtime_env.RuntimeEnv) a study run may set
+RUNTIME_ENV_KEYS = {"working_dir", "py_modules", "py_executable", "pip", "uv", "conda", "container", "image_uri",
+                    "env_vars", "excludes", "worker_process_setup_hook", "config", "nsight"}
 
 
 def check_sweep(sweep: SweepConfig) -> SweepConfig:
@@ -196,7 +251,7 @@ def check_sweep(sweep: SweepConfig) -> SweepConfig:
             if not values:
                 raise ConfigError(where, "must list at least one value")
             if axis in GROUPS and not all(isinstance(v, str) for v in values):
-                raise ConfigError(where, f"values name {axis} options (yaml files in conf/{axis}/), got {list(values)!r}")
+                raise ConfigError(where, f"values name {axis} options (yaml files in study/conf/{axis}/), got {list(values)!r}")
     return sweep
 
 

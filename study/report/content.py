@@ -30,10 +30,10 @@ OUTLINE_AFTER = "summary"
 
 def build(inputs: Inputs) -> Document:
     man = inputs.manifest
-    revision = man.get("git_revision") or "unknown revision"
+    fingerprint = str(man.get("code_fingerprint") or "unknown")[:12]
     versions = man.get("versions", {}) if isinstance(man.get("versions"), dict) else {}
     subtitle = (f"Sweep {inputs.summary.get('sweep')} \u00b7 study {versions.get('study', '?')} \u00b7 "
-                f"git {revision} \u00b7 machine {sections.machines_text(inputs).replace('`', '')}")
+                f"code {fingerprint} \u00b7 machine {sections.machines_text(inputs).replace('`', '')}")
     doc = Document(title=TITLE, subtitle=subtitle)
     for anchor, title, make in SECTIONS:
         doc.add(Heading(title, level=1, anchor=anchor))

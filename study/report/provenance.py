@@ -108,35 +108,45 @@ def ensemble_table(inputs: Inputs) -> list[Block]:
 def provenance(inputs: Inputs) -> list[Block]:
     man = inputs.manifest
     config = man.get("config", {}) if isinstance(man.get("config"), dict) else {}
-    machine = config.get("machine", {}) if isinstance(config.get("machine"), dict) else {}
-    missing = "\u2014"
+    resolved = man.get("resolved", {}) if isinstance(man.get("resolved"), dict) else {}
     pairs = [
         ("sweep", str(inputs.summary.get("sweep"))),
         ("description", str(man.get("description", "\u2014"))),
         ("overrides", " ".join(man.get("overrides", []) or []) or "\u2014"),
         ("root seed", str(man.get("root_seed", "\u2014"))),
-        ("git revision (sweep)", str(man.get("git_revision", "\u2014"))),
         ("code fingerprint", str(man.get("code_fingerprint", "\u2014"))),
         ("sweep table format", str(man.get("format_version", "\u2014"))),
-        ("cells computed / reused", f"{man.get('cells_computed', missing)} / {man.get('cells_reused', missing)}"),
-        ("run time", _timings(man.get("timings", {}))),
-        ("executor", _flat(man.get("executor", {}))),
-        ("host", _flat(man.get("host", {}))),
         ("versions (sweep)", _flat(man.get("versions", {}))),
         ("versions (analysis)", _flat(inputs.summary.get("analysis_versions", {}))),
+        ("machines", ", ".join(resolved.get("machine", {})) or "\u2014"),
+        ("kernels", ", ".join(resolved.get("kernel", {})) or "\u2014"),
+        ("workloads", ", ".join(resolved.get("workload", {})) or "\u2014"),
+        ("policies", ", ".join(resolved.get("policy", {})) or "\u2014"),
     ]
     blocks: list[Block] = [tables.key_values(pairs, "How this sweep was made (from its manifest.json).")]
-    if machine:
+    blocks.append(Para(f"Timings, host, executor and git revision of the run are in "
+                       f"`sweep/{inputs.summary.get('sweep')}/{man.get('run_info', 'run_info.json')}`, outside the "
+                       "reproducible outputs: the same inputs give byte-identical tables, analysis and report."))
+    for key, machine in (resolved.get("machine") or {}).items():
+        if not isinstance(machine, dict):
+            continue
         label = "calibrated" if machine.get("calibrated") else "uncalibrated preset"
         topo = (f"{machine.get('sockets')} sockets \u00d7 {machine.get('cores_per_socket')} cores \u00d7 "
-                f"{machine.get('smt')} SMT, {machine.get('apic_mode')}, PTI {'on' if machine.get('pti') else 'off'}, virt {machine.get('virt', 'none')}")
-        blocks.append(Para(f"Machine `{machine.get('name')}` ({label}; {machine.get('source', 'no source given')}): "
-                           f"{topo}. Its event costs, in cycles, are in the configuration below."))
-    if config:
-        blocks.append(Para("The resolved configuration of the sweep, compactly (every key is in the sweep's "
-                           "manifest.json and in the header of cells.parquet):"))
-        blocks.append(tables.key_values([(k, _compact(v)) for k, v in sorted(config.items())],
-                                        "Resolved configuration: one row per group; nested keys dotted, "
+                f"{machine.get('smt')} SMT, {machine.get('apic_mode')}, PTI {'on' if machine.get('pti') else 'off'}, "
+                f"virt {machine.get('virt', 'none')}, dirty walk {machine.get('dirty_walk')}")
+        blocks.append(Para(f"Machine `{key}` as it ran ({label}; {machine.get('source', 'no source given')}): "
+                           f"{topo}. Event costs (cycles): {_costs(machine.get('costs', {}))}."))
+    for key, kernel in (resolved.get("kernel") or {}).items():
+        if isinstance(kernel, dict):
+            blocks.append(Para(f"Kernel `{key}`: {_flat({k: v for k, v in kernel.items() if k != 'name'})}."))
+    # The base config's machine/kernel/workload/policy are only the defaults a grid axis may
+    # replace: shown, they would name a machine that never ran.  The resolved parts are above.
+    settings = {k: v for k, v in config.items() if k not in ("machine", "kernel", "workload", "policy")}
+    if settings:
+        blocks.append(Para("The run, Ray, limits and sweep settings of the sweep, compactly (every key is in the "
+                           "sweep's manifest.json and in the header of cells.parquet):"))
+        blocks.append(tables.key_values([(k, _compact(v)) for k, v in sorted(settings.items())],
+                                        "Resolved settings: one row per group; nested keys dotted, "
                                         "the sweep's grids counted rather than listed."))
     return blocks
 
@@ -147,7 +157,7 @@ def _compact(value, prefix: str = "") -> str:
         parts = []
         for k, v in sorted(value.items()):
             if k == "grids" and isinstance(v, list):
-                parts.append(f"{prefix}grids=[{len(v)} sub-grids: see conf/sweep]")
+                parts.append(f"{prefix}grids=[{len(v)} sub-grids: see study/conf/sweep]")
             elif isinstance(v, dict):
                 parts.append(_compact(v, f"{prefix}{k}."))
             else:
@@ -156,6 +166,16 @@ def _compact(value, prefix: str = "") -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_compact(v) for v in value) + "]" if len(value) <= 8 else f"[{len(value)} values]"
     return str(value)
+
+
+def _costs(costs: dict) -> str:
+    parts = []
+    for name, value in costs.items():
+        if isinstance(value, dict):
+            parts.append(f"{name} " + "/".join(f"{k} {v:g}" for k, v in value.items()))
+        else:
+            parts.append(f"{name} {value:g}" if isinstance(value, (int, float)) else f"{name} {value}")
+    return ", ".join(parts) or "\u2014"
 
 
 def _timings(timings: dict) -> str:

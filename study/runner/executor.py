@@ -116,9 +116,18 @@ class RayExecutor:
     instance started here is shut down on exit.
     """
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, simulate: Simulate | None = None):
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, simulate: Simulate | None = None,
+                 runtime_env: dict | None = None, include_dashboard: bool = False):
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.num_cpus = num_cpus
+        self.include_dashboard = include_dashboard
+        self.runtime_env = runtime_env
+        if runtime_env is None and self.address:
+            # Cluster nodes need this code: ship the package itself (Ray uploads the directory
+            # and puts it on the workers' sys.path).  Dependencies are the user's choice
+            # (ray.runtime_env.pip, or an image that has them).
+            self.runtime_env = {"py_modules": [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))],
+                                "excludes": ["__pycache__", "*.pyc"]}
         self.simulate = simulate
         self._started = False
         self._task = None
@@ -132,8 +141,10 @@ class RayExecutor:
 
         # Ray's own INFO lines (dashboard, "Started a local Ray instance") are noise here;
         # worker output is not forwarded either: errors come back as exceptions.
-        options = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+        options = dict(include_dashboard=self.include_dashboard, logging_level=logging.ERROR, log_to_driver=False,
                        configure_logging=True)
+        if self.runtime_env:
+            options["runtime_env"] = dict(self.runtime_env)
         if not ray.is_initialized():
             try:
                 if self.address:

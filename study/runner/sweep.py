@@ -7,9 +7,13 @@ rebuilt in grid order from the cache, so they are the same whoever computed whic
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +26,7 @@ from study.runner.executor import ChunkFailure, RayExecutor, check_address
 from study.runner.grid import GridCell, expand
 from study.runner.replicate import Simulate, default_simulate
 from study.runner.outdir import DirLock, check_output_dir, commit_files, recover, remove_stale_temps
-from study.runner.store import CellStore, code_fingerprint
+from study.runner.store import CellStore, atomic_write_text, code_fingerprint
 from study.runner.tables import FORMAT_VERSION, calls_table, cells_table, replicates_table, write_csv, write_parquet
 
 Log = Callable[[str], None]
@@ -64,10 +68,22 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def plan(overrides: list[str], conf_dir: Path | str | None = None) -> Plan:
-    """Compose, validate and expand; raises ConfigError on the first bad key of any cell."""
+def plan(overrides: list[str], conf_dir: Path | str | None = None, grid: dict[str, list] | None = None,
+         name: str = "adhoc") -> Plan:
+    """Compose, validate and expand; raises ConfigError on the first bad key of any cell.
+
+    ``grid`` (``python -m study sweep -m key=a,b ...``) replaces the selected sweep's grids by
+    this one ad-hoc sub-grid, named ``name`` unless ``sweep.name=`` is overridden.
+    """
     start = time.perf_counter()
     cfg = compose(overrides, conf_dir)
+    if grid is not None:
+        if cfg.get("sweep") is None:
+            raise ConfigError("sweep", "-m needs a sweep to take run settings from; drop ~sweep")
+        cfg.sweep.grids = [dict(grid)]
+        if not any(o.split("=", 1)[0] == "sweep.name" for o in overrides):
+            cfg.sweep.name = name
+        cfg.sweep.description = "ad-hoc sub-grid: " + " ".join(f"{k}={','.join(map(str, v))}" for k, v in grid.items())
     settings = validate(cfg)
     if settings.sweep is None:
         raise ConfigError("sweep", "no sweep selected; choose one, e.g. sweep=quick")
@@ -109,7 +125,9 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
     start = time.perf_counter()
     out = plan.directory
     if executor is None:  # built now (Ray starts only when there is work): its engine names the cache
-        executor = RayExecutor(plan.settings.ray.address, plan.settings.ray.num_cpus, simulate)
+        ray_settings = plan.settings.ray
+        executor = RayExecutor(ray_settings.address, ray_settings.num_cpus, simulate,
+                               runtime_env=ray_settings.runtime_env, include_dashboard=ray_settings.include_dashboard)
     simulate = simulate or getattr(executor, "simulate", None)
     fingerprint = code_fingerprint(simulate or default_simulate())
     store = CellStore(out / "cells", fingerprint)
@@ -146,26 +164,24 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
     frames = {"cells.parquet": cells_frame, "replicates.parquet": replicates_table(rows),
               "calls.parquet": calls_table(rows)}
 
+    resolved, keys = resolved_parts([gc.cell for gc in plan.cells])
+
     def make_manifest(hashes: dict[str, str]) -> dict:
-        timings = {"expand_s": plan.expand_seconds, "compute_s": compute_seconds,
-                   "write_s": time.perf_counter() - write_start,
-                   "total_s": plan.expand_seconds + time.perf_counter() - start}
+        # Only what the inputs determine: the manifest is part of the hashed, reproducible
+        # set.  Timings, host, executor, git revision and reuse counts go to run_info.json.
         return {
             **meta,
             "description": plan.settings.sweep.description,
             "overrides": plan.overrides,
             "duplicates_dropped": plan.duplicates,
+            "resolved": resolved,
             "cells": [{"cell_id": gc.cell.cell_id, "pair_id": gc.cell.pair_id, "grid": gc.grid,
                        "point": dict(gc.point), "machine": gc.cell.machine.name,
                        "kernel": gc.cell.kernel.name,
                        "workload": gc.cell.workload.name, "policy": gc.cell.policy.name,
-                       "replicates": results[gc.cell.cell_id].replicates,
-                       "compute_s": seconds.get(gc.cell.cell_id)} for gc in plan.cells],
-            "cells_reused": reused,
-            "cells_computed": len(todo),
-            "executor": executor_info,
-            "host": provenance.host(),
-            "timings": timings,
+                       "resolved": keys[gc.cell.cell_id],
+                       "replicates": results[gc.cell.cell_id].replicates} for gc in plan.cells],
+            "run_info": RUN_INFO,
             "tables": {"cells": "cells.parquet", "cells_csv": "cells.csv", "replicates": "replicates.parquet",
                        "calls": "calls.parquet", "cache": "cells/<cell_id>.npz"},
         }
@@ -175,6 +191,19 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
     writers["cells.csv"] = lambda path: write_csv(cells_frame, path, atomic=False)
     commit_files(out, writers, "manifest.json", make_manifest)
     total = plan.expand_seconds + time.perf_counter() - start
+    # Not part of the set (its bytes differ on every run): no reader checks it against the manifest.
+    atomic_write_text(out / RUN_INFO, json.dumps({
+        "sweep": plan.name,
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_revision": provenance.git_revision(),
+        "host": provenance.host(),
+        "executor": executor_info,
+        "cells_reused": reused,
+        "cells_computed": len(todo),
+        "timings": {"expand_s": plan.expand_seconds, "compute_s": compute_seconds,
+                    "write_s": time.perf_counter() - write_start, "total_s": total},
+        "cell_compute_s": {gc.cell.cell_id: seconds.get(gc.cell.cell_id) for gc in plan.cells},
+    }, indent=2, sort_keys=True) + "\n")
     log(f"sweep {plan.name}: wrote {out} ({len(todo)} computed, {reused} reused, {total:.1f} s)")
     return Outcome(out, len(plan.cells), reused, len(todo),
                    {"expand_s": plan.expand_seconds, "compute_s": compute_seconds, "total_s": total})
@@ -221,8 +250,43 @@ def table_meta(plan: Plan, fingerprint: str) -> dict:
         "config": OmegaConf.to_container(plan.config, resolve=True),
         "code_fingerprint": fingerprint,
         "versions": provenance.versions(),
-        "git_revision": provenance.git_revision(),
     }
+
+
+# Timings, host, executor, git revision and dates of the last run: beside the tables, never
+# hashed by the manifest nor by DVC (.dvcignore), so the same inputs give the same bytes.
+RUN_INFO = "run_info.json"
+
+
+def _short_hash(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def resolved_parts(cells) -> tuple[dict, dict]:
+    """The machine (facts and costs), kernel, workload and policy each cell ran, resolved.
+
+    Returns ``{group: {key: fields}}`` and ``{cell_id: {group: key}}``; a key is the part's
+    name, or ``name#<hash>`` when cells of the sweep ran different variants of one name
+    (``machine.costs.invlpg`` on a grid axis).
+    """
+    parts: dict[str, dict[str, dict]] = {g: {} for g in ("machine", "kernel", "workload", "policy")}
+    variants: dict[tuple[str, str], set[str]] = {}
+    raw = []
+    for cell in cells:
+        entry = {"machine": dataclasses.asdict(cell.machine), "kernel": dataclasses.asdict(cell.kernel),
+                 "workload": dataclasses.asdict(cell.workload), "policy": dataclasses.asdict(cell.policy)}
+        raw.append((cell.cell_id, entry))
+        for group, data in entry.items():
+            variants.setdefault((group, data["name"]), set()).add(_short_hash(data))
+    keys: dict[str, dict[str, str]] = {}
+    for cell_id, entry in raw:
+        keys[cell_id] = {}
+        for group, data in entry.items():
+            name = data["name"]
+            key = name if len(variants[(group, name)]) == 1 else f"{name}#{_short_hash(data)}"
+            parts[group][key] = data
+            keys[cell_id][group] = key
+    return {g: dict(sorted(v.items())) for g, v in parts.items()}, keys
 
 
 def make_chunks(cells, per_task: int):

@@ -53,7 +53,7 @@ _DTYPES = {int: "Int64", float: "float64", bool: "boolean", str: "string"}
 def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
     """One row per cell; NaN/empty where a knob or metric does not apply."""
     knobs = workload_knobs()
-    records, metric_names, counter_names = [], {}, dict.fromkeys(COUNTERS)
+    records, metric_names, counter_names, resolved_names = [], {}, dict.fromkeys(COUNTERS), {}
     for gc, result in rows:
         cell = gc.cell
         record: dict[str, Any] = {
@@ -71,6 +71,9 @@ def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]]) -> pd.DataF
         record |= {f"policy.{k}": v for k, v in cell.policy.switches().items()}
         record["workload"] = cell.workload.name
         record |= {f"workload.{k}": getattr(cell.workload, k, None) for k in knobs}
+        resolved = resolved_columns(cell)
+        record |= resolved
+        resolved_names.update(dict.fromkeys(resolved))
         record["replicates"] = result.replicates
         record["rounds"] = result.rounds
         record |= summarize(result)
@@ -80,6 +83,7 @@ def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]]) -> pd.DataF
     head = (["cell_id", "pair_id", "sweep", "grid", "machine", "machine_calibrated", "machine.dirty_walk", "kernel",
              "policy", "policy_variant"]
             + [f"policy.{k}" for k in SWITCHES] + ["workload"] + [f"workload.{k}" for k in knobs]
+            + [c for c in resolved_names if c not in ("machine.dirty_walk",)]
             + ["replicates", "rounds"])
     columns = head + [f"{m}.{s}" for m in metric_order(metric_names) for s in STATS]
     columns += [f"count.{c}" for c in counter_names if any(f"count.{c}" in r for r in records)]
@@ -91,6 +95,9 @@ def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]]) -> pd.DataF
     text = ["cell_id", "pair_id", "sweep", "machine", "machine.dirty_walk", "kernel", "policy", "policy_variant",
             "workload"]
     frame[text] = frame[text].astype("string")
+    for col in resolved_names:
+        if col != "machine.dirty_walk":
+            frame[col] = _typed(frame[col])
     frame["machine_calibrated"] = frame["machine_calibrated"].astype(bool)
     for col in ("grid", "replicates", "rounds"):
         frame[col] = frame[col].astype("int64")
@@ -100,6 +107,38 @@ def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]]) -> pd.DataF
         elif col.startswith("count.") or col.rpartition(".")[2] in STATS:
             frame[col] = frame[col].astype("float64")
     return frame
+
+
+def resolved_columns(cell) -> dict[str, Any]:
+    """The machine each cell ran (its facts and every event cost, in cycles) and its kernel's
+    facts, as flat columns: ``machine.sockets``, ``machine.costs.invlpg``,
+    ``machine.costs.ipi_deliver.socket``, ``kernel.release``, ``kernel.clean_anon_writable``..."""
+    out: dict[str, Any] = {}
+    for key, value in dataclasses.asdict(cell.machine).items():
+        if key in ("name", "calibrated"):
+            continue
+        if key == "costs":
+            for event, cost in value.items():
+                if isinstance(cost, dict):
+                    out |= {f"machine.costs.{event}.{cls}": v for cls, v in cost.items()}
+                else:
+                    out[f"machine.costs.{event}"] = cost
+        else:
+            out[f"machine.{key}"] = value
+    out |= {f"kernel.{k}": v for k, v in dataclasses.asdict(cell.kernel).items() if k != "name"}
+    return out
+
+
+def _typed(column: pd.Series) -> pd.Series:
+    """One parquet type per resolved column: boolean, integer, float or text."""
+    values = [v for v in column if v is not None and not (isinstance(v, float) and np.isnan(v))]
+    if values and all(isinstance(v, (bool, np.bool_)) for v in values):
+        return column.astype("boolean")
+    if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        return column.astype("Int64")
+    if values and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values):
+        return column.astype("float64")
+    return column.map(lambda v: None if v is None else str(v)).astype("string")
 
 
 def replicates_table(rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:

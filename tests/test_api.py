@@ -1,0 +1,52 @@
+"""The Python API (study.load, study.run_cell, study.run_sweep) and `python -m study compare`."""
+
+import pytest
+
+import study
+from study.cli import compare as compare_cli
+from study.errors import ConfigError
+from study.runner import plan, run
+from study.runner.executor import SerialExecutor
+
+from conftest import fake_simulate
+
+
+def _sweep(out, *overrides):
+    p = plan(["sweep=quick", f"run.output_dir={out}", *overrides])
+    return run(p, executor=SerialExecutor(fake_simulate), simulate=fake_simulate, log=lambda m: None, progress=False)
+
+
+def test_load_gives_tidy_frames_with_settings_and_units(tmp_path):
+    _sweep(tmp_path)
+    res = study.load(tmp_path / "sweep" / "quick")
+    assert res.name == "quick" and len(res.cells) == 6
+    assert {"machine", "kernel", "workload", "policy", "workload.threads", "metric", "value", "replicate"} \
+        <= set(res.replicates.columns)
+    assert len(res.replicates) == res.replicates[["cell_id", "metric", "replicate"]].drop_duplicates().shape[0]
+    assert {"latency", "label", "policy", "workload.threads"} <= set(res.calls.columns)
+    assert res.cells.attrs["units"]["total_cycles_per_round.mean"] == "cycles per round"
+    assert res.cells.attrs["units"]["lat_write.mean"] == "cycles per call"
+    assert res.cells.attrs["units"]["machine.costs.invlpg"] == "cycles"
+    assert res.calls.attrs["units"]["latency"] == "cycles per call"
+    assert study.load(tmp_path).name == "quick"  # an outputs directory with one sweep
+    with pytest.raises(ConfigError):
+        study.load(tmp_path / "absent")
+
+
+def test_run_cell_from_a_notebook_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = study.run_cell(["run.replicates=4", "run.batch_replicates=4", "run.rounds=3"])
+    assert result.replicates == 4 and list(tmp_path.iterdir()) == []
+
+
+def test_compare_prints_both_runs_side_by_side(tmp_path, capsys):
+    _sweep(tmp_path / "a")
+    _sweep(tmp_path / "b", "run.seed=7")
+    assert compare_cli.main([str(tmp_path / "a"), str(tmp_path / "b"), "--all"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if " B/A " in line and not line.startswith("metric")]
+    assert len(rows) == 6 and all(" A " in r and "[" in r for r in rows)
+    assert "6 settings in both runs" in out
+    assert compare_cli.main([str(tmp_path / "a"), str(tmp_path / "b"), "--metric", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --metric:")
