@@ -133,3 +133,26 @@ def test_dvc_plots_show_draws_each_series_with_the_declared_axes(dvc, analyzed, 
             else:  # several y columns of one file: dvc stacks them, one line per column
                 assert '"field": "dvc_inferred_y_value"' in text and {r["field"] for r in rows} == set(ys), key
             assert len(rows) == len(pd.read_csv(file)) * len(ys), key
+
+
+def test_every_stage_command_takes_its_flags(dvc):
+    # A stage whose command rejects one of its flags fails only when `dvc repro` reaches it;
+    # check every stage's words against the command's own parser (after the global flags
+    # every command takes: --config-dir, --no-user-config), without running anything.
+    import importlib
+    import shlex
+
+    from study.cli import take_config_dir
+
+    for name, stage in dvc["stages"].items():
+        words = shlex.split(stage["cmd"])
+        assert words[:3] == ["python", "-m", "study"], name
+        module = importlib.import_module(f"study.cli.{words[3].replace('-', '_')}")
+        if any(w.split("=")[0] in ("--config-dir", "--no-user-config") for w in words[4:]):
+            # the global flags are taken by study.cli.command, which wraps main (functools.wraps)
+            assert hasattr(module.main, "__wrapped__"), f"{name}: {words[3]} does not take the global flags"
+        rest = take_config_dir(words[4:])
+        if hasattr(module, "parser"):
+            module.parser().parse_args(rest)   # a ConfigError (one-line error) fails the test
+        else:   # Hydra-style commands: overrides only
+            assert all("=" in w for w in rest), (name, rest)

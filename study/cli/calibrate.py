@@ -20,7 +20,7 @@ import yaml
 from study.calibration.fit import fit, identifiability
 from study.calibration.priors import PRIORS, SCALE
 from study.cli import command, config_error
-from study.cli.common import Parser, parse
+from study.cli.common import Parser, check_replicates_rounds, parse
 from study.config import compose, validate, config_dir
 from study.config.compose import user_config_dir
 from study.errors import ConfigError
@@ -57,14 +57,7 @@ def main(argv: list[str]) -> int:
         if settings.kernel.name != SEED_KERNEL:
             raise ConfigError("kernel", f"the seed's table was measured on {SEED_KERNEL}; calibrate fits against "
                                         f"it, so kernel must be {SEED_KERNEL}, got {settings.kernel.name!r}")
-        if args.replicates < 2 or args.rounds < 1:
-            raise ConfigError("--replicates/--rounds", "need >= 2 replicates and >= 1 round")
-        for option, value, most in (("--replicates", args.replicates, limits.replicates),
-                                    ("--rounds", args.rounds, limits.rounds)):
-            if value > most:
-                key = option.strip("-")
-                raise ConfigError(option, f"{value} is more than limits.{key}={most}; "
-                                          f"raise it with limits.{key}=N to go further")
+        check_replicates_rounds(args.replicates, args.rounds, limits)
     except ConfigError as err:
         return config_error(err)
 

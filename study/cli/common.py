@@ -21,6 +21,18 @@ class Parser(argparse.ArgumentParser):
         raise ConfigError("arguments", message)
 
 
+def check_replicates_rounds(replicates: int, rounds: int, limits) -> None:
+    """``--replicates``/``--rounds`` of a command that simulates the seed's cells: at least 2
+    replicates and 1 round, at most the config's ``limits`` (raised with ``limits.KEY=N``)."""
+    if replicates < 2 or rounds < 1:
+        raise ConfigError("--replicates/--rounds", "need >= 2 replicates and >= 1 round")
+    for option, value, most in (("--replicates", replicates, limits.replicates), ("--rounds", rounds, limits.rounds)):
+        if value > most:
+            key = option.strip("-")
+            raise ConfigError(option, f"{value} is more than limits.{key}={most}; "
+                                      f"raise it with limits.{key}=N to go further")
+
+
 def parse(parser: argparse.ArgumentParser, argv: list[str]):
     """Options for ``parser``; every ``key=value`` word is a Hydra override."""
     parser.add_argument("overrides", nargs="*", help="Hydra-style key=value overrides, e.g. workload.threads=4")

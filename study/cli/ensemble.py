@@ -18,14 +18,15 @@ import sys
 import time
 from pathlib import Path
 
-from study.cli import EXIT_OK, EXIT_USAGE, config_error
+from study.cli import EXIT_OK, EXIT_USAGE, command, config_error
+from study.cli.common import Parser
 from study.errors import ConfigError
 
 FORMAT_VERSION = 1
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m study ensemble", description=__doc__,
+    p = Parser(prog="python -m study ensemble", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sweep", default="default", metavar="NAME", help="sweep whose headlines to run (default: %(default)s)")
     p.add_argument("--out", default=Path("outputs"), type=Path, metavar="DIR",
@@ -41,6 +42,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@command(interrupted="finished cells' member results are kept and reused by the next run")
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from study.calibration.seed_table import headline_changes, seed_table
 from study.cli import command, config_error
-from study.cli.common import Parser, parse, write_json_atomic
+from study.cli.common import Parser, check_replicates_rounds, parse, write_json_atomic
 from study.config import compose, validate
 from study.engine.costs import CostTables
 from study.errors import ConfigError
@@ -36,14 +36,7 @@ def main(argv: list[str]) -> int:
         settings = validate(compose(args.overrides or [f"machine={SEED_MACHINE}"]))
         machine, kernel, limits = settings.machine, settings.kernel, settings.limits
         check_output_dir(args.out.parent, "--out")  # before the work
-        if args.replicates < 2 or args.rounds < 1:
-            raise ConfigError("--replicates/--rounds", "need >= 2 replicates and >= 1 round")
-        for option, value, most in (("--replicates", args.replicates, limits.replicates),
-                                    ("--rounds", args.rounds, limits.rounds)):
-            if value > most:
-                key = option.strip("-")
-                raise ConfigError(option, f"{value} is more than limits.{key}={most}; "
-                                          f"raise it with limits.{key}=N to go further")
+        check_replicates_rounds(args.replicates, args.rounds, limits)
     except ConfigError as err:
         return config_error(err)
 
