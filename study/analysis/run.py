@@ -188,7 +188,7 @@ def ensemble_summary(results: Results) -> dict:
     costs = runs.costs
     errors = [max(abs(e) for e in member["cell_errors"]) for member in m["members"]]
     return dict(members=len(m["members"]), ensemble=m.get("ensemble"), run=m.get("run"), settings=len(m["settings"]),
-                cells=m.get("cells"), timings=m.get("timings"), max_abs_seed_cell_error=max(errors),
+                cells=m.get("cells"), max_abs_seed_cell_error=max(errors),
                 median_abs_seed_cell_error=float(sorted(errors)[len(errors) // 2]),
                 cost_ranges={c: [float(costs[c].min()), float(costs[c].max())] for c in costs.columns},
                 spread=_spread(costs, results.identifiability))

@@ -23,6 +23,8 @@ from study.cli.common import Parser
 from study.errors import ConfigError
 
 FORMAT_VERSION = 1
+# timings and reuse counts (not hashed by DVC): <out>/ensemble_run_info.json
+RUN_INFO = "ensemble_run_info.json"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,6 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         return config_error(err)
     return run(args)
+
+
+def _run_info(args, **fields) -> None:
+    """Timings and reuse counts of this run, merged into ``<out>/ensemble_run_info.json``: outside
+    ``<out>/ensemble/`` (a DVC output), so that the same inputs give byte-identical outputs."""
+    from study.runner.store import atomic_write_text
+
+    path = args.out / RUN_INFO
+    try:
+        info = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        info = {}
+    info.update(fields, sweep=args.sweep)
+    atomic_write_text(path, json.dumps(info, indent=1, sort_keys=True) + "\n")
 
 
 def _calibration_code() -> str:
@@ -98,7 +114,7 @@ def _ensemble(machine, args):
     built = ensemble.build(machine, members=args.members, tolerance=args.tolerance)
     data = built.as_dict()
     data["settings"]["code"] = _calibration_code()
-    data["settings"]["build_s"] = round(time.perf_counter() - start, 1)
+    _run_info(args, build_s=round(time.perf_counter() - start, 1))
     atomic_write_text(path, json.dumps(data, indent=1) + "\n")
     print(f"ensemble: {len(built.members)} members from {built.candidates} candidates "
           f"(worst seed cell {data['max_abs_cell_error']:.1%}) -> {path}", file=sys.stderr)
@@ -159,13 +175,14 @@ def run(args) -> int:
         streams="every member runs each cell on the cell's own batch-0 random streams (common random numbers)",
         settings={pair: why for pair, why in chosen.items()},
         cells=len(picked), members=[m.as_dict() for m in members.members],
-        timings={"compute_s": round(timings["compute_s"], 1), "total_s": round(time.perf_counter() - start, 1),
-                 "cells_computed": timings["cells_computed"], "cells_reused": timings["cells_reused"],
-                 "member_cell_runs": timings["cells_computed"] * len(members.members)},
     )
     atomic_write_text(directory / "manifest.json", json.dumps(manifest, indent=1, default=str) + "\n")
+    total_s = round(time.perf_counter() - start, 1)
+    _run_info(args, compute_s=round(timings["compute_s"], 1), total_s=total_s,
+              cells_computed=timings["cells_computed"], cells_reused=timings["cells_reused"],
+              member_cell_runs=timings["cells_computed"] * len(members.members))
     print(f"ensemble: {len(picked)} cells ({len(chosen)} settings) x {len(members.members)} members -> {directory} "
-          f"({manifest['timings']['total_s']} s)", file=sys.stderr)
+          f"({total_s} s)", file=sys.stderr)
     return EXIT_OK
 
 
