@@ -15,6 +15,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from study.engine.ops import OP_ACCESS, OP_SWITCH_MM
 from study.engine.machine import KVM_IPI_CLUSTER_SIZE, X2APIC_CLUSTER_SIZE, Costs, Machine, apic_ids
 from study.errors import ConfigError
 
@@ -41,6 +42,16 @@ def slot_count(n_cpus: int) -> int:
     """Slots per step: the fixed ones, then per CPU an IPI-delivery slot, a handler slot and a
     "is this vCPU preempted" slot (virt=kvm; drawn always so the streams never depend on it)."""
     return N_FIXED_SLOTS + 3 * n_cpus
+
+
+def op_slot_count(kind: int, n_cpus: int) -> int:
+    """Slots one step of operation ``kind`` uses: a memory access or a switch_mm sends no IPI,
+    so it draws only the fixed slots (random draws only for the slots a step can use; the
+    count depends on the operation alone, never on the state, so streams stay aligned across
+    policies and cost sets)."""
+    if np.ndim(kind) == 0 and int(kind) in (OP_ACCESS, OP_SWITCH_MM):
+        return N_FIXED_SLOTS
+    return slot_count(n_cpus)
 
 
 def deliver_slot(n_cpus: int, i: int) -> int:
@@ -212,10 +223,12 @@ def _check_lanes(machines) -> None:
                                  f"(only {', '.join(LANE_FREE_FIELDS)} may differ per replicate)")
 
 
-def draw_slots(rng: np.random.Generator, replicates: int, n_cpus: int) -> np.ndarray:
-    """One step's random draws: uint16 [slot_count(n_cpus), replicates] (slot-major)."""
+def draw_slots(rng: np.random.Generator, replicates: int, n_cpus: int, slots: int | None = None) -> np.ndarray:
+    """One step's random draws: uint16 [slots, replicates] (slot-major); ``slots`` defaults to
+    every slot of the machine (slot_count(n_cpus)), op_slot_count() gives what a step uses."""
     # Raw 64-bit words cut into four 16-bit draws: every bit of a word is uniform, and this
     # is twice as fast as a bounded integer draw.
-    n = replicates * slot_count(n_cpus)
+    slots = slot_count(n_cpus) if slots is None else slots
+    n = replicates * slots
     words = rng.bit_generator.random_raw((n + 3) // 4)
-    return words.view(np.uint16)[:n].reshape(slot_count(n_cpus), replicates)
+    return words.view(np.uint16)[:n].reshape(slots, replicates)

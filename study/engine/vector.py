@@ -121,6 +121,23 @@ class VectorEngine:
         F = self.t.F if table is None else table
         return np.rint(base * F.take(u))   # take: twice as fast as F[u] here
 
+    def _charge(self, acc, mask, base, u, table=None):
+        """``acc += cost of base`` where ``mask`` (all [R]; ``base`` a scalar or [R]).
+
+        The same cycles as ``np.where(mask, self._cost(base, u), 0)``, but the jitter table is
+        read only for the replicates the event happens to: each read of the 64 Ki-entry
+        table is a cache miss, the dearest part of an event, and most events (faults,
+        dirty-bit walks, refills, retries) happen to few replicates of a step."""
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            return
+        if idx.size == acc.size:
+            acc += self._cost(base, u, table)
+            return
+        F = self.t.F if table is None else table
+        b = base.take(idx) if np.ndim(base) else base
+        acc[idx] += np.rint(b * F.take(u.take(idx)))
+
     def _at(self, idx):
         """Index of each replicate's CPU (or page) in a per-CPU [C, R] (or per-page) array.
 
@@ -301,7 +318,8 @@ class VectorEngine:
         others = self.tlb_gen_sharers & (D > 0)
         xdist = np.where(others, D, 0).max(0)
         moved = f & (xdist > 0)
-        cost = np.where(moved, self._cost(self._by_dist(t.tlb_gen_xfer, xdist), u[K.SLOT_TLBGEN]), 0)
+        cost = np.zeros(self.R)
+        self._charge(cost, moved, self._by_dist(t.tlb_gen_xfer, xdist), u[K.SLOT_TLBGEN])
         self._count("tlb_gen_xfers", moved)
         self.tlb_gen_sharers &= ~f
         at = self._at(cpu)
@@ -312,8 +330,8 @@ class VectorEngine:
         lg = self.local_gen[at]
         loc_partial = f & ranged & (lg + 1 == new_gen)
         loc_full = f & ~loc_partial
-        local_cost = self._cost(np.where(loc_partial, n * c.invlpg, c.flush_full), u[K.SLOT_LOCAL])
-        local_cost = np.where(f, local_cost, 0)
+        local_cost = np.zeros(self.R)
+        self._charge(local_cost, f, np.where(loc_partial, n * c.invlpg, c.flush_full), u[K.SLOT_LOCAL])
         self._count("local_partial", loc_partial)
         self._count("local_full", loc_full)
         self._count_pages(n * loc_partial)
@@ -481,6 +499,15 @@ class VectorEngine:
         if self.t.pti:
             self._count("invpcid", pages)
 
+    def _invalidate_own(self, at, cpu, full):
+        """Flush everything on each replicate's acting CPU where ``full`` ([R]): on its row when
+        every replicate acts on the same CPU, without building a [C, R] mask."""
+        if len(at) != 1:
+            self._invalidate(None, self._own(cpu, full))
+        elif full.any():
+            self.tlb_valid[at] &= ~full
+            self.ws_cached[at] = np.where(full, 0, self.ws_cached[at])
+
     def _invalidate(self, partial, full, inr=None):
         """INVLPG the range on CPUs ``partial``, flush everything on CPUs ``full`` ([C, R])."""
         if partial is not None and partial.any():
@@ -549,7 +576,7 @@ class VectorEngine:
         pw, pd, py = pget(self.pte_write), pget(self.pte_dirty), pget(self.pte_young)
         hit = m & valid
         miss = m & ~valid
-        cost += np.where(m, self._cost(np.where(hit, c.tlb_hit, c.page_walk), u[K.SLOT_ACCESS]), 0)
+        self._charge(cost, m, np.where(hit, c.tlb_hit, c.page_walk), u[K.SLOT_ACCESS])
         self._count("tlb_hits", hit)
         self._count("tlb_misses", miss)
         # A miss fills the entry from the PTE (and sets Accessed).
@@ -567,7 +594,7 @@ class VectorEngine:
         dwalk_fault = dwalk_ro if t.dwalk_faults else np.zeros_like(dwalk)
         dwalk_done = dwalk & ~dwalk_fault
         self._count("dirty_walks", dwalk)
-        cost += np.where(dwalk, self._cost(np.float64(c.dirty_walk), u[K.SLOT_DIRTY]), 0)
+        self._charge(cost, dwalk, np.float64(c.dirty_walk), u[K.SLOT_DIRTY])
         # The safety checker: a write that completes while the PTE is read-only, or without
         # the PTE's Dirty bit set (the data would be lost to MADV_FREE reclaim).
         self._count("violations", (direct & ~(pw & pd)) | (dwalk_done & ~pw))
@@ -578,7 +605,7 @@ class VectorEngine:
         py |= dwalk_done
 
         fault = (W & ~ew) | dwalk_fault
-        cost += np.where(fault, self._cost(np.float64(c.fault_entry_exit), u[K.SLOT_FAULT]), 0)
+        self._charge(cost, fault, np.float64(c.fault_entry_exit), u[K.SLOT_FAULT])
         vw = pget(self.vma_write)
         ro = fault & ~pw
         prot = ro & ~vw                                  # access_error(): SIGSEGV
@@ -593,10 +620,10 @@ class VectorEngine:
         self._count("reuse_faults", reuse)
         self._count("uffd_faults", wp)
         self._count("prot_faults", prot)
-        cost += np.where(prot, self._cost(np.float64(c.sigsegv), u[K.SLOT_EXTRA]), 0)
+        self._charge(cost, prot, np.float64(c.sigsegv), u[K.SLOT_EXTRA])
         uffd_pending |= wp
         # wp_page_reuse() and ptep_set_access_flags() store the PTE; neither flushes on x86
-        cost += np.where(reuse | store, self._cost(np.float64(c.pte_update), u[K.SLOT_FIXUP]), 0)
+        self._charge(cost, reuse | store, np.float64(c.pte_update), u[K.SLOT_FIXUP])
         pset(self.pte_write, pw | reuse)
         pset(self.pte_dirty, pd | reuse | store)
         pset(self.pte_young, py | reuse | store)
@@ -608,16 +635,16 @@ class VectorEngine:
             near = np.where(self.tlb_gen_sharers, self._distances(cpu), 99).min(0)
             moved = fix & (near > 0)
             base = c.flush_full + np.where(moved, self._by_dist(t.tlb_gen_xfer, np.minimum(near, 3)), 0.0)
-            cost += np.where(fix, self._cost(base, u[K.SLOT_FIXUP]), 0)
+            self._charge(cost, fix, base, u[K.SLOT_FIXUP])
             self._count("tlb_gen_xfers", moved)
             self._count("local_full", fix)
             self.tlb_gen_sharers[at] |= fix
-            self._invalidate(None, self._own(cpu, fix))
+            self._invalidate_own(at, cpu, fix)
             self.local_gen[at] = np.where(fix, self.tlb_gen, self.local_gen[at])
 
         # The retried write walks again; the PTE is dirty now, so no dirty-bit walk.
         retry = reuse | spurious
-        cost += np.where(retry, self._cost(np.float64(c.page_walk), u[K.SLOT_RETRY]), 0)
+        self._charge(cost, retry, np.float64(c.page_walk), u[K.SLOT_RETRY])
         self._count("tlb_misses", retry)
 
         # Final state of the entry.  A fault invalidated it; a completed (or retried) write
@@ -634,7 +661,9 @@ class VectorEngine:
         missing = np.where(m, self.working_set - self.ws_cached[at], 0)
         self.ws_cached[at] = np.where(m, self.working_set, self.ws_cached[at])
         self._count("tlb_misses", missing)
-        return self._cost(missing * self.t.c.page_walk, u[K.SLOT_REFILL])
+        cost = np.zeros(self.R)
+        self._charge(cost, missing > 0, missing * self.t.c.page_walk, u[K.SLOT_REFILL])
+        return cost
 
     # ---------------------------------------------------------------- context switch
 
@@ -643,15 +672,19 @@ class VectorEngine:
         t, c = self.t, self.t.c
         at = self._at(cpu)
         back = m & ~to_lazy
+        if not back.any():
+            # enter_lazy_tlb(): the mm stays loaded, nothing is flushed or charged
+            self.is_lazy[at] = np.where(m, to_lazy, self.is_lazy[at])
+            return
         behind = back & (self.local_gen[at] < self.tlb_gen)
         near = np.where(self.tlb_gen_sharers, self._distances(cpu), 99).min(0)
         moved = back & (near > 0)
         base = (c.context_switch + np.where(behind, c.flush_full, 0.0)
                 + np.where(moved, self._by_dist(t.tlb_gen_xfer, np.minimum(near, 3)), 0.0))
-        lat += np.where(back, self._cost(base, u[K.SLOT_SWITCH]), 0)
+        self._charge(lat, back, base, u[K.SLOT_SWITCH])
         self._count("tlb_gen_xfers", moved)
         self._count("local_full", behind)
-        self._invalidate(None, self._own(cpu, behind))
+        self._invalidate_own(at, cpu, behind)
         self.tlb_gen_sharers[at] |= back
         self.local_gen[at] = np.where(back, self.tlb_gen, self.local_gen[at])
         self.is_lazy[at] = np.where(m, to_lazy, self.is_lazy[at])

@@ -3,7 +3,8 @@
 The driver owns the two random streams of a cell: ``work`` (which thread acts, which page,
 read or write) and ``jitter`` (the engine's per-event draws).  Neither depends on the
 policy, so the strict and relaxed runs of one setting see the same numbers (common random
-numbers).  A step nobody acts in draws no jitter.
+numbers).  A step nobody acts in draws no jitter, and a step draws only the slots its
+operation can use (study.engine.costs.op_slot_count).
 
 Lanes: one run may carry L lanes of R replicates each (the engine sees L*R replicates,
 lane-major), lanes differing in policy switches or costs.  Every lane sees the work draws
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from study.engine.costs import draw_slots, slot_count
+from study.engine.costs import draw_slots, op_slot_count
 from study.engine.ops import FLUSH_STRICT, OP_NOP
 from study.workloads.result import CellResult
 
@@ -34,14 +35,13 @@ class LaneJitter:
 
     def __init__(self, seed: np.random.SeedSequence, lanes: int, replicates: int, n_cpus: int):
         self.L, self.R, self.C = lanes, replicates, n_cpus
-        self.S = slot_count(n_cpus)
         self.groups = [(np.random.default_rng(seed), np.arange(lanes))]
 
-    def draw(self, on) -> np.ndarray:
+    def draw(self, on, slots: int) -> np.ndarray:
         """uint16 [slots, L*R]; ``on``: which lanes act (None: all)."""
-        L, R, S = self.L, self.R, self.S
+        L, R, S = self.L, self.R, slots
         if len(self.groups) == 1 and on is None:
-            return np.tile(draw_slots(self.groups[0][0], R, self.C), (1, L))
+            return np.tile(draw_slots(self.groups[0][0], R, self.C, S), (1, L))
         out = np.zeros((S, L, R), np.uint16)
         groups = []
         for rng, lanes in self.groups:
@@ -53,7 +53,7 @@ class LaneJitter:
                 idle = np.random.default_rng()
                 idle.bit_generator.state = rng.bit_generator.state
                 groups.append((idle, lanes[~on[lanes]]))
-            out[:, acting, :] = draw_slots(rng, R, self.C)[:, None, :]
+            out[:, acting, :] = draw_slots(rng, R, self.C, S)[:, None, :]
             groups.append((rng, acting))
         self.groups = groups
         return out.reshape(S, L * R)
@@ -165,7 +165,8 @@ class Driver:
         lo = self._lane(lo, np.intp)
         n = self._lane(n, np.int64)
         arg = self._lane(arg, np.int8)
-        u = draw_slots(self.jitter, R, self.C) if self.L == 1 else self.jitter.draw(lanes_on)
+        slots = op_slot_count(kind, self.C)
+        u = draw_slots(self.jitter, R, self.C, slots) if self.L == 1 else self.jitter.draw(lanes_on, slots)
         before = self._snapshot()
         if masked:
             lat, flush, pending = self.engine.step_masked(kind, active, cpu, lo, n, arg, u)
