@@ -44,13 +44,17 @@ def slot_count(n_cpus: int) -> int:
     return N_FIXED_SLOTS + 3 * n_cpus
 
 
-def op_slot_count(kind: int, n_cpus: int) -> int:
-    """Slots one step of operation ``kind`` uses: a memory access or a switch_mm sends no IPI,
-    so it draws only the fixed slots (random draws only for the slots a step can use; the
-    count depends on the operation alone, never on the state, so streams stay aligned across
-    policies and cost sets)."""
-    if np.ndim(kind) == 0 and int(kind) in (OP_ACCESS, OP_SWITCH_MM):
-        return N_FIXED_SLOTS
+def op_slot_count(kind, n_cpus: int, arg=None) -> int:
+    """Slots one step of operation ``kind`` (with ``arg``) uses: a memory access or a switch_mm
+    sends no IPI, so it draws only the fixed slots, and a CPU going lazy (enter_lazy_tlb():
+    nothing flushed, nothing charged) draws none.  Random draws only for the slots a step can
+    use; the count depends on the operation alone, never on the state, so streams stay
+    aligned across policies and cost sets."""
+    if np.ndim(kind) == 0:
+        if int(kind) == OP_SWITCH_MM and arg is not None and np.ndim(arg) == 0 and int(arg) == 1:
+            return 0
+        if int(kind) in (OP_ACCESS, OP_SWITCH_MM):
+            return N_FIXED_SLOTS
     return slot_count(n_cpus)
 
 

@@ -60,7 +60,7 @@ class VectorEngine:
         # a switch of the RFC that the kernel already carries changes nothing
         self.clean_writable = True if kernel.clean_anon_writable else pol.clean_anon_writable
         self.fixup = True if kernel.fix_spurious_fault else pol.fix_spurious_fault
-        self.dist = distance_matrix(list(cpus)).astype(np.intp)
+        self.dist = distance_matrix(list(cpus)).astype(np.int8)   # classes 0-3: byte-wide [C, R] temporaries
         # entries beyond the STLB miss whether or not a flush came: only these are kept hot
         self.working_set = min(int(working_set), self.t.stlb_entries)
         # the send each CPU slot belongs to (x2APIC cluster or PV window); None: one per CPU

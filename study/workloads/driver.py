@@ -164,9 +164,12 @@ class Driver:
         cpu = self._lane(cpu, np.intp)
         lo = self._lane(lo, np.intp)
         n = self._lane(n, np.int64)
+        slots = op_slot_count(kind, self.C, arg if np.ndim(arg) == 0 else None)
         arg = self._lane(arg, np.int8)
-        slots = op_slot_count(kind, self.C)
-        u = draw_slots(self.jitter, R, self.C, slots) if self.L == 1 else self.jitter.draw(lanes_on, slots)
+        if slots == 0:
+            u = np.zeros((0, R), np.uint16)
+        else:
+            u = draw_slots(self.jitter, R, self.C, slots) if self.L == 1 else self.jitter.draw(lanes_on, slots)
         before = self._snapshot()
         if masked:
             lat, flush, pending = self.engine.step_masked(kind, active, cpu, lo, n, arg, u)
