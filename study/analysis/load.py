@@ -66,6 +66,10 @@ def load_sweep(out: Path, name: str) -> Sweep:
     if not reps_path.exists():
         raise ConfigError("sweep", f"{reps_path} is missing; the paired comparisons need per-replicate values")
     replicates = read_parquet(reps_path)
+    for column in ("cell_id", "pair_id", "policy", "metric"):
+        # stored dictionary-encoded (study.runner.tables.replicates_table); read as text
+        if column in replicates.columns and isinstance(replicates[column].dtype, pd.CategoricalDtype):
+            replicates[column] = replicates[column].astype("string")
     _require(replicates, schema.REPLICATE_REQUIRED, reps_path)
     unknown = set(replicates["cell_id"].astype(str)) - set(cells["cell_id"].astype(str))
     missing = set(cells["cell_id"].astype(str)) - set(replicates["cell_id"].astype(str))

@@ -161,9 +161,11 @@ def replicates_table(rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
             values.append(array)
 
     def text_column(key):
+        # dictionary-encoded (a category per distinct text, in order of first appearance):
+        # millions of rows hold a few hundred distinct texts, and parquet stores them as a
+        # dictionary anyway; study.analysis.load reads them back as strings
         index = np.concatenate(codes[key]) if codes[key] else np.zeros(0, np.int32)
-        strings = pa.DictionaryArray.from_arrays(pa.array(index), pa.array(list(texts[key]), pa.large_string()))
-        return pd.array(strings.cast(pa.large_string()), dtype="string")
+        return pd.Categorical.from_codes(index, categories=pd.Index(list(texts[key]), dtype="string"))
 
     def column(parts, dtype):
         return pd.array(np.concatenate(parts) if parts else np.array([], dtype=dtype), dtype=dtype)
@@ -172,7 +174,7 @@ def replicates_table(rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
         "cell_id": text_column("cell_id"), "pair_id": text_column("pair_id"),
         "policy": text_column("policy"), "replicate": column(replicates, "int64"),
         "metric": text_column("metric"), "value": column(values, "float64"),
-    })
+    }, copy=False)
 
 
 def calls_table(rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
