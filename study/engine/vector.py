@@ -605,6 +605,27 @@ class VectorEngine:
         py |= dwalk_done
 
         fault = (W & ~ew) | dwalk_fault
+        if fault.any():
+            retry = self._fault(m, at, cpu, fault, pw, pd, py, pget, pset, u, cost, uffd_pending)
+        else:
+            # no replicate faults: the PTE changed only by the walk (Accessed) and the dirty-bit walk
+            pset(self.pte_dirty, pd)
+            pset(self.pte_young, py)
+            retry = fault
+
+        # Final state of the entry.  A fault invalidated it; a completed (or retried) write
+        # leaves it writable and dirty.  (A fix-up's full flush only touched replicates in m.)
+        completed_write = (W & ~fault) | retry
+        tset(self.tlb_valid, np.where(m, ~(fault & ~retry), valid))
+        tset(self.tlb_write, np.where(m, ew | completed_write, tw))
+        tset(self.tlb_dirty, np.where(m, ed | completed_write, td))
+        lat += cost   # every charge above is where m
+
+    def _fault(self, m, at, cpu, fault, pw, pd, py, pget, pset, u, cost, uffd_pending):
+        """The page fault of the writes in ``fault`` and how the kernel resolves it: SIGSEGV,
+        a uffd-wp event, do_wp_page() -> wp_page_reuse(), or a spurious fault (a stale
+        read-only entry) with the RFC's patch 8.  Stores the PTE; returns which writes retry."""
+        t, c = self.t, self.t.c
         self._charge(cost, fault, np.float64(c.fault_entry_exit), u[K.SLOT_FAULT])
         vw = pget(self.vma_write)
         ro = fault & ~pw
@@ -647,13 +668,7 @@ class VectorEngine:
         self._charge(cost, retry, np.float64(c.page_walk), u[K.SLOT_RETRY])
         self._count("tlb_misses", retry)
 
-        # Final state of the entry.  A fault invalidated it; a completed (or retried) write
-        # leaves it writable and dirty.  (A fix-up's full flush only touched replicates in m.)
-        completed_write = (W & ~fault) | retry
-        tset(self.tlb_valid, np.where(m, ~(fault & ~retry), valid))
-        tset(self.tlb_write, np.where(m, ew | completed_write, tw))
-        tset(self.tlb_dirty, np.where(m, ed | completed_write, td))
-        lat += np.where(m, cost, 0)
+        return retry
 
     def _refill(self, m, at, u):
         """Application work between accesses refills the working set a full flush dropped:
