@@ -17,15 +17,13 @@ from pathlib import Path
 
 import yaml
 
-from study.calibration.fit import fit, identifiability
-from study.calibration.priors import PRIORS, SCALE
 from study.cli import command, config_error
 from study.cli.common import Parser, check_replicates_rounds, parse
-from study.config import compose, validate, config_dir
-from study.config.compose import user_config_dir
+from study.config.paths import config_dir, user_config_dir
 from study.errors import ConfigError
-from study.runner.store import atomic_write_text
 from study.seed import SEED_KERNEL, SEED_MACHINE, SEED_TABLE
+
+# numpy, scipy and Hydra load once the arguments are parsed: ``--help`` answers at once
 
 
 @command(hydra=True)
@@ -51,6 +49,8 @@ def main(argv: list[str]) -> int:
                 raise ConfigError(args.overrides[0], "--from takes no overrides; the measurement's config "
                                                      "(calibrate.train) names the training cells")
             return _calibrate_host.run(args.source, dry_run=args.dry_run)
+        from study.config import compose, validate
+
         overrides = args.overrides or [f"machine={SEED_MACHINE}"]
         settings = validate(compose(overrides))
         machine, limits = settings.machine, settings.limits
@@ -60,6 +60,10 @@ def main(argv: list[str]) -> int:
         check_replicates_rounds(args.replicates, args.rounds, limits)
     except ConfigError as err:
         return config_error(err)
+
+    from study.calibration.fit import fit, identifiability
+    from study.calibration.priors import PRIORS, SCALE
+    from study.runner.store import atomic_write_text
 
     print(f"fitting {len(PRIORS)} event costs of machine {machine.name!r} (kernel {SEED_KERNEL}) to the seed's "
           f"{len(SEED_TABLE)} cells "
