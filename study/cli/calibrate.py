@@ -11,11 +11,9 @@ measurement instead (study/cli/_calibrate_host.py).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
-import yaml
 
 from study.cli import command, config_error
 from study.cli.common import Parser, check_replicates_rounds, parse
@@ -112,23 +110,19 @@ def print_identifiability(ident) -> None:
 
 def write_preset(path: Path, machine, args, template: Path | None = None) -> None:
     """Rewrite the machine's preset with the fitted costs, atomically."""
-    data = dataclasses.asdict(machine)
-    data["calibrated"] = True
-    data["source"] = (f"python -m study calibrate: least-squares fit to the seed's table on kernel {SEED_KERNEL} "
-                      f"({args.replicates} replicates x {args.rounds} rounds per cell)")
-    for key, value in data["costs"].items():
-        if isinstance(value, dict):
-            data["costs"][key] = {k: int(round(v)) for k, v in value.items()}
-        else:
-            data["costs"][key] = int(round(value))
+    from study.config.presets import machine_yaml
+    from study.runner.store import atomic_write_text
+
+    source = (f"python -m study calibrate: least-squares fit to the seed's table on kernel {SEED_KERNEL} "
+              f"({args.replicates} replicates x {args.rounds} rounds per cell)")
     header = (f"# {machine.name}: written by `python -m study calibrate`; edit the priors in\n"
               f"# study/calibration/priors.py and re-run rather than editing the costs by hand.\n")
     # keep the preset's own comment block (its hardware facts and their sources)
     kept = []
-    source = path if path.exists() else template
-    if source is not None and source.exists():
-        for line in source.read_text().splitlines()[2:]:
+    previous = path if path.exists() else template
+    if previous is not None and previous.exists():
+        for line in previous.read_text().splitlines()[2:]:
             if not line.startswith("#"):
                 break
             kept.append(line + "\n")
-    atomic_write_text(path, header + "".join(kept) + yaml.safe_dump(data, sort_keys=False))
+    atomic_write_text(path, machine_yaml(machine, source, header + "".join(kept)))
