@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import yaml
 
 from study.calibration.fit import fit
 from study.calibration.priors import PRIORS
@@ -14,8 +13,9 @@ from study.calibration.seed_table import headline_changes, seed_table
 from study.config import config_dir
 from study.engine.machine import Machine
 from study.seed import SEED_TABLE as SEED_TABLE_CELLS
+from study.config.presets import load_machine
 
-HASWELL = Machine.from_dict(yaml.safe_load((config_dir() / "machine" / "haswell_2s.yaml").read_text()))
+HASWELL = load_machine(config_dir() / "machine" / "haswell_2s.yaml")
 
 
 def cost(machine, name):

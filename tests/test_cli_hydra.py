@@ -26,6 +26,40 @@ def test_help_lists_commands_groups_options_and_keys(study_env):
         assert word in out, word
 
 
+# What ``--help`` must not load: each takes a large share of a second to import.
+HEAVY = ("numpy", "pandas", "scipy", "ray", "matplotlib", "hydra", "omegaconf")
+_HELP_PROBE = """
+import runpy, sys
+sys.argv = ["python -m study", *sys.argv[1:]]
+try:
+    runpy.run_module("study", run_name="__main__", alter_sys=True)
+except SystemExit as done:
+    code = done.code
+else:
+    code = 0
+print("EXIT", code or 0, file=sys.stderr)
+print("LOADED", " ".join(sorted({m.split(".")[0] for m in sys.modules} & set(%r))), file=sys.stderr)
+""" % (HEAVY,)
+
+
+def test_every_commands_help_loads_no_heavy_library(study_env):
+    """``python -m study <cmd> --help`` answers without importing numpy, pandas, scipy, ray,
+    matplotlib or Hydra: a check of the modules loaded, not of the time taken."""
+    from study.cli import commands
+
+    names = commands()
+    assert {"run", "sweep", "analyze", "report", "calibrate", "seed-table", "measure", "ensemble", "compare"} <= set(names)
+    for name in [None, *names]:
+        args = ["--help"] if name is None else [name, "--help"]
+        done = subprocess.run([sys.executable, "-c", _HELP_PROBE, *args], capture_output=True, text=True,
+                              env=study_env, timeout=120)
+        lines = done.stderr.strip().splitlines()
+        assert lines[-2] == "EXIT 0", (name, done.stderr)
+        assert "usage" in done.stdout.lower(), (name, done.stdout)
+        loaded = lines[-1].split()[1:]
+        assert loaded == [], f"{name} --help loaded {loaded}"
+
+
 def test_cfg_job_prints_the_composed_config_and_writes_nothing(study_env, tmp_path):
     done = _study("run", "--cfg", "job", "policy=relaxed", "workload.threads=4",
                   f"run.output_dir={tmp_path / 'out'}", env=study_env)

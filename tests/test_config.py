@@ -166,3 +166,39 @@ def test_ray_runtime_env_is_checked_and_a_cluster_gets_the_package():
     shipped = RayExecutor("10.0.0.1:6379").runtime_env["py_modules"]
     assert shipped == [str(Path(study.__file__).resolve().parent)]
     assert RayExecutor("10.0.0.1:6379", runtime_env={"pip": ["numpy"]}).runtime_env == {"pip": ["numpy"]}
+
+
+def test_every_group_file_starts_from_its_registered_schema():
+    """Hydra's structured-config schema pattern: each shipped group file names its schema first."""
+    from study.config.schema import CONFIG_STORE
+
+    for group in ("machine", "kernel", "policy", "workload"):
+        for path in sorted((config_dir() / group).glob("*.yaml")):
+            defaults = yaml.safe_load(path.read_text())["defaults"]
+            schema = f"{path.stem}_schema" if group == "workload" else f"{group}_schema"
+            assert defaults == [schema, "_self_"], path
+            assert (group, schema) in CONFIG_STORE
+
+
+@pytest.mark.parametrize("text, key", [
+    ("name: mine\nsockets: 1\nbogus: 3\n", "machine.bogus"),                       # unknown key
+    ("name: mine\ncosts: {ipi_deliver: {numa: 5}}\n", "machine.costs.ipi_deliver.numa"),
+    ("name: mine\ncosts: {invlpg: lots}\n", "machine.costs.invlpg"),               # wrong type
+    ("name: mine\npti: 1\n", "machine.pti"),                                       # a switch is true/false
+])
+def test_a_user_preset_without_defaults_list_is_checked_by_the_schema(text, key, tmp_path, monkeypatch):
+    (tmp_path / "machine").mkdir()
+    (tmp_path / "machine" / "mine.yaml").write_text(text)
+    monkeypatch.setenv("STUDY_CONFIG_DIR", str(tmp_path))
+    with pytest.raises(ConfigError) as err:
+        validate(compose(["machine=mine"]))
+    assert err.value.key == key
+
+
+def test_the_workload_schema_is_chosen_by_name():
+    with pytest.raises(ConfigError) as err:
+        validate(compose(["workload=uffd_wp", "workload.remote_access_rate=0.5"]))
+    assert err.value.key == "workload.remote_access_rate" and "write_rate" in err.value.allowed
+    with pytest.raises(ConfigError) as err:
+        validate(compose(["workload.name=uffd_wp"]))  # mprotect_toggle's keys under uffd_wp's name
+    assert err.value.key == "workload.remote_access_rate"

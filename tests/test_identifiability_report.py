@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from study.analysis import identifiability
 from study.calibration.priors import PRIORS
@@ -13,8 +12,9 @@ from study.config import config_dir
 from study.report.doc import Para, Table
 from study.report.inputs import Inputs
 from study.report.sections import identifiability_blocks
+from study.config.presets import machine_data
 
-HASWELL = yaml.safe_load((config_dir() / "machine" / "haswell_2s.yaml").read_text())
+HASWELL = machine_data(config_dir() / "machine" / "haswell_2s.yaml")
 SEED = pd.DataFrame([{"call": "PROT_READ", "threads": 1}])
 
 

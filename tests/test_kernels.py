@@ -17,6 +17,7 @@ from study.engine.ops import (FLUSH_NONE, FLUSH_STRICT, OP_ACCESS, OP_MADV_FREE,
 from study.engine.reference import ScalarBatch
 from study.engine.vector import VectorEngine
 from study.policies import RELAXED, STRICT, Policy, acts_on, merged_in
+from study.config.presets import load_machine
 
 from test_engine_rules import Script
 
@@ -167,10 +168,9 @@ def test_without_the_hint_rfc_base_with_the_rfc_still_leaves_rw_to_the_fault(eng
 # --- the headline facts on the calibrated seed machine -----------------------------
 
 def _haswell():
-    import yaml
 
     from study.config import config_dir
-    return Machine.from_dict(yaml.safe_load((config_dir() / "machine" / "haswell_2s.yaml").read_text()))
+    return load_machine(config_dir() / "machine" / "haswell_2s.yaml")
 
 
 def _run(workload, policy, kernel=RFC_BASE, replicates=32, rounds=60):

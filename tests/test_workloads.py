@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import yaml
 
 from study.config import config_dir
 from study.engine.kernel import MAINLINE, RFC_BASE
@@ -13,8 +12,9 @@ from study.engine.machine import Machine
 from study.policies import RELAXED, STRICT
 from study.workloads import simulate_cell
 from study.workloads.spec import MadvFree, MprotectToggle, UffdWp
+from study.config.presets import load_machine
 
-HASWELL = Machine.from_dict(yaml.safe_load((config_dir() / "machine" / "haswell_2s.yaml").read_text()))
+HASWELL = load_machine(config_dir() / "machine" / "haswell_2s.yaml")
 
 
 def run(workload, policy, replicates=64, rounds=30, seed=3, kernel=RFC_BASE):

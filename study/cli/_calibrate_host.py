@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from study.calibration.host import HOST_PRIORS, TARGET_LABELS, fit_host, prediction_rows, relaxed_change_sd
 from study.calibration.identify import print_table
 from study.cli.common import write_json_atomic
 from study.config.compose import config_dir, user_config_dir
+from study.config.presets import load_machine, machine_yaml
 from study.engine.machine import Machine
 from study.errors import ConfigError
 from study.measure.machine import machine_from_host, unmodelled
@@ -139,20 +139,12 @@ def preset_machine(facts):
     generic Machine on bare metal."""
     if not facts.hypervisor:
         return Machine()
-    path = config_dir() / "machine" / "kvm_guest_2vcpu.yaml"
-    return Machine.from_dict(yaml.safe_load(path.read_text()), prefix=str(path))
+    return load_machine(config_dir() / "machine" / "kvm_guest_2vcpu.yaml")
 
 
 def write_machine(path: Path, fit, meas) -> None:
-    data = dataclasses.asdict(fit.machine)
-    data["calibrated"] = True
-    data["source"] = (f"python -m study calibrate --from {meas.path}: least-squares fit of {len(HOST_PRIORS)} "
-                      f"costs to measured cells of host {meas.host} (kernel {meas.manifest['host']['kernel_release']})")
-    for key, value in data["costs"].items():
-        if isinstance(value, dict):
-            data["costs"][key] = {k: int(round(v)) for k, v in value.items()}
-        else:
-            data["costs"][key] = int(round(value))
+    source = (f"python -m study calibrate --from {meas.path}: least-squares fit of {len(HOST_PRIORS)} "
+              f"costs to measured cells of host {meas.host} (kernel {meas.manifest['host']['kernel_release']})")
     header = (f"# {fit.machine.name}: fitted by `python -m study calibrate --from {meas.path}`.\n"
               f"# Host facts recorded but not used by the model: {', '.join(unmodelled(meas.facts()))}.\n")
-    atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False))
+    atomic_write_text(path, machine_yaml(fit.machine, source, header))

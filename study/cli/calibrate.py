@@ -11,21 +11,17 @@ measurement instead (study/cli/_calibrate_host.py).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
-import yaml
 
-from study.calibration.fit import fit, identifiability
-from study.calibration.priors import PRIORS, SCALE
 from study.cli import command, config_error
 from study.cli.common import Parser, check_replicates_rounds, parse
-from study.config import compose, validate, config_dir
-from study.config.compose import user_config_dir
+from study.config.paths import config_dir, user_config_dir
 from study.errors import ConfigError
-from study.runner.store import atomic_write_text
 from study.seed import SEED_KERNEL, SEED_MACHINE, SEED_TABLE
+
+# numpy, scipy and Hydra load once the arguments are parsed: ``--help`` answers at once
 
 
 @command(hydra=True)
@@ -51,6 +47,8 @@ def main(argv: list[str]) -> int:
                 raise ConfigError(args.overrides[0], "--from takes no overrides; the measurement's config "
                                                      "(calibrate.train) names the training cells")
             return _calibrate_host.run(args.source, dry_run=args.dry_run)
+        from study.config import compose, validate
+
         overrides = args.overrides or [f"machine={SEED_MACHINE}"]
         settings = validate(compose(overrides))
         machine, limits = settings.machine, settings.limits
@@ -60,6 +58,10 @@ def main(argv: list[str]) -> int:
         check_replicates_rounds(args.replicates, args.rounds, limits)
     except ConfigError as err:
         return config_error(err)
+
+    from study.calibration.fit import fit, identifiability
+    from study.calibration.priors import PRIORS, SCALE
+    from study.runner.store import atomic_write_text
 
     print(f"fitting {len(PRIORS)} event costs of machine {machine.name!r} (kernel {SEED_KERNEL}) to the seed's "
           f"{len(SEED_TABLE)} cells "
@@ -108,23 +110,19 @@ def print_identifiability(ident) -> None:
 
 def write_preset(path: Path, machine, args, template: Path | None = None) -> None:
     """Rewrite the machine's preset with the fitted costs, atomically."""
-    data = dataclasses.asdict(machine)
-    data["calibrated"] = True
-    data["source"] = (f"python -m study calibrate: least-squares fit to the seed's table on kernel {SEED_KERNEL} "
-                      f"({args.replicates} replicates x {args.rounds} rounds per cell)")
-    for key, value in data["costs"].items():
-        if isinstance(value, dict):
-            data["costs"][key] = {k: int(round(v)) for k, v in value.items()}
-        else:
-            data["costs"][key] = int(round(value))
+    from study.config.presets import machine_yaml
+    from study.runner.store import atomic_write_text
+
+    source = (f"python -m study calibrate: least-squares fit to the seed's table on kernel {SEED_KERNEL} "
+              f"({args.replicates} replicates x {args.rounds} rounds per cell)")
     header = (f"# {machine.name}: written by `python -m study calibrate`; edit the priors in\n"
               f"# study/calibration/priors.py and re-run rather than editing the costs by hand.\n")
     # keep the preset's own comment block (its hardware facts and their sources)
     kept = []
-    source = path if path.exists() else template
-    if source is not None and source.exists():
-        for line in source.read_text().splitlines()[2:]:
+    previous = path if path.exists() else template
+    if previous is not None and previous.exists():
+        for line in previous.read_text().splitlines()[2:]:
             if not line.startswith("#"):
                 break
             kept.append(line + "\n")
-    atomic_write_text(path, header + "".join(kept) + yaml.safe_dump(data, sort_keys=False))
+    atomic_write_text(path, machine_yaml(machine, source, header + "".join(kept)))

@@ -16,21 +16,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from study.cli import EXIT_OK, config_error, take_config_dir
 from study.cli.common import parse, write_json_atomic
-from study.config import RunConfig, compose
-from study.config.cell import Cell
 from study.errors import ConfigError
-from study.measure import build as bench_build
-from study.measure import run as bench_run
-from study.measure.grid import expand, measure_config
 from study.measure.host import host_facts, loadavg, online_cpus
-from study.measure.machine import UNMODELLED_FACTS, machine_from_host
-from study.policies import STRICT
-from study.runner.grid import GridCell
-from study.runner.tables import FORMAT_VERSION, calls_table, cells_table, replicates_table, write_csv, write_parquet
+
+# numpy, pandas, scipy and Hydra load once the arguments are parsed: ``--help`` answers at once
 
 
 def measure_overrides(overrides: list[str]) -> list[str]:
@@ -42,6 +33,11 @@ def measure_overrides(overrides: list[str]) -> list[str]:
 
 
 def load_config(overrides: list[str]):
+    from omegaconf import OmegaConf
+
+    from study.config import compose
+    from study.measure.grid import measure_config
+
     cfg = compose(measure_overrides(overrides))
     return measure_config(OmegaConf.to_container(cfg.measure, resolve=True))
 
@@ -55,6 +51,10 @@ def main(argv: list[str]) -> int:
                         help="name of this machine in outputs and as machine=NAME (default: the hostname)")
     try:
         args = parse(parser, take_config_dir(argv))
+        from study.measure import build as bench_build
+        from study.measure.grid import expand
+        from study.measure.machine import machine_from_host
+
         config = load_config(args.overrides)
         facts = host_facts()
         if args.host:
@@ -66,6 +66,14 @@ def main(argv: list[str]) -> int:
         return config_error(err)
 
     from tqdm import tqdm
+
+    from study.config import RunConfig
+    from study.config.cell import Cell
+    from study.measure import run as bench_run
+    from study.measure.machine import UNMODELLED_FACTS
+    from study.policies import STRICT
+    from study.runner.grid import GridCell
+    from study.runner.tables import FORMAT_VERSION, calls_table, cells_table, replicates_table, write_csv, write_parquet
 
     start = time.monotonic()
     probe = bench_run.probe(binary)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from study.calibration.seed_table import headline_changes, seed_table
 from study.cli import command, config_error
 from study.cli.common import Parser, check_replicates_rounds, parse, write_json_atomic
-from study.config import compose, validate
-from study.engine.costs import CostTables
 from study.errors import ConfigError
 from study.runner.outdir import check_output_dir
 from study.seed import SEED_KERNEL, SEED_MACHINE
+
+# numpy, scipy and Hydra load once the arguments are parsed: ``--help`` answers at once
 
 EVENT_NAMES = {
     "ipis": "IPI (send + delivery + remote flush_tlb_func + ack, the initiator waits)",
@@ -33,12 +32,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("outputs") / "seed_table.json")
     try:
         args = parse(parser, argv)
+        from study.config import compose, validate
+
         settings = validate(compose(args.overrides or [f"machine={SEED_MACHINE}"]))
         machine, kernel, limits = settings.machine, settings.kernel, settings.limits
         check_output_dir(args.out.parent, "--out")  # before the work
         check_replicates_rounds(args.replicates, args.rounds, limits)
     except ConfigError as err:
         return config_error(err)
+
+    from study.calibration.seed_table import headline_changes, seed_table
+    from study.engine.costs import CostTables
 
     start = time.perf_counter()
     rows = seed_table(machine, replicates=args.replicates, rounds=args.rounds, root_seed=args.seed, kernel=kernel)

@@ -48,7 +48,7 @@ def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path | str | 
     if user is not None:
         check_yaml_tree(user)
     try:
-        return _compose(directory, overrides)
+        cfg = _compose(directory, overrides)
     except yaml.YAMLError as err:
         raise yaml_error(err) from None
     except MissingConfigException as err:
@@ -59,6 +59,27 @@ def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path | str | 
         raise ConfigError(key, f"cannot parse override {err.override!r} ({reason})") from None
     except ConfigCompositionException as err:
         raise _composition_error(err, directory, overrides) from None
+    _check_switch_overrides(cfg, overrides)
+    return cfg
+
+
+def _check_switch_overrides(cfg: DictConfig, overrides: list[str]) -> None:
+    """``policy.relaxed_flush_on_upgrade=3``: a schema's bool node reads 3 as true at composition;
+    a switch set on the command line must say true or false (as study.config.validate requires)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    for override in overrides:
+        key, eq, value = override.partition("=")
+        key = key.lstrip("+~")
+        if not eq or "." not in key or "${" in value:
+            continue
+        try:
+            node = OmegaConf.select(cfg, key, throw_on_missing=False, throw_on_resolution_failure=False)
+        except OmegaConfBaseException:
+            continue
+        if isinstance(node, bool) and value.strip().strip("'\"").lower() not in ("true", "false"):
+            raise ConfigError(key, f"must be true or false, got {value!r}")
 
 
 class _DuplicateKeyLoader(yaml.SafeLoader):
@@ -179,6 +200,10 @@ def _compose(directory: Path, overrides: list[str]) -> DictConfig:
     from hydra._internal.hydra import Hydra
     from hydra._internal.utils import create_automatic_config_search_path
 
+    from study.config.schema import register
+
+    register()  # the group schemas the yaml files' defaults lists name (machine_schema, ...)
+
     search_path = create_automatic_config_search_path(None, None, str(directory))
     user = _user_dir_for_search()
     if user is not None:
@@ -196,7 +221,10 @@ def _missing_option(err: MissingConfigException) -> ConfigError:
     group, _, option = missing.rpartition("/")
     if not group:
         return ConfigError(missing or "config", f"no such config file; {err}")
-    allowed = ", ".join(err.options) if err.options else "none"
+    from study.config.schema import SCHEMA_SUFFIX
+
+    options = [o for o in (err.options or []) if not o.endswith(SCHEMA_SUFFIX)]  # schemas are no choice
+    allowed = ", ".join(options) if options else "none"
     return ConfigError(group.replace("/", "."), f"unknown option {option!r}; allowed: {allowed}")
 
 
@@ -213,7 +241,7 @@ def _composition_error(err: ConfigCompositionException, directory: Path, overrid
     if "not in struct" in text or isinstance(cause, AttributeError):
         return ConfigError(key, f"unknown key; allowed: {_siblings(key, directory, overrides)}")
     if isinstance(cause, OmegaConfBaseException):
-        return ConfigError(key, text.splitlines()[0])
+        return ConfigError(key, type_message(text.splitlines()[0]))
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     if lines and lines[0].startswith("Ambiguous value"):
         # Hydra's own hints, on the one line; its third ("add --multirun") is this CLI's -m
@@ -223,6 +251,17 @@ def _composition_error(err: ConfigCompositionException, directory: Path, overrid
                            "use `python -m study sweep -m ...` (a sub-grid)") for h in lines[1:]]
         return ConfigError(key, " ".join([lines[0] + ":", *hints]))
     return ConfigError(key, lines[0] if lines else "cannot compose")
+
+
+_CONVERT = re.compile(r"Value '(.*)' of type '\w+' could not be converted to (Integer|Float|Boolean|String)")
+_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "String": "a string"}
+
+
+def type_message(text: str) -> str:
+    """OmegaConf's "Value 'x' of type 'str' could not be converted to Integer" as "must be an
+    integer, got 'x'" (the words every builder uses)."""
+    match = _CONVERT.search(text)
+    return f"must be {_WORDS[match.group(2)]}, got {match.group(1)!r}" if match else text
 
 
 def _siblings(key: str, directory: Path, overrides: list[str]) -> str:

@@ -1,19 +1,33 @@
-"""Structured-config schemas of the nodes the config layer owns: ``run``, ``ray``, ``sweep``, ``limits``.
+"""Structured-config schemas of every node: ``run``, ``ray``, ``sweep``, ``limits`` and the groups
+``machine`` (with ``costs`` and its per-distance-class costs), ``kernel``, ``policy`` and ``workload``
+(one schema per workload kind: a tagged union on ``name``).
 
-``machine``, ``kernel``, ``workload`` and ``policy`` stay ``Any`` here: their rules live with
-their dataclasses (Machine.from_dict, Kernel.from_dict, workload_from_dict, Policy.from_dict)
-and are not repeated.
-Every value is MISSING so that study/conf/config.yaml stays the one place defaults are written.
-Merging a composed config into ``StudyConfig`` rejects unknown keys, wrong types and absent
-values; value ranges are checked afterwards by ``study.config.validate``.
+``run``/``ray``/``sweep``/``limits``: every value is MISSING so that study/conf/config.yaml stays
+the one place their defaults are written.  The group schemas mirror the engine's frozen
+dataclasses (Machine, Costs, ByDistance, Kernel, Policy, MprotectToggle, UffdWp, MadvFree):
+same fields, types and defaults, generated here so the engine stays free of OmegaConf and the
+two can never disagree.  They are registered in Hydra's ConfigStore (``register()``) as
+``machine/machine_schema``, ``kernel/kernel_schema``, ``policy/policy_schema`` and
+``workload/<kind>_schema``, and the group yaml files start from them through their defaults
+list; ``study.config.validate`` merges every group into its schema again whatever the yaml's
+defaults list (a user preset may have none).  Merging rejects unknown keys and wrong types,
+naming the key; value ranges and cross-field rules stay with the engine's builders
+(Machine.from_dict, Kernel.from_dict, workload_from_dict, Policy.from_dict).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
+
+from study.engine.kernel import Kernel
+from study.engine.machine import ByDistance, Costs, Machine
+from study.policies import Policy
+from study.workloads.spec import WORKLOADS
 
 
 @dataclass
@@ -95,3 +109,77 @@ class StudyConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     # only `python -m study sweep` needs one; `run` may compose with `~sweep`
     sweep: Optional[SweepConfig] = None
+
+
+# --------------------------------------------------------------------------- group schemas
+
+_MIRRORS: dict[type, type] = {}
+
+
+def _schema_instance(value: Any) -> Any:
+    """An engine dataclass instance as an instance of its schema (nested ones too)."""
+    schema = mirror(type(value))
+    return schema(**{f.name: _schema_instance(v) if dataclasses.is_dataclass(v := getattr(value, f.name)) else v
+                     for f in dataclasses.fields(value)})
+
+
+def mirror(cls: type, name: str | None = None) -> type:
+    """The schema of engine dataclass ``cls``: a plain (not frozen) dataclass with the same fields,
+    types and defaults; a nested dataclass field gets the nested dataclass's schema."""
+    if cls in _MIRRORS:
+        return _MIRRORS[cls]
+    hints = typing.get_type_hints(cls)
+    prototype = cls()
+    fields = []
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            default = getattr(prototype, f.name)
+            fields.append((f.name, mirror(kind), field(default_factory=lambda d=default: _schema_instance(d))))
+        else:
+            fields.append((f.name, kind, field(default=getattr(prototype, f.name))))
+    name = name or f"{cls.__name__}Schema"
+    schema = dataclasses.make_dataclass(name, fields, namespace={"__doc__": f"Schema of {cls.__module__}.{cls.__qualname__}."})
+    schema.__module__ = __name__
+    _MIRRORS[cls] = schema
+    return schema
+
+
+ByDistanceSchema = mirror(ByDistance)
+CostsSchema = mirror(Costs)
+MachineSchema = mirror(Machine)
+KernelSchema = mirror(Kernel)
+PolicySchema = mirror(Policy)
+# the tagged union: the schema of a workload is chosen by its ``name``
+WORKLOAD_SCHEMAS: dict[str, type] = {name: mirror(cls) for name, cls in WORKLOADS.items()}
+MprotectToggleSchema = WORKLOAD_SCHEMAS["mprotect_toggle"]
+UffdWpSchema = WORKLOAD_SCHEMAS["uffd_wp"]
+MadvFreeSchema = WORKLOAD_SCHEMAS["madv_free"]
+
+# Hydra ConfigStore entries: (group, name) -> schema.  A group file names its schema first in
+# its defaults list (``defaults: [machine_schema, _self_]``).
+SCHEMA_SUFFIX = "_schema"
+CONFIG_STORE: dict[tuple[str, str], type] = {
+    ("machine", "machine" + SCHEMA_SUFFIX): MachineSchema,
+    ("kernel", "kernel" + SCHEMA_SUFFIX): KernelSchema,
+    ("policy", "policy" + SCHEMA_SUFFIX): PolicySchema,
+    **{("workload", name + SCHEMA_SUFFIX): schema for name, schema in WORKLOAD_SCHEMAS.items()},
+}
+
+
+def register() -> None:
+    """Store the group schemas in Hydra's ConfigStore (called before each composition; Hydra is
+    imported here, never when the CLI starts)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for (group, name), schema in CONFIG_STORE.items():
+        store.store(group=group, name=name, node=schema)
+
+
+def group_schema(group: str, data: Any) -> type:
+    """The schema of one group's node (a workload's by its ``name``)."""
+    if group == "workload":
+        name = data.get("name", "mprotect_toggle") if isinstance(data, dict) else None
+        return WORKLOAD_SCHEMAS.get(name) if isinstance(name, str) else None
+    return {"machine": MachineSchema, "kernel": KernelSchema, "policy": PolicySchema}[group]

@@ -1,23 +1,29 @@
 """Turn a composed config into typed, checked objects, or one ConfigError naming the key.
 
-Types and unknown keys of ``run``/``ray``/``sweep`` come from the schemas (OmegaConf merge);
-ranges are checked here.  ``machine``, ``kernel``, ``workload`` and ``policy`` go to their own
-builders.
+One path for every node: types and unknown keys come from the schemas of study/config/schema.py
+(an OmegaConf merge: ``run``/``ray``/``limits``/``sweep`` into StudyConfig, each group into its
+own schema, a workload's chosen by its ``name``); ranges are checked here (run, ray, limits,
+sweep) or by the groups' builders (Machine.from_dict, workload_from_dict, ...), which only
+check ranges and cross-field rules and build.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
 import math
 import os
+import typing
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from study.config.cell import Cell
-from study.config.schema import LimitsConfig, RayConfig, RunConfig, StudyConfig, SweepConfig
+from study.config.compose import type_message
+from study.config.schema import LimitsConfig, RayConfig, RunConfig, StudyConfig, SweepConfig, group_schema
 from study.engine.costs import slot_count
 from study.engine.kernel import Kernel
 from study.engine.machine import Machine
@@ -25,7 +31,7 @@ from study.errors import ConfigError
 from study.policies import Policy
 from study.workloads.spec import workload_from_dict
 
-# Groups whose option names a yaml file and whose fields are checked by the from_dict builders.
+# Groups whose option names a yaml file; each has a schema (study/config/schema.py) and a builder.
 GROUPS = ("machine", "kernel", "workload", "policy")
 
 
@@ -65,58 +71,149 @@ def build_cell(cfg: DictConfig | dict) -> Cell:
 
 
 def structured(cfg: DictConfig | dict) -> StudyConfig:
-    """Merge ``cfg`` into the schema: unknown keys, wrong types and absent values fail here."""
+    """Merge ``cfg`` into the schemas: unknown keys, wrong types and absent values fail here.
+
+    Interpolations are resolved first, everywhere alike: ``${oc.env:N}`` giving ``"4"`` is then
+    read by the schema of its key (an int field takes ``4``, refuses ``"many"``), whether the
+    key is ``run.rounds`` or ``workload.threads``.  The groups (machine, kernel, workload,
+    policy) come back as plain data merged into their schemas, ready for ``build_parts``.
+    """
     _check_grid_shape(cfg)
-    cfg = _decode_interpolations(cfg)
+    data = _resolved(cfg)
+    if not isinstance(data, dict):
+        raise ConfigError("config", f"must be a mapping, got {type(data).__name__}")
+    for node, schema in (("run", RunConfig), ("ray", RayConfig), ("limits", LimitsConfig)):
+        if isinstance(data.get(node), dict):
+            strict_bools(schema, data[node], node)
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(StudyConfig), cfg)
-        return OmegaConf.to_object(merged)
+        # the groups are ``Any`` in StudyConfig: merged as they are here, checked below
+        merged = OmegaConf.merge(OmegaConf.structured(StudyConfig), data)
+        typed = OmegaConf.to_object(merged)
     except ConfigKeyError as err:
         key = err.full_key or str(err.key)
         raise ConfigError(key, f"unknown key; allowed: {_allowed_at(key)}") from None
     except MissingMandatoryValue as err:
         raise ConfigError(err.full_key or "config", "missing; every key of study/conf/config.yaml must have a value") from None
     except OmegaConfBaseException as err:
-        raise ConfigError(err.full_key or "config", str(err).splitlines()[0]) from None
-
-
-def _decode_interpolations(cfg: DictConfig | dict) -> DictConfig | dict:
-    """``workload.threads=${oc.env:THREADS}`` as ``workload.threads=4``: an interpolation that
-    resolves to text is read as a command-line value would be (``4`` an int, ``true`` a bool).
-
-    The typed nodes (run, ray, limits) get this from their schema's conversion; the groups
-    built by their own dataclass builders (machine, kernel, workload, policy) get it here, so
-    an interpolation means the same everywhere.
-    """
-    if not isinstance(cfg, DictConfig):
-        return cfg
-    cfg = cfg.copy()
-
-    def walk(node: DictConfig, where: str) -> None:
-        for key in list(node.keys()):
-            full = f"{where}.{key}"
-            if OmegaConf.is_interpolation(node, key):
-                try:
-                    value = node[key]
-                except OmegaConfBaseException as err:
-                    raise ConfigError(full, f"cannot resolve {OmegaConf.to_container(node)[key]!r} "
-                                            f"({str(err).splitlines()[0]})") from None
-                if isinstance(value, str):
-                    try:
-                        value = yaml.safe_load(value) if value.strip() else value
-                    except yaml.YAMLError:
-                        pass
-                with open_dict(node):
-                    node[key] = value
-            else:
-                child = node._get_node(key)
-                if isinstance(child, DictConfig):
-                    walk(child, full)
-
+        raise ConfigError(err.full_key or "config", type_message(str(err).splitlines()[0])) from None
     for group in GROUPS:
-        if isinstance(cfg.get(group), DictConfig):
-            walk(cfg[group], group)
-    return cfg
+        setattr(typed, group, group_data(group, data[group]))
+    return typed
+
+
+def _resolved(cfg: DictConfig | dict) -> Any:
+    """``cfg`` as plain data with every interpolation resolved; one that cannot be names its key."""
+    if not isinstance(cfg, (DictConfig, ListConfig)):
+        return cfg
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError(err.full_key or "config", f"cannot resolve: {str(err).splitlines()[0]}") from None
+
+
+# (group, canonical JSON of its data) -> the data merged into its schema.  Checking is a pure
+# function of the data, and a sweep checks the same machine or workload for hundreds of cells.
+_CHECKED: dict[tuple[str, str], dict] = {}
+_BASES: dict[type, DictConfig] = {}
+
+
+def group_data(group: str, node: Any, prefix: str | None = None) -> dict:
+    """One group's node merged into its schema, as plain data: an unknown key or a wrong type
+    is a ConfigError naming the key (``machine.costs.invlpg``) and what is allowed."""
+    prefix = prefix or group
+    node = _resolved(node)
+    if not isinstance(node, dict):
+        raise ConfigError(prefix, f"must be a mapping (choose an option: {group}=<name>), got {node!r}")
+    try:
+        key = (group, json.dumps(node, sort_keys=True, default=repr))
+    except (TypeError, ValueError):
+        key = None
+    if key is not None and key in _CHECKED:
+        return copy.deepcopy(_CHECKED[key])
+    schema = group_schema(group, node)
+    if schema is None:
+        from study.workloads.spec import WORKLOADS
+
+        raise ConfigError(f"{prefix}.name", f"unknown workload {node.get('name')!r}; allowed: {', '.join(WORKLOADS)}")
+    strict_bools(schema, node, prefix)
+    if schema not in _BASES:
+        _BASES[schema] = OmegaConf.structured(schema)
+    try:
+        merged = OmegaConf.merge(_BASES[schema], node)
+        data = OmegaConf.to_container(merged, resolve=True)
+    except ConfigKeyError as err:
+        where = err.full_key or str(err.key)
+        raise ConfigError(f"{prefix}.{where}", f"unknown key; allowed: {allowed_keys(schema, where)}") from None
+    except OmegaConfBaseException as err:
+        dotted = err.full_key or _not_a_mapping(schema, node)
+        where = f"{prefix}.{dotted}" if dotted else prefix
+        raise ConfigError(where, _type_message(err, schema, dotted)) from None
+    if key is not None:
+        if len(_CHECKED) > 4096:
+            _CHECKED.clear()
+        _CHECKED[key] = copy.deepcopy(data)
+    return data
+
+
+def strict_bools(schema: type, node: dict, prefix: str) -> None:
+    """A switch is ``true`` or ``false`` (or that text, as an interpolation gives it): OmegaConf
+    would read ``3`` or ``"yes"`` as true, and a typo must not switch a patch on."""
+    hints = typing.get_type_hints(schema)
+    for key, value in node.items():
+        kind = hints.get(key)
+        if kind is bool and not isinstance(value, bool) and not (
+                isinstance(value, str) and value.strip().lower() in ("true", "false")):
+            raise ConfigError(f"{prefix}.{key}", f"must be true or false, got {value!r}")
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            strict_bools(kind, value, f"{prefix}.{key}")
+
+
+def _not_a_mapping(schema: type, node: dict, where: str = "") -> str:
+    """The first key whose schema is a mapping (``costs``, ``costs.ipi_deliver``) but whose value
+    is not: OmegaConf's merge error does not say which."""
+    hints = typing.get_type_hints(schema)
+    for key, value in node.items():
+        kind = hints.get(key)
+        if dataclasses.is_dataclass(kind):
+            dotted = f"{where}{key}"
+            if not isinstance(value, dict):
+                return dotted
+            inner = _not_a_mapping(kind, value, dotted + ".")
+            if inner:
+                return inner
+    return ""
+
+
+def allowed_keys(schema: type, dotted: str) -> str:
+    """The keys of the (nested) schema that holds ``dotted``."""
+    *parents, _ = dotted.split(".")
+    for part in parents:
+        hints = typing.get_type_hints(schema)
+        if part not in hints or not dataclasses.is_dataclass(hints[part]):
+            break
+        schema = hints[part]
+    return ", ".join(f.name for f in dataclasses.fields(schema))
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _type_message(err: OmegaConfBaseException, schema: type, dotted: str | None) -> str:
+    """OmegaConf's complaint, said as the expected type when the key's type is known."""
+    text = str(err).splitlines()[0]
+    kind = None
+    if dotted:
+        node_schema = schema
+        for part in dotted.split("."):
+            hints = typing.get_type_hints(node_schema) if dataclasses.is_dataclass(node_schema) else {}
+            kind = hints.get(part)
+            node_schema = kind
+    if kind in _TYPE_WORDS:
+        value = getattr(err, "value", None)
+        return f"must be {_TYPE_WORDS[kind]}, got {value!r}" if value is not None else f"must be {_TYPE_WORDS[kind]} ({text})"
+    if dataclasses.is_dataclass(kind):
+        return f"must be a mapping of {', '.join(f.name for f in dataclasses.fields(kind))}"
+    return text
 
 
 def _check_grid_shape(cfg: DictConfig | dict) -> None:
@@ -317,17 +414,10 @@ def check_bounds(machine, workload, run: RunConfig, limits: LimitsConfig | None,
 
 
 def build_parts(machine: Any, workload: Any, policy: Any, kernel: Any) -> tuple[Machine, Any, Policy, Kernel]:
-    """Machine, workload, policy and kernel through their own builders (which raise ConfigError)."""
-    machine_obj = Machine.from_dict(_plain(machine, "machine"), prefix="machine")
-    workload_obj = workload_from_dict(_plain(workload, "workload"), machine_obj, prefix="workload")
-    policy_obj = Policy.from_dict(_plain(policy, "policy"), prefix="policy")
-    kernel_obj = Kernel.from_dict(_plain(kernel, "kernel"), prefix="kernel")
+    """Machine, workload, policy and kernel: each merged into its schema (keys and types), then
+    built by its own builder (ranges and cross-field rules); either raises ConfigError."""
+    machine_obj = Machine.from_dict(group_data("machine", machine), prefix="machine")
+    workload_obj = workload_from_dict(group_data("workload", workload), machine_obj, prefix="workload")
+    policy_obj = Policy.from_dict(group_data("policy", policy), prefix="policy")
+    kernel_obj = Kernel.from_dict(group_data("kernel", kernel), prefix="kernel")
     return machine_obj, workload_obj, policy_obj, kernel_obj
-
-
-def _plain(node: Any, key: str) -> dict:
-    if isinstance(node, DictConfig):
-        node = OmegaConf.to_container(node, resolve=True)
-    if not isinstance(node, dict):
-        raise ConfigError(key, f"must be a mapping (choose an option: {key}=<name>), got {node!r}")
-    return node
