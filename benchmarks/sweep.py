@@ -48,8 +48,9 @@ def measure(sweep: str, cpus: int, extra: list[str]) -> dict:
         if proc.returncode != 0:
             sys.exit(f"sweep failed ({proc.returncode}):\n{stderr[-3000:]}")
         manifest = json.loads((out / "sweep" / sweep / "manifest.json").read_text())
-        return {"cpus": cpus, "wall_s": wall, "compute_s": manifest["timings"]["compute_s"],
-                "cells": len(manifest["cells"]), "computed": manifest["cells_computed"], "peak_rss": peak,
+        info = json.loads((out / "sweep" / sweep / "run_info.json").read_text())   # timings live here
+        return {"cpus": cpus, "wall_s": wall, "compute_s": info["timings"]["compute_s"],
+                "cells": len(manifest["cells"]), "computed": info["cells_computed"], "peak_rss": peak,
                 "peak_pss": peak_pss,
                 "load": (load_before, os.getloadavg())}
     finally:

@@ -18,7 +18,6 @@ import hashlib
 import json
 import sys
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 
 from study.config.cell import Cell
 from study.engine.machine import Machine
-from study.runner.store import atomic_write, code_fingerprint
+from study.runner.store import NpzStore, code_fingerprint
 from study.workloads.result import CellResult
 
 # what is kept per member (means over replicates; the replicate values of the main metric)
@@ -82,38 +81,21 @@ def _task(cell: Cell, members: list[Machine], run: EnsembleRun):
     return cell.cell_id, arrays, time.perf_counter() - start
 
 
-class MemberStore:
-    """Cached member results of one ensemble run directory, keyed by cell_id."""
-
-    def __init__(self, directory: Path, key: str):
-        self.directory = Path(directory)
-        self.key = key
-
-    def path(self, cell_id: str) -> Path:
-        return self.directory / f"{cell_id}.npz"
+class MemberStore(NpzStore):
+    """Cached member results of one ensemble run directory, keyed by cell_id, tagged with the
+    run's key (code, members, settings): [members, replicates] arrays per kept metric."""
 
     def save(self, cell_id: str, arrays: dict[str, np.ndarray]) -> None:
-        payload = {f"metric.{k}": v for k, v in arrays.items()}
-        payload["meta"] = np.array(json.dumps({"cell_id": cell_id, "key": self.key}))
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as f:
-                np.savez(f, **payload)
-
-        atomic_write(self.path(cell_id), write)
+        self.write_arrays(cell_id, {f"metric.{k}": v for k, v in arrays.items()})
 
     def load(self, cell_id: str) -> dict[str, np.ndarray] | None:
-        path = self.path(cell_id)
-        if not path.is_file():
+        found = self.read_arrays(cell_id)
+        if found is None:
             return None
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                if meta.get("cell_id") != cell_id or meta.get("key") != self.key:
-                    return None
-                return {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("metric.")}
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        _, arrays = found
+        if not all(k.startswith("metric.") for k in arrays):
             return None
+        return {k.split(".", 1)[1]: v for k, v in arrays.items()}
 
 
 def run_key(members_digest: str, run: EnsembleRun) -> str:

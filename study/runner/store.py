@@ -65,78 +65,103 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-class CellStore:
-    """Finished cells of one sweep directory, keyed by cell_id."""
+class NpzStore:
+    """One .npz per cell under ``directory``, written atomically and tagged: a file is read back
+    only if it names the cell, carries this store's ``tag`` (the code fingerprint, or a run's
+    key) and its arrays match the shapes and checksum it records.  Anything else -- absent,
+    torn, altered, foreign or from other code -- reads as None: recomputed, never trusted,
+    never fatal."""
 
-    def __init__(self, directory: Path, fingerprint: str):
+    def __init__(self, directory: Path, tag: str):
         self.directory = Path(directory)
-        self.fingerprint = fingerprint
+        self.tag = tag
 
     def path(self, cell_id: str) -> Path:
         return self.directory / f"{cell_id}.npz"
 
-    def save(self, cell_id: str, result: CellResult) -> None:
-        arrays = {f"metric.{k}": np.asarray(v) for k, v in result.metrics.items()}
-        arrays |= {f"counter.{k}": np.asarray(v) for k, v in result.counters.items()}
-        arrays |= {f"sample.{k}": np.asarray(v) for k, v in result.samples.items()}
-        meta = {"cell_id": cell_id, "code": self.fingerprint,
-                "replicates": int(result.replicates), "rounds": int(result.rounds),
+    def write_arrays(self, cell_id: str, arrays: dict[str, np.ndarray], **meta) -> None:
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        head = {"cell_id": cell_id, "code": self.tag, **meta,
                 "shapes": {k: list(v.shape) for k, v in sorted(arrays.items())},
                 "sha256": arrays_digest(arrays)}
-        arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
+        payload = {**arrays, "meta": np.array(json.dumps(head, sort_keys=True))}
 
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
+                np.savez(f, **payload)
 
         path = self.path(cell_id)
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)  # something foreign sits where the cell goes: the cell wins
         atomic_write(path, write)
 
-    def load(self, cell_id: str, replicates: tuple[int, int] | None = None) -> CellResult | None:
-        """The cached result, or None when absent, unreadable, altered or from other code.
-
-        The file must name this cell and this code, hold arrays of the shapes its metadata
-        records (one value per replicate for metrics and counters), match the checksum of
-        its arrays, and, when ``replicates`` = (low, high) is given, have that many
-        replicates.  Anything else is recomputed: never trusted, never fatal.
-        """
+    def read_arrays(self, cell_id: str) -> tuple[dict, dict[str, np.ndarray]] | None:
+        """(metadata, arrays) of the cell's file, or None unless it is this store's and intact."""
         path = self.path(cell_id)
         if not path.is_file():
             return None
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
-                if not isinstance(meta, dict) or meta.get("cell_id") != cell_id or meta.get("code") != self.fingerprint:
-                    return None
-                n, rounds = meta["replicates"], meta["rounds"]
-                if not (type(n) is int and type(rounds) is int and n >= 1 and rounds >= 1):
-                    return None
-                if replicates is not None and not replicates[0] <= n <= replicates[1]:
+                if not isinstance(meta, dict) or meta.get("cell_id") != cell_id or meta.get("code") != self.tag:
                     return None
                 arrays = {key: data[key] for key in data.files if key != "meta"}
             shapes = meta["shapes"]
             if sorted(arrays) != sorted(shapes) or meta["sha256"] != arrays_digest(arrays):
                 return None
-            parts: dict[str, dict[str, np.ndarray]] = {"metric": {}, "counter": {}, "sample": {}}
-            for key, array in arrays.items():
-                kind, _, name = key.partition(".")
-                if kind not in parts or list(array.shape) != shapes[key]:
-                    return None
-                if kind in ("metric", "counter") and array.shape != (n,):
-                    return None
-                if kind == "sample" and (array.ndim != 1 or name not in LABELS):
-                    return None
-                if kind == "counter" and name not in COUNTERS:
-                    return None
-                if kind == "metric" and name not in KNOWN_METRICS:
-                    return None
-                if array.dtype.kind not in "biuf":  # numbers only, never objects
-                    return None
-                parts[kind][name] = array
+            if any(list(array.shape) != shapes[key] or array.dtype.kind not in "biuf"   # numbers only
+                   for key, array in arrays.items()):
+                return None
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, AttributeError):
             return None  # a torn or foreign file is recomputed, never trusted
+        return meta, arrays
+
+
+class CellStore(NpzStore):
+    """Finished cells of one sweep directory, keyed by cell_id, tagged with the code fingerprint."""
+
+    def __init__(self, directory: Path, fingerprint: str):
+        super().__init__(directory, fingerprint)
+        self.fingerprint = fingerprint
+
+    def save(self, cell_id: str, result: CellResult) -> None:
+        arrays = {f"metric.{k}": v for k, v in result.metrics.items()}
+        arrays |= {f"counter.{k}": v for k, v in result.counters.items()}
+        arrays |= {f"sample.{k}": v for k, v in result.samples.items()}
+        self.write_arrays(cell_id, arrays, replicates=int(result.replicates), rounds=int(result.rounds))
+
+    def load(self, cell_id: str, replicates: tuple[int, int] | None = None) -> CellResult | None:
+        """The cached result, or None when absent, unreadable, altered or from other code.
+
+        Beyond NpzStore's checks: one value per replicate for metrics and counters, known
+        names only, and, when ``replicates`` = (low, high) is given, that many replicates.
+        """
+        found = self.read_arrays(cell_id)
+        if found is None:
+            return None
+        meta, arrays = found
+        try:
+            n, rounds = meta["replicates"], meta["rounds"]
+        except KeyError:
+            return None
+        if not (type(n) is int and type(rounds) is int and n >= 1 and rounds >= 1):
+            return None
+        if replicates is not None and not replicates[0] <= n <= replicates[1]:
+            return None
+        parts: dict[str, dict[str, np.ndarray]] = {"metric": {}, "counter": {}, "sample": {}}
+        for key, array in arrays.items():
+            kind, _, name = key.partition(".")
+            if kind not in parts:
+                return None
+            if kind in ("metric", "counter") and array.shape != (n,):
+                return None
+            if kind == "sample" and (array.ndim != 1 or name not in LABELS):
+                return None
+            if kind == "counter" and name not in COUNTERS:
+                return None
+            if kind == "metric" and name not in KNOWN_METRICS:
+                return None
+            parts[kind][name] = array
         return CellResult(replicates=n, rounds=rounds,
                           metrics=parts["metric"], counters=parts["counter"], samples=parts["sample"])
 
