@@ -9,6 +9,7 @@ to the cycle; a table lookup is also far cheaper than drawing a lognormal per ev
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 from functools import lru_cache
 from statistics import NormalDist
@@ -110,6 +111,17 @@ LANE_FREE_FIELDS = ("name", "calibrated", "source", "costs")
 _DIST_FIELDS = ("tlb_gen_xfer", "remote_line")
 
 
+def _cycles(values) -> bool:
+    """Every value a number of cycles an event can cost: finite, >= 0 and < 2**40 (plain Python:
+    this runs once per cost set, and an ensemble builds dozens)."""
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            return False
+        if not (math.isfinite(v) and 0 <= v < 2.0 ** 40):
+            return False
+    return True
+
+
 class CostTables:
     """The machine's costs as float arrays the engines index directly.
 
@@ -153,8 +165,7 @@ class CostTables:
         # Costs are rounded to int64 cycles: a base cost that is not finite, or so large that a
         # jittered draw loses integer precision in float64, would become garbage silently.
         for name, value in vars(c).items():
-            base = np.asarray(value.table() if hasattr(value, "table") else value, np.float64)
-            if not (np.all(np.isfinite(base)) and np.all(base >= 0) and np.all(base < 2.0 ** 40)):
+            if not _cycles(value.table().tolist() if hasattr(value, "table") else [value]):
                 raise ConfigError(f"machine.costs.{name}", f"must be finite cycles in [0, 2**40), got {value!r}")
         self.F = jitter_table(machine.jitter_sigma)
         self.F_ipi = jitter_table(machine.ipi_jitter_sigma)
