@@ -109,6 +109,8 @@ class StudyConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     # only `python -m study sweep` needs one; `run` may compose with `~sweep`
     sweep: Optional[SweepConfig] = None
+    # only `python -m study measure` composes one (+measure=NAME; study/measure/grid.py checks it)
+    measure: Optional[Any] = None
 
 
 # --------------------------------------------------------------------------- group schemas
@@ -167,12 +169,17 @@ CONFIG_STORE: dict[tuple[str, str], type] = {
 }
 
 
-def register() -> None:
-    """Store the group schemas in Hydra's ConfigStore (called before each composition; Hydra is
-    imported here, never when the CLI starts)."""
+ROOT_SCHEMA = "study" + SCHEMA_SUFFIX
+
+
+def register(typed: bool = True) -> None:
+    """Store the schemas in Hydra's ConfigStore (called before each composition; Hydra is
+    imported here, never when the CLI starts).  ``typed=False`` stores the root schema empty
+    (study.config.compose composes so to explain a value the root schema refused)."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
+    store.store(name=ROOT_SCHEMA, node=StudyConfig if typed else {})
     for (group, name), schema in CONFIG_STORE.items():
         store.store(group=group, name=name, node=schema)
 

@@ -96,6 +96,8 @@ def structured(cfg: DictConfig | dict) -> StudyConfig:
         raise ConfigError(err.full_key or "config", "missing; every key of study/conf/config.yaml must have a value") from None
     except OmegaConfBaseException as err:
         raise ConfigError(err.full_key or "config", type_message(str(err).splitlines()[0])) from None
+    if typed.measure is not None:
+        raise ConfigError("measure", "unknown key; only `python -m study measure` reads a measure grid")
     for group in GROUPS:
         setattr(typed, group, group_data(group, data[group]))
     return typed
