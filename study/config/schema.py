@@ -3,7 +3,12 @@
 (one schema per workload kind: a tagged union on ``name``).
 
 ``run``/``ray``/``sweep``/``limits``: every value is MISSING so that study/conf/config.yaml stays
-the one place their defaults are written.  The group schemas mirror the engine's frozen
+the one place their defaults are written.  Their root, StudyConfig, is registered as
+``study_schema`` and is first in config.yaml's defaults list (Hydra's schema for a primary
+config), so composing checks their keys and types.  The sweep group has no schema of its own:
+its files are ``@package _global_`` (they set ``sweep`` and may size ``run``), so the root
+schema's ``sweep`` node types them, whichever file or override sets it, and ``~sweep`` leaves it
+None.  The group schemas mirror the engine's frozen
 dataclasses (Machine, Costs, ByDistance, Kernel, Policy, MprotectToggle, UffdWp, MadvFree):
 same fields, types and defaults, generated here so the engine stays free of OmegaConf and the
 two can never disagree.  They are registered in Hydra's ConfigStore (``register()``) as

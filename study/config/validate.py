@@ -1,8 +1,9 @@
 """Turn a composed config into typed, checked objects, or one ConfigError naming the key.
 
 One path for every node: types and unknown keys come from the schemas of study/config/schema.py
-(an OmegaConf merge: ``run``/``ray``/``limits``/``sweep`` into StudyConfig, each group into its
-own schema, a workload's chosen by its ``name``); ranges are checked here (run, ray, limits,
+(checked while composing through Hydra's ConfigStore, and again here by an OmegaConf merge:
+``run``/``ray``/``limits``/``sweep`` into StudyConfig, each group into its own schema, a
+workload's chosen by its ``name``); ranges are checked here (run, ray, limits,
 sweep) or by the groups' builders (Machine.from_dict, workload_from_dict, ...), which only
 check ranges and cross-field rules and build.
 """
