@@ -202,3 +202,41 @@ def test_the_workload_schema_is_chosen_by_name():
     with pytest.raises(ConfigError) as err:
         validate(compose(["workload.name=uffd_wp"]))  # mprotect_toggle's keys under uffd_wp's name
     assert err.value.key == "workload.remote_access_rate"
+
+
+def test_the_root_config_starts_from_the_registered_root_schema():
+    """Hydra's schema for a primary config: study_schema first, then _self_ before the groups
+    (a sweep file sizes `run`; the command line still wins)."""
+    from study.config.schema import ROOT_SCHEMA, StudyConfig, SweepConfig
+
+    defaults = yaml.safe_load((config_dir() / "config.yaml").read_text())["defaults"]
+    assert defaults[:2] == [ROOT_SCHEMA, "_self_"] and ROOT_SCHEMA == "study_schema"
+    cfg = compose(["sweep=quick"])
+    assert OmegaConf.get_type(cfg) is StudyConfig and OmegaConf.get_type(cfg.run) is RunConfig
+    assert OmegaConf.get_type(cfg.sweep) is SweepConfig and cfg.run.rounds == 200
+    assert compose(["sweep=quick", "run.rounds=7"]).run.rounds == 7
+    assert compose(["~sweep"]).sweep is None and validate(compose(["~sweep"])).sweep is None
+
+
+@pytest.mark.parametrize("text, key", [
+    ("sweep: {name: mine, grids: [{policy: strict}]}\n", "sweep.grids[0].policy"),   # grid shape
+    ("sweep: {name: mine, grids: [{policy: [strict]}], bogus: 1}\n", "sweep.bogus"),  # unknown key
+    ("sweep: {name: mine, grids: [{policy: [strict]}]}\nrun: {rounds: many}\n", "run.rounds"),
+    ("sweep: {name: mine, grids: [{policy: [strict]}]}\nrun: {adaptive: 1}\n", "run.adaptive"),  # a switch
+    ("sweep: {name: mine, grids: [{policy: [strict]}]}\nray: {include_dashboard: 'no'}\n", "ray.include_dashboard"),
+])
+def test_a_user_sweep_file_is_checked_by_the_root_schema(text, key, tmp_path, monkeypatch):
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "mine.yaml").write_text("# @package _global_\n" + text)
+    monkeypatch.setenv("STUDY_CONFIG_DIR", str(tmp_path))
+    with pytest.raises(ConfigError) as err:
+        validate(compose(["sweep=mine"]))
+    assert err.value.key == key
+
+
+def test_a_null_node_set_from_the_command_line():
+    """Overrides into a node the config leaves null (OmegaConf 2.3 fails on typed null nodes)."""
+    assert validate(compose(["ray.runtime_env={pip: [numpy]}"])).ray.runtime_env == {"pip": ["numpy"]}
+    with pytest.raises(ConfigError) as err:
+        compose(["~sweep", "sweep.name=x"])
+    assert err.value.key == "sweep"

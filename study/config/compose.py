@@ -41,14 +41,29 @@ def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path | str | 
     overrides = list(overrides)
     for override in overrides:
         _check_override_duplicates(override)
-    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
-
     check_yaml_tree(directory)
     user = _user_dir_for_search()
     if user is not None:
         check_yaml_tree(user)
+    choices: dict = {}
     try:
-        cfg = _compose(directory, overrides)
+        cfg = _compose_or_explain(directory, overrides, choices=choices)
+    except ConfigError as err:
+        cfg = _untyped(directory, overrides, err, choices)
+    except (AttributeError, AssertionError) as err:  # OmegaConf 2.3 on a null typed node, see _untyped
+        cfg = _untyped(directory, overrides, err, choices)
+    _check_switch_overrides(cfg, overrides)
+    _check_switch_files(choices, directory)
+    return cfg
+
+
+def _compose_or_explain(directory: Path, overrides: list[str], typed: bool = True,
+                        choices: dict | None = None) -> DictConfig:
+    """Hydra's composition; its errors as one ConfigError naming the key."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+    try:
+        return _compose(directory, overrides, typed=typed, choices=choices)
     except yaml.YAMLError as err:
         raise yaml_error(err) from None
     except MissingConfigException as err:
@@ -59,8 +74,53 @@ def compose(overrides: list[str] | tuple[str, ...] = (), conf_dir: Path | str | 
         raise ConfigError(key, f"cannot parse override {err.override!r} ({reason})") from None
     except ConfigCompositionException as err:
         raise _composition_error(err, directory, overrides) from None
-    _check_switch_overrides(cfg, overrides)
+
+
+def _untyped(directory: Path, overrides: list[str], first: Exception, choices: dict) -> DictConfig:
+    """The composition against the root schema failed: compose again without it
+    (``study_schema`` stored empty) and let study.config.validate name the key.
+
+    Hydra reports a value refused by the root schema in a yaml file as "In 'sweep/x':
+    ValidationError raised while composing config" and the grid's shape as OmegaConf's type
+    hint; validating the untyped composition says ``sweep.grids[0].policy: must be a list of
+    values``, as for any other source of the value.  OmegaConf 2.3 also fails on overrides that
+    go through a null typed node (``ray.runtime_env={pip: [numpy]}`` merges into a null
+    ``Dict`` node: AttributeError, omegaconf#1360; ``~sweep sweep.name=x``: AssertionError,
+    omegaconf#1035): the untyped composition, once validated, is the config.
+    """
+    from study.config.validate import structured
+
+    cfg = _compose_or_explain(directory, overrides, typed=False, choices=choices)
+    structured(cfg)  # types and unknown keys of every node, as the root schema would
+    if isinstance(first, ConfigError):
+        raise first  # the schema refused what the validation accepts: keep the schema's word
     return cfg
+
+
+def _check_switch_files(choices: dict, directory: Path) -> None:
+    """A switch (``run.adaptive``, ``ray.include_dashboard``) set in a chosen ``@package _global_``
+    file (a sweep preset) is true or false: the root schema would read ``1`` or ``yes`` as true."""
+    from study.config.schema import SCHEMA_SUFFIX, LimitsConfig, RayConfig, RunConfig
+    from study.config.validate import strict_bools
+
+    user = _user_dir_for_search()
+    for group, option in choices.items():
+        if not isinstance(option, str) or group.startswith("hydra") or option.endswith(SCHEMA_SUFFIX):
+            continue
+        paths = ([user / group / f"{option}.yaml"] if user is not None else []) + [directory / group / f"{option}.yaml"]
+        path = next((p for p in paths if p.is_file()), None)
+        if path is None:
+            continue
+        text = path.read_text(encoding="utf-8")
+        if "@package _global_" not in "".join(text.splitlines(True)[:3]):
+            continue
+        data = yaml.safe_load(text)
+        for node, schema in (("run", RunConfig), ("ray", RayConfig), ("limits", LimitsConfig)):
+            if isinstance(data, dict) and isinstance(data.get(node), dict):
+                try:
+                    strict_bools(schema, data[node], node)
+                except ConfigError as err:
+                    raise ConfigError(err.key, f"{err.allowed} (in {path})") from None
 
 
 def _check_switch_overrides(cfg: DictConfig, overrides: list[str]) -> None:
@@ -187,7 +247,9 @@ def yaml_error(err: yaml.YAMLError, path: Path | None = None) -> ConfigError:
     return ConfigError(name, f"{where}malformed YAML: {problem}")
 
 
-def _compose(directory: Path, overrides: list[str]) -> DictConfig:
+def _compose(directory: Path, overrides: list[str], typed: bool = True, choices: dict | None = None) -> DictConfig:
+    """Hydra's composition (``typed``: against the root schema); ``choices`` gets the option chosen
+    in each group."""
     from hydra import compose as hydra_compose
     from hydra.core.global_hydra import GlobalHydra
 
@@ -202,7 +264,7 @@ def _compose(directory: Path, overrides: list[str]) -> DictConfig:
 
     from study.config.schema import register
 
-    register()  # the group schemas the yaml files' defaults lists name (machine_schema, ...)
+    register(typed)  # the schemas the defaults lists name (study_schema, machine_schema, ...)
 
     search_path = create_automatic_config_search_path(None, None, str(directory))
     user = _user_dir_for_search()
@@ -210,9 +272,16 @@ def _compose(directory: Path, overrides: list[str]) -> DictConfig:
         search_path.prepend("study-user", f"file://{user}")
     Hydra.create_main_hydra2(task_name="study", config_search_path=search_path)
     try:
-        return hydra_compose(config_name=CONFIG_NAME, overrides=overrides)
+        cfg = hydra_compose(config_name=CONFIG_NAME, overrides=overrides, return_hydra_config=True)
     finally:
         GlobalHydra.instance().clear()
+    from omegaconf import OmegaConf, open_dict
+
+    if choices is not None:
+        choices.update(OmegaConf.to_container(cfg.hydra.runtime.choices))
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 def _missing_option(err: MissingConfigException) -> ConfigError:

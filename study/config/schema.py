@@ -3,7 +3,12 @@
 (one schema per workload kind: a tagged union on ``name``).
 
 ``run``/``ray``/``sweep``/``limits``: every value is MISSING so that study/conf/config.yaml stays
-the one place their defaults are written.  The group schemas mirror the engine's frozen
+the one place their defaults are written.  Their root, StudyConfig, is registered as
+``study_schema`` and is first in config.yaml's defaults list (Hydra's schema for a primary
+config), so composing checks their keys and types.  The sweep group has no schema of its own:
+its files are ``@package _global_`` (they set ``sweep`` and may size ``run``), so the root
+schema's ``sweep`` node types them, whichever file or override sets it, and ``~sweep`` leaves it
+None.  The group schemas mirror the engine's frozen
 dataclasses (Machine, Costs, ByDistance, Kernel, Policy, MprotectToggle, UffdWp, MadvFree):
 same fields, types and defaults, generated here so the engine stays free of OmegaConf and the
 two can never disagree.  They are registered in Hydra's ConfigStore (``register()``) as
@@ -109,6 +114,8 @@ class StudyConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     # only `python -m study sweep` needs one; `run` may compose with `~sweep`
     sweep: Optional[SweepConfig] = None
+    # only `python -m study measure` composes one (+measure=NAME; study/measure/grid.py checks it)
+    measure: Optional[Any] = None
 
 
 # --------------------------------------------------------------------------- group schemas
@@ -167,12 +174,17 @@ CONFIG_STORE: dict[tuple[str, str], type] = {
 }
 
 
-def register() -> None:
-    """Store the group schemas in Hydra's ConfigStore (called before each composition; Hydra is
-    imported here, never when the CLI starts)."""
+ROOT_SCHEMA = "study" + SCHEMA_SUFFIX
+
+
+def register(typed: bool = True) -> None:
+    """Store the schemas in Hydra's ConfigStore (called before each composition; Hydra is
+    imported here, never when the CLI starts).  ``typed=False`` stores the root schema empty
+    (study.config.compose composes so to explain a value the root schema refused)."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
+    store.store(name=ROOT_SCHEMA, node=StudyConfig if typed else {})
     for (group, name), schema in CONFIG_STORE.items():
         store.store(group=group, name=name, node=schema)
 

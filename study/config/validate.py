@@ -1,8 +1,9 @@
 """Turn a composed config into typed, checked objects, or one ConfigError naming the key.
 
 One path for every node: types and unknown keys come from the schemas of study/config/schema.py
-(an OmegaConf merge: ``run``/``ray``/``limits``/``sweep`` into StudyConfig, each group into its
-own schema, a workload's chosen by its ``name``); ranges are checked here (run, ray, limits,
+(checked while composing through Hydra's ConfigStore, and again here by an OmegaConf merge:
+``run``/``ray``/``limits``/``sweep`` into StudyConfig, each group into its own schema, a
+workload's chosen by its ``name``); ranges are checked here (run, ray, limits,
 sweep) or by the groups' builders (Machine.from_dict, workload_from_dict, ...), which only
 check ranges and cross-field rules and build.
 """
@@ -96,6 +97,8 @@ def structured(cfg: DictConfig | dict) -> StudyConfig:
         raise ConfigError(err.full_key or "config", "missing; every key of study/conf/config.yaml must have a value") from None
     except OmegaConfBaseException as err:
         raise ConfigError(err.full_key or "config", type_message(str(err).splitlines()[0])) from None
+    if typed.measure is not None:
+        raise ConfigError("measure", "unknown key; only `python -m study measure` reads a measure grid")
     for group in GROUPS:
         setattr(typed, group, group_data(group, data[group]))
     return typed
