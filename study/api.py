@@ -91,6 +91,9 @@ def load(directory: str | Path, sweep: str | None = None) -> Results:
     knobs = [c for c in cells.columns if c.startswith(("workload.", "policy.")) and c not in settings]
     joined = cells[["cell_id", *[c for c in settings if c != "pair_id"], *knobs]]
     replicates = data.replicates.drop(columns=[c for c in ("policy", "pair_id") if c in data.replicates.columns])
+    for column in ("cell_id", "metric"):   # stored dictionary-encoded; plain text for users
+        if isinstance(replicates[column].dtype, pd.CategoricalDtype):
+            replicates[column] = replicates[column].astype("string")
     replicates = replicates.merge(cells[["cell_id", "pair_id"]], on="cell_id").merge(joined, on="cell_id")
     replicates = _units(replicates)
     replicates.attrs["units"]["value"] = "see the metric's unit: study.api.unit(metric)"

@@ -16,7 +16,7 @@ class Arms:
     def __init__(self, replicates: pd.DataFrame, cells: pd.DataFrame):
         reps = replicates[["cell_id", "metric", "replicate", "value"]]
         self._values = {key: group.sort_values("replicate", kind="stable").set_index("replicate")["value"]
-                        for key, group in reps.groupby(["metric", "cell_id"], sort=True)}
+                        for key, group in reps.groupby(["metric", "cell_id"], sort=True, observed=True)}
         # (pair, role) -> cell_id; the first cell wins if a sweep repeats a role in a pair
         self._cell = {}
         for pair, role, cell in zip(cells["pair_id"], cells["role"], cells["cell_id"]):

@@ -66,13 +66,13 @@ def load_sweep(out: Path, name: str) -> Sweep:
     if not reps_path.exists():
         raise ConfigError("sweep", f"{reps_path} is missing; the paired comparisons need per-replicate values")
     replicates = read_parquet(reps_path)
-    for column in ("cell_id", "pair_id", "policy", "metric"):
-        # stored dictionary-encoded (study.runner.tables.replicates_table); read as text
-        if column in replicates.columns and isinstance(replicates[column].dtype, pd.CategoricalDtype):
-            replicates[column] = replicates[column].astype("string")
+    # The text columns are stored dictionary-encoded (study.runner.tables.replicates_table) and
+    # read as pandas categoricals: millions of rows, a few hundred distinct texts.  Readers
+    # group with observed=True; study.api turns them into plain strings for users.
     _require(replicates, schema.REPLICATE_REQUIRED, reps_path)
-    unknown = set(replicates["cell_id"].astype(str)) - set(cells["cell_id"].astype(str))
-    missing = set(cells["cell_id"].astype(str)) - set(replicates["cell_id"].astype(str))
+    in_replicates = {str(c) for c in replicates["cell_id"].unique()}
+    in_cells = set(cells["cell_id"].astype(str))
+    unknown, missing = in_replicates - in_cells, in_cells - in_replicates
     if unknown or missing:
         raise ConfigError("sweep", f"{reps_path} does not belong to {path / 'cells.parquet'} "
                                    f"({len(unknown)} cells not in the cells table, {len(missing)} cells without "
