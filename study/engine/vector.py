@@ -124,10 +124,10 @@ class VectorEngine:
     def _charge(self, acc, mask, base, u, table=None):
         """``acc += cost of base`` where ``mask`` (all [R]; ``base`` a scalar or [R]).
 
-        The same cycles as ``np.where(mask, self._cost(base, u), 0)``, but the jitter table is
-        read only for the replicates the event happens to: each read of the 64 Ki-entry
-        table is a cache miss, the dearest part of an event, and most events (faults,
-        dirty-bit walks, refills, retries) happen to few replicates of a step."""
+        The same cycles as ``np.where(mask, self._cost(base, u), 0)``, but the table lookup and
+        the arithmetic run only for the replicates the event happens to, and not at all when
+        none has it: most events (faults, dirty-bit walks, refills, retries, SIGSEGV) happen
+        to few replicates of a step, or to none."""
         idx = np.flatnonzero(mask)
         if idx.size == 0:
             return
@@ -606,7 +606,7 @@ class VectorEngine:
 
         fault = (W & ~ew) | dwalk_fault
         if fault.any():
-            retry = self._fault(m, at, cpu, fault, pw, pd, py, pget, pset, u, cost, uffd_pending)
+            retry = self._fault(at, cpu, fault, pw, pd, py, pget, pset, u, cost, uffd_pending)
         else:
             # no replicate faults: the PTE changed only by the walk (Accessed) and the dirty-bit walk
             pset(self.pte_dirty, pd)
@@ -621,7 +621,7 @@ class VectorEngine:
         tset(self.tlb_dirty, np.where(m, ed | completed_write, td))
         lat += cost   # every charge above is where m
 
-    def _fault(self, m, at, cpu, fault, pw, pd, py, pget, pset, u, cost, uffd_pending):
+    def _fault(self, at, cpu, fault, pw, pd, py, pget, pset, u, cost, uffd_pending):
         """The page fault of the writes in ``fault`` and how the kernel resolves it: SIGSEGV,
         a uffd-wp event, do_wp_page() -> wp_page_reuse(), or a spurious fault (a stale
         read-only entry) with the RFC's patch 8.  Stores the PTE; returns which writes retry."""
