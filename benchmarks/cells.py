@@ -70,7 +70,8 @@ def ensemble(workload: str, threads: int, n: int, repeat: int, replicates: int |
         scale = {f.name: float(getattr(machine.costs, f.name)) * rng.uniform(0.8, 1.2)
                  for f in dataclasses.fields(machine.costs) if isinstance(getattr(machine.costs, f.name), float)}
         sets.append((RELAXED, dataclasses.replace(machine.costs, **scale)))
-    kw = dict(run_kwargs(run), seed=np.random.SeedSequence(7), kernel=KERNELS["rfc_base"])
+    # as study.runner.ensemble.run_members runs its members: no latency samples kept
+    kw = dict(run_kwargs(run), seed=np.random.SeedSequence(7), kernel=KERNELS["rfc_base"], max_samples=0)
     if replicates:
         kw["replicates"] = replicates
     one = many = float("inf")
@@ -113,7 +114,7 @@ def main():
                       flush=True)
     if a.ensemble:
         for reps in a.ensemble_replicates:
-            for workload, threads in (("mprotect_toggle", 2), ("uffd_wp", 16)):
+            for workload, threads in (("mprotect_toggle", 2), ("uffd_wp", 16), ("uffd_wp", 48)):
                 ensemble(workload, threads, a.ensemble, a.repeat, reps or None)
 
 

@@ -17,7 +17,7 @@ from study.policies import RELAXED, STRICT, SWITCHES, UNSAFE, Policy
 from study.workloads import lazy_cpus, run_workload
 from study.workloads.spec import MadvFree, MprotectToggle, UffdWp
 
-from fuzz import run_random
+from fuzz import random_ops, run_random
 
 SMALL = Machine(name="small", sockets=2, cores_per_socket=2, smt=2)
 
@@ -112,8 +112,10 @@ def test_workloads_agree(workload, policy, kernel, seed, machine):
         np.testing.assert_array_equal(vec.samples[label], ref.samples[label])
 
 
-# Per-replicate policies and costs ("lanes"): each replicate carries its own switches and its
-# own cost set; the vectorized engine must still agree with R independent scalar engines.
+# Per-replicate policies and cost sets: each replicate carries its own switches, and the run
+# carries K cost sets over the same state ([K, R] cycle books); the vectorized engine must
+# agree with K * R independent scalar engines, replicate (k, r) being replicate r's policy and
+# draws priced by cost set k.
 cost_scales = st.lists(st.floats(0.5, 2.0), min_size=6, max_size=6)
 
 
@@ -132,22 +134,32 @@ def scaled_costs(machine: Machine, scales) -> Machine:
 
 @settings(max_examples=40, deadline=None)
 @given(machine=machines, per_policy=st.lists(policies, min_size=5, max_size=5),
-       scales=st.lists(cost_scales, min_size=5, max_size=5), kernel=kernels, threads=st.integers(1, 18),
+       scales=st.lists(cost_scales, min_size=1, max_size=6), kernel=kernels, threads=st.integers(1, 18),
        pages=st.integers(1, 5), placement=st.sampled_from(["smt", "core", "socket"]),
-       seed=st.integers(0, 2**32 - 1), working_set=st.sampled_from([0, 7]))
-def test_per_replicate_policy_and_costs_agree(machine, per_policy, scales, kernel, threads, pages, placement, seed,
-                                              working_set):
+       seed=st.integers(0, 2**32 - 1), working_set=st.sampled_from([0, 7]), on_cpu=st.sampled_from([1.0, 0.6]))
+def test_per_replicate_policy_and_cost_sets_agree(machine, per_policy, scales, kernel, threads, pages, placement,
+                                                  seed, working_set, on_cpu):
     threads = min(threads, machine.n_cpus)
     cpus = placement_cpus(machine, threads, placement)
     lazy = np.random.default_rng(seed).random(threads) < 0.3
     lazy[0] = False
-    R = 5
-    per_machine = [scaled_costs(machine, s) for s in scales]
-    vec = VectorEngine(per_machine, per_policy, cpus, pages, R, working_set=working_set, lazy=lazy, kernel=kernel)
-    ref = ScalarBatch(per_machine, per_policy, cpus, pages, R, working_set=working_set, lazy=lazy, kernel=kernel)
-    outs_v = run_random(vec, np.random.default_rng(seed), 40, lazy=lazy)
-    outs_r = run_random(ref, np.random.default_rng(seed), 40, lazy=lazy)
-    assert_same(vec, ref, outs_v, outs_r)
+    R, K = 5, len(scales)
+    sets = [scaled_costs(machine, s) for s in scales]
+    kw = dict(working_set=working_set, lazy=lazy, kernel=kernel, on_cpu_share=on_cpu)
+    vec = VectorEngine(sets, per_policy, cpus, pages, R, **kw)
+    # replicate k * R + r of the reference: cost set k, replicate r's policy, ops and draws
+    ref = ScalarBatch([m for m in sets for _ in range(R)], per_policy * K, cpus, pages, K * R, **kw)
+    for kind, cpu, lo, n, arg, u in random_ops(np.random.default_rng(seed), R, vec.C, pages, 40, lazy=lazy):
+        lat, flush, pending = vec.step(kind, cpu, lo, n, arg, u)
+        tiled = [np.tile(x, K) for x in (kind, cpu, lo, n, arg)]
+        lat_r, flush_r, pending_r = ref.step(*tiled, np.tile(u, (1, K)))
+        assert lat.shape == (K, R)
+        np.testing.assert_array_equal(lat, lat_r.reshape(K, R))
+        np.testing.assert_array_equal(np.tile(flush, K), flush_r)
+        np.testing.assert_array_equal(np.tile(pending, K), pending_r)
+    for name, values in ref.counters.items():
+        np.testing.assert_array_equal(np.tile(vec.counters[name], K), values, err_msg=name)
+    np.testing.assert_array_equal(vec.stolen, ref.stolen.reshape(K, R))
 
 
 def test_lane_machines_must_share_hardware_facts():

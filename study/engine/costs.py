@@ -95,20 +95,25 @@ def pti_costs(c):
     - a full flush (native_flush_tlb_local()) writes CR3 for the kernel ASID and marks the
       user ASID (invalidate_user_asid()); the user-ASID flush is paid by the CR3 write on the
       CPU's return to user space, which ends the same event (syscall, fault or IPI).
+
+    ``c`` is a Costs, or a namespace of the same fields as arrays over cost sets.
     """
     two = 2 * c.cr3_switch
-    return dataclasses.replace(
-        c, syscall_mprotect=c.syscall_mprotect + two, syscall_uffd_wp=c.syscall_uffd_wp + two,
+    folded = dict(
+        syscall_mprotect=c.syscall_mprotect + two, syscall_uffd_wp=c.syscall_uffd_wp + two,
         syscall_madvise=c.syscall_madvise + two, fault_entry_exit=c.fault_entry_exit + two,
         irq_entry_exit=c.irq_entry_exit + two, invlpg=c.invlpg + c.invpcid,
         flush_full=c.flush_full + c.user_asid_flush)
+    if dataclasses.is_dataclass(c):
+        return dataclasses.replace(c, **folded)
+    return types.SimpleNamespace(**{**vars(c), **folded})
 
 
-# Machine fields that may differ between the replicates of one run (per-replicate costs,
-# "lanes"); everything else is hardware and topology that the lockstep steps share.
+# Machine fields that may differ between the cost sets of one run; everything else is
+# hardware and topology that the lockstep steps share.
 LANE_FREE_FIELDS = ("name", "calibrated", "source", "costs")
-# Per-event base costs of Costs that the engines read as scalars (the rest are ByDistance)
-_DIST_FIELDS = ("tlb_gen_xfer", "remote_line")
+_SHARED_FIELDS = tuple(f.name for f in dataclasses.fields(Machine) if f.name not in LANE_FREE_FIELDS)
+_COST_FIELDS = tuple(f.name for f in dataclasses.fields(Costs))
 
 
 def _cycles(values) -> bool:
@@ -122,51 +127,82 @@ def _cycles(values) -> bool:
     return True
 
 
+def _check_costs(c: Costs) -> None:
+    """Costs are rounded to int64 cycles: a base cost that is not finite, or so large that a
+    jittered draw loses integer precision in float64, would become garbage silently."""
+    for name in _COST_FIELDS:
+        value = getattr(c, name)
+        if not _cycles(value.table().tolist() if hasattr(value, "table") else [value]):
+            raise ConfigError(f"machine.costs.{name}", f"must be finite cycles in [0, 2**40), got {value!r}")
+
+
+def _stack(costs: list) -> types.SimpleNamespace:
+    """K cost sets as one namespace: scalar costs [K, 1] (they broadcast against per-replicate
+    [R] values to [K, R]), per-distance costs as ByDistance-like objects whose table() is [K, 4].
+
+    The sets are checked as _check_costs() checks one, but all at once (an ensemble brings
+    dozens); where that quick check fails, each set is checked alone, for the one-line error
+    naming the field (or to accept numpy scalars, which the quick check does not)."""
+    out = {}
+    for name in _COST_FIELDS:
+        values = [getattr(c, name) for c in costs]
+        if hasattr(values[0], "table"):
+            out[name] = _Tables(np.stack([v.table() for v in values]))
+        else:
+            out[name] = values
+    quick = all(type(v) in (float, int) for name in _COST_FIELDS if isinstance(out[name], list) for v in out[name])
+    for name in _COST_FIELDS:
+        if isinstance(out[name], list):
+            out[name] = np.array(out[name], np.float64)[:, None] if quick else out[name]
+        table = out[name].table() if isinstance(out[name], _Tables) else out[name]
+        quick = quick and table.dtype.kind == "f" and bool(np.all(np.isfinite(table) & (table >= 0)
+                                                                   & (table < 2.0 ** 40)))
+    if not quick:
+        for c in costs:
+            _check_costs(c)
+        for name in _COST_FIELDS:
+            if isinstance(out[name], list):
+                out[name] = np.array(out[name], np.float64)[:, None]
+    return types.SimpleNamespace(**out)
+
+
+class _Tables:
+    """Per-distance costs of K cost sets: table() is [K, 4] (classes self, smt, core, socket)."""
+
+    def __init__(self, table):
+        self._table = table
+
+    def table(self):
+        return self._table
+
+
 class CostTables:
     """The machine's costs as float arrays the engines index directly.
 
-    ``machine`` is one Machine, or a sequence of Machines, one per replicate, that differ
-    only in LANE_FREE_FIELDS: then every base cost is an array over replicates ([R]; the
-    per-distance tables [4, R]) and ``per_replicate`` is True.  Machines that all carry the
-    same costs give the scalar tables.
+    ``machine`` is one Machine: every base cost is a Python float and the per-distance tables
+    are [4] (``sets`` is None).  Or a sequence of K Machines that differ only in
+    LANE_FREE_FIELDS, the cost sets of one run (an ensemble's members, say): every base cost
+    is then an array over sets shaped [K, 1], so that it broadcasts against per-replicate [R]
+    values to [K, R]; the per-distance tables are [K, 4], indexed as ``table[:, classes]``;
+    and ``sets`` is K.  The replicates' state never depends on costs, so one run carries
+    every set on the same state and draws (study.engine.vector).
     """
 
     def __init__(self, machine):
-        per = None
-        if not isinstance(machine, Machine):
+        if isinstance(machine, Machine):
+            self.sets = None
+            _check_costs(machine.costs)
+            self._fill(machine, machine.costs)
+        else:
             machines = list(machine)
-            machine = machines[0]
+            if not machines:
+                raise ValueError("cost sets: at least one machine")
             _check_lanes(machines)
-            if any(m.costs != machine.costs for m in machines[1:]):
-                per = machines
-        self.per_replicate = per is not None
-        self._fill(machine)
-        if per is not None:
-            # each distinct cost set once, then gathered per replicate
-            distinct, index = {}, []
-            for m in per:
-                index.append(distinct.setdefault(m.costs, len(distinct)))
-            tables = [CostTables(dataclasses.replace(machine, costs=costs)) for costs in distinct]
-            index = np.asarray(index)
-
-            def gather(get):
-                return np.stack([np.asarray(get(t), np.float64) for t in tables], axis=-1)[..., index]
-
-            names = [f.name for f in dataclasses.fields(Costs)]
-            self.c = types.SimpleNamespace(**{n: gather(lambda t, n=n: getattr(t.c, n))
-                                              for n in names if n not in _DIST_FIELDS + ("ipi_deliver", "ipi_ack")})
-            for name in ("tlb_gen_xfer", "remote_line", "ipi_deliver_ack", "icr_write", "mask_write",
-                         "vcpu_wakeup_wait", "raw_flush_full"):
-                setattr(self, name, gather(lambda t, name=name: getattr(t, name)))
+            self.sets = len(machines)
+            self._fill(machines[0], _stack([m.costs for m in machines]))
         self.same_write = bool(np.array_equal(self.icr_write, self.mask_write))
 
-    def _fill(self, machine: Machine) -> None:
-        c = machine.costs
-        # Costs are rounded to int64 cycles: a base cost that is not finite, or so large that a
-        # jittered draw loses integer precision in float64, would become garbage silently.
-        for name, value in vars(c).items():
-            if not _cycles(value.table().tolist() if hasattr(value, "table") else [value]):
-                raise ConfigError(f"machine.costs.{name}", f"must be finite cycles in [0, 2**40), got {value!r}")
+    def _fill(self, machine: Machine, c) -> None:
         self.F = jitter_table(machine.jitter_sigma)
         self.F_ipi = jitter_table(machine.ipi_jitter_sigma)
         self.tlb_gen_xfer = c.tlb_gen_xfer.table()
@@ -229,13 +265,15 @@ def off_cpu_window(t: "CostTables", on_cpu_share: float) -> tuple[int, int]:
     lo = t.preempt_threshold
     return lo, lo + int(round((1.0 - on_cpu_share) * (N_LEVELS - lo)))
 def _check_lanes(machines) -> None:
-    """Replicates of one lockstep run share every hardware fact; only costs may differ."""
+    """The cost sets of one lockstep run share every hardware fact; only costs may differ."""
     first = machines[0]
+    shared = tuple(getattr(first, name) for name in _SHARED_FIELDS)
     for m in machines[1:]:
-        for f in dataclasses.fields(Machine):
-            if f.name not in LANE_FREE_FIELDS and getattr(m, f.name) != getattr(first, f.name):
-                raise ValueError(f"machine.{f.name}: replicates of one run must share it "
-                                 f"(only {', '.join(LANE_FREE_FIELDS)} may differ per replicate)")
+        if m is first or tuple(getattr(m, name) for name in _SHARED_FIELDS) == shared:
+            continue
+        name = next(n for n in _SHARED_FIELDS if getattr(m, n) != getattr(first, n))
+        raise ValueError(f"machine.{name}: the cost sets of one run must share it "
+                         f"(only {', '.join(LANE_FREE_FIELDS)} may differ between them)")
 
 
 def draw_slots(rng: np.random.Generator, replicates: int, n_cpus: int, slots: int | None = None) -> np.ndarray:

@@ -39,11 +39,16 @@ class VectorEngine:
     """State and transitions of ``replicates`` copies of one mm on ``len(cpus)`` CPUs.
 
     ``policy`` is anything with the boolean attributes of study.policies.Policy, or a
-    sequence of ``replicates`` of them (one per replicate); ``machine`` a Machine, or a
-    sequence of ``replicates`` Machines that differ only in their costs (per-replicate costs:
-    study.engine.costs.CostTables).  Replicates with different policies or costs still step in
-    lockstep on the same operations and draws: that is what makes them comparable (common
-    random numbers) and what lets one run carry a setting's policy variants and cost sets.
+    sequence of ``replicates`` of them (one per replicate).  Replicates with different
+    policies still step in lockstep on the same operations and draws: that is what makes them
+    comparable (common random numbers) and what lets one run carry a setting's policy variants.
+
+    ``machine`` is a Machine, or a sequence of K Machines that differ only in their costs: K
+    cost sets (an ensemble's members).  No state transition reads a cost (costs only price
+    the events the state machine takes), so the cost sets share one state and one set of
+    draws: state stays [.., R], and only the cycle books gain a leading cost-set axis, [K, R]
+    (per-CPU cycle temporaries [K, C, R]).  Set k's books are then exactly those of a run with
+    machine k alone.  step() returns latencies [R] for one Machine and [K, R] for K sets.
     ``kernel`` is a study.engine.kernel.Kernel (default: the RFC's base).
     CPU slot i runs application thread i; ``cpus`` gives its (socket, core, smt).
     """
@@ -53,6 +58,8 @@ class VectorEngine:
         R, C, P = replicates, len(cpus), pages
         self.R, self.C, self.P = R, C, P
         self.t = CostTables(machine)
+        self.sets = self.t.sets                 # K, or None for one Machine
+        self.shape = (R,) if self.sets is None else (self.sets, R)   # cycle books
         self.kernel = kernel = RFC_BASE if kernel is None else kernel
         # Each switch: a Python bool when every replicate agrees (the usual case, no mask
         # work), else a bool array over replicates.
@@ -105,7 +112,7 @@ class VectorEngine:
         self.ws_cached = np.full((C, R), self.working_set, np.int64)
         # Results.
         self.counters = {name: np.zeros(R, np.int64) for name in COUNTERS}
-        self.stolen = np.zeros(R, np.int64)   # cycles remote handlers took from other CPUs
+        self.stolen = np.zeros(self.shape, np.int64)   # cycles remote handlers took from other CPUs
         # Threads off their CPU (workload on_cpu_share < 1): drawn per target at each strict
         # flush (costs.off_cpu_window); off_cpu marks a CPU that missed a shootdown that way
         # and has not switched the mm back in since.
@@ -122,7 +129,8 @@ class VectorEngine:
         return np.rint(base * F.take(u))   # take: twice as fast as F[u] here
 
     def _charge(self, acc, mask, base, u, table=None):
-        """``acc += cost of base`` where ``mask`` (all [R]; ``base`` a scalar or [R]).
+        """``acc += cost of base`` where ``mask`` (``mask`` and ``u`` [R]; ``acc`` [R], or [K, R]
+        with cost sets; ``base`` a scalar, [R], [K, 1] or [K, R]).
 
         The same cycles as ``np.where(mask, self._cost(base, u), 0)``, but the table lookup and
         the arithmetic run only for the replicates the event happens to, and not at all when
@@ -131,12 +139,12 @@ class VectorEngine:
         idx = np.flatnonzero(mask)
         if idx.size == 0:
             return
-        if idx.size == acc.size:
+        if idx.size == mask.size:
             acc += self._cost(base, u, table)
             return
         F = self.t.F if table is None else table
-        b = base.take(idx) if np.ndim(base) else base
-        acc[idx] += np.rint(b * F.take(u.take(idx)))
+        b = base.take(idx, axis=-1) if np.ndim(base) and base.shape[-1] != 1 else base
+        acc[..., idx] += np.rint(b * F.take(u.take(idx)))
 
     def _at(self, idx):
         """Index of each replicate's CPU (or page) in a per-CPU [C, R] (or per-page) array.
@@ -164,10 +172,11 @@ class VectorEngine:
         return self.dist[:, cpu]
 
     def _by_dist(self, table, idx):
-        """Per-distance cost ``table`` ([4], or [4, R] with per-replicate costs) at ``idx``."""
+        """Per-distance cost ``table`` ([4], or [K, 4] with cost sets) at classes ``idx``:
+        idx's shape, with the cost-set axis in front."""
         if table.ndim == 1:
             return np.take(table, idx)
-        return table[idx, self.ar]
+        return table[:, idx]
 
     def _count(self, name, values):
         self.counters[name] += values
@@ -194,7 +203,7 @@ class VectorEngine:
         return self._run(((kind, active),), cpu, lo, n, arg, u)
 
     def _run(self, kinds, cpu, lo, n, arg, u):
-        lat = np.zeros(self.R)
+        lat = np.zeros(self.shape)
         flush = np.full(self.R, FLUSH_NONE, np.int8)
         uffd_pending = np.zeros(self.R, bool)
         for op, m in kinds:
@@ -318,7 +327,7 @@ class VectorEngine:
         others = self.tlb_gen_sharers & (D > 0)
         xdist = np.where(others, D, 0).max(0)
         moved = f & (xdist > 0)
-        cost = np.zeros(self.R)
+        cost = np.zeros(self.shape)
         self._charge(cost, moved, self._by_dist(t.tlb_gen_xfer, xdist), u[K.SLOT_TLBGEN])
         self._count("tlb_gen_xfers", moved)
         self.tlb_gen_sharers &= ~f
@@ -330,7 +339,7 @@ class VectorEngine:
         lg = self.local_gen[at]
         loc_partial = f & ranged & (lg + 1 == new_gen)
         loc_full = f & ~loc_partial
-        local_cost = np.zeros(self.R)
+        local_cost = np.zeros(self.shape)
         self._charge(local_cost, f, np.where(loc_partial, n * c.invlpg, c.flush_full), u[K.SLOT_LOCAL])
         self._count("local_partial", loc_partial)
         self._count("local_full", loc_full)
@@ -356,16 +365,19 @@ class VectorEngine:
         # other CPUs of mm_cpumask in CPU order; every step below is a sum over that walk.
         C = self.C
         others = self.mm_cpumask & (D > 0) & strict                            # [C, R]
+        # Cycle temporaries per CPU are [C, R] (or [C, 1]), with cost sets [K, C, R]: every
+        # sum or maximum over CPUs runs along axis -2, and a per-set value enters them
+        # through _per_cpu().
         rl = self._by_dist(t.remote_line, D)                                   # [C, R] or [C, 1]
-        base = np.zeros(self.R) + c.cpumask_scan
+        base = np.zeros(self.shape) + c.cpumask_scan
         flagged = None
         if t.pv_flush:
             # kvm_flush_tlb_multi(): read each CPU's steal_time.preempted; a preempted vCPU
             # gets KVM_VCPU_FLUSH_TLB (a cmpxchg) and leaves the mask: no IPI
-            base += (rl * others).sum(0)
+            base += (rl * others).sum(-2)
             if t.preempt_threshold:
                 flagged = others & (u[K.N_FIXED_SLOTS + 2 * C:K.N_FIXED_SLOTS + 3 * C] < t.preempt_threshold)
-                base += (rl * flagged).sum(0)
+                base += (rl * flagged).sum(-2)
                 others = others & ~flagged
         # the cond function reads each CPU's is_lazy line; a target also costs csd_lock() and
         # llist_add() onto its call_single_queue
@@ -381,8 +393,8 @@ class VectorEngine:
             gone = targets & (up >= self.off_lo) & (up < self.off_hi)
             targets = targets & ~gone
             self._come_back(targets & self.off_cpu, new_gen - 1, u[K.SLOT_SWITCH])
-        base += (rl * others).sum(0)
-        base += 2 * (rl * targets).sum(0)
+        base += (rl * others).sum(-2)
+        base += 2 * (rl * targets).sum(-2)
         nt = np.count_nonzero(targets, axis=0)
         # One send: a single IPI, the all-but-self shorthand, or the mask by APIC mode; target
         # k's IPI leaves when the ICR write (or hypercall) that covers it is done.
@@ -409,7 +421,7 @@ class VectorEngine:
             write = np.where(one, t.icr_write, t.mask_write)
         fsend = np.take(t.F, u[K.SLOT_SEND])
         send_cost = np.rint((base + write * writes) * fsend)
-        offset = np.rint((base + write * rank) * fsend)
+        offset = np.rint((_per_cpu(base) + _per_cpu(write) * rank) * fsend)
 
         # Each target's flush_tlb_func: read mm->tlb_gen (line from the initiator), then
         # INVLPG per page or a full flush by the generation rule.  No target can be current
@@ -417,8 +429,8 @@ class VectorEngine:
         lgt = self.local_gen
         t_partial = targets & ranged & (lgt + 1 == new_gen)
         t_full = targets & ~t_partial
-        work = np.where(t_partial, n * c.invlpg, np.where(t_full, c.flush_full, 0.0))
-        handler_base = c.irq_entry_exit + self._by_dist(t.tlb_gen_xfer, D) + work
+        work = np.where(t_partial, n * _per_cpu(c.invlpg), np.where(t_full, _per_cpu(c.flush_full), 0.0))
+        handler_base = _per_cpu(c.irq_entry_exit) + self._by_dist(t.tlb_gen_xfer, D) + work
         u_deliver = u[K.N_FIXED_SLOTS:K.N_FIXED_SLOTS + C]
         u_handler = u[K.N_FIXED_SLOTS + C:K.N_FIXED_SLOTS + 2 * C]
         handler = np.where(targets, self._cost(handler_base, u_handler), 0)
@@ -426,13 +438,13 @@ class VectorEngine:
         if t.kvm and not t.pv_flush and t.preempt_threshold:
             # an IPI to a preempted vCPU waits for the host to run it again
             waits = targets & (u[K.N_FIXED_SLOTS + 2 * C:K.N_FIXED_SLOTS + 3 * C] < t.preempt_threshold)
-            wire = wire + np.where(waits, t.vcpu_wakeup_wait, 0.0)
+            wire = wire + np.where(waits, _per_cpu(t.vcpu_wakeup_wait), 0.0)
         deliver_ack = self._cost(wire, u_deliver, t.F_ipi)
-        done = np.where(targets, offset + deliver_ack + handler, 0).max(0)
+        done = np.where(targets, offset + deliver_ack + handler, 0).max(-2)
         # The initiator sends, flushes locally meanwhile, then waits for the slowest ack.
         strict_cost = cost + np.maximum(send_cost + local_cost, done)
 
-        self.stolen += handler.sum(0).astype(np.int64)
+        self.stolen += handler.sum(-2).astype(np.int64)
         self._count("ipis", nt)
         self._count("ipi_writes", writes)
         if t.kvm:
@@ -452,7 +464,8 @@ class VectorEngine:
             # the host flushes the vCPU's TLB when it runs it again (kvm_vcpu_flush_tlb_guest);
             # its cpu_tlbstate generation stays behind
             self._invalidate(None, flagged)
-            self.stolen += np.where(flagged, self._cost(np.float64(t.raw_flush_full), u_handler), 0).sum(0).astype(np.int64)
+            flush_cost = self._cost(np.float64(_per_cpu(t.raw_flush_full)), u_handler)
+            self.stolen += np.where(flagged, flush_cost, 0).sum(-2).astype(np.int64)
             self._count("pv_flush_deferred", np.count_nonzero(flagged, axis=0))
         return np.where(strict, strict_cost, relaxed_cost)
 
@@ -464,8 +477,8 @@ class VectorEngine:
             return
         c = self.t.c
         behind = back & (self.local_gen < gen)
-        base = c.context_switch + np.where(behind, c.flush_full, 0.0)
-        self.stolen += np.where(back, self._cost(base, u_switch), 0).sum(0).astype(np.int64)
+        base = _per_cpu(c.context_switch) + np.where(behind, _per_cpu(c.flush_full), 0.0)
+        self.stolen += np.where(back, self._cost(base, u_switch), 0).sum(-2).astype(np.int64)
         self._count("local_full", np.count_nonzero(behind, axis=0))
         self._invalidate(None, behind)
         self.local_gen = np.where(back, gen, self.local_gen)
@@ -676,7 +689,7 @@ class VectorEngine:
         missing = np.where(m, self.working_set - self.ws_cached[at], 0)
         self.ws_cached[at] = np.where(m, self.working_set, self.ws_cached[at])
         self._count("tlb_misses", missing)
-        cost = np.zeros(self.R)
+        cost = np.zeros(self.shape)
         self._charge(cost, missing > 0, missing * self.t.c.page_walk, u[K.SLOT_REFILL])
         return cost
 
@@ -704,6 +717,12 @@ class VectorEngine:
         self.local_gen[at] = np.where(back, self.tlb_gen, self.local_gen[at])
         self.is_lazy[at] = np.where(m, to_lazy, self.is_lazy[at])
         self.off_cpu[at] = np.where(back, False, self.off_cpu[at])
+
+
+def _per_cpu(x):
+    """A per-replicate cycle value ([R], or [K, 1] / [K, R] with cost sets) made to broadcast
+    against per-CPU temporaries ([C, R], with cost sets [K, C, R])."""
+    return x[:, None, :] if np.ndim(x) == 2 else x
 
 
 class _Switches:

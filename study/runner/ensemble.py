@@ -1,8 +1,8 @@
 """The ensemble of cost parameter sets run on a few cells of a sweep, on common random numbers.
 
 ``run_members(cell, members)`` is the one place a cell is simulated for many parameter sets:
-the members ride as lanes of one lockstep run (study.workloads.simulate_lanes) on the SAME
-random streams (the cell's own ``cell.seed(0)``), so that two members differ only by their
+the members ride on the engine's cost-set axis in one lockstep run (study.workloads.simulate_lanes:
+one state, priced once per member) on the SAME random streams (the cell's own ``cell.seed(0)``), so that two members differ only by their
 costs (common random numbers), exactly as if each were simulated alone.
 
 ``run_ensemble`` ships one task per cell to Ray (or runs serially), caches each cell's
@@ -49,9 +49,9 @@ def run_members(cell: Cell, members: list[Machine], run: EnsembleRun = EnsembleR
     """``cell`` simulated once per member machine, every member on the cell's batch-0 streams
     and after the cell's warm-up rounds.
 
-    By default the members ride as lanes of ONE lockstep run (study.workloads.simulate_lanes:
-    lane i's result is identical to simulating member i alone on the same seed, so this is
-    only faster).  ``simulate`` (a simulate_cell-like function) runs them one by one instead.
+    By default the members ride on the cost-set axis of ONE lockstep run
+    (study.workloads.simulate_lanes: member i's result is identical to simulating member i
+    alone on the same seed, so this is only faster).  ``simulate`` (a simulate_cell-like function) runs them one by one instead.
     """
     rounds = run.rounds or cell.run.rounds
     warmup = getattr(cell.run, "warmup_rounds", 0)

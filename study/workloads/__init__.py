@@ -39,7 +39,8 @@ def run_workload(engine, spec: WorkloadSpec, *, rounds: int, seed: np.random.See
     the steady state, not from the cold start (every TLB empty, every CPU's working set
     still hot, the tlb_gen line on CPU 0), whose transient would otherwise bias the means.
     ``lanes`` > 1: the engine carries that many lanes (see simulate_lanes); returns a list
-    of CellResults, one per lane, instead of one CellResult.
+    of CellResults, one per lane, instead of one CellResult.  An engine with K cost sets:
+    a list of K * lanes CellResults, set-major.
     """
     work_seed, jitter_seed = seed.spawn(2)
     work = np.random.default_rng(work_seed)
@@ -67,7 +68,7 @@ def run_workload(engine, spec: WorkloadSpec, *, rounds: int, seed: np.random.See
     driver.start_measuring()
     for _ in range(rounds):
         one_round()
-    if lanes != 1:
+    if lanes != 1 or driver.sets is not None:
         return driver.results(rounds, module.FLUSH_LABELS)
     result = driver.result(rounds, module.FLUSH_LABELS)
     if label_counters:
@@ -111,8 +112,10 @@ def simulate_lanes(machine: Machine, workload: WorkloadSpec, lanes, *, replicate
 
     ``lanes`` is a sequence of (Policy, Costs or Machine); a Machine must differ from
     ``machine`` in its costs only (it supplies them).  Each lane gets ``replicates``
-    replicates; the engine runs len(lanes) * replicates in one lockstep pass, so the cost per
-    step is paid once for all lanes.
+    replicates.  The distinct policies run side by side in one lockstep pass (P policies:
+    P * replicates replicates of state), and the distinct cost sets price that one state each
+    (the engine's cost-set axis), so the cost per step is paid once for all lanes, and an
+    ensemble's members cost little more than one of them.
 
     Contract: lane i's CellResult is identical (every metric, counter and sample) to
     ``simulate_cell(machine with lane i's costs, workload, lane i's policy, replicates=...,
@@ -129,21 +132,25 @@ def simulate_lanes(machine: Machine, workload: WorkloadSpec, lanes, *, replicate
     lanes = list(lanes)
     if not lanes:
         raise ValueError("simulate_lanes needs at least one lane")
-    policies, machines = [], []
+    # Distinct policies are lanes of replicates (their state differs); distinct cost sets
+    # price one state K ways (study.engine.vector: costs never steer the state), so the run
+    # carries every (cost set, policy) pair and each lane asked for picks its own.
+    policies, sets, where, seen = [], [], [], {}
     for policy, costs in lanes:
         lane_machine = costs if isinstance(costs, Machine) else dataclasses.replace(machine, costs=costs)
-        policies.append(policy)
-        machines.append(lane_machine)
-    R = replicates
-    per_policy = [p for p in policies for _ in range(R)] if len(set(policies)) > 1 else policies[0]
-    if len({m.costs for m in machines}) > 1:
-        per_machine = [m for m in machines for _ in range(R)]
-    else:
-        per_machine = machines[0]
+        if policy not in policies:
+            policies.append(policy)
+        k = seen.setdefault(lane_machine.costs, len(seen))
+        if k == len(sets):
+            sets.append(lane_machine)
+        where.append((k, policies.index(policy)))
+    R, L = replicates, len(policies)
+    per_policy = [p for p in policies for _ in range(R)] if L > 1 else policies[0]
     cpus = placement_cpus(machine, workload.threads, workload.placement)
-    engine = VectorEngine(per_machine, per_policy, cpus, workload.pages, len(lanes) * R,
+    engine = VectorEngine(sets if len(sets) > 1 else sets[0], per_policy, cpus, workload.pages, L * R,
                           working_set=workload.working_set, lazy=lazy_cpus(workload), kernel=kernel,
                           on_cpu_share=workload.on_cpu_share)
     out = run_workload(engine, workload, rounds=rounds, seed=seed, max_samples=max_samples,
-                       warmup_rounds=warmup_rounds, lanes=len(lanes))
-    return out if len(lanes) > 1 else [out]
+                       warmup_rounds=warmup_rounds, lanes=L)
+    out = out if isinstance(out, list) else [out]
+    return [out[k * L + p] for k, p in where]

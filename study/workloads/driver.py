@@ -13,6 +13,10 @@ engine did), and its own jitter stream: lanes that all act in a step share one d
 in which nobody acts skips its draw exactly as its run alone would (its stream then
 continues on its own, see LaneJitter).  So lane l's books are identical to a run of lane l
 alone with the same seed, always.
+
+Cost sets: an engine built with K cost sets (study.engine.vector) prices one state K ways;
+every cycle book is then [K, R] (counts stay [R]: they do not depend on costs), and the
+results are one per cost set and lane, set-major.
 """
 
 from __future__ import annotations
@@ -88,8 +92,9 @@ class Driver:
     """Runs operations on ``engine`` (VectorEngine or ScalarBatch) and records latencies.
 
     ``lanes`` > 1: ``jitter`` is a LaneJitter and the engine's replicates are ``lanes``
-    lanes of engine.R / lanes replicates each (lane-major); result() then returns one
-    CellResult per lane."""
+    lanes of engine.R / lanes replicates each (lane-major); results() then returns one
+    CellResult per lane.  An engine with K cost sets books cycles per set ([K, R]); results()
+    then returns K * lanes CellResults, set-major."""
 
     def __init__(self, engine, jitter, max_samples: int = 2048,
                  label_counters: bool = False, lanes: int = 1):
@@ -102,14 +107,17 @@ class Driver:
         if lanes > 1 and label_counters:
             raise ValueError("label_counters is not available for a lane run")
         self.R_lane = engine.R // lanes
+        # cycle books: [R], or [K, R] for an engine with K cost sets
+        self.sets = getattr(engine, "sets", None)
+        self.shape = (self.R,) if self.sets is None else (self.sets, self.R)
         self.max_samples = max_samples
         self.lat_sum: dict[str, np.ndarray] = {}
         self.calls: dict[str, np.ndarray] = {}
         self.strict: dict[str, np.ndarray] = {}
         self.samples: dict[str, list[np.ndarray]] = {}
         self.n_samples: dict[str, int] = {}
-        self.initiator_cycles = np.zeros(self.R, np.int64)
-        self.other_cycles = np.zeros(self.R, np.int64)
+        self.initiator_cycles = np.zeros(self.shape, np.int64)
+        self.other_cycles = np.zeros(self.shape, np.int64)
         # per-label event counts (summed over replicates), to explain where a latency comes from
         self.label_counters: dict[str, dict[str, int]] | None = {} if label_counters else None
         self._last_delta: dict[str, np.ndarray] = {}
@@ -118,9 +126,9 @@ class Driver:
         self._all = np.ones(self.R, bool)
         self._lanes: dict = {}
         self._nobody = np.zeros(self.R, bool)
-        self._idle = (np.zeros(self.R, np.int64), np.zeros(self.R, np.int8), np.zeros(self.R, bool))
+        self._idle = (np.zeros(self.shape, np.int64), np.zeros(self.R, np.int8), np.zeros(self.R, bool))
         self._base_counters = {k: np.zeros(self.R, np.int64) for k in engine.counters}
-        self._base_stolen = np.zeros(self.R, np.int64)
+        self._base_stolen = np.zeros(self.shape, np.int64)
 
     def start_measuring(self):
         """Forget what a workload's setup and warm-up cost: books start from here."""
@@ -223,7 +231,7 @@ class Driver:
             for k, v in self._last_delta.items():
                 books[k] = books.get(k, 0) + int(v.sum())
         if label not in self.lat_sum:
-            self.lat_sum[label] = np.zeros(self.R, np.int64)
+            self.lat_sum[label] = np.zeros(self.shape, np.int64)
             self.calls[label] = np.zeros(self.R, np.int64)
             self.strict[label] = np.zeros(self.R, np.int64)
             self.samples[label] = []
@@ -241,9 +249,9 @@ class Driver:
         if self.L == 1:
             room = self.max_samples - self.n_samples[label]
             if room > 0:
-                taken = lat[act][:room]
+                taken = lat[..., act][..., :room]     # [n], or [K, n]
                 self.samples[label].append(taken)
-                self.n_samples[label] += taken.size
+                self.n_samples[label] += taken.shape[-1]
             return
         # per lane: the first max_samples calls of that lane, as its run alone keeps them
         if label not in self.n_samples or isinstance(self.n_samples[label], int):
@@ -253,47 +261,62 @@ class Driver:
             a = np.broadcast_to(act, (self.R,)).reshape(self.L, self.R_lane)
             keep = a & (np.cumsum(a, axis=1) <= room[:, None])
             lane = np.nonzero(keep)[0]
-            self.samples[label].append((lane, lat.reshape(self.L, self.R_lane)[keep]))
+            self.samples[label].append((lane, lat.reshape(lat.shape[:-1] + (self.L, self.R_lane))[..., keep]))
             self.n_samples[label] += np.count_nonzero(keep, axis=1)
 
     def result(self, rounds: int, flush_labels=()) -> CellResult:
         """Per-replicate metrics and counters of the run so far."""
-        if self.L != 1:
-            raise ValueError("a lane run has one result per lane: results()")
+        if self.L != 1 or self.sets is not None:
+            raise ValueError("a run of several lanes or cost sets has one result for each: results()")
         return self.results(rounds, flush_labels)[0]
 
     def results(self, rounds: int, flush_labels=()) -> list[CellResult]:
-        """One CellResult per lane: per-replicate metrics and counters of the run so far."""
+        """One CellResult per cost set and lane (set-major): per-replicate metrics and counters
+        of the run so far."""
         e = self.engine
         stolen = e.stolen - self._base_stolen
         counters = {k: v - self._base_counters[k] for k, v in e.counters.items()}
+        sets = [None] if self.sets is None else range(self.sets)
+        by_lane = [self._lane_results(rounds, flush_labels, lane, stolen, counters, sets) for lane in range(self.L)]
+        return [by_lane[lane][i] for i in range(len(sets)) for lane in range(self.L)]
+
+    def _lane_results(self, rounds, flush_labels, lane, stolen, counters, sets) -> list[CellResult]:
+        """Lane ``lane``'s result for each cost set in ``sets`` (None: the only one).  Cycle
+        metrics are computed for every set at once ([K, R_lane]) and handed out by row."""
+        sl = slice(lane * self.R_lane, (lane + 1) * self.R_lane)
+        metrics, samples = {}, {}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for label in self.lat_sum:
+                calls = self.calls[label][sl]
+                if not calls.any():
+                    continue   # a label the run never exercised (e.g. remote access at rate 0)
+                metrics[f"lat_{label}"] = np.where(calls > 0, self.lat_sum[label][..., sl] / np.maximum(calls, 1),
+                                                   np.nan)
+                if label in flush_labels:
+                    metrics[f"strict_share_{label}"] = np.where(
+                        calls > 0, self.strict[label][sl] / np.maximum(calls, 1), np.nan)
+                samples[label] = self._lane_samples(label, lane)
+        ini, oth, st = self.initiator_cycles[..., sl], self.other_cycles[..., sl], stolen[..., sl]
+        metrics["initiator_cycles_per_round"] = ini / rounds
+        metrics["other_cycles_per_round"] = oth / rounds
+        metrics["stolen_cycles_per_round"] = st / rounds
+        metrics["total_cycles_per_round"] = (ini + oth + st) / rounds
+        lane_counters = {name: v[sl] for name, v in counters.items()}
         out = []
-        for lane in range(self.L):
-            sl = slice(lane * self.R_lane, (lane + 1) * self.R_lane)
+        for k in sets:
             res = CellResult(replicates=self.R_lane, rounds=rounds)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                for label in self.lat_sum:
-                    calls = self.calls[label][sl]
-                    if not calls.any():
-                        continue   # a label the run never exercised (e.g. remote access at rate 0)
-                    res.metrics[f"lat_{label}"] = np.where(calls > 0, self.lat_sum[label][sl] / np.maximum(calls, 1),
-                                                           np.nan)
-                    if label in flush_labels:
-                        res.metrics[f"strict_share_{label}"] = np.where(
-                            calls > 0, self.strict[label][sl] / np.maximum(calls, 1), np.nan)
-                    res.samples[label] = self._lane_samples(label, lane)
-            ini, oth, st = self.initiator_cycles[sl], self.other_cycles[sl], stolen[sl]
-            res.metrics["initiator_cycles_per_round"] = ini / rounds
-            res.metrics["other_cycles_per_round"] = oth / rounds
-            res.metrics["stolen_cycles_per_round"] = st / rounds
-            res.metrics["total_cycles_per_round"] = (ini + oth + st) / rounds
-            res.counters = {k: v[sl] for k, v in counters.items()}
+            # cycle books carry the cost-set axis; counts and strict shares do not
+            res.metrics = {name: v if k is None or v.ndim == 1 else v[k] for name, v in metrics.items()}
+            res.samples = {label: v if k is None else v[k] for label, v in samples.items()}
+            res.counters = dict(lane_counters)
             out.append(res)
         return out
 
     def _lane_samples(self, label: str, lane: int) -> np.ndarray:
+        """The lane's kept latencies of ``label``: [n], or [K, n] with cost sets."""
         parts = self.samples[label]
-        if self.L == 1:
-            return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-        kept = [values[which == lane] for which, values in parts]
-        return np.concatenate(kept) if kept else np.zeros(0, np.int64)
+        if self.L != 1:
+            parts = [values[..., which == lane] for which, values in parts]
+        if not parts:
+            return np.zeros(self.shape[:-1] + (0,), np.int64)
+        return np.concatenate(parts, axis=-1)
