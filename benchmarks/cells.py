@@ -1,7 +1,8 @@
 """Seconds per default cell by workload, and the cost of an ensemble of cost sets.
 
     python benchmarks/cells.py                 # per-workload seconds per default-run cell
-    python benchmarks/cells.py --ensemble 64   # also: 64 cost sets in one lockstep run vs one set
+    python benchmarks/cells.py --ensemble 64   # also: 64 cost sets in one lockstep run vs one set,
+                                               # at the ensemble's replicates per member
 
 A "default cell" is the workload's study/conf/workload defaults on haswell_2s under the run settings
 of study/conf/config.yaml (run.replicates, run.rounds, run.warmup_rounds where the code has it), at
@@ -26,6 +27,7 @@ from study.engine.kernel import KERNELS  # noqa: E402
 from study.engine.machine import Machine  # noqa: E402
 from study.policies import RELAXED, STRICT  # noqa: E402
 from study import workloads as W  # noqa: E402
+from study.runner.ensemble import EnsembleRun  # noqa: E402
 
 
 def load() -> str:
@@ -92,7 +94,9 @@ def main():
     p.add_argument("--threads", type=int, nargs="+", default=[2, 16])
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--ensemble", type=int, default=0)
-    p.add_argument("--ensemble-replicates", type=int, nargs="+", default=[0], help="replicates per set (0: run's)")
+    p.add_argument("--ensemble-replicates", type=int, nargs="+", default=[EnsembleRun().replicates],
+                   help="replicates per set (default: the ensemble's, study.runner.ensemble.EnsembleRun; "
+                        "0: the run's)")
     p.add_argument("--skip-cells", action="store_true")
     a = p.parse_args()
     for workload in ("mprotect_toggle", "madv_free", "uffd_wp") if not a.skip_cells else ():

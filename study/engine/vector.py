@@ -130,12 +130,15 @@ class VectorEngine:
 
     def _charge(self, acc, mask, base, u, table=None):
         """``acc += cost of base`` where ``mask`` (``mask`` and ``u`` [R]; ``acc`` [R], or [K, R]
-        with cost sets; ``base`` a scalar, [R], [K, 1] or [K, R]).
+        with cost sets; ``base`` a scalar, [R], [K, 1] or [K, R]; ``mask`` None: everywhere).
 
         The same cycles as ``np.where(mask, self._cost(base, u), 0)``, but the table lookup and
         the arithmetic run only for the replicates the event happens to, and not at all when
         none has it: most events (faults, dirty-bit walks, refills, retries, SIGSEGV) happen
         to few replicates of a step, or to none."""
+        if mask is None:
+            acc += self._cost(base, u, table)
+            return
         idx = np.flatnonzero(mask)
         if idx.size == 0:
             return
@@ -571,33 +574,42 @@ class VectorEngine:
     def _access(self, m, cpu, page, write, u, lat, uffd_pending):
         """A read or write of ``page`` by the thread on ``cpu``, faults and retries included.
 
-        The page's PTE bits and this CPU's TLB entry are read once into per-replicate rows,
-        updated there, and written back once."""
+        Only the replicates in ``m`` do anything, so everything below runs on their rows alone
+        ([n], n = how many access): the page's PTE bits, this CPU's TLB entry and per-CPU
+        state are gathered once by flat index, updated there, and written back once.  A
+        masked step (the uffd monitor's retried writes: the few replicates with a fault
+        pending) then costs in proportion to who acts, not to R."""
         t, c = self.t, self.t.c
-        at = self._at(cpu)
         if self.off_hi > self.off_lo:
             # a thread that missed a shootdown off its CPU runs again: switch_mm_irqs_off()
             # first (the lazy wake-up's path: context switch, full flush if behind), before
             # its TLB entry is read
-            back = m & self.off_cpu[at]
+            back = m & self.off_cpu[self._at(cpu)]
             if back.any():
                 self._switch_mm(back, cpu, np.zeros(self.R, bool), u, lat)
-        pget, pset, tget, tset = self._gather(cpu, page)
-        cost = self._refill(m, at, u)
+        r = np.flatnonzero(m)
+        if r.size == 0:
+            return
+        R, P = self.R, self.P
+        cr, pr = cpu.take(r), page.take(r)
+        at = cr * R + r                        # each one's entry in a per-CPU [C, R] array
+        pte = pr * R + r                       # ... in a per-page [P, R] array
+        tlb = (cr * P + pr) * R + r            # ... in a per-CPU-and-page [C, P, R] array
+        us = u[:, r]
+        cost = self._refill(at, r, us)
 
-        valid, tw, td = tget(self.tlb_valid), tget(self.tlb_write), tget(self.tlb_dirty)
-        pw, pd, py = pget(self.pte_write), pget(self.pte_dirty), pget(self.pte_young)
-        hit = m & valid
-        miss = m & ~valid
-        self._charge(cost, m, np.where(hit, c.tlb_hit, c.page_walk), u[K.SLOT_ACCESS])
-        self._count("tlb_hits", hit)
-        self._count("tlb_misses", miss)
+        valid, tw, td = self.tlb_valid.take(tlb), self.tlb_write.take(tlb), self.tlb_dirty.take(tlb)
+        pw, pd, py = self.pte_write.take(pte), self.pte_dirty.take(pte), self.pte_young.take(pte)
+        miss = ~valid
+        self._charge(cost, None, np.where(valid, c.tlb_hit, c.page_walk), us[K.SLOT_ACCESS])
+        self._count_at("tlb_hits", r, valid)
+        self._count_at("tlb_misses", r, miss)
         # A miss fills the entry from the PTE (and sets Accessed).
         ew = np.where(miss, pw, tw)
         ed = np.where(miss, pd, td)
         py |= miss
 
-        W = m & write
+        W = write.take(r)
         # A write through a dirty writable entry does not re-read the PTE.
         direct = W & ew & ed
         # A write through a clean writable entry: the locked walk that sets Dirty re-reads
@@ -606,11 +618,11 @@ class VectorEngine:
         dwalk_ro = dwalk & ~pw
         dwalk_fault = dwalk_ro if t.dwalk_faults else np.zeros_like(dwalk)
         dwalk_done = dwalk & ~dwalk_fault
-        self._count("dirty_walks", dwalk)
-        self._charge(cost, dwalk, np.float64(c.dirty_walk), u[K.SLOT_DIRTY])
+        self._count_at("dirty_walks", r, dwalk)
+        self._charge(cost, dwalk, np.float64(c.dirty_walk), us[K.SLOT_DIRTY])
         # The safety checker: a write that completes while the PTE is read-only, or without
         # the PTE's Dirty bit set (the data would be lost to MADV_FREE reclaim).
-        self._count("violations", (direct & ~(pw & pd)) | (dwalk_done & ~pw))
+        self._count_at("violations", r, (direct & ~(pw & pd)) | (dwalk_done & ~pw))
         if t.dwalk_sets_dirty:
             # pre-CET: Dirty left set on the read-only PTE (completes: the write set it)
             pd = pd | dwalk_ro
@@ -619,79 +631,89 @@ class VectorEngine:
 
         fault = (W & ~ew) | dwalk_fault
         if fault.any():
-            retry = self._fault(at, cpu, fault, pw, pd, py, pget, pset, u, cost, uffd_pending)
+            retry = self._fault(r, cr, at, pte, fault, pw, pd, py, us, cost, uffd_pending)
         else:
-            # no replicate faults: the PTE changed only by the walk (Accessed) and the dirty-bit walk
-            pset(self.pte_dirty, pd)
-            pset(self.pte_young, py)
+            # nobody faults: the PTE changed only by the walk (Accessed) and the dirty-bit walk
+            self.pte_dirty.put(pte, pd)
+            self.pte_young.put(pte, py)
             retry = fault
 
         # Final state of the entry.  A fault invalidated it; a completed (or retried) write
-        # leaves it writable and dirty.  (A fix-up's full flush only touched replicates in m.)
+        # leaves it writable and dirty.
         completed_write = (W & ~fault) | retry
-        tset(self.tlb_valid, np.where(m, ~(fault & ~retry), valid))
-        tset(self.tlb_write, np.where(m, ew | completed_write, tw))
-        tset(self.tlb_dirty, np.where(m, ed | completed_write, td))
-        lat += cost   # every charge above is where m
+        self.tlb_valid.put(tlb, ~(fault & ~retry))
+        self.tlb_write.put(tlb, ew | completed_write)
+        self.tlb_dirty.put(tlb, ed | completed_write)
+        lat[..., r] += cost
 
-    def _fault(self, at, cpu, fault, pw, pd, py, pget, pset, u, cost, uffd_pending):
+    def _fault(self, r, cr, at, pte, fault, pw, pd, py, us, cost, uffd_pending):
         """The page fault of the writes in ``fault`` and how the kernel resolves it: SIGSEGV,
         a uffd-wp event, do_wp_page() -> wp_page_reuse(), or a spurious fault (a stale
-        read-only entry) with the RFC's patch 8.  Stores the PTE; returns which writes retry."""
+        read-only entry) with the RFC's patch 8.  Stores the PTE; returns which writes retry.
+        Rows as in _access: replicates ``r`` on CPUs ``cr``, flat indices ``at`` and ``pte``."""
         t, c = self.t, self.t.c
-        self._charge(cost, fault, np.float64(c.fault_entry_exit), u[K.SLOT_FAULT])
-        vw = pget(self.vma_write)
+        self._charge(cost, fault, np.float64(c.fault_entry_exit), us[K.SLOT_FAULT])
+        vw = self.vma_write.take(pte)
         ro = fault & ~pw
         prot = ro & ~vw                                  # access_error(): SIGSEGV
-        wp = ro & vw & pget(self.pte_uffd_wp)            # handle_userfault(VM_UFFD_WP)
+        wp = ro & vw & self.pte_uffd_wp.take(pte)        # handle_userfault(VM_UFFD_WP)
         reuse = ro & vw & ~wp                            # do_wp_page() -> wp_page_reuse()
         spurious = fault & pw                            # a stale read-only entry
         # handle_pte_fault(): the entry with D and A set changes the PTE unless it is
         # already dirty and young ("nothing changed")
         unchanged = spurious & pd & py
         store = spurious & ~unchanged
-        self._count("spurious_faults", spurious)
-        self._count("reuse_faults", reuse)
-        self._count("uffd_faults", wp)
-        self._count("prot_faults", prot)
-        self._charge(cost, prot, np.float64(c.sigsegv), u[K.SLOT_EXTRA])
-        uffd_pending |= wp
+        self._count_at("spurious_faults", r, spurious)
+        self._count_at("reuse_faults", r, reuse)
+        self._count_at("uffd_faults", r, wp)
+        self._count_at("prot_faults", r, prot)
+        self._charge(cost, prot, np.float64(c.sigsegv), us[K.SLOT_EXTRA])
+        uffd_pending[r] |= wp
         # wp_page_reuse() and ptep_set_access_flags() store the PTE; neither flushes on x86
-        self._charge(cost, reuse | store, np.float64(c.pte_update), u[K.SLOT_FIXUP])
-        pset(self.pte_write, pw | reuse)
-        pset(self.pte_dirty, pd | reuse | store)
-        pset(self.pte_young, py | reuse | store)
+        self._charge(cost, reuse | store, np.float64(c.pte_update), us[K.SLOT_FIXUP])
+        self.pte_write.put(pte, pw | reuse)
+        self.pte_dirty.put(pte, pd | reuse | store)
+        self.pte_young.put(pte, py | reuse | store)
 
         if self.fixup is not False and unchanged.any():
             # Nothing changed, a write, not FAULT_FLAG_TRIED: flush_tlb_fix_spurious_fault()
             # (RFC patch 8): a CPU behind mm->tlb_gen flushes everything once and catches up.
-            fix = unchanged & (self.local_gen[at] < self.tlb_gen) & self.fixup
-            near = np.where(self.tlb_gen_sharers, self._distances(cpu), 99).min(0)
-            moved = fix & (near > 0)
-            base = c.flush_full + np.where(moved, self._by_dist(t.tlb_gen_xfer, np.minimum(near, 3)), 0.0)
-            self._charge(cost, fix, base, u[K.SLOT_FIXUP])
-            self._count("tlb_gen_xfers", moved)
-            self._count("local_full", fix)
-            self.tlb_gen_sharers[at] |= fix
-            self._invalidate_own(at, cpu, fix)
-            self.local_gen[at] = np.where(fix, self.tlb_gen, self.local_gen[at])
+            gen = self.tlb_gen.take(r)
+            lg = self.local_gen.take(at)
+            fix = unchanged & (lg < gen) & (self.fixup if self.fixup is True else self.fixup.take(r))
+            if fix.any():
+                near = np.where(self.tlb_gen_sharers[:, r], self.dist[:, cr], 99).min(0)
+                moved = fix & (near > 0)
+                base = c.flush_full + np.where(moved, self._by_dist(t.tlb_gen_xfer, np.minimum(near, 3)), 0.0)
+                self._charge(cost, fix, base, us[K.SLOT_FIXUP])
+                self._count_at("tlb_gen_xfers", r, moved)
+                self._count_at("local_full", r, fix)
+                self.tlb_gen_sharers.put(at, self.tlb_gen_sharers.take(at) | fix)
+                # flush everything on the faulting CPU of each replicate that fixes up
+                self.tlb_valid[cr[fix], :, r[fix]] = False
+                self.ws_cached.put(at[fix], 0)
+                self.local_gen.put(at, np.where(fix, gen, lg))
 
         # The retried write walks again; the PTE is dirty now, so no dirty-bit walk.
         retry = reuse | spurious
-        self._charge(cost, retry, np.float64(c.page_walk), u[K.SLOT_RETRY])
-        self._count("tlb_misses", retry)
+        self._charge(cost, retry, np.float64(c.page_walk), us[K.SLOT_RETRY])
+        self._count_at("tlb_misses", r, retry)
 
         return retry
 
-    def _refill(self, m, at, u):
+    def _refill(self, at, r, us):
         """Application work between accesses refills the working set a full flush dropped:
-        one STLB miss and page walk per entry (cost page_walk each)."""
-        missing = np.where(m, self.working_set - self.ws_cached[at], 0)
-        self.ws_cached[at] = np.where(m, self.working_set, self.ws_cached[at])
-        self._count("tlb_misses", missing)
-        cost = np.zeros(self.shape)
-        self._charge(cost, missing > 0, missing * self.t.c.page_walk, u[K.SLOT_REFILL])
+        one STLB miss and page walk per entry (cost page_walk each).  Rows as in _access."""
+        missing = self.working_set - self.ws_cached.take(at)
+        self.ws_cached.put(at, self.working_set)
+        self._count_at("tlb_misses", r, missing)
+        cost = np.zeros(self.shape[:-1] + (r.size,))
+        self._charge(cost, missing > 0, missing * self.t.c.page_walk, us[K.SLOT_REFILL])
         return cost
+
+    def _count_at(self, name, r, values):
+        """``counters[name] += values`` for replicates ``r`` (distinct)."""
+        self.counters[name][r] += values
 
     # ---------------------------------------------------------------- context switch
 
