@@ -515,15 +515,6 @@ class VectorEngine:
         if self.t.pti:
             self._count("invpcid", pages)
 
-    def _invalidate_own(self, at, cpu, full):
-        """Flush everything on each replicate's acting CPU where ``full`` ([R]): on its row when
-        every replicate acts on the same CPU, without building a [C, R] mask."""
-        if len(at) != 1:
-            self._invalidate(None, self._own(cpu, full))
-        elif full.any():
-            self.tlb_valid[at] &= ~full
-            self.ws_cached[at] = np.where(full, 0, self.ws_cached[at])
-
     def _invalidate(self, partial, full, inr=None):
         """INVLPG the range on CPUs ``partial``, flush everything on CPUs ``full`` ([C, R])."""
         if partial is not None and partial.any():
@@ -718,27 +709,40 @@ class VectorEngine:
     # ---------------------------------------------------------------- context switch
 
     def _switch_mm(self, m, cpu, to_lazy, u, lat):
-        """A CPU leaves lazy mode (full flush if it missed a generation) or enters it."""
+        """A CPU leaves lazy mode (full flush if it missed a generation) or enters it.
+
+        Works on the rows of the replicates in ``m`` alone, as _access does."""
         t, c = self.t, self.t.c
-        at = self._at(cpu)
-        back = m & ~to_lazy
-        if not back.any():
-            # enter_lazy_tlb(): the mm stays loaded, nothing is flushed or charged
-            self.is_lazy[at] = np.where(m, to_lazy, self.is_lazy[at])
+        r = np.flatnonzero(m)
+        if r.size == 0:
             return
-        behind = back & (self.local_gen[at] < self.tlb_gen)
-        near = np.where(self.tlb_gen_sharers, self._distances(cpu), 99).min(0)
-        moved = back & (near > 0)
+        cr = cpu.take(r)
+        at = cr * self.R + r
+        lazy = to_lazy.take(r)
+        self.is_lazy.put(at, lazy)
+        if lazy.all():
+            # enter_lazy_tlb(): the mm stays loaded, nothing is flushed or charged
+            return
+        if lazy.any():
+            back = ~lazy
+            r, cr, at = r[back], cr[back], at[back]
+        # switch_mm_irqs_off(): the ASID's generation is behind mm->tlb_gen -> a full flush;
+        # reading mm->tlb_gen brings its line from the nearest holder
+        gen = self.tlb_gen.take(r)
+        behind = self.local_gen.take(at) < gen
+        near = np.where(self.tlb_gen_sharers[:, r], self.dist[:, cr], 99).min(0)
+        moved = near > 0
         base = (c.context_switch + np.where(behind, c.flush_full, 0.0)
                 + np.where(moved, self._by_dist(t.tlb_gen_xfer, np.minimum(near, 3)), 0.0))
-        self._charge(lat, back, base, u[K.SLOT_SWITCH])
-        self._count("tlb_gen_xfers", moved)
-        self._count("local_full", behind)
-        self._invalidate_own(at, cpu, behind)
-        self.tlb_gen_sharers[at] |= back
-        self.local_gen[at] = np.where(back, self.tlb_gen, self.local_gen[at])
-        self.is_lazy[at] = np.where(m, to_lazy, self.is_lazy[at])
-        self.off_cpu[at] = np.where(back, False, self.off_cpu[at])
+        lat[..., r] += self._cost(base, u[K.SLOT_SWITCH].take(r))
+        self._count_at("tlb_gen_xfers", r, moved)
+        self._count_at("local_full", r, behind)
+        if behind.any():
+            self.tlb_valid[cr[behind], :, r[behind]] = False
+            self.ws_cached.put(at[behind], 0)
+        self.tlb_gen_sharers.put(at, True)
+        self.local_gen.put(at, gen)
+        self.off_cpu.put(at, False)
 
 
 def _per_cpu(x):
