@@ -321,47 +321,59 @@ class VectorEngine:
         flush[relaxed] = FLUSH_RELAXED
 
     def _flush_tlb_mm_range(self, f, strict, cpu, n, inr, u):
-        """++tlb_gen, the local flush_tlb_func, and on the strict path the shootdown."""
+        """++tlb_gen, the local flush_tlb_func, and on the strict path the shootdown.
+
+        ++tlb_gen and the initiator's own flush concern the replicates that flush alone: they
+        run on those rows ([n], as in _access); the shootdown runs over [C, R]."""
         t, c = self.t, self.t.c
-        D = self._distances(cpu)                             # distance from the initiator
-        self.tlb_gen += f
-        new_gen = self.tlb_gen
-        # ++mm->tlb_gen is a locked RMW: the line comes from the farthest other holder.
-        others = self.tlb_gen_sharers & (D > 0)
-        xdist = np.where(others, D, 0).max(0)
-        moved = f & (xdist > 0)
-        cost = np.zeros(self.shape)
-        self._charge(cost, moved, self._by_dist(t.tlb_gen_xfer, xdist), u[K.SLOT_TLBGEN])
-        self._count("tlb_gen_xfers", moved)
-        self.tlb_gen_sharers &= ~f
-        at = self._at(cpu)
-        self.tlb_gen_sharers[at] |= f
-
-        ranged = n <= t.ceiling
-        # The initiator's own flush_tlb_func: partial only if it lags exactly one generation.
-        lg = self.local_gen[at]
-        loc_partial = f & ranged & (lg + 1 == new_gen)
-        loc_full = f & ~loc_partial
-        local_cost = np.zeros(self.shape)
-        self._charge(local_cost, f, np.where(loc_partial, n * c.invlpg, c.flush_full), u[K.SLOT_LOCAL])
-        self._count("local_partial", loc_partial)
-        self._count("local_full", loc_full)
-        self._count_pages(n * loc_partial)
-        if len(at) == 1:
-            if loc_partial.any():
-                self.tlb_valid[at] &= ~(inr & loc_partial)
-            if loc_full.any():
-                self.tlb_valid[at] &= ~loc_full
-                self.ws_cached[at] = np.where(loc_full, 0, self.ws_cached[at])
+        R = self.R
+        r = self._rows(f)
+        cr = cpu.take(r)
+        at = cr * R + r                                    # the initiator's row in [C, R] arrays
+        gen = self.tlb_gen.take(r) + 1
+        self.tlb_gen.put(r, gen)
+        Dr = self._row_distances(cr)
+        # ++mm->tlb_gen is a locked RMW: the line comes from the farthest other holder, and
+        # the initiator is its only holder after.
+        holders = self.tlb_gen_sharers if r is self.ar else self.tlb_gen_sharers[:, r]
+        xdist = np.where(holders & (Dr > 0), Dr, 0).max(0)
+        moved = xdist > 0
+        us = u if r is self.ar else u[:, r]
+        gen_cost = np.zeros(self.shape[:-1] + (r.size,))
+        self._charge(gen_cost, moved, self._by_dist(t.tlb_gen_xfer, xdist), us[K.SLOT_TLBGEN])
+        self._count_at("tlb_gen_xfers", r, moved)
+        if r is self.ar:
+            self.tlb_gen_sharers[:] = False
         else:
-            self._invalidate(self._own(cpu, loc_partial), self._own(cpu, loc_full), inr)
-        self.local_gen[at] = np.where(f, new_gen, lg)
+            self.tlb_gen_sharers[:, r] = False
+        self.tlb_gen_sharers.put(at, True)
 
-        self._count("strict_flushes", strict)
-        self._count("relaxed_flushes", f & ~strict)
-        relaxed_cost = cost + local_cost
-        if not strict.any():
+        # The initiator's own flush_tlb_func: partial only if it lags exactly one generation.
+        nr = n.take(r)
+        lg = self.local_gen.take(at)
+        loc_partial = (nr <= t.ceiling) & (lg + 1 == gen)
+        loc_full = ~loc_partial
+        own_cost = self._cost(np.where(loc_partial, nr * c.invlpg, c.flush_full), us[K.SLOT_LOCAL])
+        self._count_at("local_partial", r, loc_partial)
+        self._count_at("local_full", r, loc_full)
+        self._count_pages(nr * loc_partial, r)
+        self._flush_own(cr, r, at, loc_full, loc_partial, inr)
+        self.local_gen.put(at, gen)
+
+        strict_r = strict.take(r)
+        self._count_at("strict_flushes", r, strict_r)
+        self._count_at("relaxed_flushes", r, ~strict_r)
+        relaxed_cost = np.zeros(self.shape)
+        self._at_rows(relaxed_cost, r, gen_cost + own_cost)
+        if not strict_r.any():
             return relaxed_cost
+        cost = np.zeros(self.shape)
+        self._at_rows(cost, r, gen_cost)
+        local_cost = np.zeros(self.shape)
+        self._at_rows(local_cost, r, own_cost)
+        D = self._distances(cpu)                             # distance from the initiator
+        new_gen = self.tlb_gen
+        ranged = n <= t.ceiling
 
         # Strict: flush_tlb_multi() -> [kvm_flush_tlb_multi()] -> on_each_cpu_cond_mask(
         # should_flush_tlb, ...) -> smp_call_function_many_cond().  The initiator walks the
@@ -509,11 +521,14 @@ class VectorEngine:
         rank_q = ((first[None, :, :] <= first[:, None, :]) & has[None, :, :]).sum(1)
         return rank_q[self.group_of], np.count_nonzero(has, axis=0)
 
-    def _count_pages(self, pages):
-        """Pages invalidated by a partial flush: INVLPG, plus INVPCID of the user ASID with PTI."""
-        self._count("invlpg", pages)
-        if self.t.pti:
-            self._count("invpcid", pages)
+    def _count_pages(self, pages, r=None):
+        """Pages invalidated by a partial flush: INVLPG, plus INVPCID of the user ASID with PTI
+        (per replicate, or for replicates ``r``)."""
+        for name in ("invlpg", "invpcid") if self.t.pti else ("invlpg",):
+            if r is None:
+                self._count(name, pages)
+            else:
+                self._count_at(name, r, pages)
 
     def _invalidate(self, partial, full, inr=None):
         """INVLPG the range on CPUs ``partial``, flush everything on CPUs ``full`` ([C, R])."""
@@ -578,7 +593,7 @@ class VectorEngine:
             back = m & self.off_cpu[self._at(cpu)]
             if back.any():
                 self._switch_mm(back, cpu, np.zeros(self.R, bool), u, lat)
-        r = np.flatnonzero(m)
+        r = self._rows(m)
         if r.size == 0:
             return
         R, P = self.R, self.P
@@ -586,7 +601,7 @@ class VectorEngine:
         at = cr * R + r                        # each one's entry in a per-CPU [C, R] array
         pte = pr * R + r                       # ... in a per-page [P, R] array
         tlb = (cr * P + pr) * R + r            # ... in a per-CPU-and-page [C, P, R] array
-        us = u[:, r]
+        us = u if r is self.ar else u[:, r]
         cost = self._refill(at, r, us)
 
         valid, tw, td = self.tlb_valid.take(tlb), self.tlb_write.take(tlb), self.tlb_dirty.take(tlb)
@@ -635,7 +650,7 @@ class VectorEngine:
         self.tlb_valid.put(tlb, ~(fault & ~retry))
         self.tlb_write.put(tlb, ew | completed_write)
         self.tlb_dirty.put(tlb, ed | completed_write)
-        lat[..., r] += cost
+        self._at_rows(lat, r, cost)
 
     def _fault(self, r, cr, at, pte, fault, pw, pd, py, us, cost, uffd_pending):
         """The page fault of the writes in ``fault`` and how the kernel resolves it: SIGSEGV,
@@ -659,7 +674,8 @@ class VectorEngine:
         self._count_at("uffd_faults", r, wp)
         self._count_at("prot_faults", r, prot)
         self._charge(cost, prot, np.float64(c.sigsegv), us[K.SLOT_EXTRA])
-        uffd_pending[r] |= wp
+        if wp.any():
+            uffd_pending[r] |= wp
         # wp_page_reuse() and ptep_set_access_flags() store the PTE; neither flushes on x86
         self._charge(cost, reuse | store, np.float64(c.pte_update), us[K.SLOT_FIXUP])
         self.pte_write.put(pte, pw | reuse)
@@ -673,7 +689,7 @@ class VectorEngine:
             lg = self.local_gen.take(at)
             fix = unchanged & (lg < gen) & (self.fixup if self.fixup is True else self.fixup.take(r))
             if fix.any():
-                near = np.where(self.tlb_gen_sharers[:, r], self.dist[:, cr], 99).min(0)
+                near = self._nearest_holder(cr, r)
                 moved = fix & (near > 0)
                 base = c.flush_full + np.where(moved, self._by_dist(t.tlb_gen_xfer, np.minimum(near, 3)), 0.0)
                 self._charge(cost, fix, base, us[K.SLOT_FIXUP])
@@ -681,8 +697,7 @@ class VectorEngine:
                 self._count_at("local_full", r, fix)
                 self.tlb_gen_sharers.put(at, self.tlb_gen_sharers.take(at) | fix)
                 # flush everything on the faulting CPU of each replicate that fixes up
-                self.tlb_valid[cr[fix], :, r[fix]] = False
-                self.ws_cached.put(at[fix], 0)
+                self._flush_own(cr, r, at, fix)
                 self.local_gen.put(at, np.where(fix, gen, lg))
 
         # The retried write walks again; the PTE is dirty now, so no dirty-bit walk.
@@ -703,17 +718,74 @@ class VectorEngine:
         return cost
 
     def _count_at(self, name, r, values):
-        """``counters[name] += values`` for replicates ``r`` (distinct)."""
-        self.counters[name][r] += values
+        """``counters[name] += values`` for replicates ``r`` (from _rows)."""
+        if r is self.ar:
+            self.counters[name] += values
+        else:
+            self.counters[name][r] += values
 
-    # ---------------------------------------------------------------- context switch
+    def _row_distances(self, cr):
+        """Distance class from CPU cr[i] to every CPU: [C, n], or the row [C, 1] when all
+        are one CPU (lockstep)."""
+        c0 = cr[0]
+        return self.dist[c0][:, None] if (cr == c0).all() else self.dist[:, cr]
+
+    def _nearest_holder(self, cr, r):
+        """Distance class from each replicate's CPU to the nearest CPU holding the mm->tlb_gen
+        line (0: its own CPU holds it)."""
+        holders = self.tlb_gen_sharers if r is self.ar else self.tlb_gen_sharers[:, r]
+        return np.where(holders, self._row_distances(cr), 99).min(0)
+
+    def _rows(self, mask):
+        """The replicates in ``mask`` (distinct, ascending); ``self.ar`` itself when that is
+        every replicate, which the row-wise helpers take as "no gather needed"."""
+        r = np.flatnonzero(mask)
+        return self.ar if r.size == self.R else r
+
+    def _at_rows(self, a, r, values):
+        """``a[..., r] += values`` (a cycle book [R] or [K, R]; ``r`` from _rows)."""
+        if r is self.ar:
+            a += values
+        else:
+            a[..., r] += values
+
+    def _flush_own(self, cr, r, at, full, partial=None, span=None):
+        """On each replicate's own CPU (replicates ``r`` on CPUs ``cr``, rows ``at`` of the
+        per-CPU arrays): flush everything where ``full``, INVLPG the pages of ``span``
+        ([P, R] or [P, 1]) where ``partial``.  When every replicate acts on one CPU and not
+        just a few act, on that CPU's whole [P, R] slab with a mask over replicates (one
+        contiguous pass); else entry by entry."""
+        c0 = cr[0]
+        slab = (cr == c0).all() and 4 * r.size >= self.R
+
+        def over_r(sub):
+            if r is self.ar:
+                return sub
+            mask = np.zeros(self.R, bool)
+            mask[r[sub]] = True
+            return mask
+        if partial is not None and partial.any():
+            if slab:
+                self.tlb_valid[c0] &= ~(span & over_r(partial))
+            else:
+                sp = np.broadcast_to(span, (self.P, self.R))
+                rp = r[partial]
+                self.tlb_valid[cr[partial], :, rp] &= ~sp[:, rp].T
+        if full.any():
+            if slab:
+                mask = over_r(full)
+                self.tlb_valid[c0] &= ~mask
+                self.ws_cached[c0] = np.where(mask, 0, self.ws_cached[c0])
+            else:
+                self.tlb_valid[cr[full], :, r[full]] = False
+                self.ws_cached.put(at[full], 0)
 
     def _switch_mm(self, m, cpu, to_lazy, u, lat):
         """A CPU leaves lazy mode (full flush if it missed a generation) or enters it.
 
         Works on the rows of the replicates in ``m`` alone, as _access does."""
         t, c = self.t, self.t.c
-        r = np.flatnonzero(m)
+        r = self._rows(m)
         if r.size == 0:
             return
         cr = cpu.take(r)
@@ -730,16 +802,14 @@ class VectorEngine:
         # reading mm->tlb_gen brings its line from the nearest holder
         gen = self.tlb_gen.take(r)
         behind = self.local_gen.take(at) < gen
-        near = np.where(self.tlb_gen_sharers[:, r], self.dist[:, cr], 99).min(0)
+        near = self._nearest_holder(cr, r)
         moved = near > 0
         base = (c.context_switch + np.where(behind, c.flush_full, 0.0)
                 + np.where(moved, self._by_dist(t.tlb_gen_xfer, np.minimum(near, 3)), 0.0))
-        lat[..., r] += self._cost(base, u[K.SLOT_SWITCH].take(r))
+        self._at_rows(lat, r, self._cost(base, u[K.SLOT_SWITCH].take(r)))
         self._count_at("tlb_gen_xfers", r, moved)
         self._count_at("local_full", r, behind)
-        if behind.any():
-            self.tlb_valid[cr[behind], :, r[behind]] = False
-            self.ws_cached.put(at[behind], 0)
+        self._flush_own(cr, r, at, behind)
         self.tlb_gen_sharers.put(at, True)
         self.local_gen.put(at, gen)
         self.off_cpu.put(at, False)

@@ -44,9 +44,11 @@ class LaneJitter:
     def draw(self, on, slots: int) -> np.ndarray:
         """uint16 [slots, L*R]; ``on``: which lanes act (None: all)."""
         L, R, S = self.L, self.R, slots
+        out = np.empty((S, L, R), np.uint16)
         if len(self.groups) == 1 and on is None:
-            return np.tile(draw_slots(self.groups[0][0], R, self.C, S), (1, L))
-        out = np.zeros((S, L, R), np.uint16)
+            out[:] = draw_slots(self.groups[0][0], R, self.C, S)[:, None, :]   # one copy, not np.tile's two
+            return out.reshape(S, L * R)
+        out[:] = 0
         groups = []
         for rng, lanes in self.groups:
             acting = lanes if on is None else lanes[on[lanes]]
