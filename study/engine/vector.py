@@ -602,14 +602,13 @@ class VectorEngine:
         pte = pr * R + r                       # ... in a per-page [P, R] array
         tlb = (cr * P + pr) * R + r            # ... in a per-CPU-and-page [C, P, R] array
         us = u if r is self.ar else u[:, r]
-        cost = self._refill(at, r, us)
+        cost, missing = self._refill(at, us)
 
         valid, tw, td = self.tlb_valid.take(tlb), self.tlb_write.take(tlb), self.tlb_dirty.take(tlb)
         pw, pd, py = self.pte_write.take(pte), self.pte_dirty.take(pte), self.pte_young.take(pte)
         miss = ~valid
         self._charge(cost, None, np.where(valid, c.tlb_hit, c.page_walk), us[K.SLOT_ACCESS])
         self._count_at("tlb_hits", r, valid)
-        self._count_at("tlb_misses", r, miss)
         # A miss fills the entry from the PTE (and sets Accessed).
         ew = np.where(miss, pw, tw)
         ed = np.where(miss, pd, td)
@@ -643,6 +642,8 @@ class VectorEngine:
             self.pte_dirty.put(pte, pd)
             self.pte_young.put(pte, py)
             retry = fault
+        # STLB misses: the working set's refill, this access's walk, a retried write's walk
+        self._count_at("tlb_misses", r, missing + miss + retry)
 
         # Final state of the entry.  A fault invalidated it; a completed (or retried) write
         # leaves it writable and dirty.
@@ -703,19 +704,17 @@ class VectorEngine:
         # The retried write walks again; the PTE is dirty now, so no dirty-bit walk.
         retry = reuse | spurious
         self._charge(cost, retry, np.float64(c.page_walk), us[K.SLOT_RETRY])
-        self._count_at("tlb_misses", r, retry)
-
         return retry
 
-    def _refill(self, at, r, us):
+    def _refill(self, at, us):
         """Application work between accesses refills the working set a full flush dropped:
-        one STLB miss and page walk per entry (cost page_walk each).  Rows as in _access."""
+        one STLB miss and page walk per entry (cost page_walk each).  Rows as in _access;
+        returns the cycles and the misses."""
         missing = self.working_set - self.ws_cached.take(at)
         self.ws_cached.put(at, self.working_set)
-        self._count_at("tlb_misses", r, missing)
-        cost = np.zeros(self.shape[:-1] + (r.size,))
+        cost = np.zeros(self.shape[:-1] + (at.size,))
         self._charge(cost, missing > 0, missing * self.t.c.page_walk, us[K.SLOT_REFILL])
-        return cost
+        return cost, missing
 
     def _count_at(self, name, r, values):
         """``counters[name] += values`` for replicates ``r`` (from _rows)."""
