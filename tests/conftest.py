@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,33 @@ def _no_user_config_dir(tmp_path_factory, monkeypatch):
     """No test reads the developer's ~/.config/study: the user config dir is an empty place."""
     if not os.environ.get("STUDY_CONFIG_DIR"):  # a module fixture may have chosen one
         monkeypatch.setenv("STUDY_CONFIG_DIR", str(tmp_path_factory.getbasetemp() / "no-user-config"))
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def synthetic_out(tmp_path_factory) -> Path:
+    """One full synthetic sweep (study.analysis.synthetic), analyzed and reported, shared by every
+    module that reads such an output (analysis, report, dvc plots): ``<root>/sweep/synthetic/``,
+    ``analysis/``, ``metrics.json``, ``report/``.
+
+    Read-only: a test that changes files works on a copy.  The session's end checks that
+    every file is still as written here, so a test that writes into it fails.
+    """
+    from study.analysis.synthetic import make_sweep
+    from study.cli import analyze as analyze_cli
+    from study.cli import report as report_cli
+
+    root = tmp_path_factory.mktemp("synthetic")
+    make_sweep(root, name="synthetic")
+    assert analyze_cli.main(["--sweep", "synthetic", "--out", str(root)]) == 0
+    assert report_cli.main(["--out", str(root)]) == 0
+    written = _digests(root)
+    yield root
+    assert _digests(root) == written, "a test changed the shared synthetic output; work on a copy"
 
 
 @pytest.fixture
