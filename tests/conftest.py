@@ -33,20 +33,34 @@ def _digests(root: Path) -> dict[str, str]:
 def synthetic_out(tmp_path_factory) -> Path:
     """One full synthetic sweep (study.analysis.synthetic), analyzed and reported, shared by every
     module that reads such an output (analysis, report, dvc plots): ``<root>/sweep/synthetic/``,
-    ``analysis/``, ``metrics.json``, ``report/``.
+    ``analysis/``, ``metrics.json``, ``report/``.  Under pytest-xdist the workers share one,
+    built by the first that needs it (the others wait on a lock).
 
     Read-only: a test that changes files works on a copy.  The session's end checks that
     every file is still as written here, so a test that writes into it fails.
     """
+    import fcntl
+    import json
+    import shutil
+
     from study.analysis.synthetic import make_sweep
     from study.cli import analyze as analyze_cli
     from study.cli import report as report_cli
 
-    root = tmp_path_factory.mktemp("synthetic")
-    make_sweep(root, name="synthetic")
-    assert analyze_cli.main(["--sweep", "synthetic", "--out", str(root)]) == 0
-    assert report_cli.main(["--out", str(root)]) == 0
-    written = _digests(root)
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's directory, above every worker's own
+    root, done = base / "synthetic", base / "synthetic.json"
+    with open(base / "synthetic.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)  # a build that failed half-way
+            make_sweep(root, name="synthetic")
+            assert analyze_cli.main(["--sweep", "synthetic", "--out", str(root)]) == 0
+            assert report_cli.main(["--out", str(root)]) == 0
+            done.write_text(json.dumps(_digests(root)))
+    written = json.loads(done.read_text())
+    assert _digests(root) == written, "a test changed the shared synthetic output; work on a copy"
     yield root
     assert _digests(root) == written, "a test changed the shared synthetic output; work on a copy"
 
