@@ -17,6 +17,20 @@ if str(REPO) not in sys.path:  # the package is used from the checkout, not inst
 from study.workloads.result import COUNTERS, CellResult  # noqa: E402
 
 
+def pytest_collection_modifyitems(config, items):
+    """Modules with slow (end-to-end) tests first, then the others by their number of tests,
+    largest first; each module's tests in their own order.  pytest-xdist hands whole modules
+    to its workers in this order (--no-loadscope-reorder in pyproject.toml), so the long ones
+    start early instead of keeping one worker busy while the other has finished."""
+    modules: dict[str, list] = {}
+    for item in items:
+        entry = modules.setdefault(item.nodeid.split("::")[0], [0, False])
+        entry[0] += 1
+        entry[1] |= item.get_closest_marker("slow") is not None
+    rank = {path: (not slow, -count, path) for path, (count, slow) in modules.items()}
+    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])
+
+
 @pytest.fixture(autouse=True)
 def _no_user_config_dir(tmp_path_factory, monkeypatch):
     """No test reads the developer's ~/.config/study: the user config dir is an empty place."""
