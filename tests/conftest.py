@@ -31,6 +31,36 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Under pytest-xdist, a test marked ``alone`` (it asserts a wall-clock bound) runs while no
+    other test does: it waits for the tests running on the other workers to end, and they
+    start none until it is done, so the bound means what it does in a one-process run.
+
+    A lock pair in the temp directory, named by the run: every test holds ``.lock`` shared, an
+    ``alone`` test exclusive; ``.gate`` is taken first by both, and held by an ``alone`` test
+    while it waits, so that new tests cannot keep it waiting.  Setup and teardown count: the
+    protocol covers the fixtures a test sets up and those that end with it.
+    """
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not run:
+        yield
+        return
+    import fcntl
+    import tempfile
+
+    alone = item.get_closest_marker("alone") is not None
+    stem = Path(tempfile.gettempdir()) / f"pytest-study-{run}"
+    with open(f"{stem}.gate", "a") as gate, open(f"{stem}.lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(autouse=True)
 def _no_user_config_dir(tmp_path_factory, monkeypatch):
     """No test reads the developer's ~/.config/study: the user config dir is an empty place."""
@@ -79,13 +109,19 @@ def synthetic_out(tmp_path_factory) -> Path:
     assert _digests(root) == written, "a test changed the shared synthetic output; work on a copy"
 
 
-@pytest.fixture
-def study_env() -> dict[str, str]:
-    """Environment for ``python -m study`` in a subprocess run from another directory."""
+def subprocess_env() -> dict[str, str]:
+    """This process's environment for ``python -m study`` (or Ray) in a subprocess run from
+    another directory: this checkout on PYTHONPATH, no RAY_ADDRESS."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.pop("RAY_ADDRESS", None)
     return env
+
+
+@pytest.fixture
+def study_env() -> dict[str, str]:
+    """Environment for ``python -m study`` in a subprocess run from another directory."""
+    return subprocess_env()
 
 
 def fake_simulate(machine, workload, policy, *, replicates, rounds, seed, max_samples=2048, kernel=None,
