@@ -37,21 +37,21 @@ def pytest_runtest_protocol(item, nextitem):
     other test does: it waits for the tests running on the other workers to end, and they
     start none until it is done, so the bound means what it does in a one-process run.
 
-    A lock pair in the temp directory, named by the run: every test holds ``.lock`` shared, an
-    ``alone`` test exclusive; ``.gate`` is taken first by both, and held by an ``alone`` test
-    while it waits, so that new tests cannot keep it waiting.  Setup and teardown count: the
-    protocol covers the fixtures a test sets up and those that end with it.
+    A lock pair in the session's temp directory (above every worker's own): every test holds
+    ``alone.lock`` shared, an ``alone`` test exclusive; ``alone.gate`` is taken first by both,
+    and held by an ``alone`` test while it waits, so that new tests cannot keep it waiting.
+    Setup and teardown count: the protocol covers the fixtures a test sets up and those that
+    end with it.
     """
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if not os.environ.get("PYTEST_XDIST_WORKER") or not run:
+    basetemp = item.config.option.basetemp  # a worker's: <session>/popen-gwN (pytest-xdist)
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not basetemp:
         yield
         return
     import fcntl
-    import tempfile
 
     alone = item.get_closest_marker("alone") is not None
-    stem = Path(tempfile.gettempdir()) / f"pytest-study-{run}"
-    with open(f"{stem}.gate", "a") as gate, open(f"{stem}.lock", "a") as lock:
+    session = Path(basetemp).parent
+    with open(session / "alone.gate", "a") as gate, open(session / "alone.lock", "a") as lock:
         fcntl.flock(gate, fcntl.LOCK_EX)
         fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
         fcntl.flock(gate, fcntl.LOCK_UN)
