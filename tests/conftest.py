@@ -1,4 +1,5 @@
-"""Shared fixtures: the repo on sys.path, a subprocess environment, a fake engine."""
+"""Shared fixtures: the repo on sys.path, a subprocess environment, a fake engine, one analyzed
+synthetic sweep; and the hooks that order modules and run ``alone`` tests under pytest-xdist."""
 
 from __future__ import annotations
 
