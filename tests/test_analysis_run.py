@@ -16,11 +16,8 @@ from study.seed import SEED_TABLE
 
 
 @pytest.fixture(scope="module")
-def out(tmp_path_factory):
-    root = tmp_path_factory.mktemp("analysis")
-    make_sweep(root, name="synthetic")
-    assert analyze_cli.main(["--sweep", "synthetic", "--out", str(root)]) == 0
-    return root
+def out(synthetic_out):
+    return synthetic_out  # conftest: the full synthetic sweep, analyzed (read-only)
 
 
 @pytest.fixture(scope="module")

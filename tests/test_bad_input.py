@@ -513,6 +513,7 @@ def test_a_dotted_value_the_grid_replaces_is_a_warning(tmp_path, monkeypatch, ca
                           "sweep.grids[1].workload.threads ([2])"]
 
 
+@pytest.mark.alone  # the 10 s bound: no other test competes for the CPUs meanwhile
 def test_ray_address_that_never_answers_fails_within_10_s(tmp_path, study_env):
     """A port that accepts connections but is no Ray cluster: ray.init would retry for minutes."""
     import socket

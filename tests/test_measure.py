@@ -117,8 +117,9 @@ def test_calibrate_from_writes_a_named_machine_and_the_report_shows_this_machine
 
     from study.analysis.synthetic import make_sweep
 
+    # beside a sweep's analysis (a small one: the section reads the measurement only)
     out = env / "report"
-    make_sweep(out, name="synthetic")
+    make_sweep(out, name="synthetic", grid="small", replicates=4, samples=10)
     assert analyze_cli.main(["--sweep", "synthetic", "--out", str(out), "--measure", str(measured)]) == 0
     assert (out / "analysis" / "this_machine_cells.csv").is_file()
     assert report_cli.main(["--out", str(out)]) == 0

@@ -9,8 +9,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from study.analysis.synthetic import make_sweep
-from study.cli import analyze as analyze_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,11 +70,8 @@ def test_metrics_are_uncached_json(dvc):
 
 
 @pytest.fixture(scope="module")
-def analyzed(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dvcplots")
-    make_sweep(out, name="synthetic")
-    assert analyze_cli.main(["--sweep", "synthetic", "--out", str(out)]) == 0
-    return out
+def analyzed(synthetic_out):
+    return synthetic_out  # conftest: the full synthetic sweep, analyzed (read-only)
 
 
 def test_declared_plots_are_the_series_the_analysis_writes(dvc, analyzed):

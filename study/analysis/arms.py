@@ -14,9 +14,13 @@ class Arms:
     """Lookup of per-replicate values by (metric, cell) and by (pair, role)."""
 
     def __init__(self, replicates: pd.DataFrame, cells: pd.DataFrame):
-        reps = replicates[["cell_id", "metric", "replicate", "value"]]
-        self._values = {key: group.sort_values("replicate", kind="stable").set_index("replicate")["value"]
-                        for key, group in reps.groupby(["metric", "cell_id"], sort=True, observed=True)}
+        # One stable sort by replicate for the whole table, then each (metric, cell) as positions
+        # into it: within a group that is the group's own stable sort (ties keep their row
+        # order), without a sort and an index per group (a sweep has tens of thousands).
+        reps = replicates[["cell_id", "metric", "replicate", "value"]].sort_values("replicate", kind="stable")
+        values = reps.set_index("replicate")["value"]
+        groups = reps.groupby(["metric", "cell_id"], sort=True, observed=True).indices
+        self._values = {key: values.iloc[rows] for key, rows in groups.items()}
         # (pair, role) -> cell_id; the first cell wins if a sweep repeats a role in a pair
         self._cell = {}
         for pair, role, cell in zip(cells["pair_id"], cells["role"], cells["cell_id"]):
