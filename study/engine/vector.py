@@ -321,59 +321,47 @@ class VectorEngine:
         flush[relaxed] = FLUSH_RELAXED
 
     def _flush_tlb_mm_range(self, f, strict, cpu, n, inr, u):
-        """++tlb_gen, the local flush_tlb_func, and on the strict path the shootdown.
-
-        ++tlb_gen and the initiator's own flush concern the replicates that flush alone: they
-        run on those rows ([n], as in _access); the shootdown runs over [C, R]."""
+        """++tlb_gen, the local flush_tlb_func, and on the strict path the shootdown."""
         t, c = self.t, self.t.c
-        R = self.R
-        r = self._rows(f)
-        cr = cpu.take(r)
-        at = cr * R + r                                    # the initiator's row in [C, R] arrays
-        gen = self.tlb_gen.take(r) + 1
-        self.tlb_gen.put(r, gen)
-        Dr = self._row_distances(cr)
-        # ++mm->tlb_gen is a locked RMW: the line comes from the farthest other holder, and
-        # the initiator is its only holder after.
-        holders = self.tlb_gen_sharers if r is self.ar else self.tlb_gen_sharers[:, r]
-        xdist = np.where(holders & (Dr > 0), Dr, 0).max(0)
-        moved = xdist > 0
-        us = u if r is self.ar else u[:, r]
-        gen_cost = np.zeros(self.shape[:-1] + (r.size,))
-        self._charge(gen_cost, moved, self._by_dist(t.tlb_gen_xfer, xdist), us[K.SLOT_TLBGEN])
-        self._count_at("tlb_gen_xfers", r, moved)
-        if r is self.ar:
-            self.tlb_gen_sharers[:] = False
-        else:
-            self.tlb_gen_sharers[:, r] = False
-        self.tlb_gen_sharers.put(at, True)
-
-        # The initiator's own flush_tlb_func: partial only if it lags exactly one generation.
-        nr = n.take(r)
-        lg = self.local_gen.take(at)
-        loc_partial = (nr <= t.ceiling) & (lg + 1 == gen)
-        loc_full = ~loc_partial
-        own_cost = self._cost(np.where(loc_partial, nr * c.invlpg, c.flush_full), us[K.SLOT_LOCAL])
-        self._count_at("local_partial", r, loc_partial)
-        self._count_at("local_full", r, loc_full)
-        self._count_pages(nr * loc_partial, r)
-        self._flush_own(cr, r, at, loc_full, loc_partial, inr)
-        self.local_gen.put(at, gen)
-
-        strict_r = strict.take(r)
-        self._count_at("strict_flushes", r, strict_r)
-        self._count_at("relaxed_flushes", r, ~strict_r)
-        relaxed_cost = np.zeros(self.shape)
-        self._at_rows(relaxed_cost, r, gen_cost + own_cost)
-        if not strict_r.any():
-            return relaxed_cost
-        cost = np.zeros(self.shape)
-        self._at_rows(cost, r, gen_cost)
-        local_cost = np.zeros(self.shape)
-        self._at_rows(local_cost, r, own_cost)
         D = self._distances(cpu)                             # distance from the initiator
+        self.tlb_gen += f
         new_gen = self.tlb_gen
+        # ++mm->tlb_gen is a locked RMW: the line comes from the farthest other holder.
+        others = self.tlb_gen_sharers & (D > 0)
+        xdist = np.where(others, D, 0).max(0)
+        moved = f & (xdist > 0)
+        cost = np.zeros(self.shape)
+        self._charge(cost, moved, self._by_dist(t.tlb_gen_xfer, xdist), u[K.SLOT_TLBGEN])
+        self._count("tlb_gen_xfers", moved)
+        self.tlb_gen_sharers &= ~f
+        at = self._at(cpu)
+        self.tlb_gen_sharers[at] |= f
+
         ranged = n <= t.ceiling
+        # The initiator's own flush_tlb_func: partial only if it lags exactly one generation.
+        lg = self.local_gen[at]
+        loc_partial = f & ranged & (lg + 1 == new_gen)
+        loc_full = f & ~loc_partial
+        local_cost = np.zeros(self.shape)
+        self._charge(local_cost, f, np.where(loc_partial, n * c.invlpg, c.flush_full), u[K.SLOT_LOCAL])
+        self._count("local_partial", loc_partial)
+        self._count("local_full", loc_full)
+        self._count_pages(n * loc_partial)
+        if len(at) == 1:
+            if loc_partial.any():
+                self.tlb_valid[at] &= ~(inr & loc_partial)
+            if loc_full.any():
+                self.tlb_valid[at] &= ~loc_full
+                self.ws_cached[at] = np.where(loc_full, 0, self.ws_cached[at])
+        else:
+            self._invalidate(self._own(cpu, loc_partial), self._own(cpu, loc_full), inr)
+        self.local_gen[at] = np.where(f, new_gen, lg)
+
+        self._count("strict_flushes", strict)
+        self._count("relaxed_flushes", f & ~strict)
+        relaxed_cost = cost + local_cost
+        if not strict.any():
+            return relaxed_cost
 
         # Strict: flush_tlb_multi() -> [kvm_flush_tlb_multi()] -> on_each_cpu_cond_mask(
         # should_flush_tlb, ...) -> smp_call_function_many_cond().  The initiator walks the
@@ -834,9 +822,13 @@ def _switches(policy, R):
                          **{name: bool(getattr(policy, name)) for name in POLICY_SWITCHES})
     if len(policy) != R:
         raise ValueError(f"per-replicate policies: {len(policy)} given for {R} replicates")
+    # a run's lanes repeat a few policy objects R times each: read each object's switches once
+    first: dict[int, int] = {}
+    which = np.fromiter((first.setdefault(id(p), len(first)) for p in policy), np.intp, len(policy))
+    distinct = list({id(p): p for p in policy}.values())
     out = {}
     for name in POLICY_SWITCHES:
-        values = np.array([bool(getattr(p, name)) for p in policy])
+        values = np.array([bool(getattr(p, name)) for p in distinct])[which]
         out[name] = bool(values[0]) if (values == values[0]).all() else values
     return _Switches(name="lanes", **out)
 
