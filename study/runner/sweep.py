@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -150,19 +151,44 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
 
     compute_start = time.perf_counter()
     executor_info, seconds = {"executor": None}, {}
-    if todo:
-        executor_info, seconds, failures = _compute(plan, todo, executor, store, results, progress)
-        if failures:
-            failed = sum(n for n, _ in failures)
-            raise SweepFailed(failed, len(results), len(plan.cells), failures[0][1])
-    compute_seconds = time.perf_counter() - compute_start
+    closing = None  # the executor's shutdown, left to finish while the tables are written
+    try:
+        if todo:
+            executor_info, seconds, failures, closing = _compute(plan, todo, executor, store, results, progress)
+            if failures:
+                failed = sum(n for n, _ in failures)
+                raise SweepFailed(failed, len(results), len(plan.cells), failures[0][1])
+        compute_seconds = time.perf_counter() - compute_start
+        write_start = time.perf_counter()
+        _write_tables(plan, fingerprint, results)
+    finally:
+        if closing is not None:
+            closing.join()
+    total = plan.expand_seconds + time.perf_counter() - start
+    # Not part of the set (its bytes differ on every run): no reader checks it against the manifest.
+    atomic_write_text(out / RUN_INFO, json.dumps({
+        "sweep": plan.name,
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_revision": provenance.git_revision(),
+        "host": provenance.host(),
+        "executor": executor_info,
+        "cells_reused": reused,
+        "cells_computed": len(todo),
+        "timings": {"expand_s": plan.expand_seconds, "compute_s": compute_seconds,
+                    "write_s": time.perf_counter() - write_start, "total_s": total},
+        "cell_compute_s": {gc.cell.cell_id: seconds.get(gc.cell.cell_id) for gc in plan.cells},
+    }, indent=2, sort_keys=True) + "\n")
+    log(f"sweep {plan.name}: wrote {out} ({len(todo)} computed, {reused} reused, {total:.1f} s)")
+    return Outcome(out, len(plan.cells), reused, len(todo),
+                   {"expand_s": plan.expand_seconds, "compute_s": compute_seconds, "total_s": total})
 
-    write_start = time.perf_counter()
+
+def _write_tables(plan: Plan, fingerprint: str, results: dict) -> None:
+    """The tables and manifest of every cell of ``plan``, in grid order, committed as one set."""
+    out = plan.directory
     rows = [(gc, results[gc.cell.cell_id]) for gc in plan.cells]
     meta = table_meta(plan, fingerprint)
     cells_frame = cells_table(plan.name, rows)
-    frames = {"cells.parquet": cells_frame, "replicates.parquet": replicates_table(rows),
-              "calls.parquet": calls_table(rows)}
 
     resolved, keys = resolved_parts([gc.cell for gc in plan.cells])
 
@@ -186,27 +212,14 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
                        "calls": "calls.parquet", "cache": "cells/<cell_id>.npz"},
         }
 
-    writers = {name: (lambda path, frame=frame: write_parquet(frame, path, meta, atomic=False))
-               for name, frame in frames.items()}
-    writers["cells.csv"] = lambda path: write_csv(cells_frame, path, atomic=False)
+    # the long tables are built when their file is written, and freed after it
+    writers = {
+        "cells.parquet": lambda path: write_parquet(cells_frame, path, meta, atomic=False),
+        "replicates.parquet": lambda path: write_parquet(replicates_table(rows), path, meta, atomic=False),
+        "calls.parquet": lambda path: write_parquet(calls_table(rows), path, meta, atomic=False),
+        "cells.csv": lambda path: write_csv(cells_frame, path, atomic=False),
+    }
     commit_files(out, writers, "manifest.json", make_manifest)
-    total = plan.expand_seconds + time.perf_counter() - start
-    # Not part of the set (its bytes differ on every run): no reader checks it against the manifest.
-    atomic_write_text(out / RUN_INFO, json.dumps({
-        "sweep": plan.name,
-        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_revision": provenance.git_revision(),
-        "host": provenance.host(),
-        "executor": executor_info,
-        "cells_reused": reused,
-        "cells_computed": len(todo),
-        "timings": {"expand_s": plan.expand_seconds, "compute_s": compute_seconds,
-                    "write_s": time.perf_counter() - write_start, "total_s": total},
-        "cell_compute_s": {gc.cell.cell_id: seconds.get(gc.cell.cell_id) for gc in plan.cells},
-    }, indent=2, sort_keys=True) + "\n")
-    log(f"sweep {plan.name}: wrote {out} ({len(todo)} computed, {reused} reused, {total:.1f} s)")
-    return Outcome(out, len(plan.cells), reused, len(todo),
-                   {"expand_s": plan.expand_seconds, "compute_s": compute_seconds, "total_s": total})
 
 
 def expected_replicates(cell) -> tuple[int, int]:
@@ -224,20 +237,29 @@ def _compute(plan: Plan, todo, executor, store: CellStore, results: dict, progre
     seconds: dict[str, float] = {}
     failures: list[tuple[int, str]] = []
     chunks = make_chunks(todo, plan.settings.ray.cells_per_task)
-    with executor, tqdm(total=len(todo), unit="cell", desc=f"sweep {plan.name}", file=sys.stderr,
-                        mininterval=0.5, smoothing=0.1, disable=not progress) as bar:
-        info = executor.describe()
-        for index, chunk in executor.run(chunks):
-            if isinstance(chunk, ChunkFailure):
-                failures.append((len(chunks[index]), chunk.reason))
-                bar.update(len(chunks[index]))
-                continue
-            for cell_id, result, elapsed in chunk:
-                store.save(cell_id, result)
-                results[cell_id] = result
-                seconds[cell_id] = elapsed
-            bar.update(len(chunk))
-    return info, seconds, failures
+    executor.__enter__()
+    try:
+        with tqdm(total=len(todo), unit="cell", desc=f"sweep {plan.name}", file=sys.stderr,
+                  mininterval=0.5, smoothing=0.1, disable=not progress) as bar:
+            info = executor.describe()
+            for index, chunk in executor.run(chunks):
+                if isinstance(chunk, ChunkFailure):
+                    failures.append((len(chunks[index]), chunk.reason))
+                    bar.update(len(chunks[index]))
+                    continue
+                for cell_id, result, elapsed in chunk:
+                    store.save(cell_id, result)
+                    results[cell_id] = result
+                    seconds[cell_id] = elapsed
+                bar.update(len(chunk))
+    except BaseException:
+        executor.__exit__(*sys.exc_info())
+        raise
+    # Every chunk is back: the executor shuts down (Ray's processes take a second or so to
+    # stop, waiting, not computing) while the caller writes the tables; it joins the thread.
+    closing = threading.Thread(target=executor.__exit__, args=(None, None, None), name="executor-exit")
+    closing.start()
+    return info, seconds, failures, closing
 
 
 def table_meta(plan: Plan, fingerprint: str) -> dict:
