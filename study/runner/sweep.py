@@ -151,19 +151,24 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
 
     compute_start = time.perf_counter()
     executor_info, seconds = {"executor": None}, {}
+    phases: dict[str, float] = {}  # finer timings, for run_info.json
     closing = None  # the executor's shutdown, left to finish while the tables are written
     try:
         if todo:
-            executor_info, seconds, failures, closing = _compute(plan, todo, executor, store, results, progress)
+            executor_info, seconds, failures, closing = _compute(plan, todo, executor, store, results, progress,
+                                                                 phases)
             if failures:
                 failed = sum(n for n, _ in failures)
                 raise SweepFailed(failed, len(results), len(plan.cells), failures[0][1])
         compute_seconds = time.perf_counter() - compute_start
         write_start = time.perf_counter()
         _write_tables(plan, fingerprint, results)
+        phases["tables_s"] = time.perf_counter() - write_start
     finally:
         if closing is not None:
+            waited = time.perf_counter()
             closing.join()
+            phases["executor_stop_wait_s"] = time.perf_counter() - waited
     total = plan.expand_seconds + time.perf_counter() - start
     # Not part of the set (its bytes differ on every run): no reader checks it against the manifest.
     atomic_write_text(out / RUN_INFO, json.dumps({
@@ -175,7 +180,7 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
         "cells_reused": reused,
         "cells_computed": len(todo),
         "timings": {"expand_s": plan.expand_seconds, "compute_s": compute_seconds,
-                    "write_s": time.perf_counter() - write_start, "total_s": total},
+                    "write_s": time.perf_counter() - write_start, "total_s": total, **phases},
         "cell_compute_s": {gc.cell.cell_id: seconds.get(gc.cell.cell_id) for gc in plan.cells},
     }, indent=2, sort_keys=True) + "\n")
     log(f"sweep {plan.name}: wrote {out} ({len(todo)} computed, {reused} reused, {total:.1f} s)")
@@ -228,16 +233,20 @@ def expected_replicates(cell) -> tuple[int, int]:
     return (run.replicates, max(run.replicates, run.max_replicates)) if run.adaptive else (run.replicates, run.replicates)
 
 
-def _compute(plan: Plan, todo, executor, store: CellStore, results: dict, progress: bool):
+def _compute(plan: Plan, todo, executor, store: CellStore, results: dict, progress: bool,
+             phases: dict[str, float]):
     """Run ``todo`` in chunks, caching each cell as its chunk returns.
 
-    Returns (executor info, seconds per cell, failures); a failure is (cells in the chunk,
-    reason) for a chunk that failed after its retries, while the other chunks went on.
+    Returns (executor info, seconds per cell, failures, the thread shutting the executor
+    down); a failure is (cells in the chunk, reason) for a chunk that failed after its
+    retries, while the other chunks went on.  ``phases`` gets the executor's start-up time.
     """
     seconds: dict[str, float] = {}
     failures: list[tuple[int, str]] = []
     chunks = make_chunks(todo, plan.settings.ray.cells_per_task)
+    started = time.perf_counter()
     executor.__enter__()
+    phases["executor_start_s"] = time.perf_counter() - started
     try:
         with tqdm(total=len(todo), unit="cell", desc=f"sweep {plan.name}", file=sys.stderr,
                   mininterval=0.5, smoothing=0.1, disable=not progress) as bar:
