@@ -26,6 +26,7 @@ from study.runner import provenance
 from study.runner.executor import ChunkFailure, RayExecutor, check_address
 from study.runner.grid import GridCell, expand
 from study.runner.replicate import Simulate, default_simulate
+from study.runner.stats import summarize
 from study.runner.outdir import DirLock, check_output_dir, commit_files, recover, remove_stale_temps
 from study.runner.store import CellStore, atomic_write_text, code_fingerprint
 from study.runner.tables import FORMAT_VERSION, calls_table, cells_table, replicates_table, write_csv, write_parquet
@@ -138,7 +139,7 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
     for directory in (out, store.directory):
         remove_stale_temps(directory)  # torn writes of a killed run (their writer is gone)
 
-    results = {}
+    results, summaries = {}, {}
     for gc in plan.cells:
         cached = store.load(gc.cell.cell_id, expected_replicates(gc.cell))
         if cached is not None:
@@ -155,14 +156,14 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
     closing = None  # the executor's shutdown, left to finish while the tables are written
     try:
         if todo:
-            executor_info, seconds, failures, closing = _compute(plan, todo, executor, store, results, progress,
-                                                                 phases)
+            executor_info, seconds, failures, closing = _compute(plan, todo, executor, store, results, summaries,
+                                                                 progress, phases)
             if failures:
                 failed = sum(n for n, _ in failures)
                 raise SweepFailed(failed, len(results), len(plan.cells), failures[0][1])
         compute_seconds = time.perf_counter() - compute_start
         write_start = time.perf_counter()
-        _write_tables(plan, fingerprint, results)
+        _write_tables(plan, fingerprint, results, summaries)
         phases["tables_s"] = time.perf_counter() - write_start
     finally:
         if closing is not None:
@@ -188,12 +189,13 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
                    {"expand_s": plan.expand_seconds, "compute_s": compute_seconds, "total_s": total})
 
 
-def _write_tables(plan: Plan, fingerprint: str, results: dict) -> None:
-    """The tables and manifest of every cell of ``plan``, in grid order, committed as one set."""
+def _write_tables(plan: Plan, fingerprint: str, results: dict, summaries: dict) -> None:
+    """The tables and manifest of every cell of ``plan``, in grid order, committed as one set
+    (``summaries``: the cells' summaries worked out already, by cell_id)."""
     out = plan.directory
     rows = [(gc, results[gc.cell.cell_id]) for gc in plan.cells]
     meta = table_meta(plan, fingerprint)
-    cells_frame = cells_table(plan.name, rows)
+    cells_frame = cells_table(plan.name, rows, summaries)
 
     resolved, keys = resolved_parts([gc.cell for gc in plan.cells])
 
@@ -233,9 +235,10 @@ def expected_replicates(cell) -> tuple[int, int]:
     return (run.replicates, max(run.replicates, run.max_replicates)) if run.adaptive else (run.replicates, run.replicates)
 
 
-def _compute(plan: Plan, todo, executor, store: CellStore, results: dict, progress: bool,
+def _compute(plan: Plan, todo, executor, store: CellStore, results: dict, summaries: dict, progress: bool,
              phases: dict[str, float]):
-    """Run ``todo`` in chunks, caching each cell as its chunk returns.
+    """Run ``todo`` in chunks, caching each cell as its chunk returns and summarizing it for
+    the cells table (while the other chunks run, rather than after the last).
 
     Returns (executor info, seconds per cell, failures, the thread shutting the executor
     down); a failure is (cells in the chunk, reason) for a chunk that failed after its
@@ -260,6 +263,10 @@ def _compute(plan: Plan, todo, executor, store: CellStore, results: dict, progre
                     store.save(cell_id, result)
                     results[cell_id] = result
                     seconds[cell_id] = elapsed
+                    try:
+                        summaries[cell_id] = summarize(result)
+                    except Exception:  # the cell is cached: the table's build says what is wrong
+                        pass
                 bar.update(len(chunk))
     except BaseException:
         executor.__exit__(*sys.exc_info())

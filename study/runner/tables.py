@@ -50,8 +50,14 @@ def policy_variant(policy) -> str:
 _DTYPES = {int: "Int64", float: "float64", bool: "boolean", str: "string"}
 
 
-def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
-    """One row per cell; NaN/empty where a knob or metric does not apply."""
+def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]],
+                summaries: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
+    """One row per cell; NaN/empty where a knob or metric does not apply.
+
+    ``summaries``: ``study.runner.stats.summarize`` of some cells' results by cell_id, worked
+    out already (the sweep does it as each cell comes back); the others are summarized here.
+    """
+    summaries = summaries or {}
     knobs = workload_knobs()
     records, metric_names, counter_names, resolved_names = [], {}, dict.fromkeys(COUNTERS), {}
     for gc, result in rows:
@@ -76,7 +82,8 @@ def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]]) -> pd.DataF
         resolved_names.update(dict.fromkeys(resolved))
         record["replicates"] = result.replicates
         record["rounds"] = result.rounds
-        record |= summarize(result)
+        summary = summaries.get(cell.cell_id)
+        record |= summary if summary is not None else summarize(result)
         metric_names.update(dict.fromkeys(result.metrics))
         counter_names.update(dict.fromkeys(result.counters))
         records.append(record)
