@@ -181,9 +181,15 @@ def replicates_table(rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
         # the codes in pandas' own (smallest) integer type, expanded to one per row
         return pd.Categorical.from_codes(np.repeat(per_part.codes, counts), dtype=per_part.dtype, validate=False)
 
-    # replicate numbers: 0..size-1 within each part
-    starts = np.cumsum(counts) - counts
-    replicate = np.arange(total, dtype=np.int64) - np.repeat(starts, counts)
+    # replicate numbers, 0..size-1 within each part: a running sum of ones that drops back by
+    # the previous part's size where a part starts (one array, filled in place: millions of rows)
+    replicate = np.ones(total, dtype=np.int64)
+    if total:
+        replicate[0] = 0
+        starts, drops = np.cumsum(counts)[:-1], counts[:-1]
+        inside = starts < total  # empty parts at the end start past the last row
+        np.subtract.at(replicate, starts[inside], drops[inside])
+        np.cumsum(replicate, out=replicate)
     value = np.concatenate(values) if values else np.array([], dtype=np.float64)
     return pd.DataFrame({
         "cell_id": text_column("cell_id"), "pair_id": text_column("pair_id"),
