@@ -170,6 +170,8 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
             waited = time.perf_counter()
             closing.join()
             phases["executor_stop_wait_s"] = time.perf_counter() - waited
+    if closing is not None and closing.error is not None:
+        raise closing.error  # the executor failed to stop, as it would have said when stopped in line
     total = plan.expand_seconds + time.perf_counter() - start
     # Not part of the set (its bytes differ on every run): no reader checks it against the manifest.
     atomic_write_text(out / RUN_INFO, json.dumps({
@@ -273,9 +275,23 @@ def _compute(plan: Plan, todo, executor, store: CellStore, results: dict, summar
         raise
     # Every chunk is back: the executor shuts down (Ray's processes take a second or so to
     # stop, waiting, not computing) while the caller writes the tables; it joins the thread.
-    closing = threading.Thread(target=executor.__exit__, args=(None, None, None), name="executor-exit")
+    closing = _Closing(executor)
     closing.start()
     return info, seconds, failures, closing
+
+
+class _Closing(threading.Thread):
+    """Leaves an executor's context in the background; ``error`` is what that raised, if anything."""
+
+    def __init__(self, executor):
+        super().__init__(name="executor-exit")
+        self.executor, self.error = executor, None
+
+    def run(self) -> None:
+        try:
+            self.executor.__exit__(None, None, None)
+        except BaseException as err:  # handed to the caller, after its join
+            self.error = err
 
 
 def table_meta(plan: Plan, fingerprint: str) -> dict:
