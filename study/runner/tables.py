@@ -171,7 +171,7 @@ def replicates_table(rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
                 codes[key].append(code)
             codes["metric"].append(metric.setdefault(name, len(metric)))
             sizes.append(array.size)
-            values.append(array.ravel())
+            values.append(array)
     counts = np.asarray(sizes, dtype=np.int64)
     total = int(counts.sum())
 
