@@ -49,7 +49,7 @@ def measure(sweep: str, cpus: int, extra: list[str]) -> dict:
             sys.exit(f"sweep failed ({proc.returncode}):\n{stderr[-3000:]}")
         manifest = json.loads((out / "sweep" / sweep / "manifest.json").read_text())
         info = json.loads((out / "sweep" / sweep / "run_info.json").read_text())   # timings live here
-        return {"cpus": cpus, "wall_s": wall, "compute_s": info["timings"]["compute_s"],
+        return {"cpus": cpus, "wall_s": wall, "compute_s": info["timings"]["compute_s"], "timings": info["timings"],
                 "cells": len(manifest["cells"]), "computed": info["cells_computed"], "peak_rss": peak,
                 "peak_pss": peak_pss,
                 "load": (load_before, os.getloadavg())}
@@ -88,6 +88,16 @@ def tree_rss(root: int, pss: bool = False) -> int:
     return total
 
 
+def phases(timings: dict, wall: float) -> str:
+    """Where the wall time went, from run_info.json's timings (the executor's start is part of
+    computing; its stop overlaps the tables, and the part not hidden is the wait)."""
+    named = [("planning", "expand_s"), ("Ray start", "executor_start_s"), ("computing", "compute_s"),
+             ("tables", "tables_s"), ("wait for Ray's stop", "executor_stop_wait_s")]
+    parts = [f"{label} {timings[key]:.1f} s" for label, key in named if key in timings]
+    rest = wall - timings.get("total_s", 0.0)
+    return "phases: " + ", ".join(parts) + f" (Ray start included in computing); imports and exit {rest:.1f} s"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", default="default")
@@ -103,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['computed']} cells ({r['cells'] / r['wall_s']:.2f} cells/s), peak RSS of the process tree "
               f"{r['peak_rss'] / 2 ** 30:.2f} GiB (PSS {r['peak_pss'] / 2 ** 30:.2f} GiB); load average before {r['load'][0]}, after {r['load'][1]}",
               flush=True)
+        print("  " + phases(r["timings"], r["wall_s"]), flush=True)
         if r["peak_rss"] > TARGET_RSS:
             print("MISSED: peak RSS above 2 GiB")
     code = 0

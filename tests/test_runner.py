@@ -313,3 +313,83 @@ def test_executor_completion_order_does_not_matter(tmp_path):
     a, b = _tables(tmp_path / "r" / "sweep" / "quick"), _tables(tmp_path / "s" / "sweep" / "quick")
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name])
+
+
+# --- the long tables, built from whole arrays ------------------------------------------
+
+def _irregular_rows():
+    """Grid cells of sweep=quick with results of uneven shapes: metrics of other lengths than
+    the replicates, an empty metric, an empty and a missing sample label."""
+    rows = []
+    for i, gc in enumerate(_plan("sweep=quick").cells):
+        n = 3 + i
+        metrics = {CellResult.MAIN_METRIC: np.arange(n, dtype=np.float64) + i,
+                   "lat_write": np.linspace(0.0, 1.0, n + 2), "other_cycles_per_round": np.zeros(0)}
+        if i % 2:
+            metrics["lat_mprotect_ro"] = np.full(n, np.nan)
+        samples = {"write": np.arange(i * 5, dtype=np.int64)}
+        if i % 3 == 0:
+            samples["mprotect_ro"] = np.arange(7, dtype=np.int64) * 3
+        rows.append((gc, CellResult(replicates=n, rounds=10 + i, metrics=metrics,
+                                    counters={"ipis": np.arange(n) * 10}, samples=samples)))
+    return rows
+
+
+def _part_by_part(rows):
+    """The long tables as one frame per (cell, metric) or (cell, label), concatenated."""
+    from study.runner.stats import metric_order
+
+    reps, calls = [], []
+    texts: dict[str, dict] = {"cell_id": {}, "pair_id": {}, "policy": {}, "metric": {}}  # in order of parts
+    for gc, result in rows:
+        arrays = [(m, np.asarray(result.metrics[m], np.float64)) for m in metric_order(result.metrics)]
+        arrays += [(f"count.{c}", np.asarray(v, np.float64) / result.rounds) for c, v in result.counters.items()]
+        for name, values in arrays:
+            for key, text in (("cell_id", gc.cell.cell_id), ("pair_id", gc.cell.pair_id),
+                              ("policy", gc.cell.policy.name), ("metric", name)):
+                texts[key].setdefault(text)
+            reps.append(pd.DataFrame({"cell_id": gc.cell.cell_id, "pair_id": gc.cell.pair_id,
+                                      "policy": gc.cell.policy.name, "replicate": np.arange(values.size),
+                                      "metric": name, "value": values}))
+        for label, samples in result.samples.items():
+            calls.append(pd.DataFrame({"cell_id": gc.cell.cell_id, "label": label,
+                                       "latency": np.asarray(samples, np.int64)}))
+    reps = pd.concat(reps, ignore_index=True)
+    for col in ("cell_id", "pair_id", "policy", "metric"):
+        reps[col] = pd.Categorical(reps[col], categories=pd.Index(list(texts[col]), dtype="string"))
+    reps = reps.astype({"replicate": "int64", "value": "float64"})
+    calls = pd.concat(calls, ignore_index=True).astype({"cell_id": "string", "label": "string", "latency": "int64"})
+    return reps, calls
+
+
+def test_long_tables_are_the_part_by_part_tables_whatever_the_shapes(tmp_path):
+    from study.runner.tables import calls_table, replicates_table, write_parquet
+
+    rows = _irregular_rows()
+    reps, calls = _part_by_part(rows)
+    pd.testing.assert_frame_equal(replicates_table(rows), reps)
+    pd.testing.assert_frame_equal(calls_table(rows), calls)
+    assert replicates_table(rows)["replicate"].tolist() == reps["replicate"].tolist()
+    for name, frame, expected in (("r", replicates_table(rows), reps), ("c", calls_table(rows), calls)):
+        write_parquet(frame, tmp_path / f"{name}.parquet", {"k": 1})
+        write_parquet(expected, tmp_path / f"{name}-expected.parquet", {"k": 1})
+        assert (tmp_path / f"{name}.parquet").read_bytes() == (tmp_path / f"{name}-expected.parquet").read_bytes()
+
+
+def test_cells_table_with_summaries_worked_out_before_is_the_same():
+    from study.runner.tables import cells_table
+
+    rows = [(gc, run_cell(gc.cell, fake_simulate)) for gc in _plan("sweep=quick").cells]
+    early = {gc.cell.cell_id: summarize(result) for gc, result in rows[::2]}
+    pd.testing.assert_frame_equal(cells_table("quick", rows, early), cells_table("quick", rows))
+
+
+def test_an_executor_that_fails_to_stop_fails_the_sweep_after_the_tables(tmp_path):
+    class Stuck(SerialExecutor):
+        def __exit__(self, *exc):
+            raise RuntimeError("could not stop")
+
+    p = _plan("sweep=quick", f"run.output_dir={tmp_path}")
+    with pytest.raises(RuntimeError, match="could not stop"):
+        run(p, executor=Stuck(fake_simulate), simulate=fake_simulate, log=lambda m: None, progress=False)
+    assert (tmp_path / "sweep" / "quick" / "manifest.json").is_file()

@@ -111,16 +111,33 @@ def _check_switch_files(choices: dict, directory: Path) -> None:
         path = next((p for p in paths if p.is_file()), None)
         if path is None:
             continue
-        text = path.read_text(encoding="utf-8")
-        if "@package _global_" not in "".join(text.splitlines(True)[:3]):
+        data = _global_file(path)
+        if data is None:
             continue
-        data = yaml.safe_load(text)
         for node, schema in (("run", RunConfig), ("ray", RayConfig), ("limits", LimitsConfig)):
             if isinstance(data, dict) and isinstance(data.get(node), dict):
                 try:
                     strict_bools(schema, data[node], node)
                 except ConfigError as err:
                     raise ConfigError(err.key, f"{err.allowed} (in {path})") from None
+
+
+# path -> ((mtime_ns, size), its data if the file is ``@package _global_``, else None): a sweep
+# plans a composition per grid selection, each choosing the same sweep file.
+_GLOBAL_FILES: dict[Path, tuple[tuple[int, int], object]] = {}
+
+
+def _global_file(path: Path):
+    """The data of a chosen ``@package _global_`` yaml file, or None for any other file."""
+    stat = path.stat()
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    cached = _GLOBAL_FILES.get(path)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    text = path.read_text(encoding="utf-8")
+    data = yaml.safe_load(text) if "@package _global_" in "".join(text.splitlines(True)[:3]) else None
+    _GLOBAL_FILES[path] = (stamp, data)
+    return data
 
 
 def _check_switch_overrides(cfg: DictConfig, overrides: list[str]) -> None:

@@ -180,13 +180,34 @@ ROOT_SCHEMA = "study" + SCHEMA_SUFFIX
 def register(typed: bool = True) -> None:
     """Store the schemas in Hydra's ConfigStore (called before each composition; Hydra is
     imported here, never when the CLI starts).  ``typed=False`` stores the root schema empty
-    (study.config.compose composes so to explain a value the root schema refused)."""
+    (study.config.compose composes so to explain a value the root schema refused).
+
+    Storing converts every schema to a config, a tenth of a composition's time; when the
+    store still holds the very entries of the last call with the same ``typed``, they are
+    kept (Hydra hands out copies of stored entries, never the entries themselves)."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
+    if _REGISTERED.get("typed") == typed and _REGISTERED.get("store") is store and all(
+            _stored(store, group, name) is node for (group, name), node in _REGISTERED["nodes"].items()):
+        return
     store.store(name=ROOT_SCHEMA, node=StudyConfig if typed else {})
     for (group, name), schema in CONFIG_STORE.items():
         store.store(group=group, name=name, node=schema)
+    _REGISTERED.update(typed=typed, store=store, nodes={
+        (group, name): _stored(store, group, name) for group, name in [(None, ROOT_SCHEMA), *CONFIG_STORE]})
+
+
+# What the last register() stored: its ``typed``, the store, and each (group, name) -> entry.
+_REGISTERED: dict[str, Any] = {}
+
+
+def _stored(store, group: str | None, name: str):
+    """The entry of the ConfigStore at ``group/name`` (None when absent)."""
+    node = store.repo
+    for part in (group.split("/") if group else []):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node.get(f"{name}.yaml") if isinstance(node, dict) else None
 
 
 def group_schema(group: str, data: Any) -> type:

@@ -9,7 +9,6 @@ fields of that composition; a grid value wins over the command line for the key 
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import sys
@@ -142,7 +141,9 @@ def _build(point, overrides, conf_dir, bases, limits=None) -> Cell:
         kept = [o for o in overrides if _group_of(o) not in chosen]
         cfg = compose(kept + [f"{k}={v}" for k, v in selection], conf_dir)
         bases[selection] = OmegaConf.to_container(cfg, resolve=True)
-    data = copy.deepcopy(bases[selection])
+    # the composition is shared by the selection's cells: a cell copies only the mappings its
+    # dotted axes change (nothing downstream modifies the data it is given)
+    data = dict(bases[selection])
     for key, value in point:
         if key not in GROUPS:
             _set(data, key, value)
@@ -175,7 +176,8 @@ def _group_of(override: str) -> str | None:
 
 
 def _set(data: dict, dotted: str, value: Any) -> None:
-    """Set ``a.b.c`` in nested dicts; unknown keys stay for the builders to name."""
+    """Set ``a.b.c`` in nested dicts, copying each mapping on the way (``data`` itself is the
+    caller's own; the mappings under it may be shared); unknown keys stay for the builders to name."""
     *parents, leaf = dotted.split(".")
     node = data
     for i, part in enumerate(parents):
@@ -183,7 +185,10 @@ def _set(data: dict, dotted: str, value: Any) -> None:
         if not isinstance(child, dict):
             if child is not None:
                 raise ConfigError(".".join(parents[: i + 1]), f"is a value, not a mapping; cannot set {dotted}")
-            child = node[part] = {}
+            child = {}
+        else:
+            child = dict(child)
+        node[part] = child
         node = child
     node[leaf] = value
 

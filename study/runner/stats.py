@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
-from scipy import stats
 
 from study.workloads.result import CellResult
 
@@ -23,8 +23,18 @@ def t_interval(values: np.ndarray) -> tuple[float, float, float, int]:
     mean = float(finite.mean())
     if n < 2:
         return mean, math.nan, math.nan, n
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * finite.std(ddof=1) / math.sqrt(n))
+    half = float(_t_quantile(n - 1) * finite.std(ddof=1) / math.sqrt(n))
     return mean, mean - half, mean + half, n
+
+
+@functools.lru_cache(maxsize=None)
+def _t_quantile(dof: int) -> np.float64:
+    """Student's t quantile of the interval for ``dof`` degrees of freedom: one scipy call per
+    distinct count (a sweep's cells share a few), and scipy loads only when an interval is
+    computed (a Ray worker never needs it outside adaptive replication)."""
+    from scipy import stats
+
+    return stats.t.ppf(0.5 + CONFIDENCE / 2, dof)
 
 
 def relative_half_width(values: np.ndarray) -> float:

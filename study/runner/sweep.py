@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,6 +26,7 @@ from study.runner import provenance
 from study.runner.executor import ChunkFailure, RayExecutor, check_address
 from study.runner.grid import GridCell, expand
 from study.runner.replicate import Simulate, default_simulate
+from study.runner.stats import summarize
 from study.runner.outdir import DirLock, check_output_dir, commit_files, recover, remove_stale_temps
 from study.runner.store import CellStore, atomic_write_text, code_fingerprint
 from study.runner.tables import FORMAT_VERSION, calls_table, cells_table, replicates_table, write_csv, write_parquet
@@ -137,7 +139,7 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
     for directory in (out, store.directory):
         remove_stale_temps(directory)  # torn writes of a killed run (their writer is gone)
 
-    results = {}
+    results, summaries = {}, {}
     for gc in plan.cells:
         cached = store.load(gc.cell.cell_id, expected_replicates(gc.cell))
         if cached is not None:
@@ -150,19 +152,52 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
 
     compute_start = time.perf_counter()
     executor_info, seconds = {"executor": None}, {}
-    if todo:
-        executor_info, seconds, failures = _compute(plan, todo, executor, store, results, progress)
-        if failures:
-            failed = sum(n for n, _ in failures)
-            raise SweepFailed(failed, len(results), len(plan.cells), failures[0][1])
-    compute_seconds = time.perf_counter() - compute_start
+    phases: dict[str, float] = {}  # finer timings, for run_info.json
+    closing = None  # the executor's shutdown, left to finish while the tables are written
+    try:
+        if todo:
+            executor_info, seconds, failures, closing = _compute(plan, todo, executor, store, results, summaries,
+                                                                 progress, phases)
+            if failures:
+                failed = sum(n for n, _ in failures)
+                raise SweepFailed(failed, len(results), len(plan.cells), failures[0][1])
+        compute_seconds = time.perf_counter() - compute_start
+        write_start = time.perf_counter()
+        _write_tables(plan, fingerprint, results, summaries)
+        phases["tables_s"] = time.perf_counter() - write_start
+    finally:
+        if closing is not None:
+            waited = time.perf_counter()
+            closing.join()
+            phases["executor_stop_wait_s"] = time.perf_counter() - waited
+    if closing is not None and closing.error is not None:
+        raise closing.error  # the executor failed to stop, as it would have said when stopped in line
+    total = plan.expand_seconds + time.perf_counter() - start
+    # Not part of the set (its bytes differ on every run): no reader checks it against the manifest.
+    atomic_write_text(out / RUN_INFO, json.dumps({
+        "sweep": plan.name,
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_revision": provenance.git_revision(),
+        "host": provenance.host(),
+        "executor": executor_info,
+        "cells_reused": reused,
+        "cells_computed": len(todo),
+        "timings": {"expand_s": plan.expand_seconds, "compute_s": compute_seconds,
+                    "write_s": time.perf_counter() - write_start, "total_s": total, **phases},
+        "cell_compute_s": {gc.cell.cell_id: seconds.get(gc.cell.cell_id) for gc in plan.cells},
+    }, indent=2, sort_keys=True) + "\n")
+    log(f"sweep {plan.name}: wrote {out} ({len(todo)} computed, {reused} reused, {total:.1f} s)")
+    return Outcome(out, len(plan.cells), reused, len(todo),
+                   {"expand_s": plan.expand_seconds, "compute_s": compute_seconds, "total_s": total})
 
-    write_start = time.perf_counter()
+
+def _write_tables(plan: Plan, fingerprint: str, results: dict, summaries: dict) -> None:
+    """The tables and manifest of every cell of ``plan``, in grid order, committed as one set
+    (``summaries``: the cells' summaries worked out already, by cell_id)."""
+    out = plan.directory
     rows = [(gc, results[gc.cell.cell_id]) for gc in plan.cells]
     meta = table_meta(plan, fingerprint)
-    cells_frame = cells_table(plan.name, rows)
-    frames = {"cells.parquet": cells_frame, "replicates.parquet": replicates_table(rows),
-              "calls.parquet": calls_table(rows)}
+    cells_frame = cells_table(plan.name, rows, summaries)
 
     resolved, keys = resolved_parts([gc.cell for gc in plan.cells])
 
@@ -186,27 +221,14 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
                        "calls": "calls.parquet", "cache": "cells/<cell_id>.npz"},
         }
 
-    writers = {name: (lambda path, frame=frame: write_parquet(frame, path, meta, atomic=False))
-               for name, frame in frames.items()}
-    writers["cells.csv"] = lambda path: write_csv(cells_frame, path, atomic=False)
+    # the long tables are built when their file is written, and freed after it
+    writers = {
+        "cells.parquet": lambda path: write_parquet(cells_frame, path, meta, atomic=False),
+        "replicates.parquet": lambda path: write_parquet(replicates_table(rows), path, meta, atomic=False),
+        "calls.parquet": lambda path: write_parquet(calls_table(rows), path, meta, atomic=False),
+        "cells.csv": lambda path: write_csv(cells_frame, path, atomic=False),
+    }
     commit_files(out, writers, "manifest.json", make_manifest)
-    total = plan.expand_seconds + time.perf_counter() - start
-    # Not part of the set (its bytes differ on every run): no reader checks it against the manifest.
-    atomic_write_text(out / RUN_INFO, json.dumps({
-        "sweep": plan.name,
-        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_revision": provenance.git_revision(),
-        "host": provenance.host(),
-        "executor": executor_info,
-        "cells_reused": reused,
-        "cells_computed": len(todo),
-        "timings": {"expand_s": plan.expand_seconds, "compute_s": compute_seconds,
-                    "write_s": time.perf_counter() - write_start, "total_s": total},
-        "cell_compute_s": {gc.cell.cell_id: seconds.get(gc.cell.cell_id) for gc in plan.cells},
-    }, indent=2, sort_keys=True) + "\n")
-    log(f"sweep {plan.name}: wrote {out} ({len(todo)} computed, {reused} reused, {total:.1f} s)")
-    return Outcome(out, len(plan.cells), reused, len(todo),
-                   {"expand_s": plan.expand_seconds, "compute_s": compute_seconds, "total_s": total})
 
 
 def expected_replicates(cell) -> tuple[int, int]:
@@ -215,29 +237,61 @@ def expected_replicates(cell) -> tuple[int, int]:
     return (run.replicates, max(run.replicates, run.max_replicates)) if run.adaptive else (run.replicates, run.replicates)
 
 
-def _compute(plan: Plan, todo, executor, store: CellStore, results: dict, progress: bool):
-    """Run ``todo`` in chunks, caching each cell as its chunk returns.
+def _compute(plan: Plan, todo, executor, store: CellStore, results: dict, summaries: dict, progress: bool,
+             phases: dict[str, float]):
+    """Run ``todo`` in chunks, caching each cell as its chunk returns and summarizing it for
+    the cells table (while the other chunks run, rather than after the last).
 
-    Returns (executor info, seconds per cell, failures); a failure is (cells in the chunk,
-    reason) for a chunk that failed after its retries, while the other chunks went on.
+    Returns (executor info, seconds per cell, failures, the thread shutting the executor
+    down); a failure is (cells in the chunk, reason) for a chunk that failed after its
+    retries, while the other chunks went on.  ``phases`` gets the executor's start-up time.
     """
     seconds: dict[str, float] = {}
     failures: list[tuple[int, str]] = []
     chunks = make_chunks(todo, plan.settings.ray.cells_per_task)
-    with executor, tqdm(total=len(todo), unit="cell", desc=f"sweep {plan.name}", file=sys.stderr,
-                        mininterval=0.5, smoothing=0.1, disable=not progress) as bar:
-        info = executor.describe()
-        for index, chunk in executor.run(chunks):
-            if isinstance(chunk, ChunkFailure):
-                failures.append((len(chunks[index]), chunk.reason))
-                bar.update(len(chunks[index]))
-                continue
-            for cell_id, result, elapsed in chunk:
-                store.save(cell_id, result)
-                results[cell_id] = result
-                seconds[cell_id] = elapsed
-            bar.update(len(chunk))
-    return info, seconds, failures
+    started = time.perf_counter()
+    executor.__enter__()
+    phases["executor_start_s"] = time.perf_counter() - started
+    try:
+        with tqdm(total=len(todo), unit="cell", desc=f"sweep {plan.name}", file=sys.stderr,
+                  mininterval=0.5, smoothing=0.1, disable=not progress) as bar:
+            info = executor.describe()
+            for index, chunk in executor.run(chunks):
+                if isinstance(chunk, ChunkFailure):
+                    failures.append((len(chunks[index]), chunk.reason))
+                    bar.update(len(chunks[index]))
+                    continue
+                for cell_id, result, elapsed in chunk:
+                    store.save(cell_id, result)
+                    results[cell_id] = result
+                    seconds[cell_id] = elapsed
+                    try:
+                        summaries[cell_id] = summarize(result)
+                    except Exception:  # the cell is cached: the table's build says what is wrong
+                        pass
+                bar.update(len(chunk))
+    except BaseException:
+        executor.__exit__(*sys.exc_info())
+        raise
+    # Every chunk is back: the executor shuts down (Ray's processes take a second or so to
+    # stop, waiting, not computing) while the caller writes the tables; it joins the thread.
+    closing = _Closing(executor)
+    closing.start()
+    return info, seconds, failures, closing
+
+
+class _Closing(threading.Thread):
+    """Leaves an executor's context in the background; ``error`` is what that raised, if anything."""
+
+    def __init__(self, executor):
+        super().__init__(name="executor-exit")
+        self.executor, self.error = executor, None
+
+    def run(self) -> None:
+        try:
+            self.executor.__exit__(None, None, None)
+        except BaseException as err:  # handed to the caller, after its join
+            self.error = err
 
 
 def table_meta(plan: Plan, fingerprint: str) -> dict:

@@ -50,8 +50,14 @@ def policy_variant(policy) -> str:
 _DTYPES = {int: "Int64", float: "float64", bool: "boolean", str: "string"}
 
 
-def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
-    """One row per cell; NaN/empty where a knob or metric does not apply."""
+def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]],
+                summaries: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
+    """One row per cell; NaN/empty where a knob or metric does not apply.
+
+    ``summaries``: ``study.runner.stats.summarize`` of some cells' results by cell_id, worked
+    out already (the sweep does it as each cell comes back); the others are summarized here.
+    """
+    summaries = summaries or {}
     knobs = workload_knobs()
     records, metric_names, counter_names, resolved_names = [], {}, dict.fromkeys(COUNTERS), {}
     for gc, result in rows:
@@ -76,7 +82,8 @@ def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]]) -> pd.DataF
         resolved_names.update(dict.fromkeys(resolved))
         record["replicates"] = result.replicates
         record["rounds"] = result.rounds
-        record |= summarize(result)
+        summary = summaries.get(cell.cell_id)
+        record |= summary if summary is not None else summarize(result)
         metric_names.update(dict.fromkeys(result.metrics))
         counter_names.update(dict.fromkeys(result.counters))
         records.append(record)
@@ -143,47 +150,73 @@ def _typed(column: pd.Series) -> pd.Series:
 
 def replicates_table(rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
     """Long table of per-replicate values: every metric, and ``count.C`` per round."""
-    # Columns are gathered as arrays and built once: a frame per (cell, metric) is slow.  The
-    # text columns are gathered as codes into their distinct values and expanded once into
-    # Arrow strings: a repeated numpy unicode array per (cell, metric) costs 64 bytes a row.
+    # One part per (cell, metric); its rows are built once for the whole table: the values
+    # concatenated, the replicate numbers and the text columns' codes expanded from one entry
+    # per part (np.repeat), never a small array per part.  The text columns are categoricals
+    # (codes into their distinct values, in order of first appearance): millions of rows hold
+    # a few hundred distinct texts, parquet stores them as a dictionary anyway, and
+    # study.analysis.load reads them back as strings.
     texts = {"cell_id": {}, "pair_id": {}, "policy": {}, "metric": {}}
     codes = {key: [] for key in texts}
-    replicates, values = [], []
+    sizes, values = [], []
     for gc, result in rows:
-        per_cell = {name: np.asarray(result.metrics[name], np.float64) for name in metric_order(result.metrics)}
-        per_cell |= {f"count.{c}": np.asarray(v, np.float64) / result.rounds for c, v in result.counters.items()}
-        for name, array in per_cell.items():
-            n = array.size
-            for key, text in (("cell_id", gc.cell.cell_id), ("pair_id", gc.cell.pair_id),
-                              ("policy", gc.cell.policy.name), ("metric", name)):
-                codes[key].append(np.full(n, texts[key].setdefault(text, len(texts[key])), np.int32))
-            replicates.append(np.arange(n, dtype=np.int64))
+        cell = gc.cell
+        per_cell = [(name, np.asarray(result.metrics[name], np.float64)) for name in metric_order(result.metrics)]
+        per_cell += [(f"count.{c}", np.asarray(v, np.float64) / result.rounds) for c, v in result.counters.items()]
+        fixed = [(key, texts[key].setdefault(text, len(texts[key])))
+                 for key, text in (("cell_id", cell.cell_id), ("pair_id", cell.pair_id), ("policy", cell.policy.name))]
+        metric = texts["metric"]
+        for name, array in per_cell:
+            for key, code in fixed:
+                codes[key].append(code)
+            codes["metric"].append(metric.setdefault(name, len(metric)))
+            sizes.append(array.size)
             values.append(array)
+    counts = np.asarray(sizes, dtype=np.int64)
+    total = int(counts.sum())
 
     def text_column(key):
-        # dictionary-encoded (a category per distinct text, in order of first appearance):
-        # millions of rows hold a few hundred distinct texts, and parquet stores them as a
-        # dictionary anyway; study.analysis.load reads them back as strings
-        index = np.concatenate(codes[key]) if codes[key] else np.zeros(0, np.int32)
-        return pd.Categorical.from_codes(index, categories=pd.Index(list(texts[key]), dtype="string"))
+        categories = pd.Index(list(texts[key]), dtype="string")
+        per_part = pd.Categorical.from_codes(np.asarray(codes[key], dtype=np.int64), categories=categories)
+        # the codes in pandas' own (smallest) integer type, expanded to one per row
+        return pd.Categorical.from_codes(np.repeat(per_part.codes, counts), dtype=per_part.dtype, validate=False)
 
-    def column(parts, dtype):
-        return pd.array(np.concatenate(parts) if parts else np.array([], dtype=dtype), dtype=dtype)
-
+    # replicate numbers, 0..size-1 within each part: a running sum of ones that drops back by
+    # the previous part's size where a part starts (one array, filled in place: millions of rows)
+    replicate = np.ones(total, dtype=np.int64)
+    if total:
+        replicate[0] = 0
+        starts, drops = np.cumsum(counts)[:-1], counts[:-1]
+        inside = starts < total  # empty parts at the end start past the last row
+        np.subtract.at(replicate, starts[inside], drops[inside])
+        np.cumsum(replicate, out=replicate)
+    value = np.concatenate(values) if values else np.array([], dtype=np.float64)
     return pd.DataFrame({
         "cell_id": text_column("cell_id"), "pair_id": text_column("pair_id"),
-        "policy": text_column("policy"), "replicate": column(replicates, "int64"),
-        "metric": text_column("metric"), "value": column(values, "float64"),
+        "policy": text_column("policy"), "replicate": replicate,
+        "metric": text_column("metric"), "value": value,
     }, copy=False)
 
 
 def calls_table(rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
     """Long table of the kept per-call latencies (cycles) of every label."""
-    parts = [pd.DataFrame({"cell_id": gc.cell.cell_id, "label": label,
-                           "latency": np.asarray(samples, np.int64)})
+    parts = [(gc.cell.cell_id, label, np.asarray(samples, np.int64))
              for gc, result in rows for label, samples in result.samples.items()]
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["cell_id", "label", "latency"])
-    return frame.astype({"cell_id": "string", "label": "string", "latency": "int64"})
+    if not parts:
+        frame = pd.DataFrame(columns=["cell_id", "label", "latency"])
+        return frame.astype({"cell_id": "string", "label": "string", "latency": "int64"})
+    # the text columns as Arrow strings with one chunk per (cell, label) part, as a
+    # concatenation of one frame per part would hold them (Arrow keeps the chunks)
+    return pd.DataFrame({"cell_id": _chunked_text([(cell_id, a.size) for cell_id, _, a in parts]),
+                         "label": _chunked_text([(label, a.size) for _, label, a in parts]),
+                         "latency": np.concatenate([a for _, _, a in parts])}, copy=False)
+
+
+def _chunked_text(runs: list[tuple[str, int]]) -> pd.arrays.ArrowStringArray:
+    """A ``string`` column holding each text ``count`` times, one Arrow chunk per run."""
+    chunks = [pa.DictionaryArray.from_arrays(pa.array(np.zeros(count, np.int8)), pa.array([text], pa.large_string()))
+              .cast(pa.large_string()) for text, count in runs]
+    return pd.array(pa.chunked_array(chunks, type=pa.large_string()), dtype="string")
 
 
 def write_parquet(frame: pd.DataFrame, path: Path, meta: dict[str, Any], atomic: bool = True) -> None:
