@@ -139,14 +139,14 @@ class VectorEngine:
         if mask is None:
             acc += self._cost(base, u, table)
             return
-        idx = np.flatnonzero(mask)
+        idx = mask.nonzero()[0]   # masks are [R] (or [n]): no ravel needed
         if idx.size == 0:
             return
         if idx.size == mask.size:
             acc += self._cost(base, u, table)
             return
         F = self.t.F if table is None else table
-        b = base.take(idx, axis=-1) if np.ndim(base) and base.shape[-1] != 1 else base
+        b = base.take(idx, axis=-1) if isinstance(base, np.ndarray) and base.ndim and base.shape[-1] != 1 else base
         acc[..., idx] += np.rint(b * F.take(u.take(idx)))
 
     def _at(self, idx):
@@ -726,7 +726,7 @@ class VectorEngine:
     def _rows(self, mask):
         """The replicates in ``mask`` (distinct, ascending); ``self.ar`` itself when that is
         every replicate, which the row-wise helpers take as "no gather needed"."""
-        r = np.flatnonzero(mask)
+        r = mask.nonzero()[0]
         return self.ar if r.size == self.R else r
 
     def _at_rows(self, a, r, values):
@@ -805,7 +805,7 @@ class VectorEngine:
 def _per_cpu(x):
     """A per-replicate cycle value ([R], or [K, 1] / [K, R] with cost sets) made to broadcast
     against per-CPU temporaries ([C, R], with cost sets [K, C, R])."""
-    return x[:, None, :] if np.ndim(x) == 2 else x
+    return x[:, None, :] if isinstance(x, np.ndarray) and x.ndim == 2 else x
 
 
 class _Switches:

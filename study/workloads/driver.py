@@ -170,11 +170,11 @@ class Driver:
             kinds = self._lane(kind, np.int8)
         elif not masked:
             kinds = np.where(active, kind, OP_NOP).astype(np.int8)
-        on_cpu = int(cpu) if np.ndim(cpu) == 0 else None
+        on_cpu = int(cpu) if not isinstance(cpu, np.ndarray) else None
         cpu = self._lane(cpu, np.intp)
         lo = self._lane(lo, np.intp)
         n = self._lane(n, np.int64)
-        slots = op_slot_count(kind, self.C, arg if np.ndim(arg) == 0 else None)
+        slots = op_slot_count(kind, self.C, arg if not isinstance(arg, np.ndarray) else None)
         arg = self._lane(arg, np.int8)
         if slots == 0:
             u = np.zeros((0, R), np.uint16)
@@ -201,7 +201,7 @@ class Driver:
 
     def _lane(self, value, dtype):
         """``value`` over replicates: a scalar's array is made once and reused (read-only)."""
-        if np.ndim(value) == 0:
+        if isinstance(value, (int, np.integer)) or (not isinstance(value, np.ndarray) and np.ndim(value) == 0):
             key = (int(value), dtype)
             array = self._lanes.get(key)
             if array is None:
