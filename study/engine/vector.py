@@ -570,9 +570,9 @@ class VectorEngine:
 
         Only the replicates in ``m`` do anything, so everything below runs on their rows alone
         ([n], n = how many access): the page's PTE bits, this CPU's TLB entry and per-CPU
-        state are gathered once by flat index, updated there, and written back once.  A
-        masked step (the uffd monitor's retried writes: the few replicates with a fault
-        pending) then costs in proportion to who acts, not to R."""
+        state are gathered once (by flat index, or as rows in lockstep), updated there, and
+        written back once.  A masked step (the uffd monitor's retried writes: the few
+        replicates with a fault pending) then costs in proportion to who acts, not to R."""
         t, c = self.t, self.t.c
         if self.off_hi > self.off_lo:
             # a thread that missed a shootdown off its CPU runs again: switch_mm_irqs_off()
@@ -585,15 +585,20 @@ class VectorEngine:
         if r.size == 0:
             return
         R, P = self.R, self.P
-        cr, pr = cpu.take(r), page.take(r)
-        at = cr * R + r                        # each one's entry in a per-CPU [C, R] array
-        pte = pr * R + r                       # ... in a per-page [P, R] array
-        tlb = (cr * P + pr) * R + r            # ... in a per-CPU-and-page [C, P, R] array
+        c0, p0 = cpu[0], page[0]
+        if r is self.ar and (cpu == c0).all() and (page == p0).all():
+            # lockstep: everyone on one CPU and page, so each entry is a row (_get/_put)
+            cr, at, pte, tlb = cpu, (c0,), (p0,), (c0, p0)
+        else:
+            cr, pr = cpu.take(r), page.take(r)
+            at = cr * R + r                    # each one's entry in a per-CPU [C, R] array
+            pte = pr * R + r                   # ... in a per-page [P, R] array
+            tlb = (cr * P + pr) * R + r        # ... in a per-CPU-and-page [C, P, R] array
         us = u if r is self.ar else u[:, r]
         cost, missing = self._refill(at, us)
 
-        valid, tw, td = self.tlb_valid.take(tlb), self.tlb_write.take(tlb), self.tlb_dirty.take(tlb)
-        pw, pd, py = self.pte_write.take(pte), self.pte_dirty.take(pte), self.pte_young.take(pte)
+        valid, tw, td = _get(self.tlb_valid, tlb), _get(self.tlb_write, tlb), _get(self.tlb_dirty, tlb)
+        pw, pd, py = _get(self.pte_write, pte), _get(self.pte_dirty, pte), _get(self.pte_young, pte)
         miss = ~valid
         self._charge(cost, None, np.where(valid, c.tlb_hit, c.page_walk), us[K.SLOT_ACCESS])
         self._count_at("tlb_hits", r, valid)
@@ -627,8 +632,8 @@ class VectorEngine:
             retry = self._fault(r, cr, at, pte, fault, pw, pd, py, us, cost, uffd_pending)
         else:
             # nobody faults: the PTE changed only by the walk (Accessed) and the dirty-bit walk
-            self.pte_dirty.put(pte, pd)
-            self.pte_young.put(pte, py)
+            _put(self.pte_dirty, pte, pd)
+            _put(self.pte_young, pte, py)
             retry = fault
         # STLB misses: the working set's refill, this access's walk, a retried write's walk
         self._count_at("tlb_misses", r, missing + miss + retry)
@@ -636,9 +641,9 @@ class VectorEngine:
         # Final state of the entry.  A fault invalidated it; a completed (or retried) write
         # leaves it writable and dirty.
         completed_write = (W & ~fault) | retry
-        self.tlb_valid.put(tlb, ~(fault & ~retry))
-        self.tlb_write.put(tlb, ew | completed_write)
-        self.tlb_dirty.put(tlb, ed | completed_write)
+        _put(self.tlb_valid, tlb, ~(fault & ~retry))
+        _put(self.tlb_write, tlb, ew | completed_write)
+        _put(self.tlb_dirty, tlb, ed | completed_write)
         self._at_rows(lat, r, cost)
 
     def _fault(self, r, cr, at, pte, fault, pw, pd, py, us, cost, uffd_pending):
@@ -648,10 +653,10 @@ class VectorEngine:
         Rows as in _access: replicates ``r`` on CPUs ``cr``, flat indices ``at`` and ``pte``."""
         t, c = self.t, self.t.c
         self._charge(cost, fault, np.float64(c.fault_entry_exit), us[K.SLOT_FAULT])
-        vw = self.vma_write.take(pte)
+        vw = _get(self.vma_write, pte)
         ro = fault & ~pw
         prot = ro & ~vw                                  # access_error(): SIGSEGV
-        wp = ro & vw & self.pte_uffd_wp.take(pte)        # handle_userfault(VM_UFFD_WP)
+        wp = ro & vw & _get(self.pte_uffd_wp, pte)       # handle_userfault(VM_UFFD_WP)
         reuse = ro & vw & ~wp                            # do_wp_page() -> wp_page_reuse()
         spurious = fault & pw                            # a stale read-only entry
         # handle_pte_fault(): the entry with D and A set changes the PTE unless it is
@@ -667,15 +672,15 @@ class VectorEngine:
             uffd_pending[r] |= wp
         # wp_page_reuse() and ptep_set_access_flags() store the PTE; neither flushes on x86
         self._charge(cost, reuse | store, np.float64(c.pte_update), us[K.SLOT_FIXUP])
-        self.pte_write.put(pte, pw | reuse)
-        self.pte_dirty.put(pte, pd | reuse | store)
-        self.pte_young.put(pte, py | reuse | store)
+        _put(self.pte_write, pte, pw | reuse)
+        _put(self.pte_dirty, pte, pd | reuse | store)
+        _put(self.pte_young, pte, py | reuse | store)
 
         if self.fixup is not False and unchanged.any():
             # Nothing changed, a write, not FAULT_FLAG_TRIED: flush_tlb_fix_spurious_fault()
             # (RFC patch 8): a CPU behind mm->tlb_gen flushes everything once and catches up.
             gen = self.tlb_gen.take(r)
-            lg = self.local_gen.take(at)
+            lg = _get(self.local_gen, at)
             fix = unchanged & (lg < gen) & (self.fixup if self.fixup is True else self.fixup.take(r))
             if fix.any():
                 near = self._nearest_holder(cr, r)
@@ -684,10 +689,10 @@ class VectorEngine:
                 self._charge(cost, fix, base, us[K.SLOT_FIXUP])
                 self._count_at("tlb_gen_xfers", r, moved)
                 self._count_at("local_full", r, fix)
-                self.tlb_gen_sharers.put(at, self.tlb_gen_sharers.take(at) | fix)
+                _put(self.tlb_gen_sharers, at, _get(self.tlb_gen_sharers, at) | fix)
                 # flush everything on the faulting CPU of each replicate that fixes up
                 self._flush_own(cr, r, at, fix)
-                self.local_gen.put(at, np.where(fix, gen, lg))
+                _put(self.local_gen, at, np.where(fix, gen, lg))
 
         # The retried write walks again; the PTE is dirty now, so no dirty-bit walk.
         retry = reuse | spurious
@@ -698,9 +703,9 @@ class VectorEngine:
         """Application work between accesses refills the working set a full flush dropped:
         one STLB miss and page walk per entry (cost page_walk each).  Rows as in _access;
         returns the cycles and the misses."""
-        missing = self.working_set - self.ws_cached.take(at)
-        self.ws_cached.put(at, self.working_set)
-        cost = np.zeros(self.shape[:-1] + (at.size,))
+        missing = self.working_set - _get(self.ws_cached, at)
+        _put(self.ws_cached, at, self.working_set)
+        cost = np.zeros(self.shape[:-1] + (us.shape[-1],))
         self._charge(cost, missing > 0, missing * self.t.c.page_walk, us[K.SLOT_REFILL])
         return cost, missing
 
@@ -800,6 +805,20 @@ class VectorEngine:
         self.tlb_gen_sharers.put(at, True)
         self.local_gen.put(at, gen)
         self.off_cpu.put(at, False)
+
+
+def _get(a, idx):
+    """``a``'s entries at ``idx``, copied: flat indices (an index array), or a row key (a tuple,
+    when every replicate's entry is in one row)."""
+    return a[idx].copy() if isinstance(idx, tuple) else a.take(idx)
+
+
+def _put(a, idx, values):
+    """Store ``values`` at ``idx`` (as for _get)."""
+    if isinstance(idx, tuple):
+        a[idx] = values
+    else:
+        a.put(idx, values)
 
 
 def _per_cpu(x):
