@@ -164,7 +164,8 @@ class VectorEngine:
         return (self.cpu_ids == cpu) & mask
 
     def _distances(self, cpu):
-        """Distance class from each replicate's acting CPU to every CPU: [C, R], or [C, 1].
+        """Distance class from each replicate's acting CPU (``cpu``: [R], or [n] for some
+        replicates' rows) to every CPU: [C, R] (or [C, n]), or [C, 1].
 
         In lockstep every replicate usually acts on the same CPU: its row of the distance
         matrix, which broadcasts, then replaces a [C, R] gather (and the gathers of
@@ -234,10 +235,11 @@ class VectorEngine:
         pol, c, k = self.policy, self.t.c, self.kernel
         single = n[0] == 1 and (n == 1).all()
         if single:
-            pget, pset, _, _ = self._gather(cpu, lo)
+            # each replicate's PTE: a row in lockstep, else flat indices into [P, R]
+            pte = (lo[0],) if (lo == lo[0]).all() else lo * self.R + self.ar
             inr = m
-            vma, w, wp = pget(self.vma_write), pget(self.pte_write), pget(self.pte_uffd_wp)
-            d, y = pget(self.pte_dirty), pget(self.pte_young)
+            vma, w, wp = _get(self.vma_write, pte), _get(self.pte_write, pte), _get(self.pte_uffd_wp, pte)
+            d, y = _get(self.pte_dirty, pte), _get(self.pte_young, pte)
         else:
             inr = (self.pg >= lo) & (self.pg < lo + n) & m          # [P, R]
             vma, w, wp = self.vma_write, self.pte_write, self.pte_uffd_wp
@@ -291,7 +293,7 @@ class VectorEngine:
         if single:
             for array, value in ((self.vma_write, vma), (self.pte_write, new_w), (self.pte_uffd_wp, wp),
                                  (self.pte_dirty, d), (self.pte_young, y)):
-                pset(array, value)
+                _put(array, pte, value)
             n_checks = try_w.astype(np.int64)
             any_strict, any_relaxed = strict_need, relaxed_need
         else:
@@ -509,14 +511,11 @@ class VectorEngine:
         rank_q = ((first[None, :, :] <= first[:, None, :]) & has[None, :, :]).sum(1)
         return rank_q[self.group_of], np.count_nonzero(has, axis=0)
 
-    def _count_pages(self, pages, r=None):
-        """Pages invalidated by a partial flush: INVLPG, plus INVPCID of the user ASID with PTI
-        (per replicate, or for replicates ``r``)."""
-        for name in ("invlpg", "invpcid") if self.t.pti else ("invlpg",):
-            if r is None:
-                self._count(name, pages)
-            else:
-                self._count_at(name, r, pages)
+    def _count_pages(self, pages):
+        """Pages invalidated by a partial flush: INVLPG, plus INVPCID of the user ASID with PTI."""
+        self._count("invlpg", pages)
+        if self.t.pti:
+            self._count("invpcid", pages)
 
     def _invalidate(self, partial, full, inr=None):
         """INVLPG the range on CPUs ``partial``, flush everything on CPUs ``full`` ([C, R])."""
@@ -527,43 +526,6 @@ class VectorEngine:
             self.ws_cached[full] = 0
 
     # ---------------------------------------------------------------- memory access
-
-    def _gather(self, cpu, page):
-        """Readers and writers of each replicate's entry in the per-page [P, R] and per-CPU-and-
-        page [C, P, R] arrays: a row when every replicate is on the same page (and CPU), else
-        flat indices (``take``/``put`` on the contiguous arrays: one pass, no tuple indexing)."""
-        P, R = self.P, self.R
-        p0 = page[0]
-        if (page == p0).all():
-            def pget(a):
-                return a[p0].copy()
-
-            def pset(a, v):
-                a[p0] = v
-            c0 = cpu[0]
-            if (cpu == c0).all():
-                def tget(a):
-                    return a[c0, p0].copy()
-
-                def tset(a, v):
-                    a[c0, p0] = v
-                return pget, pset, tget, tset
-        else:
-            lin = page * R + self.ar
-
-            def pget(a):
-                return a.take(lin)
-
-            def pset(a, v):
-                a.put(lin, v)
-        lin3 = (cpu * P + page) * R + self.ar
-
-        def tget(a):
-            return a.take(lin3)
-
-        def tset(a, v):
-            a.put(lin3, v)
-        return pget, pset, tget, tset
 
     def _access(self, m, cpu, page, write, u, lat, uffd_pending):
         """A read or write of ``page`` by the thread on ``cpu``, faults and retries included.
@@ -716,17 +678,11 @@ class VectorEngine:
         else:
             self.counters[name][r] += values
 
-    def _row_distances(self, cr):
-        """Distance class from CPU cr[i] to every CPU: [C, n], or the row [C, 1] when all
-        are one CPU (lockstep)."""
-        c0 = cr[0]
-        return self.dist[c0][:, None] if (cr == c0).all() else self.dist[:, cr]
-
     def _nearest_holder(self, cr, r):
         """Distance class from each replicate's CPU to the nearest CPU holding the mm->tlb_gen
         line (0: its own CPU holds it)."""
         holders = self.tlb_gen_sharers if r is self.ar else self.tlb_gen_sharers[:, r]
-        return np.where(holders, self._row_distances(cr), 99).min(0)
+        return np.where(holders, self._distances(cr), 99).min(0)
 
     def _rows(self, mask):
         """The replicates in ``mask`` (distinct, ascending); ``self.ar`` itself when that is
