@@ -276,6 +276,93 @@ def _check_lanes(machines) -> None:
                          f"(only {', '.join(LANE_FREE_FIELDS)} may differ between them)")
 
 
+# A step's per-CPU draws are generated only when read (Draws) once there are at least this
+# many of them; below it, drawing them outright costs less than keeping their place.
+LAZY_PER_CPU_DRAWS = 16384
+
+
+class Draws:
+    """One step's draws as draw_slots() makes them, uint16 [slots, R] slot-major, whose per-CPU
+    slots (IPI delivery, handler, preempt) are generated only if an engine reads them.
+
+    Only a strict flush reads them (a shootdown's targets), and most flushing steps of a
+    many-CPU run take none: a uffd unprotect on the RFC's base or with the RFC's relaxed flush.
+    Drawing the 3 x CPUs slots per replicate anyway was the largest single cost of such a step.
+    The numbers do not depend on whether they are read: the generator skips over them
+    (advance) and keeps the state where they start, so the stream goes on exactly as after
+    draw_slots(), and a read regenerates exactly what draw_slots() would have drawn.  Slot
+    ``i < N_FIXED_SLOTS`` is a row of ``fixed``; any other index reads the whole array.
+
+    ``lanes`` (L, R per lane): the replicates are L lanes, and each part of ``parts`` is the
+    per-CPU draws of the lanes it lists (study.workloads.driver.LaneJitter), idle lanes zero.
+    """
+
+    __slots__ = ("fixed", "shape", "_parts", "_lanes", "_full")
+
+    def __init__(self, fixed: np.ndarray, slots: int, parts: list, lanes: tuple[int, int] | None = None):
+        self.fixed = fixed
+        self.shape = (slots, fixed.shape[1])
+        self._parts = parts
+        self._lanes = lanes or (1, fixed.shape[1])
+        self._full = None
+
+    def __getitem__(self, key):
+        if type(key) is int and key < N_FIXED_SLOTS:
+            return self.fixed[key]
+        return self.full()[key]
+
+    def __array__(self, dtype=None, copy=None):
+        return self.full() if dtype is None else self.full().astype(dtype)
+
+    def full(self) -> np.ndarray:
+        """All slots, [slots, R] (made on the first read and kept)."""
+        if self._full is None:
+            S, _ = self.shape
+            L, R = self._lanes
+            out = np.zeros((S, L, R), np.uint16)
+            out[:N_FIXED_SLOTS] = self.fixed.reshape(N_FIXED_SLOTS, L, R)
+            for part, lanes in self._parts:
+                out[N_FIXED_SLOTS:, lanes, :] = _per_cpu_draws(part, R, S)[:, None, :]
+            self._full = out.reshape(S, L * R)
+        return self._full
+
+
+def draw_step(rng: np.random.Generator, replicates: int, n_cpus: int, slots: int | None = None):
+    """draw_slots(), with the per-CPU slots left to be generated when read (a Draws) where
+    they are many; the generator ends where draw_slots() leaves it either way."""
+    slots = slot_count(n_cpus) if slots is None else slots
+    if (slots - N_FIXED_SLOTS) * replicates < LAZY_PER_CPU_DRAWS:
+        return draw_slots(rng, replicates, n_cpus, slots)
+    fixed, part = skip_per_cpu(rng, replicates, slots)
+    return Draws(fixed, slots, [(part, slice(None))])
+
+
+def skip_per_cpu(rng: np.random.Generator, replicates: int, slots: int):
+    """The fixed slots of a draw_slots() draw of ``slots`` slots, [N_FIXED_SLOTS, R], and where
+    its per-CPU slots start (for _per_cpu_draws); ``rng`` is left past the whole draw."""
+    bg = rng.bit_generator
+    head = N_FIXED_SLOTS * replicates          # 16-bit draws of the fixed slots
+    whole = head // 4                          # 64-bit words holding only fixed slots
+    words = bg.random_raw(whole)
+    state = bg.state                           # the per-CPU slots start in the next word
+    shared = (head + 3) // 4 - whole           # a word holding both (head not a multiple of 4)
+    if shared:
+        words = np.concatenate([words, bg.random_raw(shared)])
+    total = (slots * replicates + 3) // 4
+    bg.advance(total - whole - shared)
+    fixed = words.view(np.uint16)[:head].reshape(N_FIXED_SLOTS, replicates)
+    return fixed, (type(bg), state, total - whole, head - 4 * whole)
+
+
+def _per_cpu_draws(part, replicates: int, slots: int) -> np.ndarray:
+    """The per-CPU slots skipped by skip_per_cpu(), [slots - N_FIXED_SLOTS, R]."""
+    kind, state, words, offset = part
+    bg = kind(0)
+    bg.state = state
+    n = (slots - N_FIXED_SLOTS) * replicates
+    return bg.random_raw(words).view(np.uint16)[offset:offset + n].reshape(slots - N_FIXED_SLOTS, replicates)
+
+
 def draw_slots(rng: np.random.Generator, replicates: int, n_cpus: int, slots: int | None = None) -> np.ndarray:
     """One step's random draws: uint16 [slots, replicates] (slot-major); ``slots`` defaults to
     every slot of the machine (slot_count(n_cpus)), op_slot_count() gives what a step uses."""

@@ -68,6 +68,10 @@ class VectorEngine:
         self.clean_writable = True if kernel.clean_anon_writable else pol.clean_anon_writable
         self.fixup = True if kernel.fix_spurious_fault else pol.fix_spurious_fault
         self.dist = distance_matrix(list(cpus)).astype(np.int8)   # classes 0-3: byte-wide [C, R] temporaries
+        # per CPU, the other CPUs by distance class, nearest class first: (class, rows), rows a
+        # slice where they are contiguous (a view) and an index array where not
+        self.by_class = [[(d, _block(np.flatnonzero(row == d))) for d in np.unique(row[row > 0]).tolist()]
+                         for row in self.dist]
         # entries beyond the STLB miss whether or not a flush came: only these are kept hot
         self.working_set = min(int(working_set), self.t.stlb_entries)
         # the send each CPU slot belongs to (x2APIC cluster or PV window); None: one per CPU
@@ -329,8 +333,16 @@ class VectorEngine:
         self.tlb_gen += f
         new_gen = self.tlb_gen
         # ++mm->tlb_gen is a locked RMW: the line comes from the farthest other holder.
-        others = self.tlb_gen_sharers & (D > 0)
-        xdist = np.where(others, D, 0).max(0)
+        if D.shape[-1] == 1:
+            # one initiator CPU for every replicate: class by class over the CPUs at that
+            # distance ([k, R] rows, nearest class first so that the farthest holder's class
+            # is the one left), not a [C, R] where() and maximum
+            xdist = np.zeros(self.R, np.int8)
+            for d, rows in self.by_class[cpu[0]]:
+                xdist[self.tlb_gen_sharers[rows].any(0)] = d
+        else:
+            others = self.tlb_gen_sharers & (D > 0)
+            xdist = np.where(others, D, 0).max(0)
         moved = f & (xdist > 0)
         cost = np.zeros(self.shape)
         self._charge(cost, moved, self._by_dist(t.tlb_gen_xfer, xdist), u[K.SLOT_TLBGEN])
@@ -761,6 +773,13 @@ class VectorEngine:
         self.tlb_gen_sharers.put(at, True)
         self.local_gen.put(at, gen)
         self.off_cpu.put(at, False)
+
+
+def _block(rows):
+    """``rows`` (ascending CPU numbers) as a slice when contiguous: indexing with it is a view."""
+    if rows.size and rows[-1] - rows[0] + 1 == rows.size:
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
 
 
 def _get(a, idx):

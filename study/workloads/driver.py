@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from study.engine.costs import draw_slots, op_slot_count
+from study.engine import costs
+from study.engine.costs import draw_slots, draw_step, op_slot_count
 from study.engine.ops import FLUSH_STRICT, OP_NOP
 from study.workloads.result import CellResult
 
@@ -41,28 +42,42 @@ class LaneJitter:
         self.L, self.R, self.C = lanes, replicates, n_cpus
         self.groups = [(np.random.default_rng(seed), np.arange(lanes))]
 
-    def draw(self, on, slots: int) -> np.ndarray:
-        """uint16 [slots, L*R]; ``on``: which lanes act (None: all)."""
+    def draw(self, on, slots: int):
+        """[slots, L*R] draws (an array, or a study.engine.costs.Draws whose per-CPU slots are
+        generated when read, each lane's from its own stream); ``on``: which lanes act (None:
+        all).  Idle lanes read zeros."""
         L, R, S = self.L, self.R, slots
-        out = np.empty((S, L, R), np.uint16)
+        lazy = (S - costs.N_FIXED_SLOTS) * L * R >= costs.LAZY_PER_CPU_DRAWS
+        rows = costs.N_FIXED_SLOTS if lazy else S
+        parts = []
+
+        def take(rng, acting):
+            if not lazy:
+                return draw_slots(rng, R, self.C, S)
+            fixed, part = costs.skip_per_cpu(rng, R, S)
+            parts.append((part, acting))
+            return fixed
+
         if len(self.groups) == 1 and on is None:
-            out[:] = draw_slots(self.groups[0][0], R, self.C, S)[:, None, :]   # one copy, not np.tile's two
-            return out.reshape(S, L * R)
-        out[:] = 0
-        groups = []
-        for rng, lanes in self.groups:
-            acting = lanes if on is None else lanes[on[lanes]]
-            if acting.size == 0:
-                groups.append((rng, lanes))
-                continue
-            if acting.size < lanes.size:
-                idle = np.random.default_rng()
-                idle.bit_generator.state = rng.bit_generator.state
-                groups.append((idle, lanes[~on[lanes]]))
-            out[:, acting, :] = draw_slots(rng, R, self.C, S)[:, None, :]
-            groups.append((rng, acting))
-        self.groups = groups
-        return out.reshape(S, L * R)
+            out = np.empty((rows, L, R), np.uint16)
+            out[:] = take(self.groups[0][0], slice(None))[:, None, :]   # one copy, not np.tile's two
+        else:
+            out = np.zeros((rows, L, R), np.uint16)
+            groups = []
+            for rng, lanes in self.groups:
+                acting = lanes if on is None else lanes[on[lanes]]
+                if acting.size == 0:
+                    groups.append((rng, lanes))
+                    continue
+                if acting.size < lanes.size:
+                    idle = np.random.default_rng()
+                    idle.bit_generator.state = rng.bit_generator.state
+                    groups.append((idle, lanes[~on[lanes]]))
+                out[:, acting, :] = take(rng, acting)[:, None, :]
+                groups.append((rng, acting))
+            self.groups = groups
+        out = out.reshape(rows, L * R)
+        return costs.Draws(out, S, parts, (L, R)) if lazy else out
 
 
 class TiledWork:
@@ -179,7 +194,7 @@ class Driver:
         if slots == 0:
             u = np.zeros((0, R), np.uint16)
         else:
-            u = draw_slots(self.jitter, R, self.C, slots) if self.L == 1 else self.jitter.draw(lanes_on, slots)
+            u = draw_step(self.jitter, R, self.C, slots) if self.L == 1 else self.jitter.draw(lanes_on, slots)
         before = self._snapshot()
         if masked:
             lat, flush, pending = self.engine.step_masked(kind, active, cpu, lo, n, arg, u)
