@@ -142,6 +142,8 @@ class Driver:
         self.state: dict[str, np.ndarray] = {}
         self._all = np.ones(self.R, bool)
         self._lanes: dict = {}
+        self._slots: dict = {}
+        self._masked = hasattr(engine, "step_masked")
         self._nobody = np.zeros(self.R, bool)
         self._idle = (np.zeros(self.shape, np.int64), np.zeros(self.R, np.int8), np.zeros(self.R, bool))
         self._base_counters = {k: np.zeros(self.R, np.int64) for k in engine.counters}
@@ -176,11 +178,12 @@ class Driver:
                     return self._idle
             else:
                 lanes_on = active.reshape(self.L, self.R_lane).any(1)
-                if not lanes_on.any():
+                acting = np.count_nonzero(lanes_on)
+                if acting == 0:
                     return self._idle
-                if lanes_on.all():
+                if acting == self.L:
                     lanes_on = None
-        masked = active is not None and hasattr(self.engine, "step_masked")
+        masked = active is not None and self._masked
         if active is None:
             kinds = self._lane(kind, np.int8)
         elif not masked:
@@ -189,7 +192,13 @@ class Driver:
         cpu = self._lane(cpu, np.intp)
         lo = self._lane(lo, np.intp)
         n = self._lane(n, np.int64)
-        slots = op_slot_count(kind, self.C, arg if not isinstance(arg, np.ndarray) else None)
+        if isinstance(arg, np.ndarray):
+            slots = op_slot_count(kind, self.C)
+        else:
+            # the count depends on the operation and its argument alone: looked up once
+            slots = self._slots.get((kind, arg))
+            if slots is None:
+                slots = self._slots[(kind, arg)] = op_slot_count(kind, self.C, arg)
         arg = self._lane(arg, np.int8)
         if slots == 0:
             u = np.zeros((0, R), np.uint16)
@@ -216,14 +225,17 @@ class Driver:
 
     def _lane(self, value, dtype):
         """``value`` over replicates: a scalar's array is made once and reused (read-only)."""
-        if isinstance(value, (int, np.integer)) or (not isinstance(value, np.ndarray) and np.ndim(value) == 0):
-            key = (int(value), dtype)
-            array = self._lanes.get(key)
-            if array is None:
-                array = self._lanes[key] = np.full(self.R, value, dtype)
-                array.flags.writeable = False
-            return array
-        return np.asarray(value, dtype)
+        if not isinstance(value, (int, np.integer)):
+            value = np.asarray(value, dtype)
+            if value.ndim:
+                return value
+            value = value.item()
+        key = (value, dtype)
+        array = self._lanes.get(key)
+        if array is None:
+            array = self._lanes[key] = np.full(self.R, value, dtype)
+            array.flags.writeable = False
+        return array
 
     def chance(self, work: np.random.Generator, p: float):
         """Which replicates an event with probability ``p`` happens to (None: all of them).
