@@ -116,6 +116,19 @@ def main():
                     best = min(best, time.perf_counter() - start)
                 print(f"{workload:16s} threads={threads:2d} strict+relaxed as 2 lanes {best / 2:7.3f} s/cell   [{load()}]",
                       flush=True)
+                if "dirty_ratio" in getattr(type(spec), "LANE_FIELDS", ()):
+                    # the sweep's lane group: strict and relaxed at dirty ratios 0 and 1, each
+                    # setting on its own seed (study.runner.lanes)
+                    lanes = [(p, machine.costs, dataclasses.replace(spec, dirty_ratio=d), np.random.SeedSequence(7 + i))
+                             for i, d in enumerate((0.0, 1.0)) for p in (STRICT, RELAXED)]
+                    best4 = float("inf")
+                    for _ in range(a.repeat):
+                        start = time.perf_counter()
+                        W.simulate_lanes(machine, spec, lanes, seed=np.random.SeedSequence(7),
+                                         kernel=KERNELS["rfc_base"], **run_kwargs(run))
+                        best4 = min(best4, time.perf_counter() - start)
+                    print(f"{workload:16s} threads={threads:2d} strict+relaxed x dirty 0, 1 as 4 lanes "
+                          f"{best4 / 4:7.3f} s/cell ({best4 / best:.2f}x the 2-lane pass)   [{load()}]", flush=True)
     if a.ensemble:
         for reps in a.ensemble_replicates:
             for workload, threads in (("mprotect_toggle", 2), ("uffd_wp", 16), ("uffd_wp", 48)):

@@ -88,8 +88,9 @@ def test_engine_reads_every_policy_switch():
 
 
 def test_runner_groups_a_setting_and_matches_cell_by_cell():
-    """The runner runs a setting's policy cells as lanes: the same numbers as cell by cell, with
-    adaptive batches past the fixed ones, and chunking keeps each setting's cells together."""
+    """The runner runs a setting's policy cells, and the uffd_wp settings of other dirty ratios,
+    as lanes: the same numbers as cell by cell, with adaptive batches past the fixed ones, and
+    chunking keeps each group's cells together."""
     from study.config import build_cell, compose
     from study.runner.lanes import chunk_by_cost, groups, run_cells
     from study.runner.replicate import run_cell
@@ -98,8 +99,10 @@ def test_runner_groups_a_setting_and_matches_cell_by_cell():
             "run.warmup_rounds=2", "run.adaptive=true", "run.ci_target=0.002", "run.max_replicates=8"]
     cells = [build_cell(compose(base + extra)) for extra in (
         ["policy=strict"], ["policy=relaxed"], ["policy=relaxed", "policy.fix_spurious_fault=false"],
-        ["policy=strict", "workload.threads=2"])]
-    assert [len(g) for g in groups(cells)] == [3, 1]
+        ["policy=strict", "workload.threads=2"], ["policy=strict", "workload.dirty_ratio=0.0"],
+        ["policy=relaxed", "workload.dirty_ratio=0.5"])]
+    assert [len(g) for g in groups(cells)] == [5, 1]
+    assert len({c.pair_id for c in groups(cells)[0]}) == 3
     got = {cell_id: result for cell_id, result, _ in run_cells(cells)}
     for cell in cells:
         assert_identical(got[cell.cell_id], run_cell(cell))
@@ -107,5 +110,48 @@ def test_runner_groups_a_setting_and_matches_cell_by_cell():
         chunks = chunk_by_cost(cells, per_task)
         assert sorted(c.cell_id for chunk in chunks for c in chunk) == sorted(c.cell_id for c in cells)
         for chunk in chunks:
-            pairs = {c.pair_id for c in chunk}
-            assert all(sum(c.pair_id == p for c in chunk) == sum(c.pair_id == p for c in cells) for p in pairs)
+            keys = {c.lane_key for c in chunk}
+            assert all(sum(c.lane_key == k for c in chunk) == sum(c.lane_key == k for c in cells) for k in keys)
+
+
+uffd_settings = st.builds(UffdWp, threads=st.integers(2, 5), pages=st.integers(1, 3),
+                          write_rate=st.sampled_from([0.3, 1.0]), working_set=st.sampled_from([0, 16]),
+                          on_cpu_share=st.sampled_from([1.0, 0.6]))
+
+
+@settings(max_examples=20, deadline=None)
+@given(workload=uffd_settings,
+       lanes=st.lists(st.tuples(policies, st.sampled_from([0.0, 0.25, 1.0]), st.integers(0, 2)),
+                      min_size=1, max_size=5),
+       kernel=st.sampled_from(sorted(KERNELS)), seed=st.integers(0, 2**32 - 1), warmup=st.sampled_from([0, 2]))
+def test_lanes_of_other_settings_equal_their_runs_alone(workload, lanes, kernel, seed, warmup):
+    """Lanes that differ in a LANE_FIELDS knob (uffd_wp's dirty ratio: the setup's MADV_FREE
+    and rewrites act in some lanes only, some draw and some do not) and in their seed: each
+    setting's streams are its own, and every lane is still its run alone."""
+    kw = dict(replicates=3, rounds=3, kernel=KERNELS[kernel], warmup_rounds=warmup)
+    specs = {ratio: dataclasses.replace(workload, dirty_ratio=ratio) for _, ratio, _ in lanes}
+    # a setting's seed: its stream key; lanes of one setting pass equal, distinct objects
+    seed_of = lambda ratio, s: np.random.SeedSequence(seed, spawn_key=(int(ratio * 4), s))  # noqa: E731
+    together = simulate_lanes(MACHINE, workload,
+                              [(policy, MACHINE.costs, specs[ratio], seed_of(ratio, s)) for policy, ratio, s in lanes],
+                              seed=np.random.SeedSequence(seed), **kw)
+    for (policy, ratio, s), got in zip(lanes, together):
+        alone = simulate_cell(MACHINE, specs[ratio], policy, seed=seed_of(ratio, s), **kw)
+        assert_identical(got, alone)
+
+
+def test_lanes_must_share_the_rest_of_the_workload():
+    import pytest
+
+    spec = UffdWp(threads=3, pages=2)
+    with pytest.raises(ValueError, match="workload.pages: the lanes of one run must share it"):
+        simulate_lanes(MACHINE, spec, [(STRICT, MACHINE.costs),
+                                       (STRICT, MACHINE.costs, dataclasses.replace(spec, pages=3),
+                                        np.random.SeedSequence(2))],
+                       replicates=2, rounds=1, seed=np.random.SeedSequence(1))
+    madv = MadvFree(threads=2)
+    with pytest.raises(ValueError, match="workload.dirty_ratio: .* may differ in nothing"):
+        simulate_lanes(MACHINE, madv, [(STRICT, MACHINE.costs),
+                                       (STRICT, MACHINE.costs, dataclasses.replace(madv, dirty_ratio=1.0),
+                                        np.random.SeedSequence(2))],
+                       replicates=2, rounds=1, seed=np.random.SeedSequence(1))

@@ -102,6 +102,15 @@ class Cell:
         return digest(self.identity(with_policy=False)).hex()[:ID_HEX]
 
     @cached_property
+    def lane_key(self) -> str:
+        """Cells that may run as lanes of one lockstep pass (study.runner.lanes): the pair_id's
+        identity without the workload's LANE_FIELDS (study.workloads.simulate_lanes)."""
+        ident = self.identity(with_policy=False)
+        for name in type(self.workload).LANE_FIELDS:
+            ident["workload"].pop(name)
+        return digest(ident).hex()[:ID_HEX]
+
+    @cached_property
     def stream_words(self) -> tuple[int, ...]:
         """Four 32-bit words of the stream key (machine, kernel, workload, rounds; no policy)."""
         key = {"machine": dataclasses.asdict(self.machine),

@@ -2,9 +2,11 @@
 
 The strict, relaxed and one-patch-off cells of one setting (same machine, kernel, workload
 and run settings: one ``pair_id``) draw the same random streams batch by batch.  The engine's
-cost per step is nearly flat in replicates up to a few hundred, so they run as lanes of one
-lockstep pass (study.workloads.simulate_lanes), whose contract is that each lane's numbers are
-identical to the cell's run alone: the results never depend on the grouping or the chunking.
+cost per step is nearly flat in replicates up to a few thousand, so they run as lanes of one
+lockstep pass (study.workloads.simulate_lanes), and so do the settings that differ only in a
+knob of the workload's LANE_FIELDS (uffd_wp's dirty ratio: one ``lane_key``), each setting
+on its own streams.  The contract of a lane run is that each lane's numbers are identical to
+the cell's run alone: the results never depend on the grouping or the chunking.
 """
 
 from __future__ import annotations
@@ -16,16 +18,16 @@ from study.config.cell import Cell
 from study.runner.replicate import Simulate, _batch, default_simulate, finish_cell, run_cell
 from study.workloads.result import CellResult
 
-# most lanes of one pass: a setting's 8 policy variants at the default replicates stay within
-# a few thousand replicates, where a step still costs a few times a step of one lane
+# most lanes of one pass: 8 lanes at the default replicates stay within a few thousand
+# replicates, where a step costs little more than a step of two lanes (benchmarks/cells.py)
 MAX_LANES = 8
 
 
 def groups(cells: list[Cell]) -> list[list[Cell]]:
-    """Cells by pair_id (first-seen order), at most MAX_LANES per group."""
+    """Cells by lane_key (first-seen order), at most MAX_LANES per group."""
     by_pair: dict[str, list[Cell]] = {}
     for cell in cells:
-        by_pair.setdefault(cell.pair_id, []).append(cell)
+        by_pair.setdefault(cell.lane_key, []).append(cell)
     out = []
     for members in by_pair.values():
         out += [members[i:i + MAX_LANES] for i in range(0, len(members), MAX_LANES)]
@@ -35,7 +37,7 @@ def groups(cells: list[Cell]) -> list[list[Cell]]:
 def run_cells(cells: list[Cell], simulate: Simulate | None = None) -> list[tuple[str, CellResult, float]]:
     """Every cell's result and its share of the seconds its group took.
 
-    With the engine's simulate (the default), a group of cells of one pair_id runs its fixed
+    With the engine's simulate (the default), a group of cells of one lane_key runs its fixed
     batches as lanes; any other ``simulate`` (tests' stand-ins) runs cell by cell."""
     lanes = simulate is None or simulate is default_simulate()
     simulate = simulate or default_simulate()
@@ -58,7 +60,8 @@ def _run_group(group: list[Cell], simulate: Simulate) -> list[CellResult]:
     run = first.run
     batches: list[list[CellResult]] = [[] for _ in group]
     for b, size in enumerate(first.batch_sizes()):
-        results = simulate_lanes(first.machine, first.workload, [(cell.policy, first.machine.costs) for cell in group],
+        lanes = [(cell.policy, first.machine.costs, cell.workload, cell.seed(b)) for cell in group]
+        results = simulate_lanes(first.machine, first.workload, lanes,
                                  replicates=size, rounds=run.rounds, seed=first.seed(b), kernel=first.kernel,
                                  max_samples=run.max_samples, warmup_rounds=run.warmup_rounds)
         for mine, result in zip(batches, results):

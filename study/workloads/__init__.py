@@ -32,7 +32,7 @@ def lazy_cpus(spec: WorkloadSpec) -> np.ndarray:
 
 def run_workload(engine, spec: WorkloadSpec, *, rounds: int, seed: np.random.SeedSequence,
                  max_samples: int = 2048, label_counters: bool = False, warmup_rounds: int = 0,
-                 lanes: int = 1):
+                 lanes: int = 1, settings=None):
     """Drive ``engine`` (vectorized or the scalar batch) through ``rounds`` rounds of ``spec``.
 
     ``warmup_rounds`` rounds run first and are not booked: the measured rounds start from
@@ -40,17 +40,29 @@ def run_workload(engine, spec: WorkloadSpec, *, rounds: int, seed: np.random.See
     still hot, the tlb_gen line on CPU 0), whose transient would otherwise bias the means.
     ``lanes`` > 1: the engine carries that many lanes (see simulate_lanes); returns a list
     of CellResults, one per lane, instead of one CellResult.  An engine with K cost sets:
-    a list of K * lanes CellResults, set-major.
+    a list of K * lanes CellResults, set-major.  ``settings``: lanes of different settings,
+    [(workload, seed)] per lane (differing only in ``spec``'s LANE_FIELDS): each setting
+    has its own work and jitter streams, from its own seed (``seed`` is then unused).
     """
-    work_seed, jitter_seed = seed.spawn(2)
-    work = np.random.default_rng(work_seed)
     if lanes == 1:
+        work_seed, jitter_seed = seed.spawn(2)
+        work = np.random.default_rng(work_seed)
         driver = Driver(engine, np.random.default_rng(jitter_seed), max_samples, label_counters)
     else:
         R = engine.R // lanes
-        work = TiledWork(work, lanes, R)
-        driver = Driver(engine, LaneJitter(jitter_seed, lanes, R, engine.C), max_samples, label_counters,
-                        lanes=lanes)
+        # one stream pair per setting, shared by that setting's lanes
+        by_seed: dict = {}
+        for lane, (_, lane_seed) in enumerate(settings or [(spec, seed)] * lanes):
+            by_seed.setdefault(id(lane_seed), (lane_seed, []))[1].append(lane)
+        works, jitters = [], []
+        for lane_seed, members in by_seed.values():
+            work_seed, jitter_seed = lane_seed.spawn(2)
+            works.append((np.random.default_rng(work_seed), members))
+            jitters.append((jitter_seed, members))
+        work = TiledWork(works, lanes, R)
+        lane_specs = [w for w, _ in settings] if settings is not None else None
+        driver = Driver(engine, LaneJitter(jitters, lanes, R, engine.C), max_samples, label_counters,
+                        lanes=lanes, lane_specs=lane_specs)
     module = MODULES[spec.name]
     running = ~lazy_cpus(spec)
     running[0] = False   # thread 0 is the initiator / monitor / allocator
@@ -110,16 +122,22 @@ def simulate_lanes(machine: Machine, workload: WorkloadSpec, lanes, *, replicate
                    warmup_rounds: int = 0) -> list[CellResult]:
     """One lockstep run of several policies and/or cost sets ("lanes") of one setting.
 
-    ``lanes`` is a sequence of (Policy, Costs or Machine); a Machine must differ from
-    ``machine`` in its costs only (it supplies them).  Each lane gets ``replicates``
+    ``lanes`` is a sequence of (Policy, Costs or Machine), or of (Policy, Costs or Machine,
+    WorkloadSpec, SeedSequence) for lanes of other settings; a Machine must differ from
+    ``machine`` in its costs only (it supplies them), a workload from ``workload`` only in
+    the knobs its class lists in LANE_FIELDS (for uffd_wp, the dirty ratio: it changes which
+    replicates act in the setup's steps, never which steps there are), and a lane without
+    them runs ``workload`` with ``seed``.  Each lane gets ``replicates``
     replicates.  The distinct policies run side by side in one lockstep pass (P policies:
     P * replicates replicates of state), and the distinct cost sets price that one state each
     (the engine's cost-set axis), so the cost per step is paid once for all lanes, and an
     ensemble's members cost little more than one of them.
 
     Contract: lane i's CellResult is identical (every metric, counter and sample) to
-    ``simulate_cell(machine with lane i's costs, workload, lane i's policy, replicates=...,
-    rounds=..., seed=seed, kernel=kernel, max_samples=..., warmup_rounds=...)``.  It holds
+    ``simulate_cell(machine with lane i's costs, lane i's workload, lane i's policy,
+    replicates=..., rounds=..., seed=lane i's seed, kernel=kernel, max_samples=...,
+    warmup_rounds=...)``.  Lanes of one setting (workload and seed) share its streams; each
+    setting has its own, drawn once for all its lanes.  It holds
     always: the work draws never depend on the engine, so every lane sees the same ones; and
     the jitter stream is per lane (study.workloads.driver.LaneJitter): while every lane acts
     in the same steps they share one draw; where a lane's run alone would skip a step (nobody
@@ -135,22 +153,50 @@ def simulate_lanes(machine: Machine, workload: WorkloadSpec, lanes, *, replicate
     # Distinct policies are lanes of replicates (their state differs); distinct cost sets
     # price one state K ways (study.engine.vector: costs never steer the state), so the run
     # carries every (cost set, policy) pair and each lane asked for picks its own.
-    policies, sets, where, seen = [], [], [], {}
-    for policy, costs in lanes:
+    # Lanes of replicates: the distinct (policy, setting) pairs, a setting being a workload and
+    # a seed (lanes of one setting share its streams: one SeedSequence object per stream key).
+    runs, sets, where, seen, seeds = [], [], [], {}, {}
+    for lane in lanes:
+        policy, costs = lane[:2]
+        lane_workload, lane_seed = lane[2:] if len(lane) > 2 else (workload, seed)
+        _check_setting(workload, lane_workload)
+        lane_seed = seeds.setdefault((str(lane_seed.entropy), tuple(lane_seed.spawn_key)), lane_seed)
         lane_machine = costs if isinstance(costs, Machine) else dataclasses.replace(machine, costs=costs)
-        if policy not in policies:
-            policies.append(policy)
+        key = (policy, lane_workload, id(lane_seed))
+        if key not in runs:
+            runs.append(key)
         k = seen.setdefault(lane_machine.costs, len(seen))
         if k == len(sets):
             sets.append(lane_machine)
-        where.append((k, policies.index(policy)))
-    R, L = replicates, len(policies)
-    per_policy = [p for p in policies for _ in range(R)] if L > 1 else policies[0]
+        where.append((k, runs.index(key)))
+    R, L = replicates, len(runs)
+    per_policy = [p for p, _, _ in runs for _ in range(R)] if L > 1 else runs[0][0]
+    by_id = {id(s): s for s in seeds.values()}
+    settings = [(w, by_id[i]) for _, w, i in runs]
     cpus = placement_cpus(machine, workload.threads, workload.placement)
     engine = VectorEngine(sets if len(sets) > 1 else sets[0], per_policy, cpus, workload.pages, L * R,
                           working_set=workload.working_set, lazy=lazy_cpus(workload), kernel=kernel,
                           on_cpu_share=workload.on_cpu_share)
-    out = run_workload(engine, workload, rounds=rounds, seed=seed, max_samples=max_samples,
-                       warmup_rounds=warmup_rounds, lanes=L)
+    if L == 1:
+        out = run_workload(engine, settings[0][0], rounds=rounds, seed=settings[0][1], max_samples=max_samples,
+                           warmup_rounds=warmup_rounds)
+    else:
+        out = run_workload(engine, workload, rounds=rounds, seed=seed, max_samples=max_samples,
+                           warmup_rounds=warmup_rounds, lanes=L, settings=settings)
     out = out if isinstance(out, list) else [out]
     return [out[k * L + p] for k, p in where]
+
+
+def _check_setting(workload: WorkloadSpec, other: WorkloadSpec) -> None:
+    """Lanes of one run share the workload but for its LANE_FIELDS (one-line error if not)."""
+    if other == workload:
+        return
+    if type(other) is not type(workload):
+        raise ValueError(f"lanes of one run share the workload: {other.name} beside {workload.name}")
+    free = type(workload).LANE_FIELDS
+    differ = [f.name for f in dataclasses.fields(workload)
+              if f.name not in free and getattr(other, f.name) != getattr(workload, f.name)]
+    if differ:
+        allowed = ", ".join(free) if free else "nothing"
+        raise ValueError(f"workload.{differ[0]}: the lanes of one run must share it "
+                         f"(lanes of {workload.name} may differ in {allowed})")

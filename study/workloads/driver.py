@@ -38,9 +38,13 @@ class LaneJitter:
     the idle lanes keep a copy of the generator's state from before the draw.
     """
 
-    def __init__(self, seed: np.random.SeedSequence, lanes: int, replicates: int, n_cpus: int):
+    def __init__(self, seed, lanes: int, replicates: int, n_cpus: int):
+        """``seed``: one SeedSequence for every lane, or [(SeedSequence, lane numbers)] for
+        lanes of different settings (each setting's lanes start as one group)."""
         self.L, self.R, self.C = lanes, replicates, n_cpus
-        self.groups = [(np.random.default_rng(seed), np.arange(lanes))]
+        if isinstance(seed, np.random.SeedSequence):
+            seed = [(seed, np.arange(lanes))]
+        self.groups = [(np.random.default_rng(s), np.asarray(idx)) for s, idx in seed]
 
     def draw(self, on, slots: int):
         """[slots, L*R] draws (an array, or a study.engine.costs.Draws whose per-CPU slots are
@@ -84,10 +88,17 @@ class TiledWork:
     """The work stream of a lane run: every draw made for R replicates and tiled over L lanes.
 
     Workloads draw ``random(n)``, ``random((..., n))`` and ``integers(lo, hi, n)`` with
-    n = the driver's R (L*R here); each lane gets what a run of its own would draw."""
+    n = the driver's R (L*R here); each lane gets what a run of its own would draw.  Lanes of
+    different settings (simulate_lanes) have streams of their own: ``rng`` is then
+    [(Generator, lane numbers)], one per setting, and each draw is made once per setting.
+    ``lanes`` ([L] bool) on a draw: only the streams of those lanes draw (a draw that only
+    their runs alone make, e.g. a chance that is certain in the other lanes); the others read
+    zeros and their streams do not move."""
 
-    def __init__(self, rng: np.random.Generator, lanes: int, replicates: int):
-        self.rng, self.L, self.R = rng, lanes, replicates
+    def __init__(self, rng, lanes: int, replicates: int):
+        self.L, self.R = lanes, replicates
+        self.groups = [(rng, np.arange(lanes))] if isinstance(rng, np.random.Generator) else \
+            [(g, np.asarray(idx)) for g, idx in rng]
 
     def _shape(self, size):
         shape = (size,) if np.ndim(size) == 0 else tuple(size)
@@ -95,14 +106,27 @@ class TiledWork:
             raise ValueError(f"a lane run draws over all {self.L * self.R} replicates, got {shape}")
         return shape[:-1] + (self.R,)
 
-    def _tile(self, x):
-        return np.tile(x, (1,) * (x.ndim - 1) + (self.L,))
+    def _draw(self, make, size, lanes, dtype):
+        shape = self._shape(size)
+        if len(self.groups) == 1 and lanes is None:
+            x = make(self.groups[0][0], shape)
+            return np.tile(x, (1,) * (x.ndim - 1) + (self.L,))
+        out = np.zeros(shape[:-1] + (self.L, self.R), dtype)
+        for rng, idx in self.groups:
+            if lanes is not None:
+                on = lanes[idx]
+                if not on.any():
+                    continue
+                if not on.all():
+                    raise ValueError("lanes of one setting share their work stream: they draw together")
+            out[..., idx, :] = make(rng, shape)[..., None, :]
+        return out.reshape(shape[:-1] + (self.L * self.R,))
 
-    def random(self, size):
-        return self._tile(self.rng.random(self._shape(size)))
+    def random(self, size, lanes=None):
+        return self._draw(lambda rng, shape: rng.random(shape), size, lanes, np.float64)
 
-    def integers(self, low, high, size):
-        return self._tile(self.rng.integers(low, high, self._shape(size)))
+    def integers(self, low, high, size, lanes=None):
+        return self._draw(lambda rng, shape: rng.integers(low, high, shape), size, lanes, np.int64)
 
 
 class Driver:
@@ -114,8 +138,10 @@ class Driver:
     then returns K * lanes CellResults, set-major."""
 
     def __init__(self, engine, jitter, max_samples: int = 2048,
-                 label_counters: bool = False, lanes: int = 1):
+                 label_counters: bool = False, lanes: int = 1, lane_specs=None):
         self.engine = engine
+        # each lane's workload where the lanes' settings differ (in LANE_FIELDS only)
+        self.lane_specs = lane_specs
         self.jitter = jitter
         self.R, self.C = engine.R, engine.C
         self.L = lanes
@@ -242,11 +268,38 @@ class Driver:
 
         Certain and impossible events draw nothing: whether a draw happens depends only on
         the workload's knobs, so streams stay aligned across policies."""
+        if np.ndim(p):
+            return self._chance_by_lane(work, np.asarray(p, float))
         if p >= 1.0:
             return None
         if p <= 0.0:
             return self._nobody
         return work.random(self.R) < p
+
+    def _chance_by_lane(self, work: TiledWork, p: np.ndarray):
+        """chance() with one probability per lane (lanes of different settings): each lane
+        draws, or not, as its run alone would, from its own work stream."""
+        draw = (p > 0.0) & (p < 1.0)
+        hit = np.repeat(p >= 1.0, self.R_lane)
+        if draw.any():
+            hit |= work.random(self.R, lanes=draw) < np.repeat(np.where(draw, p, 0.0), self.R_lane)
+        return None if hit.all() else hit
+
+    def lane_values(self, spec, name: str):
+        """Workload knob ``name``: ``spec``'s value, or one value per lane ([L]) where the lanes'
+        settings differ in it (one of the workload's LANE_FIELDS)."""
+        if self.lane_specs is None:
+            return getattr(spec, name)
+        values = [getattr(lane, name) for lane in self.lane_specs]
+        return values[0] if all(v == values[0] for v in values) else np.array(values)
+
+    def where_lanes(self, flags):
+        """An ``active`` mask from ``flags``: one bool for every lane, or one per lane ([L])."""
+        if np.ndim(flags) == 0:
+            return None if flags else self._nobody
+        if flags.all():
+            return None
+        return np.repeat(flags, self.R_lane)
 
     def _snapshot(self):
         if self.label_counters is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from study.engine.machine import PLACEMENTS, Machine, build_dataclass
 from study.errors import ConfigError
@@ -41,6 +41,11 @@ class WorkloadSpec:
     # it no IPI and its switch back (switch_mm_irqs_off) flushes fully.  Drawn per CPU at
     # each strict flush; on a loaded machine, measure it (``python -m study measure``).
     on_cpu_share: float = 1.0
+
+    # Knobs in which the lanes of one lockstep run may differ (study.workloads.simulate_lanes):
+    # knobs that change only which replicates act in some of the workload's steps, never
+    # which steps it issues.  Not a field: no part of a cell's identity.
+    LANE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     def validate(self, machine: Machine, prefix: str = "workload") -> "WorkloadSpec":
         if self.name not in WORKLOADS:
@@ -96,6 +101,9 @@ class UffdWp(WorkloadSpec):
     # the monitor passes UFFD_FLAGS_WRITE_LIKELY when it unprotects (the RFC's hint; kernels
     # without patches 1-2 ignore it)
     write_likely: bool = True
+
+    # the setup's MADV_FREE and rewrites are masked steps (study.workloads.uffd_wp.setup)
+    LANE_FIELDS: ClassVar[tuple[str, ...]] = ("dirty_ratio",)
 
     def validate(self, machine, prefix="workload"):
         super().validate(machine, prefix)

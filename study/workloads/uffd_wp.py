@@ -36,11 +36,14 @@ FLUSH_LABELS = ("uffd_protect",)
 
 
 def setup(spec: UffdWp, d: Driver, work: np.random.Generator) -> None:
-    """MADV_FREE the range, then rewrite each page with probability dirty_ratio (not measured)."""
-    if spec.dirty_ratio < 1.0:
-        d.op(OP_MADV_FREE, 0, 0, spec.pages, 0)
+    """MADV_FREE the range, then rewrite each page with probability dirty_ratio (not measured).
+
+    Both are masked steps (nobody acts where the ratio is 1, or where the page is not
+    rewritten), so lanes of different dirty ratios share the run (UffdWp.LANE_FIELDS)."""
+    ratio = d.lane_values(spec, "dirty_ratio")
+    d.op(OP_MADV_FREE, 0, 0, spec.pages, 0, active=d.where_lanes(np.asarray(ratio) < 1.0))
     for page in range(spec.pages):
-        act = d.chance(work, spec.dirty_ratio)
+        act = d.chance(work, ratio)
         d.op(OP_ACCESS, 0, page, 1, 1, active=act)
 
 
