@@ -30,11 +30,13 @@ def test_lazy_draws_are_those_of_draw_slots(replicates, cpus, extra, seed):
     lazy_rng, eager_rng = np.random.default_rng(seed), np.random.default_rng(seed)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(K, "LAZY_PER_CPU_DRAWS", 0)
+        mp.setattr(K, "LAZY_PER_CPU_SLOTS", 0)
         u = K.draw_step(lazy_rng, replicates, cpus, slots)
     want = K.draw_slots(eager_rng, replicates, cpus, slots)
     # the generator went past the skipped draws exactly as far as draw_slots() goes
     np.testing.assert_array_equal(lazy_rng.bit_generator.random_raw(3), eager_rng.bit_generator.random_raw(3))
     if slots == K.N_FIXED_SLOTS:
+        assert not isinstance(u, K.Draws)
         np.testing.assert_array_equal(u, want)
         return
     assert isinstance(u, K.Draws) and u.shape == want.shape
@@ -47,6 +49,7 @@ def test_lazy_draws_are_those_of_draw_slots(replicates, cpus, extra, seed):
 def _jitter_run(threshold, lanes, replicates, cpus, steps, seed):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(K, "LAZY_PER_CPU_DRAWS", threshold)
+        mp.setattr(K, "LAZY_PER_CPU_SLOTS", 0)
         jitter = LaneJitter(np.random.SeedSequence(seed), lanes, replicates, cpus)
         out = [np.asarray(jitter.draw(on, slots)).copy() for on, slots in steps]
     return out, [rng.bit_generator.random_raw(2) for rng, _ in jitter.groups]
@@ -83,6 +86,7 @@ def test_engines_agree_on_lazy_draws(spec, kernel, monkeypatch):
     runs = []
     for Engine, threshold in ((VectorEngine, 0), (ScalarBatch, 0), (VectorEngine, EAGER)):
         monkeypatch.setattr(K, "LAZY_PER_CPU_DRAWS", threshold)
+        monkeypatch.setattr(K, "LAZY_PER_CPU_SLOTS", 0)
         engine = Engine(MACHINE, RELAXED if kernel == "rfc_base" else STRICT, cpus, spec.pages, 5,
                         working_set=spec.working_set, lazy=lazy_cpus(spec), kernel=KERNELS[kernel],
                         on_cpu_share=spec.on_cpu_share)
@@ -95,6 +99,17 @@ def test_engines_agree_on_lazy_draws(spec, kernel, monkeypatch):
             np.testing.assert_array_equal(first.counters[name], other.counters[name], err_msg=name)
 
 
+def test_lazy_only_where_the_per_cpu_draws_are_many():
+    """The default rule: lazily from 2 x N_FIXED_SLOTS per-CPU slots (9 CPUs) and
+    LAZY_PER_CPU_DRAWS draws; the seed's 2 CPUs draw outright at any replicate count."""
+    assert not K.lazy_per_cpu(K.slot_count(2), 1 << 20)
+    assert not K.lazy_per_cpu(K.N_FIXED_SLOTS, 1 << 20)
+    assert K.lazy_per_cpu(K.slot_count(9), K.LAZY_PER_CPU_DRAWS // 27 + 1)
+    assert not K.lazy_per_cpu(K.slot_count(48), 8)
+    assert isinstance(K.draw_step(np.random.default_rng(1), 960, 48), K.Draws)
+    assert not isinstance(K.draw_step(np.random.default_rng(1), 8192, 2), K.Draws)
+
+
 def test_lanes_identical_with_lazy_draws(monkeypatch):
     spec = UffdWp(threads=6, pages=4, write_rate=0.5, working_set=16)
     lanes = [(STRICT, MACHINE.costs), (RELAXED, MACHINE.costs),
@@ -102,6 +117,7 @@ def test_lanes_identical_with_lazy_draws(monkeypatch):
     got = []
     for threshold in (0, EAGER):
         monkeypatch.setattr(K, "LAZY_PER_CPU_DRAWS", threshold)
+        monkeypatch.setattr(K, "LAZY_PER_CPU_SLOTS", 0)
         got.append(simulate_lanes(MACHINE, spec, lanes, replicates=7, rounds=3, seed=np.random.SeedSequence(5),
                                   kernel=KERNELS["rfc_base"]))
     for a, b in zip(*got):

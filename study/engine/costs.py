@@ -276,9 +276,18 @@ def _check_lanes(machines) -> None:
                          f"(only {', '.join(LANE_FREE_FIELDS)} may differ between them)")
 
 
-# A step's per-CPU draws are generated only when read (Draws) once there are at least this
-# many of them; below it, drawing them outright costs less than keeping their place.
+# A step's per-CPU draws are generated only when read (Draws) where they are many: at least
+# LAZY_PER_CPU_SLOTS per replicate (3 per CPU; fewer are a small part of a step's draws, and a
+# strict flush that reads them would pay for the skip: the seed's 2 CPUs ran 7% slower lazily)
+# and LAZY_PER_CPU_DRAWS in all.  Below that, drawing them outright costs less.
+LAZY_PER_CPU_SLOTS = 2 * N_FIXED_SLOTS
 LAZY_PER_CPU_DRAWS = 16384
+
+
+def lazy_per_cpu(slots: int, replicates: int) -> bool:
+    """Whether a step of ``slots`` slots over ``replicates`` draws its per-CPU slots lazily."""
+    per_cpu = slots - N_FIXED_SLOTS
+    return per_cpu > 0 and per_cpu >= LAZY_PER_CPU_SLOTS and per_cpu * replicates >= LAZY_PER_CPU_DRAWS
 
 
 class Draws:
@@ -331,7 +340,7 @@ def draw_step(rng: np.random.Generator, replicates: int, n_cpus: int, slots: int
     """draw_slots(), with the per-CPU slots left to be generated when read (a Draws) where
     they are many; the generator ends where draw_slots() leaves it either way."""
     slots = slot_count(n_cpus) if slots is None else slots
-    if (slots - N_FIXED_SLOTS) * replicates < LAZY_PER_CPU_DRAWS:
+    if not lazy_per_cpu(slots, replicates):
         return draw_slots(rng, replicates, n_cpus, slots)
     fixed, part = skip_per_cpu(rng, replicates, slots)
     return Draws(fixed, slots, [(part, slice(None))])

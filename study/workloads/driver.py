@@ -51,7 +51,7 @@ class LaneJitter:
         generated when read, each lane's from its own stream); ``on``: which lanes act (None:
         all).  Idle lanes read zeros."""
         L, R, S = self.L, self.R, slots
-        lazy = (S - costs.N_FIXED_SLOTS) * L * R >= costs.LAZY_PER_CPU_DRAWS
+        lazy = costs.lazy_per_cpu(S, L * R)
         rows = costs.N_FIXED_SLOTS if lazy else S
         parts = []
 
