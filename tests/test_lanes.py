@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -114,20 +115,25 @@ def test_runner_groups_a_setting_and_matches_cell_by_cell():
             assert all(sum(c.lane_key == k for c in chunk) == sum(c.lane_key == k for c in cells) for k in keys)
 
 
-uffd_settings = st.builds(UffdWp, threads=st.integers(2, 5), pages=st.integers(1, 3),
-                          write_rate=st.sampled_from([0.3, 1.0]), working_set=st.sampled_from([0, 16]),
-                          on_cpu_share=st.sampled_from([1.0, 0.6]))
+lane_settings = st.one_of(
+    st.builds(UffdWp, threads=st.integers(2, 5), pages=st.integers(1, 3), write_rate=st.sampled_from([0.3, 1.0]),
+              working_set=st.sampled_from([0, 16]), on_cpu_share=st.sampled_from([1.0, 0.6])),
+    st.builds(MprotectToggle, threads=st.integers(1, 4), pages=st.integers(1, 3), working_set=st.sampled_from([0, 16]),
+              remote_access_rate=st.sampled_from([0.0, 0.7]), remote_write_share=st.sampled_from([0.0, 0.5])),
+    st.builds(MadvFree, threads=st.integers(1, 3), pages=st.integers(1, 4)),
+)
 
 
-@settings(max_examples=20, deadline=None)
-@given(workload=uffd_settings,
-       lanes=st.lists(st.tuples(policies, st.sampled_from([0.0, 0.25, 1.0]), st.integers(0, 2)),
+@settings(max_examples=30, deadline=None)
+@given(workload=lane_settings,
+       lanes=st.lists(st.tuples(policies, st.sampled_from([0.0, 0.25, 0.5, 1.0]), st.integers(0, 2)),
                       min_size=1, max_size=5),
        kernel=st.sampled_from(sorted(KERNELS)), seed=st.integers(0, 2**32 - 1), warmup=st.sampled_from([0, 2]))
 def test_lanes_of_other_settings_equal_their_runs_alone(workload, lanes, kernel, seed, warmup):
-    """Lanes that differ in a LANE_FIELDS knob (uffd_wp's dirty ratio: the setup's MADV_FREE
-    and rewrites act in some lanes only, some draw and some do not) and in their seed: each
-    setting's streams are its own, and every lane is still its run alone."""
+    """Lanes that differ in a LANE_FIELDS knob (the dirty ratio: a workload's MADV_FREE and
+    the writes of the pages it keeps dirty act in some lanes only, some lanes draw and some do
+    not) and in their seed: each setting's streams are its own, and every lane is still its run
+    alone."""
     kw = dict(replicates=3, rounds=3, kernel=KERNELS[kernel], warmup_rounds=warmup)
     specs = {ratio: dataclasses.replace(workload, dirty_ratio=ratio) for _, ratio, _ in lanes}
     # a setting's seed: its stream key; lanes of one setting pass equal, distinct objects
@@ -141,8 +147,6 @@ def test_lanes_of_other_settings_equal_their_runs_alone(workload, lanes, kernel,
 
 
 def test_lanes_must_share_the_rest_of_the_workload():
-    import pytest
-
     spec = UffdWp(threads=3, pages=2)
     with pytest.raises(ValueError, match="workload.pages: the lanes of one run must share it"):
         simulate_lanes(MACHINE, spec, [(STRICT, MACHINE.costs),
@@ -150,8 +154,29 @@ def test_lanes_must_share_the_rest_of_the_workload():
                                         np.random.SeedSequence(2))],
                        replicates=2, rounds=1, seed=np.random.SeedSequence(1))
     madv = MadvFree(threads=2)
-    with pytest.raises(ValueError, match="workload.dirty_ratio: .* may differ in nothing"):
+    with pytest.raises(ValueError, match="workload.threads: .* may differ in dirty_ratio"):
         simulate_lanes(MACHINE, madv, [(STRICT, MACHINE.costs),
-                                       (STRICT, MACHINE.costs, dataclasses.replace(madv, dirty_ratio=1.0),
+                                       (STRICT, MACHINE.costs, dataclasses.replace(madv, threads=3),
                                         np.random.SeedSequence(2))],
                        replicates=2, rounds=1, seed=np.random.SeedSequence(1))
+    with pytest.raises(ValueError, match="lanes of one run share the workload: madv_free beside uffd_wp"):
+        simulate_lanes(MACHINE, spec, [(STRICT, MACHINE.costs), (STRICT, MACHINE.costs, madv, np.random.SeedSequence(2))],
+                       replicates=2, rounds=1, seed=np.random.SeedSequence(1))
+
+
+@pytest.mark.parametrize("workload", [
+    MprotectToggle(threads=3, pages=2, remote_access_rate=0.7, remote_write_share=0.5, working_set=16),
+    MadvFree(threads=2, pages=3),
+    UffdWp(threads=3, pages=2, write_rate=0.5, working_set=16),
+], ids=lambda w: w.name)
+def test_every_dirty_ratio_rides_as_a_lane(workload):
+    """The sweep's lane group of a setting: both policies at dirty ratios 0, 0.5 and 1, each
+    ratio on its own seed (a ratio below 1 draws its dirty pages, 1 draws nothing), and the
+    work drawn after the setup (remote touches, writes) must still be each lane's own."""
+    kw = dict(replicates=4, rounds=3, kernel=KERNELS["rfc_base"], warmup_rounds=1)
+    seed_of = lambda ratio: np.random.SeedSequence(9, spawn_key=(int(ratio * 2),))  # noqa: E731
+    lanes = [(policy, MACHINE.costs, dataclasses.replace(workload, dirty_ratio=ratio), seed_of(ratio))
+             for ratio in (0.0, 0.5, 1.0) for policy in (STRICT, RELAXED)]
+    together = simulate_lanes(MACHINE, workload, lanes, seed=np.random.SeedSequence(9), **kw)
+    for (policy, _, spec, _), got in zip(lanes, together):
+        assert_identical(got, simulate_cell(MACHINE, spec, policy, seed=seed_of(spec.dirty_ratio), **kw))

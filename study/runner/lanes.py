@@ -4,7 +4,7 @@ The strict, relaxed and one-patch-off cells of one setting (same machine, kernel
 and run settings: one ``pair_id``) draw the same random streams batch by batch.  The engine's
 cost per step is nearly flat in replicates up to a few thousand, so they run as lanes of one
 lockstep pass (study.workloads.simulate_lanes), and so do the settings that differ only in a
-knob of the workload's LANE_FIELDS (uffd_wp's dirty ratio: one ``lane_key``), each setting
+knob of the workload's LANE_FIELDS (the dirty ratio: one ``lane_key``), each setting
 on its own streams.  The contract of a lane run is that each lane's numbers are identical to
 the cell's run alone: the results never depend on the grouping or the chunking.
 """

@@ -26,8 +26,9 @@ def run_round(spec: MadvFree, d: Driver, work: np.random.Generator, running: np.
     P = spec.pages
     lat, flush, _ = d.op(OP_MADV_FREE, 0, 0, P, 0)
     d.record("madv_free", lat, flush)
+    ratio = d.lane_values(spec, "dirty_ratio")   # one per lane where lanes differ (LANE_FIELDS)
     for page in range(P):
-        act = d.chance(work, spec.dirty_ratio)
+        act = d.chance(work, ratio)
         lat, _, _ = d.op(OP_ACCESS, 0, page, 1, 1, active=act)
         d.record("write", lat, active=act)
     lat, flush, _ = d.op(OP_MPROTECT, 0, 0, P, 0)

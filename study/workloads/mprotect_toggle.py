@@ -27,12 +27,22 @@ FLUSH_LABELS = ("mprotect_ro", "mprotect_rw")
 
 
 def setup(spec: MprotectToggle, d: Driver, work: np.random.Generator) -> None:
-    """MADV_FREE the range, then write the pages the loop keeps writing (not measured)."""
+    """MADV_FREE the range, then write the pages the loop keeps writing (not measured).
+
+    Lanes of different dirty ratios (LANE_FIELDS): a lane below 1 draws its written pages and
+    takes the MADV_FREE, a lane at 1 does neither, each as its run alone."""
     P = spec.pages
+    ratio = np.asarray(d.lane_values(spec, "dirty_ratio"), float)
+    freed = ratio < 1.0
     written = np.ones((P, d.R), bool)
-    if spec.dirty_ratio < 1.0:
-        written = work.random((P, d.R)) < spec.dirty_ratio
-        d.op(OP_MADV_FREE, 0, 0, P, 0)
+    if freed.any():
+        if ratio.ndim:
+            per_replicate = np.repeat(ratio, d.R_lane)
+            drawn = work.random((P, d.R), lanes=freed) < per_replicate
+            written = np.where(per_replicate < 1.0, drawn, written)
+        else:
+            written = work.random((P, d.R)) < float(ratio)
+        d.op(OP_MADV_FREE, 0, 0, P, 0, active=d.where_lanes(freed))
     d.state["written"] = written
     for page in range(P):
         act = None if written[page].all() else written[page]

@@ -44,8 +44,9 @@ class WorkloadSpec:
 
     # Knobs in which the lanes of one lockstep run may differ (study.workloads.simulate_lanes):
     # knobs that change only which replicates act in some of the workload's steps, never
-    # which steps it issues.  Not a field: no part of a cell's identity.
-    LANE_FIELDS: ClassVar[tuple[str, ...]] = ()
+    # which steps it issues.  Not a field: no part of a cell's identity.  dirty_ratio: every
+    # workload's MADV_FREE and (re)writes of the pages it keeps dirty are masked steps.
+    LANE_FIELDS: ClassVar[tuple[str, ...]] = ("dirty_ratio",)
 
     def validate(self, machine: Machine, prefix: str = "workload") -> "WorkloadSpec":
         if self.name not in WORKLOADS:
@@ -101,9 +102,6 @@ class UffdWp(WorkloadSpec):
     # the monitor passes UFFD_FLAGS_WRITE_LIKELY when it unprotects (the RFC's hint; kernels
     # without patches 1-2 ignore it)
     write_likely: bool = True
-
-    # the setup's MADV_FREE and rewrites are masked steps (study.workloads.uffd_wp.setup)
-    LANE_FIELDS: ClassVar[tuple[str, ...]] = ("dirty_ratio",)
 
     def validate(self, machine, prefix="workload"):
         super().validate(machine, prefix)
