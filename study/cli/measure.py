@@ -65,6 +65,7 @@ def main(argv: list[str]) -> int:
     except ConfigError as err:
         return config_error(err)
 
+    import pandas as pd
     from tqdm import tqdm
 
     from study.config import RunConfig
@@ -121,10 +122,12 @@ def main(argv: list[str]) -> int:
             for m in results]
     sweep_name = f"measure:{config.name}"
     frame = cells_table(sweep_name, rows)
-    frame.insert(1, "measure_cell", [m.cell.name for m in results])
-    frame.insert(2, "measure_others", [m.cell.others for m in results])
-    frame.insert(3, "measure_cpus", [",".join(map(str, m.cell.cpus)) for m in results])
-    frame["measure_cell"] = frame["measure_cell"].astype("string")
+    # the measurement's own columns after the first, in one concat (the cells table has
+    # hundreds of columns: inserting into it one by one fragments it)
+    extra = pd.DataFrame({"measure_cell": pd.array([m.cell.name for m in results], dtype="string"),
+                          "measure_others": [m.cell.others for m in results],
+                          "measure_cpus": [",".join(map(str, m.cell.cpus)) for m in results]}, index=frame.index)
+    frame = pd.concat([frame.iloc[:, :1], extra, frame.iloc[:, 1:]], axis=1)
     manifest = {
         "format_version": FORMAT_VERSION,
         "kind": "measurement",
