@@ -50,7 +50,7 @@ def _jitter_run(threshold, lanes, replicates, cpus, steps, seed):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(K, "LAZY_PER_CPU_DRAWS", threshold)
         mp.setattr(K, "LAZY_PER_CPU_SLOTS", 0)
-        jitter = LaneJitter(np.random.SeedSequence(seed), lanes, replicates, cpus)
+        jitter = LaneJitter([(np.random.SeedSequence(seed), np.arange(lanes))], lanes, replicates, cpus)
         out = [np.asarray(jitter.draw(on, slots)).copy() for on, slots in steps]
     return out, [rng.bit_generator.random_raw(2) for rng, _ in jitter.groups]
 

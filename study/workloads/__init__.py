@@ -51,11 +51,11 @@ def run_workload(engine, spec: WorkloadSpec, *, rounds: int, seed: np.random.See
     else:
         R = engine.R // lanes
         # one stream pair per setting, shared by that setting's lanes
-        by_seed: dict = {}
+        by_seed: dict = {}   # SeedSequences compare and hash by identity: one object per setting
         for lane, (_, lane_seed) in enumerate(settings or [(spec, seed)] * lanes):
-            by_seed.setdefault(id(lane_seed), (lane_seed, []))[1].append(lane)
+            by_seed.setdefault(lane_seed, []).append(lane)
         works, jitters = [], []
-        for lane_seed, members in by_seed.values():
+        for lane_seed, members in by_seed.items():
             work_seed, jitter_seed = lane_seed.spawn(2)
             works.append((np.random.default_rng(work_seed), members))
             jitters.append((jitter_seed, members))
@@ -125,8 +125,8 @@ def simulate_lanes(machine: Machine, workload: WorkloadSpec, lanes, *, replicate
     ``lanes`` is a sequence of (Policy, Costs or Machine), or of (Policy, Costs or Machine,
     WorkloadSpec, SeedSequence) for lanes of other settings; a Machine must differ from
     ``machine`` in its costs only (it supplies them), a workload from ``workload`` only in
-    the knobs its class lists in LANE_FIELDS (for uffd_wp, the dirty ratio: it changes which
-    replicates act in the setup's steps, never which steps there are), and a lane without
+    the knobs its class lists in LANE_FIELDS (the dirty ratio: it changes which replicates act
+    in the workload's MADV_FREE and writes, never which steps there are), and a lane without
     them runs ``workload`` with ``seed``.  Each lane gets ``replicates``
     replicates.  The distinct policies run side by side in one lockstep pass (P policies:
     P * replicates replicates of state), and the distinct cost sets price that one state each
@@ -162,7 +162,7 @@ def simulate_lanes(machine: Machine, workload: WorkloadSpec, lanes, *, replicate
         _check_setting(workload, lane_workload)
         lane_seed = seeds.setdefault((str(lane_seed.entropy), tuple(lane_seed.spawn_key)), lane_seed)
         lane_machine = costs if isinstance(costs, Machine) else dataclasses.replace(machine, costs=costs)
-        key = (policy, lane_workload, id(lane_seed))
+        key = (policy, lane_workload, lane_seed)
         if key not in runs:
             runs.append(key)
         k = seen.setdefault(lane_machine.costs, len(seen))
@@ -171,18 +171,13 @@ def simulate_lanes(machine: Machine, workload: WorkloadSpec, lanes, *, replicate
         where.append((k, runs.index(key)))
     R, L = replicates, len(runs)
     per_policy = [p for p, _, _ in runs for _ in range(R)] if L > 1 else runs[0][0]
-    by_id = {id(s): s for s in seeds.values()}
-    settings = [(w, by_id[i]) for _, w, i in runs]
+    settings = [(w, s) for _, w, s in runs]
     cpus = placement_cpus(machine, workload.threads, workload.placement)
     engine = VectorEngine(sets if len(sets) > 1 else sets[0], per_policy, cpus, workload.pages, L * R,
                           working_set=workload.working_set, lazy=lazy_cpus(workload), kernel=kernel,
                           on_cpu_share=workload.on_cpu_share)
-    if L == 1:
-        out = run_workload(engine, settings[0][0], rounds=rounds, seed=settings[0][1], max_samples=max_samples,
-                           warmup_rounds=warmup_rounds)
-    else:
-        out = run_workload(engine, workload, rounds=rounds, seed=seed, max_samples=max_samples,
-                           warmup_rounds=warmup_rounds, lanes=L, settings=settings)
+    out = run_workload(engine, settings[0][0], rounds=rounds, seed=settings[0][1], max_samples=max_samples,
+                       warmup_rounds=warmup_rounds, lanes=L, settings=settings if L > 1 else None)
     out = out if isinstance(out, list) else [out]
     return [out[k * L + p] for k, p in where]
 

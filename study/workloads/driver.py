@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from study.engine import costs
-from study.engine.costs import draw_slots, draw_step, op_slot_count
+from study.engine.costs import N_FIXED_SLOTS, Draws, draw_slots, draw_step, lazy_per_cpu, op_slot_count, skip_per_cpu
 from study.engine.ops import FLUSH_STRICT, OP_NOP
 from study.workloads.result import CellResult
 
@@ -38,27 +37,25 @@ class LaneJitter:
     the idle lanes keep a copy of the generator's state from before the draw.
     """
 
-    def __init__(self, seed, lanes: int, replicates: int, n_cpus: int):
-        """``seed``: one SeedSequence for every lane, or [(SeedSequence, lane numbers)] for
-        lanes of different settings (each setting's lanes start as one group)."""
+    def __init__(self, seeds, lanes: int, replicates: int, n_cpus: int):
+        """``seeds``: [(SeedSequence, lane numbers)], one per setting (lanes of one setting start
+        as one group; a run of one setting has one entry for every lane)."""
         self.L, self.R, self.C = lanes, replicates, n_cpus
-        if isinstance(seed, np.random.SeedSequence):
-            seed = [(seed, np.arange(lanes))]
-        self.groups = [(np.random.default_rng(s), np.asarray(idx)) for s, idx in seed]
+        self.groups = [(np.random.default_rng(s), np.asarray(idx)) for s, idx in seeds]
 
     def draw(self, on, slots: int):
         """[slots, L*R] draws (an array, or a study.engine.costs.Draws whose per-CPU slots are
         generated when read, each lane's from its own stream); ``on``: which lanes act (None:
         all).  Idle lanes read zeros."""
         L, R, S = self.L, self.R, slots
-        lazy = costs.lazy_per_cpu(S, L * R)
-        rows = costs.N_FIXED_SLOTS if lazy else S
+        lazy = lazy_per_cpu(S, L * R)
+        rows = N_FIXED_SLOTS if lazy else S
         parts = []
 
         def take(rng, acting):
             if not lazy:
                 return draw_slots(rng, R, self.C, S)
-            fixed, part = costs.skip_per_cpu(rng, R, S)
+            fixed, part = skip_per_cpu(rng, R, S)
             parts.append((part, acting))
             return fixed
 
@@ -81,24 +78,23 @@ class LaneJitter:
                 groups.append((rng, acting))
             self.groups = groups
         out = out.reshape(rows, L * R)
-        return costs.Draws(out, S, parts, (L, R)) if lazy else out
+        return Draws(out, S, parts, (L, R)) if lazy else out
 
 
 class TiledWork:
     """The work stream of a lane run: every draw made for R replicates and tiled over L lanes.
 
     Workloads draw ``random(n)``, ``random((..., n))`` and ``integers(lo, hi, n)`` with
-    n = the driver's R (L*R here); each lane gets what a run of its own would draw.  Lanes of
-    different settings (simulate_lanes) have streams of their own: ``rng`` is then
-    [(Generator, lane numbers)], one per setting, and each draw is made once per setting.
+    n = the driver's R (L*R here); each lane gets what a run of its own would draw.  ``groups``
+    is [(Generator, lane numbers)], one per setting: lanes of different settings
+    (simulate_lanes) have streams of their own, and each draw is made once per setting.
     ``lanes`` ([L] bool) on a draw: only the streams of those lanes draw (a draw that only
     their runs alone make, e.g. a chance that is certain in the other lanes); the others read
     zeros and their streams do not move."""
 
-    def __init__(self, rng, lanes: int, replicates: int):
+    def __init__(self, groups, lanes: int, replicates: int):
         self.L, self.R = lanes, replicates
-        self.groups = [(rng, np.arange(lanes))] if isinstance(rng, np.random.Generator) else \
-            [(g, np.asarray(idx)) for g, idx in rng]
+        self.groups = [(g, np.asarray(idx)) for g, idx in groups]
 
     def _shape(self, size):
         shape = (size,) if np.ndim(size) == 0 else tuple(size)
