@@ -143,12 +143,13 @@ class VectorEngine:
         if mask is None:
             acc += self._cost(base, u, table)
             return
-        idx = mask.nonzero()[0]   # masks are [R] (or [n]): no ravel needed
-        if idx.size == 0:
+        hit = np.count_nonzero(mask)   # a tenth of nonzero()'s time: skip that when none or all
+        if hit == 0:
             return
-        if idx.size == mask.size:
+        if hit == mask.size:
             acc += self._cost(base, u, table)
             return
+        idx = mask.nonzero()[0]   # masks are [R] (or [n]): no ravel needed
         F = self.t.F if table is None else table
         b = base.take(idx, axis=-1) if isinstance(base, np.ndarray) and base.ndim and base.shape[-1] != 1 else base
         acc[..., idx] += np.rint(b * F.take(u.take(idx)))
@@ -381,24 +382,34 @@ class VectorEngine:
         # should_flush_tlb, ...) -> smp_call_function_many_cond().  The initiator walks the
         # other CPUs of mm_cpumask in CPU order; every step below is a sum over that walk.
         C = self.C
-        others = self.mm_cpumask & (D > 0) & strict                            # [C, R]
+        # The CPUs the walk can reach, rows [a, b): the initiator's own row never holds a
+        # target, and in lockstep, when it is the first or the last CPU, the others are one
+        # block.  Every per-CPU temporary below covers those rows only (views), which halves
+        # them at two CPUs; sums and maxima over the rows are unchanged, the initiator's row
+        # adding zeros.
+        a, b = self._walk_rows(cpu, D)
+        rows = slice(a, b)
+        D = D[rows]
+        ux = K.N_FIXED_SLOTS + a                     # per-CPU draw slots of row a
+        others = self.mm_cpumask[rows] & (D > 0) & strict                      # [C, R]
         # Cycle temporaries per CPU are [C, R] (or [C, 1]), with cost sets [K, C, R]: every
         # sum or maximum over CPUs runs along axis -2, and a per-set value enters them
         # through _per_cpu().
         rl = self._by_dist(t.remote_line, D)                                   # [C, R] or [C, 1]
         base = np.zeros(self.shape) + c.cpumask_scan
+        u_preempt = u[ux + 2 * C:ux + 2 * C + b - a]
         flagged = None
         if t.pv_flush:
             # kvm_flush_tlb_multi(): read each CPU's steal_time.preempted; a preempted vCPU
             # gets KVM_VCPU_FLUSH_TLB (a cmpxchg) and leaves the mask: no IPI
             base += (rl * others).sum(-2)
             if t.preempt_threshold:
-                flagged = others & (u[K.N_FIXED_SLOTS + 2 * C:K.N_FIXED_SLOTS + 3 * C] < t.preempt_threshold)
+                flagged = others & (u_preempt < t.preempt_threshold)
                 base += (rl * flagged).sum(-2)
                 others = others & ~flagged
         # the cond function reads each CPU's is_lazy line; a target also costs csd_lock() and
         # llist_add() onto its call_single_queue
-        targets = others & ~self.is_lazy
+        targets = others & ~self.is_lazy[rows]
         gone = None
         if self.off_hi > self.off_lo:
             # should_flush_tlb(): a CPU whose cpu_tlbstate.loaded_mm is another mm (its thread
@@ -406,13 +417,12 @@ class VectorEngine:
             # line is still read).  A CPU that missed one that way and whose thread is back
             # now switched the mm in since: switch_mm_irqs_off() -> choose_new_asid() found
             # its ASID's tlb_gen behind and flushed it fully.
-            up = u[K.N_FIXED_SLOTS + 2 * C:K.N_FIXED_SLOTS + 3 * C]
-            gone = targets & (up >= self.off_lo) & (up < self.off_hi)
+            gone = targets & (u_preempt >= self.off_lo) & (u_preempt < self.off_hi)
             targets = targets & ~gone
-            self._come_back(targets & self.off_cpu, new_gen - 1, u[K.SLOT_SWITCH])
+            self._come_back(targets & self.off_cpu[rows], new_gen - 1, u[K.SLOT_SWITCH], rows)
         base += (rl * others).sum(-2)
         base += 2 * (rl * targets).sum(-2)
-        nt = np.count_nonzero(targets, axis=0)
+        nt = _n_rows(targets)
         # One send: a single IPI, the all-but-self shorthand, or the mask by APIC mode; target
         # k's IPI leaves when the ICR write (or hypercall) that covers it is done.
         if self.group_of is None:
@@ -422,7 +432,7 @@ class VectorEngine:
             rank = 1                                   # one cluster (or PV window) covers all
             writes = (nt > 0).astype(np.int64)
         else:
-            rank, writes = self._group_ranks(targets)
+            rank, writes = self._group_ranks(targets)  # every row (_walk_rows)
         if self.shorthand_reachable:
             # the mask plus the sender is every online CPU: one all-but-self write (a single
             # target is one write too)
@@ -443,18 +453,19 @@ class VectorEngine:
         # Each target's flush_tlb_func: read mm->tlb_gen (line from the initiator), then
         # INVLPG per page or a full flush by the generation rule.  No target can be current
         # already (local_gen <= tlb_gen < new_gen), so the "nothing to do" case never arises.
-        lgt = self.local_gen
+        lgt = self.local_gen[rows]
         t_partial = targets & ranged & (lgt + 1 == new_gen)
         t_full = targets & ~t_partial
-        work = np.where(t_partial, n * _per_cpu(c.invlpg), np.where(t_full, _per_cpu(c.flush_full), 0.0))
+        # a non-target's work is never read (its handler is masked out below)
+        work = np.where(t_partial, n * _per_cpu(c.invlpg), _per_cpu(c.flush_full))
         handler_base = _per_cpu(c.irq_entry_exit) + self._by_dist(t.tlb_gen_xfer, D) + work
-        u_deliver = u[K.N_FIXED_SLOTS:K.N_FIXED_SLOTS + C]
-        u_handler = u[K.N_FIXED_SLOTS + C:K.N_FIXED_SLOTS + 2 * C]
+        u_deliver = u[ux:ux + b - a]
+        u_handler = u[ux + C:ux + C + b - a]
         handler = np.where(targets, self._cost(handler_base, u_handler), 0)
         wire = self._by_dist(t.ipi_deliver_ack, D)
         if t.kvm and not t.pv_flush and t.preempt_threshold:
             # an IPI to a preempted vCPU waits for the host to run it again
-            waits = targets & (u[K.N_FIXED_SLOTS + 2 * C:K.N_FIXED_SLOTS + 3 * C] < t.preempt_threshold)
+            waits = targets & (u_preempt < t.preempt_threshold)
             wire = wire + np.where(waits, _per_cpu(t.vcpu_wakeup_wait), 0.0)
         deliver_ack = self._cost(wire, u_deliver, t.F_ipi)
         done = np.where(targets, offset + deliver_ack + handler, 0).max(-2)
@@ -462,44 +473,58 @@ class VectorEngine:
         strict_cost = cost + np.maximum(send_cost + local_cost, done)
 
         self.stolen += handler.sum(-2).astype(np.int64)
+        n_partial = _n_rows(t_partial)
         self._count("ipis", nt)
         self._count("ipi_writes", writes)
         if t.kvm:
             self._count("vm_exits", writes)
         self._count("shootdowns", nt > 0)
-        self._count("remote_partial", np.count_nonzero(t_partial, axis=0))
-        self._count("remote_full", np.count_nonzero(t_full, axis=0))
-        self._count_pages(n * np.count_nonzero(t_partial, axis=0))
+        self._count("remote_partial", n_partial)
+        self._count("remote_full", nt - n_partial)
+        self._count_pages(n * n_partial)
         self._count("tlb_gen_xfers", nt)
-        self.tlb_gen_sharers |= targets
-        self._invalidate(t_partial, t_full, inr)
-        self.local_gen = np.where(targets, new_gen, lgt)
+        self.tlb_gen_sharers[rows] |= targets
+        self._invalidate(t_partial, t_full, inr, rows)
+        self.local_gen[rows] = np.where(targets, new_gen, lgt)
         if gone is not None:
-            self.off_cpu |= gone
+            self.off_cpu[rows] |= gone
             self._count("off_cpu_skipped", np.count_nonzero(gone, axis=0))
         if flagged is not None and flagged.any():
             # the host flushes the vCPU's TLB when it runs it again (kvm_vcpu_flush_tlb_guest);
             # its cpu_tlbstate generation stays behind
-            self._invalidate(None, flagged)
+            self._invalidate(None, flagged, rows=rows)
             flush_cost = self._cost(np.float64(_per_cpu(t.raw_flush_full)), u_handler)
             self.stolen += np.where(flagged, flush_cost, 0).sum(-2).astype(np.int64)
             self._count("pv_flush_deferred", np.count_nonzero(flagged, axis=0))
         return np.where(strict, strict_cost, relaxed_cost)
 
-    def _come_back(self, back, gen, u_switch):
-        """CPUs ``back`` ([C, R]) switched the mm back in since they missed a shootdown off
-        their CPU, when mm->tlb_gen was ``gen``: switch_mm_irqs_off() (context switch, and a
-        full flush since its ASID's tlb_gen is behind), booked to the other CPUs' cycles."""
+    def _come_back(self, back, gen, u_switch, rows=slice(None)):
+        """CPUs ``back`` (rows ``rows`` of [C, R]) switched the mm back in since they missed a
+        shootdown off their CPU, when mm->tlb_gen was ``gen``: switch_mm_irqs_off() (context
+        switch, and a full flush since its ASID's tlb_gen is behind), booked to the other
+        CPUs' cycles."""
         if not back.any():
             return
         c = self.t.c
-        behind = back & (self.local_gen < gen)
+        local_gen = self.local_gen[rows]
+        behind = back & (local_gen < gen)
         base = _per_cpu(c.context_switch) + np.where(behind, _per_cpu(c.flush_full), 0.0)
         self.stolen += np.where(back, self._cost(base, u_switch), 0).sum(-2).astype(np.int64)
         self._count("local_full", np.count_nonzero(behind, axis=0))
-        self._invalidate(None, behind)
-        self.local_gen = np.where(back, gen, self.local_gen)
-        self.off_cpu &= ~back
+        self._invalidate(None, behind, rows=rows)
+        local_gen[...] = np.where(back, gen, local_gen)
+        self.off_cpu[rows] &= ~back
+
+    def _walk_rows(self, cpu, D):
+        """Rows [a, b) of the CPUs a strict flush from ``cpu`` can reach (D: _distances()):
+        all but the initiator's when one CPU initiates for every replicate and it is the
+        first or the last (the others one block), else all of them.  Sends grouped by
+        cluster or PV window keep every row (_group_ranks numbers them by CPU)."""
+        C = self.C
+        if D.shape[-1] != 1 or C < 2 or not (self.group_of is None or self.one_group):
+            return 0, C
+        p = int(cpu[0])
+        return (1, C) if p == 0 else (0, C - 1) if p == C - 1 else (0, C)
 
     def _running_count(self, mask):
         """Per CPU row, how many rows up to and including it are set ([C, R] int64): a row
@@ -529,13 +554,14 @@ class VectorEngine:
         if self.t.pti:
             self._count("invpcid", pages)
 
-    def _invalidate(self, partial, full, inr=None):
-        """INVLPG the range on CPUs ``partial``, flush everything on CPUs ``full`` ([C, R])."""
+    def _invalidate(self, partial, full, inr=None, rows=slice(None)):
+        """INVLPG the range on CPUs ``partial``, flush everything on CPUs ``full`` (rows
+        ``rows`` of [C, R])."""
         if partial is not None and partial.any():
-            self.tlb_valid &= ~(partial[:, None, :] & inr[None, :, :])
+            self.tlb_valid[rows] &= ~(partial[:, None, :] & inr[None, :, :])
         if full.any():
-            self.tlb_valid &= ~full[:, None, :]
-            self.ws_cached[full] = 0
+            self.tlb_valid[rows] &= ~full[:, None, :]
+            self.ws_cached[rows][full] = 0
 
     # ---------------------------------------------------------------- memory access
 
@@ -794,6 +820,13 @@ def _put(a, idx, values):
         a[idx] = values
     else:
         a.put(idx, values)
+
+
+def _n_rows(mask):
+    """np.count_nonzero(mask, axis=0) of a [k, R] mask; one row is a cast (3x faster)."""
+    if mask.shape[0] == 1:
+        return mask[0].astype(np.intp)
+    return np.count_nonzero(mask, axis=0)
 
 
 def _per_cpu(x):
