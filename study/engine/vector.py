@@ -17,6 +17,7 @@ import numpy as np
 
 from study.engine import costs as K
 from study.engine.costs import CostTables
+from study.engine.heap import keep_heap
 from study.engine.kernel import RFC_BASE
 from study.engine.machine import Machine, distance_matrix
 from study.engine.ops import (
@@ -57,6 +58,7 @@ class VectorEngine:
                  working_set: int = 0, lazy=None, kernel=None, on_cpu_share: float = 1.0):
         R, C, P = replicates, len(cpus), pages
         self.R, self.C, self.P = R, C, P
+        keep_heap()   # the step's temporaries reuse the heap instead of faulting in fresh pages
         self.t = CostTables(machine)
         self.sets = self.t.sets                 # K, or None for one Machine
         self.shape = (R,) if self.sets is None else (self.sets, R)   # cycle books
