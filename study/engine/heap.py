@@ -6,8 +6,8 @@ a fresh mmap() each time, and gives the top of its heap back to the kernel (trim
 more than 128 KiB of it is free; its dynamic thresholds rise only after the first free of an
 mmapped block, and only to that block's size.  Either way a freed temporary's pages go back
 to the kernel and the next step faults them in again, zeroed: at the seed workload's 8192
-replicates, half a million page faults in 100 rounds, a third of the run's time in a KVM
-guest (benchmarks/engine.py).
+replicates, 19,000 page faults in 30 rounds (16 with the thresholds below), and in a KVM
+guest half the engine's time (benchmarks/engine.py: 13 against 24-25 M replicate-ops/s).
 
 keep_heap() fixes both thresholds, once per process, at the largest glibc allows for its
 own dynamic mmap threshold (32 MiB) and twice that for the trim (its dynamic rule): blocks
