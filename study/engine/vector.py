@@ -393,7 +393,7 @@ class VectorEngine:
         rows = slice(a, b)
         D = D[rows]
         ux = K.N_FIXED_SLOTS + a                     # per-CPU draw slots of row a
-        others = self.mm_cpumask[rows] & (D > 0) & strict                      # [C, R]
+        others = self.mm_cpumask[rows] & (D > 0) & strict                      # [b - a, R]
         # Cycle temporaries per CPU are [C, R] (or [C, 1]), with cost sets [K, C, R]: every
         # sum or maximum over CPUs runs along axis -2, and a per-set value enters them
         # through _per_cpu().
