@@ -389,15 +389,15 @@ class VectorEngine:
         # block.  Every per-CPU temporary below covers those rows only (views), which halves
         # them at two CPUs; sums and maxima over the rows are unchanged, the initiator's row
         # adding zeros.
-        a, b = self._walk_rows(cpu, D)
+        a, b = self._shootdown_rows(cpu, D)
         rows = slice(a, b)
         D = D[rows]
         ux = K.N_FIXED_SLOTS + a                     # per-CPU draw slots of row a
         others = self.mm_cpumask[rows] & (D > 0) & strict                      # [b - a, R]
-        # Cycle temporaries per CPU are [C, R] (or [C, 1]), with cost sets [K, C, R]: every
-        # sum or maximum over CPUs runs along axis -2, and a per-set value enters them
-        # through _per_cpu().
-        rl = self._by_dist(t.remote_line, D)                                   # [C, R] or [C, 1]
+        # Cycle temporaries per CPU are [b - a, R] (or [b - a, 1]), with cost sets
+        # [K, b - a, R]: every sum or maximum over CPUs runs along axis -2, and a per-set
+        # value enters them through _per_cpu().
+        rl = self._by_dist(t.remote_line, D)                                   # [b - a, R] or [b - a, 1]
         base = np.zeros(self.shape) + c.cpumask_scan
         u_preempt = u[ux + 2 * C:ux + 2 * C + b - a]
         flagged = None
@@ -434,7 +434,7 @@ class VectorEngine:
             rank = 1                                   # one cluster (or PV window) covers all
             writes = (nt > 0).astype(np.int64)
         else:
-            rank, writes = self._group_ranks(targets)  # every row (_walk_rows)
+            rank, writes = self._group_ranks(targets)  # every row (_shootdown_rows)
         if self.shorthand_reachable:
             # the mask plus the sender is every online CPU: one all-but-self write (a single
             # target is one write too)
@@ -517,7 +517,7 @@ class VectorEngine:
         local_gen[...] = np.where(back, gen, local_gen)
         self.off_cpu[rows] &= ~back
 
-    def _walk_rows(self, cpu, D):
+    def _shootdown_rows(self, cpu, D):
         """Rows [a, b) of the CPUs a strict flush from ``cpu`` can reach (D: _distances()):
         all but the initiator's when one CPU initiates for every replicate and it is the
         first or the last (the others one block), else all of them.  Sends grouped by
