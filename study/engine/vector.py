@@ -520,8 +520,8 @@ class VectorEngine:
     def _shootdown_rows(self, cpu, D):
         """Rows [a, b) of the CPUs a strict flush from ``cpu`` can reach (D: _distances()):
         all but the initiator's when one CPU initiates for every replicate and it is the
-        first or the last (the others one block), else all of them.  Sends grouped by
-        cluster or PV window keep every row (_group_ranks numbers them by CPU)."""
+        first or the last (the others one block), else all of them.  Sends in more than one
+        group (x2APIC clusters, PV windows) keep every row: _group_ranks numbers them by CPU."""
         C = self.C
         if D.shape[-1] != 1 or C < 2 or not (self.group_of is None or self.one_group):
             return 0, C
