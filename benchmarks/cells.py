@@ -4,8 +4,8 @@
     python benchmarks/cells.py --ensemble 64   # also: 64 cost sets in one lockstep run vs one set,
                                                # at the ensemble's replicates per member
 
-A "default cell" is the workload's study/conf/workload defaults on haswell_2s under the run settings
-of study/conf/config.yaml (run.replicates, run.rounds, run.warmup_rounds where the code has it), at
+A "default cell" is the workload's conf/workload defaults on haswell_2s under the run settings
+of conf/config.yaml (run.replicates, run.rounds, run.warmup_rounds where the code has it), at
 the thread counts given.  Prints the load average: the machine may be shared.  Runs on one core.
 """
 

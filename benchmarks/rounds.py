@@ -6,7 +6,7 @@ For a sample of default-sweep cells (both policies), prints the mean and 95% CI 
 total_cycles_per_round and the seconds taken, for
   old    100 rounds x 64 replicates, no warm-up (the defaults before the warm start),
   old+w  100 rounds x 64 replicates after the warm-up (isolates rounds vs replicates),
-  new    the defaults of study/conf/config.yaml (run.rounds x run.replicates after run.warmup_rounds),
+  new    the defaults of conf/config.yaml (run.rounds x run.replicates after run.warmup_rounds),
 and whether new agrees with old+w within the CIs, and the width ratio new / old+w.
 The seeds differ between the three (different streams): agreement is statistical.
 Prints the load average: the machine may be shared.  Runs on one core.

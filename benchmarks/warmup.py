@@ -6,7 +6,7 @@ For each cell and policy: the mean of total_cycles_per_round over 5 measured rou
 unbooked warm-up rounds, against the same after 60 (the steady state), as a relative
 difference and in units of the two CIs' combined half-width (z).  A cold start is far off
 (|z| up to ~180); from one warm-up round on every cell agrees with its steady state within
-its CIs.  The config's default (study/conf/config.yaml) keeps a margin over that.
+its CIs.  The config's default (conf/config.yaml) keeps a margin over that.
 """
 
 from __future__ import annotations

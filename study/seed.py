@@ -39,5 +39,5 @@ SEED_WORKLOAD = dict(name="mprotect_toggle", pages=1, dirty_ratio=1.0, placement
                      working_set=0, lazy_share=0.0, remote_access_rate=0.0, remote_write_share=0.0)
 SEED_MACHINE = "haswell_2s"
 # The seed's "Before" column ran the RFC's own base: 5.19-rc4 plus MM_CP_TRY_CHANGE_WRITABLE
-# for dirty exclusive anonymous pages (study/conf/kernel/rfc_base.yaml).
+# for dirty exclusive anonymous pages (conf/kernel/rfc_base.yaml).
 SEED_KERNEL = "rfc_base"

@@ -188,7 +188,7 @@ def test_read_only_output_dir_is_found_before_any_work(tmp_path, monkeypatch, ca
     assert list(ro.iterdir()) == []
 
 
-# --- sweep: malformed YAML in study/conf/ ----------------------------------------------------------
+# --- sweep: malformed YAML in conf/ ----------------------------------------------------------
 
 YAML_BAD = [
     ("policy/relaxed.yaml", "name: relaxed\n  relaxed_promote: [true\n", ["policy=relaxed"]),
@@ -203,7 +203,7 @@ YAML_BAD = [
 
 @pytest.mark.parametrize("file,text,overrides", YAML_BAD, ids=[f for f, _, _ in YAML_BAD])
 def test_malformed_yaml_names_file_line_and_column(file, text, overrides, tmp_path, monkeypatch, capsys):
-    shutil.copytree(REPO / "study" / "conf", tmp_path / "conf")
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
     (tmp_path / "conf" / file).write_text(text)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(compose_module, "config_dir", lambda: tmp_path / "conf")  # a broken shipped tree

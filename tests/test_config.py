@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import shutil
 from pathlib import Path
@@ -51,7 +52,8 @@ def test_a_stray_conf_in_the_working_directory_changes_nothing(tmp_path, monkeyp
     (tmp_path / "conf" / "policy").mkdir(parents=True)
     (tmp_path / "conf" / "config.yaml").write_text("defaults:\n  - _self_\nlr: 0.1\n")
     (tmp_path / "conf" / "policy" / "strict.yaml").write_text("name: strict\nrelaxed_flush_on_upgrade: true\n")
-    assert config_dir() == Path(study.__file__).resolve().parent / "conf"
+    assert config_dir() == Path(str(importlib.resources.files("study.conf")))
+    assert not config_dir().is_relative_to(tmp_path)
     assert OmegaConf.to_container(compose([])) == before
     assert not build_cell(compose([])).policy.relaxed_flush_on_upgrade
 

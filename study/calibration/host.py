@@ -1,10 +1,10 @@
 """Fit a machine's event costs to this host's measurement, and predict the cells held out.
 
 The machine comes from the host's facts (study.measure.machine.machine_from_host) over a
-preset's priors (study/conf/machine/kvm_guest_2vcpu.yaml for a KVM guest, the generic Machine on
+preset's priors (conf/machine/kvm_guest_2vcpu.yaml for a KVM guest, the generic Machine on
 bare metal).  The costs this host's cells can inform (HOST_PRIORS) are fitted by least
 squares on log(model / measured) of the mean cycles per call of the TRAINING cells named in
-study/conf/measure/<name>.yaml (``calibrate.train``), with a weak pull of each cost towards its
+conf/measure/<name>.yaml (``calibrate.train``), with a weak pull of each cost towards its
 prior centre; every other cost keeps the preset's prior.  The host runs today's mainline
 (study.engine.kernel.MAINLINE), simulated with the strict policy.
 

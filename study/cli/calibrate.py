@@ -3,7 +3,7 @@ and say which parameter combinations the seed's 8 cells pin and which only their
 
 The fit is written to ``<user config dir>/machine/<machine>.yaml`` (``--config-dir DIR`` or
 ``$STUDY_CONFIG_DIR``, else ``~/.config/study``), where it overrides the shipped preset of that
-name; ``--write-preset`` (developers) rewrites ``study/conf/machine/<machine>.yaml`` instead.
+name; ``--write-preset`` (developers) rewrites ``conf/machine/<machine>.yaml`` instead.
 
 ``python -m study calibrate --from outputs/measure/<host>``: fit a machine to this host's
 measurement instead (study/cli/_calibrate_host.py).
@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("outputs") / "calibration",
                         help="directory for <machine>_identifiability.json (default: %(default)s)")
     parser.add_argument("--write-preset", action="store_true",
-                        help="developers: rewrite the preset shipped in the package (study/conf/machine/) "
+                        help="developers: rewrite the preset shipped in the package (conf/machine/) "
                              "instead of writing the fit into the user config directory")
     parser.add_argument("--from", dest="source", type=Path, default=None, metavar="DIR",
                         help="fit a machine to this host's measurement (outputs/measure/<host>) instead")

@@ -1,6 +1,6 @@
 """``python -m study measure [measure=NAME] [measure.KEY=VALUE ...]``: the workloads on this kernel.
 
-Compiles the shipped C benchmark, runs the host grid of study/conf/measure/<NAME>.yaml (default:
+Compiles the shipped C benchmark, runs the host grid of conf/measure/<NAME>.yaml (default:
 ``default``) and writes ``<out>/measure/<host>/`` in the sweep's table format: cells.parquet
 (+ cells.csv), replicates.parquet (one replicate per trial), calls.parquet (per-call cycles)
 and manifest.json (kernel, CPU, TSC, topology, PTI, virtualization, APIC, load average).
@@ -25,7 +25,7 @@ from study.measure.host import host_facts, loadavg, online_cpus
 
 
 def measure_overrides(overrides: list[str]) -> list[str]:
-    """``measure=NAME`` selects study/conf/measure/NAME.yaml (added to the defaults: ``+measure``)."""
+    """``measure=NAME`` selects conf/measure/NAME.yaml (added to the defaults: ``+measure``)."""
     chosen = [o for o in overrides if o.split("=", 1)[0] in ("measure", "+measure")]
     rest = [o for o in overrides if o not in chosen]
     name = chosen[-1].split("=", 1)[1] if chosen else "default"

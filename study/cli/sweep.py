@@ -1,4 +1,4 @@
-"""``python -m study sweep [overrides]``: run a named grid of study/conf/sweep/ on Ray."""
+"""``python -m study sweep [overrides]``: run a named grid of conf/sweep/ on Ray."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ GROUPS = ("machine", "kernel", "workload", "policy")
 def usage() -> str:
     sweeps = sorted(p.stem for p in (config_dir() / "sweep").glob("*.yaml"))
     return ("usage: python -m study sweep [sweep=<name>] [key=value ...]\n"
-            f"  sweeps: {', '.join(sweeps)} (study/conf/sweep/; default: default)\n"
+            f"  sweeps: {', '.join(sweeps)} (conf/sweep/; default: default)\n"
             "  e.g.   python -m study sweep sweep=quick ray.num_cpus=2 run.output_dir=/tmp/out\n"
             "  -m / --multirun: an ad-hoc sub-grid in Hydra's sweep syntax instead of the file's grids,\n"
             "         with the selected sweep's run settings; written to <run.output_dir>/sweep/adhoc/\n"

@@ -1,4 +1,4 @@
-"""The config layer: compose study/conf/ with Hydra, validate it, and build cells from it.
+"""The config layer: compose conf/ with Hydra, validate it, and build cells from it.
 
     cfg = compose(["workload=uffd_wp", "workload.threads=4"])   # DictConfig
     settings = validate(cfg)                                     # typed, checked

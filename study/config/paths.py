@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from pathlib import Path
 
@@ -13,12 +14,19 @@ GROUP_DIRS = ("machine", "kernel", "workload", "policy", "sweep", "measure")
 
 
 def config_dir() -> Path:
-    """The configs shipped inside the package (``study/conf``), whatever the working directory.
+    """The study's config tree: the repository's ``conf/``, installed as the package ``study.conf``
+    (setup.py maps it), found through importlib.resources whatever the working directory.
 
     A ``./conf/`` in the working directory is never read: every Hydra project has one, and it
-    must not silently replace this study's configuration.
+    must not silently replace this study's configuration.  Without an install (the repository
+    on ``sys.path`` only), the tree beside the package is the one: ``conf/`` next to ``study/``
+    in the same checkout.
     """
-    return Path(__file__).resolve().parents[1] / "conf"
+    try:
+        tree = importlib.resources.files("study.conf")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "conf"
+    return Path(str(tree))
 
 
 def user_config_dir() -> Path:

@@ -1,6 +1,6 @@
 """Machine presets as files: read one outside a composition, and write a fitted one.
 
-A preset (``study/conf/machine/<name>.yaml`` or the user's ``machine/<name>.yaml``) starts from
+A preset (``conf/machine/<name>.yaml`` or the user's ``machine/<name>.yaml``) starts from
 the machine schema through its defaults list; both readers and writers here know that list,
 so the rest of the code sees plain machine data.
 """
@@ -14,7 +14,7 @@ import yaml
 
 from study.errors import ConfigError
 
-# the defaults list of a machine preset (study/config/schema.py registers machine_schema)
+# the defaults list of a machine preset (config/schema.py registers machine_schema)
 MACHINE_DEFAULTS = ["machine_schema", "_self_"]
 
 

@@ -2,7 +2,7 @@
 ``machine`` (with ``costs`` and its per-distance-class costs), ``kernel``, ``policy`` and ``workload``
 (one schema per workload kind: a tagged union on ``name``).
 
-``run``/``ray``/``sweep``/``limits``: every value is MISSING so that study/conf/config.yaml stays
+``run``/``ray``/``sweep``/``limits``: every value is MISSING so that conf/config.yaml stays
 the one place their defaults are written.  Their root, StudyConfig, is registered as
 ``study_schema`` and is first in config.yaml's defaults list (Hydra's schema for a primary
 config), so composing checks their keys and types.  The sweep group has no schema of its own:

@@ -1,6 +1,6 @@
 """Turn a composed config into typed, checked objects, or one ConfigError naming the key.
 
-One path for every node: types and unknown keys come from the schemas of study/config/schema.py
+One path for every node: types and unknown keys come from the schemas of config/schema.py
 (checked while composing through Hydra's ConfigStore, and again here by an OmegaConf merge:
 ``run``/``ray``/``limits``/``sweep`` into StudyConfig, each group into its own schema, a
 workload's chosen by its ``name``); ranges are checked here (run, ray, limits,
@@ -32,7 +32,7 @@ from study.errors import ConfigError
 from study.policies import Policy
 from study.workloads.spec import workload_from_dict
 
-# Groups whose option names a yaml file; each has a schema (study/config/schema.py) and a builder.
+# Groups whose option names a yaml file; each has a schema (config/schema.py) and a builder.
 GROUPS = ("machine", "kernel", "workload", "policy")
 
 
@@ -94,7 +94,7 @@ def structured(cfg: DictConfig | dict) -> StudyConfig:
         key = err.full_key or str(err.key)
         raise ConfigError(key, f"unknown key; allowed: {_allowed_at(key)}") from None
     except MissingMandatoryValue as err:
-        raise ConfigError(err.full_key or "config", "missing; every key of study/conf/config.yaml must have a value") from None
+        raise ConfigError(err.full_key or "config", "missing; every key of conf/config.yaml must have a value") from None
     except OmegaConfBaseException as err:
         raise ConfigError(err.full_key or "config", type_message(str(err).splitlines()[0])) from None
     if typed.measure is not None:
@@ -257,7 +257,7 @@ def _allowed_at(key: str) -> str:
     schema = {"": StudyConfig, "run": RunConfig, "ray": RayConfig, "sweep": SweepConfig,
               "limits": LimitsConfig}.get(parent)
     if schema is None:
-        return "see study/config/schema.py"
+        return "see config/schema.py"
     return ", ".join(schema.__dataclass_fields__)
 
 
@@ -351,7 +351,7 @@ def check_sweep(sweep: SweepConfig) -> SweepConfig:
             if not values:
                 raise ConfigError(where, "must list at least one value")
             if axis in GROUPS and not all(isinstance(v, str) for v in values):
-                raise ConfigError(where, f"values name {axis} options (yaml files in study/conf/{axis}/), got {list(values)!r}")
+                raise ConfigError(where, f"values name {axis} options (yaml files in conf/{axis}/), got {list(values)!r}")
     return sweep
 
 

@@ -2,7 +2,7 @@
 
 ``host`` reads the host's facts (topology, PTI, virtualization, APIC, load), ``build``
 compiles the shipped C benchmark (bench.c) with the system's compiler, ``grid`` expands a
-study/conf/measure/*.yaml grid into host cells, ``run`` runs them into CellResults, ``machine``
+conf/measure/*.yaml grid into host cells, ``run`` runs them into CellResults, ``machine``
 maps host facts to the engine's Machine.  Beside the engine: it imports the engine and
 workloads only; the command (study/cli/measure.py) writes the tables with the runner's
 table writer.

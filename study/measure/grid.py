@@ -1,4 +1,4 @@
-"""The measurement config (study/conf/measure/*.yaml): its settings and its grid of host cells."""
+"""The measurement config (conf/measure/*.yaml): its settings and its grid of host cells."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class MeasureConfig:
 def measure_config(data: Any) -> MeasureConfig:
     """Check the ``measure`` node: every key known, every value of the right type and range."""
     if not isinstance(data, dict):
-        raise ConfigError("measure", "must be a mapping (study/conf/measure/<name>.yaml)")
+        raise ConfigError("measure", "must be a mapping (conf/measure/<name>.yaml)")
     for key, value in data.items():
         if key not in SETTINGS:
             raise ConfigError(f"measure.{key}", f"unknown key; allowed: {', '.join(SETTINGS)}")

@@ -157,7 +157,7 @@ def _compact(value, prefix: str = "") -> str:
         parts = []
         for k, v in sorted(value.items()):
             if k == "grids" and isinstance(v, list):
-                parts.append(f"{prefix}grids=[{len(v)} sub-grids: see study/conf/sweep]")
+                parts.append(f"{prefix}grids=[{len(v)} sub-grids: see conf/sweep]")
             elif isinstance(v, dict):
                 parts.append(_compact(v, f"{prefix}{k}."))
             else:

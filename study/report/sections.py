@@ -282,7 +282,7 @@ def loses(inputs: Inputs) -> list[Block]:
         "the larger the working set and the more the other threads touch memory, the more this costs, "
         "whatever the share of writes. The boundary is where the speedup of total cycles per round reaches 1. "
         "Working set 0 is the assumption that a full flush is free, shown only as the contrast: every "
-        "workload's default working set is non-zero, with its source in its `study/conf/workload` file (the L1 data "
+        "workload's default working set is non-zero, with its source in its `conf/workload` file (the L1 data "
         "TLB's 64 entries for the mprotect loop and the allocator, a full STLB for uffd-wp users), and a "
         "refill costs one page walk per entry, at most the machine's STLB entries.")]
     blocks += figure(inputs, "crossover")
