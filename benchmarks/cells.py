@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from study.config import compose  # noqa: E402
-from study.engine.kernel import KERNELS  # noqa: E402
+from study.policies.kernel import KERNELS  # noqa: E402
 from study.engine.machine import Machine  # noqa: E402
 from study.policies import RELAXED, STRICT  # noqa: E402
 from study import workloads as W  # noqa: E402

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from study.engine.machine import Machine, placement_cpus  # noqa: E402
 from study.engine.reference import ScalarBatch  # noqa: E402
 from study.engine.vector import VectorEngine  # noqa: E402
-from study.policies import RELAXED, STRICT  # noqa: E402
+from study.policies import RELAXED, RFC_BASE, STRICT, behaviour  # noqa: E402
 from study.workloads import lazy_cpus, run_workload  # noqa: E402
 from study.workloads.spec import MprotectToggle  # noqa: E402
 
@@ -34,7 +34,7 @@ def throughput(engine_cls, spec, policy, replicates, rounds, repeat=3):
     best = float("inf")
     for _ in range(repeat):
         cpus = placement_cpus(MACHINE, spec.threads, spec.placement)
-        engine = engine_cls(MACHINE, policy, cpus, spec.pages, replicates, working_set=spec.working_set,
+        engine = engine_cls(MACHINE, behaviour(RFC_BASE, policy), cpus, spec.pages, replicates, working_set=spec.working_set,
                             lazy=lazy_cpus(spec))
         start = time.perf_counter()
         run_workload(engine, spec, rounds=rounds, seed=np.random.SeedSequence(1))

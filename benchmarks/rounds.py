@@ -46,7 +46,7 @@ CELLS = [
 def run(overrides, policy, replicates, rounds, warmup, seed):
     cfg = OmegaConf.to_container(compose(overrides), resolve=True)
     machine = Machine.from_dict(cfg["machine"])
-    from study.engine.kernel import Kernel
+    from study.policies.kernel import Kernel
 
     spec = workload_from_dict(cfg["workload"], machine)
     start = time.perf_counter()
@@ -63,7 +63,7 @@ def lane_pass(overrides, d) -> float | None:
     workload whose dirty ratios do not share a pass."""
     cfg = OmegaConf.to_container(compose(overrides), resolve=True)
     machine = Machine.from_dict(cfg["machine"])
-    from study.engine.kernel import Kernel
+    from study.policies.kernel import Kernel
 
     spec = workload_from_dict(cfg["workload"], machine)
     if "dirty_ratio" not in type(spec).LANE_FIELDS:

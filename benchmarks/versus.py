@@ -31,7 +31,7 @@ sys.path.insert(0, sys.argv[1])
 import numpy as np
 from omegaconf import OmegaConf
 from study.config import compose
-from study.engine.kernel import Kernel
+from study.policies.kernel import Kernel
 from study.engine.machine import Machine
 from study.policies import RELAXED, STRICT
 from study.runner.stats import t_interval

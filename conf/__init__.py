@@ -2,5 +2,5 @@
 
 The build installs it inside the package as ``study.conf`` (setup.py: ``package_dir``), so an
 editable and a non-editable install compose the same files; the code finds them through
-``importlib.resources`` (config/paths.py), never through the working directory.
+``importlib.resources`` (study/config/paths.py), never through the working directory.
 """

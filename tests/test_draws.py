@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from study.engine import costs as K
-from study.engine.kernel import KERNELS
+from study.policies.kernel import KERNELS
 from study.engine.machine import Machine, placement_cpus
 from study.engine.reference import ScalarBatch
 from study.engine.vector import VectorEngine
@@ -19,6 +19,7 @@ from study.policies import RELAXED, STRICT
 from study.workloads import lazy_cpus, run_workload, simulate_lanes
 from study.workloads.driver import LaneJitter
 from study.workloads.spec import MprotectToggle, UffdWp
+from study.policies import RFC_BASE, behaviour
 
 EAGER = 1 << 62   # a threshold no step reaches: every draw made outright
 
@@ -87,8 +88,8 @@ def test_engines_agree_on_lazy_draws(spec, kernel, monkeypatch):
     for Engine, threshold in ((VectorEngine, 0), (ScalarBatch, 0), (VectorEngine, EAGER)):
         monkeypatch.setattr(K, "LAZY_PER_CPU_DRAWS", threshold)
         monkeypatch.setattr(K, "LAZY_PER_CPU_SLOTS", 0)
-        engine = Engine(MACHINE, RELAXED if kernel == "rfc_base" else STRICT, cpus, spec.pages, 5,
-                        working_set=spec.working_set, lazy=lazy_cpus(spec), kernel=KERNELS[kernel],
+        rules = behaviour(KERNELS[kernel], RELAXED if kernel == "rfc_base" else STRICT)
+        engine = Engine(MACHINE, rules, cpus, spec.pages, 5, working_set=spec.working_set, lazy=lazy_cpus(spec),
                         on_cpu_share=spec.on_cpu_share)
         runs.append(run_workload(engine, spec, rounds=4, seed=np.random.SeedSequence(3)))
     first = runs[0]

@@ -18,6 +18,7 @@ from study.engine.ops import OP_ACCESS, OP_MPROTECT
 from study.engine.reference import ScalarBatch
 from study.engine.vector import VectorEngine
 from study.policies import STRICT
+from study.policies import RFC_BASE, behaviour
 
 QUIET = Machine(name="quiet", sockets=1, cores_per_socket=8, smt=1, jitter_sigma=0.0, ipi_jitter_sigma=0.0,
                 apic_mode="x2apic_phys", ipi_shorthand=False)
@@ -29,7 +30,7 @@ def steps(machine, threads, ops, pages=40, working_set=0, placement="core", u_ho
     cpus = placement_cpus(machine, threads, placement)
     out = []
     for Engine in (VectorEngine, ScalarBatch):
-        engine = Engine(machine, STRICT, cpus, pages, R, working_set=working_set, on_cpu_share=on_cpu_share)
+        engine = Engine(machine, behaviour(RFC_BASE, STRICT), cpus, pages, R, working_set=working_set, on_cpu_share=on_cpu_share)
         rng = np.random.default_rng(7)
         lats = []
         for i, (kind, cpu, lo, n, arg) in enumerate(ops):

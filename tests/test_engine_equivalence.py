@@ -9,13 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from study.engine.kernel import KERNELS
+from study.policies.kernel import KERNELS
 from study.engine.machine import DIRTY_WALKS, Machine, placement_cpus
 from study.engine.reference import ScalarBatch
 from study.engine.vector import VectorEngine
 from study.policies import RELAXED, STRICT, SWITCHES, UNSAFE, Policy
 from study.workloads import lazy_cpus, run_workload
 from study.workloads.spec import MadvFree, MprotectToggle, UffdWp
+from study.policies import RFC_BASE, behaviour
 
 from fuzz import random_ops, run_random
 
@@ -62,10 +63,9 @@ def test_random_interleavings_agree(machine, policy, kernel, threads, pages, pla
     lazy = np.random.default_rng(seed).random(threads) < 0.3
     lazy[0] = False
     R = 6
-    vec = VectorEngine(machine, policy, cpus, pages, R, working_set=working_set, lazy=lazy, kernel=kernel,
-                       on_cpu_share=on_cpu)
-    ref = ScalarBatch(machine, policy, cpus, pages, R, working_set=working_set, lazy=lazy, kernel=kernel,
-                      on_cpu_share=on_cpu)
+    rules = behaviour(kernel, policy)
+    vec = VectorEngine(machine, rules, cpus, pages, R, working_set=working_set, lazy=lazy, on_cpu_share=on_cpu)
+    ref = ScalarBatch(machine, rules, cpus, pages, R, working_set=working_set, lazy=lazy, on_cpu_share=on_cpu)
     outs_v = run_random(vec, np.random.default_rng(seed), 40, lazy=lazy)
     outs_r = run_random(ref, np.random.default_rng(seed), 40, lazy=lazy)
     assert_same(vec, ref, outs_v, outs_r)
@@ -99,8 +99,8 @@ def test_workloads_agree(workload, policy, kernel, seed, machine):
     R = 4
     results = []
     for Engine in (VectorEngine, ScalarBatch):
-        engine = Engine(machine, policy, cpus, workload.pages, R, working_set=workload.working_set,
-                        lazy=lazy_cpus(workload), kernel=kernel, on_cpu_share=workload.on_cpu_share)
+        engine = Engine(machine, behaviour(kernel, policy), cpus, workload.pages, R, working_set=workload.working_set,
+                        lazy=lazy_cpus(workload), on_cpu_share=workload.on_cpu_share)
         results.append(run_workload(engine, workload, rounds=5, seed=np.random.SeedSequence(seed)))
     vec, ref = results
     assert vec.metrics.keys() == ref.metrics.keys()
@@ -145,7 +145,8 @@ def test_per_replicate_policy_and_cost_sets_agree(machine, per_policy, scales, k
     lazy[0] = False
     R, K = 5, len(scales)
     sets = [scaled_costs(machine, s) for s in scales]
-    kw = dict(working_set=working_set, lazy=lazy, kernel=kernel, on_cpu_share=on_cpu)
+    kw = dict(working_set=working_set, lazy=lazy, on_cpu_share=on_cpu)
+    per_policy = [behaviour(kernel, p) for p in per_policy]
     vec = VectorEngine(sets, per_policy, cpus, pages, R, **kw)
     # replicate k * R + r of the reference: cost set k, replicate r's policy, ops and draws
     ref = ScalarBatch([m for m in sets for _ in range(R)], per_policy * K, cpus, pages, K * R, **kw)
@@ -164,4 +165,4 @@ def test_per_replicate_policy_and_cost_sets_agree(machine, per_policy, scales, k
 
 def test_lane_machines_must_share_hardware_facts():
     with pytest.raises(ValueError, match="machine.pti"):
-        VectorEngine([SMALL, dataclasses.replace(SMALL, pti=True)], STRICT, placement_cpus(SMALL, 2, "core"), 1, 2)
+        VectorEngine([SMALL, dataclasses.replace(SMALL, pti=True)], behaviour(RFC_BASE, STRICT), placement_cpus(SMALL, 2, "core"), 1, 2)

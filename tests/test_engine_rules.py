@@ -13,6 +13,7 @@ from study.engine.ops import OP_ACCESS, OP_MADV_FREE, OP_MPROTECT, OP_SWITCH_MM
 from study.engine.reference import ScalarBatch
 from study.engine.vector import VectorEngine
 from study.policies import RELAXED, STRICT, Policy
+from study.policies import RFC_BASE, behaviour
 
 MACHINE = Machine(name="t", sockets=1, cores_per_socket=4, smt=1)
 PROMOTE_ONLY = Policy("promote_only", relaxed_flush_on_upgrade=True)
@@ -23,7 +24,7 @@ class Script:
 
     def __init__(self, engine_cls, policy, threads=2, pages=1, lazy=None, R=3, machine=MACHINE, kernel=None):
         cpus = placement_cpus(machine, threads, "core")
-        self.e = engine_cls(machine, policy, cpus, pages, R, lazy=lazy, kernel=kernel)
+        self.e = engine_cls(machine, behaviour(kernel or RFC_BASE, policy), cpus, pages, R, lazy=lazy)
         self.rng = np.random.default_rng(0)
 
     def pte(self, bit, page=0):

@@ -17,13 +17,14 @@ import numpy as np
 from study.engine import heap
 from study.engine.machine import Machine, placement_cpus
 from study.engine.vector import VectorEngine
-from study.policies import STRICT
 from study.workloads import lazy_cpus, run_workload
 from study.workloads.spec import MprotectToggle
+from study.policies import RFC_BASE, STRICT, behaviour
 
 machine = Machine(name="t", sockets=2, cores_per_socket=12, smt=2)
 spec = MprotectToggle(threads=2, pages=1)
-engine = VectorEngine(machine, STRICT, placement_cpus(machine, 2, spec.placement), 1, 8192, lazy=lazy_cpus(spec))
+engine = VectorEngine(machine, behaviour(RFC_BASE, STRICT), placement_cpus(machine, 2, spec.placement), 1, 8192,
+                      lazy=lazy_cpus(spec))
 run_workload(engine, spec, rounds=2, seed=np.random.SeedSequence(1))   # the heap grows to its size
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 run_workload(engine, spec, rounds=30, seed=np.random.SeedSequence(2))

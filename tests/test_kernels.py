@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from study.engine.kernel import MAINLINE, RFC_BASE
+from study.policies.kernel import MAINLINE, RFC_BASE
 from study.engine.machine import Machine
 from study.engine.ops import (FLUSH_NONE, FLUSH_STRICT, OP_ACCESS, OP_MADV_FREE, OP_MPROTECT, OP_UFFD_WP,
                               UFFD_PROTECT, UFFD_UNPROTECT, UFFD_UNPROTECT_WRITE_LIKELY)

@@ -9,10 +9,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from study.engine.kernel import KERNELS
+from study.policies.kernel import KERNELS
 from study.engine.machine import Machine, placement_cpus
 from study.engine.vector import VectorEngine
 from study.policies import RELAXED, STRICT, UNSAFE, Policy
+from study.policies import RFC_BASE, behaviour
 
 from fuzz import run_random
 
@@ -23,7 +24,7 @@ STEPS = 40
 
 def violations(policy, machine=MACHINE, kernel=None, seed=7, on_cpu_share=1.0):
     cpus = placement_cpus(machine, 4, "socket")
-    engine = VectorEngine(machine, policy, cpus, 3, INTERLEAVINGS, working_set=4, kernel=kernel,
+    engine = VectorEngine(machine, behaviour(kernel or RFC_BASE, policy), cpus, 3, INTERLEAVINGS, working_set=4,
                           on_cpu_share=on_cpu_share)
     run_random(engine, np.random.default_rng(seed), STEPS)
     return engine.counters

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from study.config import config_dir
-from study.engine.kernel import MAINLINE, RFC_BASE
+from study.policies.kernel import MAINLINE, RFC_BASE
 from study.engine.machine import Machine
 from study.policies import RELAXED, STRICT
 from study.workloads import simulate_cell

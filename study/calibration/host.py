@@ -34,7 +34,7 @@ from study.errors import ConfigError
 from study.measure.grid import select
 from study.measure.machine import machine_from_host
 from study.measure.store import Measurement
-from study.engine.kernel import MAINLINE
+from study.policies.kernel import MAINLINE
 from study.policies import RELAXED, STRICT, Policy
 from study.workloads import simulate_cell
 from study.workloads.spec import WorkloadSpec

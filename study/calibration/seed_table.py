@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from study.engine.kernel import KERNELS, Kernel
+from study.policies.kernel import KERNELS, Kernel
 from study.engine.machine import Machine
 from study.policies import preset
 from study.seed import SEED_KERNEL, SEED_TABLE, SEED_WORKLOAD

@@ -27,7 +27,7 @@ import numpy as np
 
 import study
 from study.config.schema import RunConfig
-from study.engine.kernel import RFC_BASE, Kernel
+from study.policies.kernel import RFC_BASE, Kernel
 from study.engine.machine import Machine
 from study.policies import Policy
 from study.workloads.spec import WorkloadSpec

@@ -14,7 +14,7 @@ import yaml
 
 from study.errors import ConfigError
 
-# the defaults list of a machine preset (config/schema.py registers machine_schema)
+# the defaults list of a machine preset (study/config/schema.py registers machine_schema)
 MACHINE_DEFAULTS = ["machine_schema", "_self_"]
 
 

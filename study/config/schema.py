@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from study.engine.kernel import Kernel
+from study.policies.kernel import Kernel
 from study.engine.machine import ByDistance, Costs, Machine
 from study.policies import Policy
 from study.workloads.spec import WORKLOADS

@@ -1,6 +1,6 @@
 """Turn a composed config into typed, checked objects, or one ConfigError naming the key.
 
-One path for every node: types and unknown keys come from the schemas of config/schema.py
+One path for every node: types and unknown keys come from the schemas of study/config/schema.py
 (checked while composing through Hydra's ConfigStore, and again here by an OmegaConf merge:
 ``run``/``ray``/``limits``/``sweep`` into StudyConfig, each group into its own schema, a
 workload's chosen by its ``name``); ranges are checked here (run, ray, limits,
@@ -26,13 +26,13 @@ from study.config.cell import Cell
 from study.config.compose import type_message
 from study.config.schema import LimitsConfig, RayConfig, RunConfig, StudyConfig, SweepConfig, group_schema
 from study.engine.costs import slot_count
-from study.engine.kernel import Kernel
+from study.policies.kernel import Kernel
 from study.engine.machine import Machine
 from study.errors import ConfigError
 from study.policies import Policy
 from study.workloads.spec import workload_from_dict
 
-# Groups whose option names a yaml file; each has a schema (config/schema.py) and a builder.
+# Groups whose option names a yaml file; each has a schema (study/config/schema.py) and a builder.
 GROUPS = ("machine", "kernel", "workload", "policy")
 
 
@@ -257,7 +257,7 @@ def _allowed_at(key: str) -> str:
     schema = {"": StudyConfig, "run": RunConfig, "ray": RayConfig, "sweep": SweepConfig,
               "limits": LimitsConfig}.get(parent)
     if schema is None:
-        return "see config/schema.py"
+        return "see study/config/schema.py"
     return ", ".join(schema.__dataclass_fields__)
 
 

@@ -39,8 +39,3 @@ COUNTERS = (
     "invlpg",           # pages invalidated by INVLPG in partial flushes (local and remote)
     "invpcid",          # pages invalidated by INVPCID of the user ASID (PTI)
 )
-
-# The boolean switches of a flush policy (study.policies.Policy) the engines read, by name.
-POLICY_SWITCHES = ("uffd_unprotect_mkdirty", "uffd_unprotect_writable", "clean_anon_writable",
-                   "fix_spurious_fault", "relaxed_flush_on_upgrade", "no_flush_clean_wrprotect",
-                   "unsafe_dirty_demote")

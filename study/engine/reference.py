@@ -11,7 +11,6 @@ import numpy as np
 
 from study.engine import costs as K
 from study.engine.costs import CostTables
-from study.engine.kernel import RFC_BASE
 from study.engine.machine import Machine, distance_matrix
 from study.engine.ops import (
     COUNTERS,
@@ -58,16 +57,14 @@ class Cpu:
 class ScalarEngine:
     """One replicate of the mm: the oracle for VectorEngine."""
 
-    def __init__(self, machine: Machine, policy, cpus, pages: int, working_set: int = 0, lazy=None,
-                 kernel=None, on_cpu_share: float = 1.0):
+    def __init__(self, machine: Machine, behaviour, cpus, pages: int, working_set: int = 0, lazy=None,
+                 on_cpu_share: float = 1.0):
         self.t = CostTables(machine)
         # draws of a CPU's preempt slot meaning "its thread is off its CPU" (costs.off_cpu_window)
         self.off_lo, self.off_hi = K.off_cpu_window(self.t, on_cpu_share)
-        self.policy = policy
-        self.kernel = kernel = RFC_BASE if kernel is None else kernel
-        # a switch of the RFC that the kernel already carries changes nothing
-        self.clean_writable = kernel.clean_anon_writable or policy.clean_anon_writable
-        self.fixup = kernel.fix_spurious_fault or policy.fix_spurious_fault
+        self.policy = behaviour   # study.policies.Behaviour: the kernel's facts and the policy's patches
+        self.clean_writable = behaviour.clean_anon_writable
+        self.fixup = behaviour.fix_spurious_fault
         self.dist = distance_matrix(list(cpus))
         self.n_cpus = len(cpus)
         self.groups = self.t.send_groups(cpus)
@@ -106,7 +103,7 @@ class ScalarEngine:
 
         Only PTEs whose change needs a flush widen the mmu_gather range (tlb->start..end),
         and the flush covers that span, not the whole call's range."""
-        pol, c, k = self.policy, self.t.c, self.kernel
+        pol, c = self.policy, self.t.c
         if kind == OP_MPROTECT:
             syscall = c.syscall_mprotect
         elif kind == OP_UFFD_WP:
@@ -136,7 +133,7 @@ class ScalarEngine:
                     pte.uffd_wp = False   # a software bit: needs no flush
                     if hint and pol.uffd_unprotect_mkdirty and self.vma_write[p]:
                         pte.dirty = pte.young = True          # RFC patch 1
-                    try_writable = ((k.uffd_unprotect_writable or (hint and pol.uffd_unprotect_writable))
+                    try_writable = ((pol.uffd_unprotect_writable_unhinted or (hint and pol.uffd_unprotect_writable))
                                     and not pte.write and self.vma_write[p])
             if try_writable:
                 # can_change_pte_writable(): dirty exclusive anon pages; clean ones too
@@ -449,16 +446,16 @@ class ScalarEngine:
 class ScalarBatch:
     """R independent ScalarEngines behind the VectorEngine interface (for tests and benchmarks)."""
 
-    def __init__(self, machine: Machine, policy, cpus, pages: int, replicates: int,
-                 working_set: int = 0, lazy=None, kernel=None, on_cpu_share: float = 1.0):
-        """``machine`` and ``policy`` may be sequences, one per replicate (per-replicate costs
-        and policy switches): each replicate is then its own ScalarEngine of its own."""
+    def __init__(self, machine: Machine, behaviour, cpus, pages: int, replicates: int,
+                 working_set: int = 0, lazy=None, on_cpu_share: float = 1.0):
+        """``machine`` and ``behaviour`` may be sequences, one per replicate (per-replicate costs
+        and rules): each replicate is then its own ScalarEngine of its own."""
         self.R, self.C, self.P = replicates, len(cpus), pages
         machines = machine if isinstance(machine, (list, tuple)) else [machine] * replicates
-        policies = policy if isinstance(policy, (list, tuple)) else [policy] * replicates
+        policies = behaviour if isinstance(behaviour, (list, tuple)) else [behaviour] * replicates
         if len(machines) != replicates or len(policies) != replicates:
             raise ValueError("one machine and one policy per replicate")
-        self.engines = [ScalarEngine(m, p, cpus, pages, working_set, lazy, kernel, on_cpu_share)
+        self.engines = [ScalarEngine(m, p, cpus, pages, working_set, lazy, on_cpu_share)
                         for m, p in zip(machines, policies)]
 
     def step(self, kind, cpu, lo, n, arg, u):

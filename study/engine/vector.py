@@ -13,15 +13,15 @@ tables at once), so mm->tlb_gen when a handler runs equals the generation it was
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from study.engine import costs as K
 from study.engine.costs import CostTables
 from study.engine.heap import keep_heap
-from study.engine.kernel import RFC_BASE
 from study.engine.machine import Machine, distance_matrix
 from study.engine.ops import (
-    POLICY_SWITCHES,
     COUNTERS,
     FLUSH_NONE,
     FLUSH_RELAXED,
@@ -39,10 +39,11 @@ from study.engine.ops import (
 class VectorEngine:
     """State and transitions of ``replicates`` copies of one mm on ``len(cpus)`` CPUs.
 
-    ``policy`` is anything with the boolean attributes of study.policies.Policy, or a
-    sequence of ``replicates`` of them (one per replicate).  Replicates with different
-    policies still step in lockstep on the same operations and draws: that is what makes them
-    comparable (common random numbers) and what lets one run carry a setting's policy variants.
+    ``behaviour`` is a study.policies.Behaviour (a dataclass of boolean rules: the kernel's
+    facts combined with the policy's patches), or a sequence of ``replicates`` of them (one per
+    replicate).  Replicates with different behaviours still step in lockstep on the same
+    operations and draws: that is what makes them comparable (common random numbers) and what
+    lets one run carry a setting's policy variants.
 
     ``machine`` is a Machine, or a sequence of K Machines that differ only in their costs: K
     cost sets (an ensemble's members).  No state transition reads a cost (costs only price
@@ -50,25 +51,22 @@ class VectorEngine:
     draws: state stays [.., R], and only the cycle books gain a leading cost-set axis, [K, R]
     (per-CPU cycle temporaries [K, C, R]).  Set k's books are then exactly those of a run with
     machine k alone.  step() returns latencies [R] for one Machine and [K, R] for K sets.
-    ``kernel`` is a study.engine.kernel.Kernel (default: the RFC's base).
     CPU slot i runs application thread i; ``cpus`` gives its (socket, core, smt).
     """
 
-    def __init__(self, machine: Machine, policy, cpus, pages: int, replicates: int,
-                 working_set: int = 0, lazy=None, kernel=None, on_cpu_share: float = 1.0):
+    def __init__(self, machine: Machine, behaviour, cpus, pages: int, replicates: int,
+                 working_set: int = 0, lazy=None, on_cpu_share: float = 1.0):
         R, C, P = replicates, len(cpus), pages
         self.R, self.C, self.P = R, C, P
         keep_heap()   # the step's temporaries reuse the heap instead of faulting in fresh pages
         self.t = CostTables(machine)
         self.sets = self.t.sets                 # K, or None for one Machine
         self.shape = (R,) if self.sets is None else (self.sets, R)   # cycle books
-        self.kernel = kernel = RFC_BASE if kernel is None else kernel
         # Each switch: a Python bool when every replicate agrees (the usual case, no mask
         # work), else a bool array over replicates.
-        self.policy = pol = _switches(policy, R)
-        # a switch of the RFC that the kernel already carries changes nothing
-        self.clean_writable = True if kernel.clean_anon_writable else pol.clean_anon_writable
-        self.fixup = True if kernel.fix_spurious_fault else pol.fix_spurious_fault
+        self.policy = pol = _switches(behaviour, R)
+        self.clean_writable = pol.clean_anon_writable
+        self.fixup = pol.fix_spurious_fault
         self.dist = distance_matrix(list(cpus)).astype(np.int8)   # classes 0-3: byte-wide [C, R] temporaries
         # per CPU, the other CPUs by distance class, nearest class first: (class, rows), rows a
         # slice where they are contiguous (a view) and an index array where not
@@ -239,7 +237,7 @@ class VectorEngine:
 
         A call on one page (the uffd monitor's unprotect of the faulting page) works on that
         page's row per replicate ([R]) instead of the whole [P, R] page table."""
-        pol, c, k = self.policy, self.t.c, self.kernel
+        pol, c = self.policy, self.t.c
         single = n[0] == 1 and (n == 1).all()
         if single:
             # each replicate's PTE: a row in lockstep, else flat indices into [P, R]
@@ -270,7 +268,7 @@ class VectorEngine:
                 mk = _if(pol.uffd_unprotect_mkdirty, uin & hint & vma, None)   # RFC patch 1
                 d = d | mk
                 y = y | mk
-            asks = hint & pol.uffd_unprotect_writable if not k.uffd_unprotect_writable else np.ones_like(hint)
+            asks = (hint & pol.uffd_unprotect_writable) | pol.uffd_unprotect_writable_unhinted
             try_w = uin & asks & ~w & vma
             down = pin
             syscall = c.syscall_uffd_wp
@@ -845,10 +843,9 @@ class _Switches:
 
 
 def _switches(policy, R):
-    """The policy's switches; per-replicate policies give arrays where replicates disagree."""
+    """The behaviour's rules; per-replicate behaviours give arrays where replicates disagree."""
     if not isinstance(policy, (list, tuple)):
-        return _Switches(name=getattr(policy, "name", "policy"),
-                         **{name: bool(getattr(policy, name)) for name in POLICY_SWITCHES})
+        return _Switches(**{f.name: bool(getattr(policy, f.name)) for f in dataclasses.fields(policy)})
     if len(policy) != R:
         raise ValueError(f"per-replicate policies: {len(policy)} given for {R} replicates")
     # a run's lanes repeat a few policy objects R times each: read each object's switches once
@@ -856,10 +853,10 @@ def _switches(policy, R):
     which = np.fromiter((first.setdefault(id(p), len(first)) for p in policy), np.intp, len(policy))
     distinct = list({id(p): p for p in policy}.values())
     out = {}
-    for name in POLICY_SWITCHES:
+    for name in (f.name for f in dataclasses.fields(distinct[0])):
         values = np.array([bool(getattr(p, name)) for p in distinct])[which]
         out[name] = bool(values[0]) if (values == values[0]).all() else values
-    return _Switches(name="lanes", **out)
+    return _Switches(**out)
 
 
 def _unless(off, mask, none):

@@ -10,7 +10,7 @@ import pandas as pd
 
 from study.analysis import schema
 from study.analysis.paired import LOSES
-from study.policies import PATCHES, patch_label
+from study.policies import PATCHES_TEXT, patch_label
 from study.seed import SEED_KERNEL
 from study.report import numbers as fmt
 from study.report import tables
@@ -383,13 +383,13 @@ def attribution(inputs: Inputs) -> list[Block]:
             blocks.append(Para("Patches that cannot act in any ablated setting where relaxed wins (switching them off "
                                "changes nothing: merged in the kernel, or not reached by the workload), so they get "
                                "no share: " + "; ".join(
-                                   f"{w}: " + ", ".join(f"`{i}` ({PATCHES.get(i, '?')})" for i in g["idea"])
+                                   f"{w}: " + ", ".join(f"`{i}` ({PATCHES_TEXT.get(i, '?')})" for i in g["idea"])
                                    for w, g in idle.groupby("workload", sort=True)) + "."))
     rows = []
     for r in pooled.itertuples(index=False):
         contrib = ("\u2014" if pd.isna(r.contribution)
                    else fmt.cycles(r.contribution, r.contribution_low, r.contribution_high))
-        rows.append([r.workload, patch_label(r.idea) if r.idea in PATCHES else r.idea, fmt.percent(r.share, r.share_low, r.share_high, digits=1), contrib,
+        rows.append([r.workload, patch_label(r.idea) if r.idea in PATCHES_TEXT else r.idea, fmt.percent(r.share, r.share_low, r.share_high, digits=1), contrib,
                      fmt.cycles(r.gain, r.gain_low, r.gain_high), str(int(r.settings))])
     machine = ", ".join(sorted(pooled["machine_label"].unique()))
     blocks.append(Table(["workload", "RFC patch (switch)", "share of gain [95% CI]", "given back, cycles/round [95% CI]",

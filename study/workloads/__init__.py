@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from study.engine.kernel import Kernel
+from study.policies import RFC_BASE, Kernel, behaviour
 from study.engine.machine import Machine, placement_cpus
 from study.engine.ops import OP_SWITCH_MM
 from study.engine.vector import VectorEngine
@@ -110,9 +110,8 @@ def simulate_cell(machine: Machine, workload: WorkloadSpec, policy, *, replicate
     if replicates < 1 or rounds < 1 or warmup_rounds < 0:
         raise ValueError("replicates and rounds must be >= 1, warmup_rounds >= 0")
     cpus = placement_cpus(machine, workload.threads, workload.placement)
-    engine = VectorEngine(machine, policy, cpus, workload.pages, replicates,
-                          working_set=workload.working_set, lazy=lazy_cpus(workload), kernel=kernel,
-                          on_cpu_share=workload.on_cpu_share)
+    engine = VectorEngine(machine, behaviour(kernel or RFC_BASE, policy), cpus, workload.pages, replicates,
+                          working_set=workload.working_set, lazy=lazy_cpus(workload), on_cpu_share=workload.on_cpu_share)
     return run_workload(engine, workload, rounds=rounds, seed=seed, max_samples=max_samples,
                         label_counters=label_counters, warmup_rounds=warmup_rounds)
 
@@ -170,12 +169,12 @@ def simulate_lanes(machine: Machine, workload: WorkloadSpec, lanes, *, replicate
             sets.append(lane_machine)
         where.append((k, runs.index(key)))
     R, L = replicates, len(runs)
-    per_policy = [p for p, _, _ in runs for _ in range(R)] if L > 1 else runs[0][0]
+    rules = {p: behaviour(kernel or RFC_BASE, p) for p, _, _ in runs}
+    per_policy = [rules[p] for p, _, _ in runs for _ in range(R)] if L > 1 else rules[runs[0][0]]
     settings = [(w, s) for _, w, s in runs]
     cpus = placement_cpus(machine, workload.threads, workload.placement)
     engine = VectorEngine(sets if len(sets) > 1 else sets[0], per_policy, cpus, workload.pages, L * R,
-                          working_set=workload.working_set, lazy=lazy_cpus(workload), kernel=kernel,
-                          on_cpu_share=workload.on_cpu_share)
+                          working_set=workload.working_set, lazy=lazy_cpus(workload), on_cpu_share=workload.on_cpu_share)
     out = run_workload(engine, settings[0][0], rounds=rounds, seed=settings[0][1], max_samples=max_samples,
                        warmup_rounds=warmup_rounds, lanes=L, settings=settings if L > 1 else None)
     out = out if isinstance(out, list) else [out]

@@ -7,7 +7,7 @@ import numpy as np
 from study.analysis import figures, schema
 from study.analysis.plots.common import Plot, machines_note, new_figure, skip
 from study.analysis.results import Results
-from study.policies import PATCHES
+from study.policies import PATCHES_TEXT
 
 NAME, TITLE = "attribution", "Share of relaxed's gain per RFC patch"
 
@@ -33,13 +33,13 @@ def plot(results: Results) -> Plot:
                          sel.loc[ideas, "share_high"].to_numpy(float) - share])
         colors = [figures.ROLE_COLORS.get(schema.ablation_role(i), "0.6") for i in ideas]
         ax.barh(y, share, xerr=np.clip(np.nan_to_num(err), 0, None), color=colors, capsize=3)
-        ax.set_yticks(y, [f"{i} ({PATCHES[i]}), {int(sel.loc[i, 'settings'])} settings" if i in PATCHES else i
+        ax.set_yticks(y, [f"{i} ({PATCHES_TEXT[i]}), {int(sel.loc[i, 'settings'])} settings" if i in PATCHES_TEXT else i
                           for i in ideas], fontsize=6.5)
         ax.axvline(0, color="0.3", lw=0.8)
         ax.invert_yaxis()
         ax.set_title(f"{workload}", fontsize=8)
         ax.set_xlabel("share of the gain")
-    none = "; ".join(f"{w}: " + ", ".join(f"{i} ({PATCHES.get(i, '?')})" for i in g["idea"])
+    none = "; ".join(f"{w}: " + ", ".join(f"{i} ({PATCHES_TEXT.get(i, '?')})" for i in g["idea"])
                      for w, g in idle.groupby("workload", sort=True))
     caption = ("What switching each RFC patch off gives back, as a share of strict minus relaxed total cycles per "
                "round, pooled for each patch over the settings where relaxed wins AND the patch can act (switching "
