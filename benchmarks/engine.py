@@ -20,7 +20,7 @@ from study.engine.reference import ScalarBatch  # noqa: E402
 from study.engine.vector import VectorEngine  # noqa: E402
 from study.policies import RELAXED, RFC_BASE, STRICT, behaviour  # noqa: E402
 from study.workloads import lazy_cpus, run_workload  # noqa: E402
-from study.workloads.spec import MprotectToggle  # noqa: E402
+from study.workloads.mprotect_toggle import MprotectToggle  # noqa: E402
 
 MACHINE = Machine(name="bench", sockets=2, cores_per_socket=12, smt=2)
 

@@ -17,7 +17,8 @@ import study
 from study.config import Cell, ConfigError, RunConfig, build_cell, compose, config_dir, validate
 from study.engine.machine import Machine
 from study.policies import Policy
-from study.workloads.spec import MprotectToggle, UffdWp
+from study.workloads.mprotect_toggle import MprotectToggle
+from study.workloads.uffd_wp import UffdWp
 
 
 def test_compose_and_validate_give_typed_objects():

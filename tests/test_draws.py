@@ -18,7 +18,8 @@ from study.engine.vector import VectorEngine
 from study.policies import RELAXED, STRICT
 from study.workloads import lazy_cpus, run_workload, simulate_lanes
 from study.workloads.driver import LaneJitter
-from study.workloads.spec import MprotectToggle, UffdWp
+from study.workloads.mprotect_toggle import MprotectToggle
+from study.workloads.uffd_wp import UffdWp
 from study.policies import RFC_BASE, behaviour
 
 EAGER = 1 << 62   # a threshold no step reaches: every draw made outright

@@ -15,7 +15,9 @@ from study.engine.reference import ScalarBatch
 from study.engine.vector import VectorEngine
 from study.policies import RELAXED, STRICT, SWITCHES, UNSAFE, Policy
 from study.workloads import lazy_cpus, run_workload
-from study.workloads.spec import MadvFree, MprotectToggle, UffdWp
+from study.workloads.madv_free import MadvFree
+from study.workloads.mprotect_toggle import MprotectToggle
+from study.workloads.uffd_wp import UffdWp
 from study.policies import RFC_BASE, behaviour
 
 from fuzz import random_ops, run_random

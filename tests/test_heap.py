@@ -18,7 +18,7 @@ from study.engine import heap
 from study.engine.machine import Machine, placement_cpus
 from study.engine.vector import VectorEngine
 from study.workloads import lazy_cpus, run_workload
-from study.workloads.spec import MprotectToggle
+from study.workloads.mprotect_toggle import MprotectToggle
 from study.policies import RFC_BASE, STRICT, behaviour
 
 machine = Machine(name="t", sockets=2, cores_per_socket=12, smt=2)

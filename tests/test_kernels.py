@@ -180,7 +180,7 @@ def _run(workload, policy, kernel=RFC_BASE, replicates=32, rounds=60):
 
 
 def test_rfc_base_never_written_pages_at_48_threads_send_no_shootdown_after_the_first_round():
-    from study.workloads.spec import MprotectToggle
+    from study.workloads.mprotect_toggle import MprotectToggle
     spec = MprotectToggle(threads=48, dirty_ratio=0.0)
     strict, relaxed = _run(spec, STRICT), _run(spec, RELAXED)
     # the first round's mprotect(PROT_READ) of the freshly MADV_FREE'd (clean, writable)
@@ -195,7 +195,7 @@ def test_rfc_base_never_written_pages_at_48_threads_send_no_shootdown_after_the_
 
 def test_the_seed_settings_44_percent_comes_from_patches_9_to_11():
     from study.seed import SEED_WORKLOAD
-    from study.workloads.spec import MprotectToggle
+    from study.workloads.mprotect_toggle import MprotectToggle
     spec = MprotectToggle(**{k: v for k, v in SEED_WORKLOAD.items() if k != "name"}, threads=2)
 
     def rw(policy):

@@ -14,7 +14,9 @@ from study.policies.kernel import KERNELS
 from study.engine.machine import Machine
 from study.policies import RELAXED, STRICT, SWITCHES, UNSAFE, Policy
 from study.workloads import simulate_cell, simulate_lanes
-from study.workloads.spec import MadvFree, MprotectToggle, UffdWp
+from study.workloads.madv_free import MadvFree
+from study.workloads.mprotect_toggle import MprotectToggle
+from study.workloads.uffd_wp import UffdWp
 
 MACHINE = Machine(name="small", sockets=2, cores_per_socket=2, smt=2)
 policies = st.one_of(st.sampled_from([STRICT, RELAXED, UNSAFE]),

@@ -213,7 +213,7 @@ def test_calibration_predicts_shootdowns_from_the_on_cpu_share_never_from_the_tl
     from study.calibration.host import Target, on_cpu_knob, simulate_targets
     from study.engine.machine import Machine
     from study.policies import STRICT
-    from study.workloads.spec import MprotectToggle
+    from study.workloads.mprotect_toggle import MprotectToggle
 
     kvm = Machine(name="g", sockets=1, cores_per_socket=2, smt=1, virt="kvm", pv_send_ipi=True, pv_tlb_flush=True,
                   vcpu_preempted_share=0.02)

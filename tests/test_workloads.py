@@ -11,7 +11,9 @@ from study.policies.kernel import MAINLINE, RFC_BASE
 from study.engine.machine import Machine
 from study.policies import RELAXED, STRICT
 from study.workloads import simulate_cell
-from study.workloads.spec import MadvFree, MprotectToggle, UffdWp
+from study.workloads.madv_free import MadvFree
+from study.workloads.mprotect_toggle import MprotectToggle
+from study.workloads.uffd_wp import UffdWp
 from study.config.presets import load_machine
 
 HASWELL = load_machine(config_dir() / "machine" / "haswell_2s.yaml")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from study.policies import RELAXED, SWITCHES
-from study.workloads.result import LABELS
+from study.workloads import LABELS
 
 MAIN_METRIC = "total_cycles_per_round"
 # where the cycles of one loop iteration go: the caller, the other threads' own accesses

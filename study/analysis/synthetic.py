@@ -20,7 +20,8 @@ import pandas as pd
 from study.analysis import schema, stats
 from study.runner.outdir import sha256_file
 from study.policies import RELAXED, STRICT, SWITCHES, UNSAFE
-from study.workloads.result import COUNTERS, LABELS
+from study.workloads import LABELS
+from study.workloads.result import COUNTERS
 
 MACHINE = "haswell_2s"
 KERNEL = "rfc_base"

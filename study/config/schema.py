@@ -159,9 +159,6 @@ KernelSchema = mirror(Kernel)
 PolicySchema = mirror(Policy)
 # the tagged union: the schema of a workload is chosen by its ``name``
 WORKLOAD_SCHEMAS: dict[str, type] = {name: mirror(cls) for name, cls in WORKLOADS.items()}
-MprotectToggleSchema = WORKLOAD_SCHEMAS["mprotect_toggle"]
-UffdWpSchema = WORKLOAD_SCHEMAS["uffd_wp"]
-MadvFreeSchema = WORKLOAD_SCHEMAS["madv_free"]
 
 # Hydra ConfigStore entries: (group, name) -> schema.  A group file names its schema first in
 # its defaults list (``defaults: [machine_schema, _self_]``).
@@ -213,6 +210,6 @@ def _stored(store, group: str | None, name: str):
 def group_schema(group: str, data: Any) -> type:
     """The schema of one group's node (a workload's by its ``name``)."""
     if group == "workload":
-        name = data.get("name", "mprotect_toggle") if isinstance(data, dict) else None
+        name = data.get("name") if isinstance(data, dict) else None
         return WORKLOAD_SCHEMAS.get(name) if isinstance(name, str) else None
     return {"machine": MachineSchema, "kernel": KernelSchema, "policy": PolicySchema}[group]

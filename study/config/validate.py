@@ -403,15 +403,13 @@ def check_bounds(machine, workload, run: RunConfig, limits: LimitsConfig | None,
                           f"one batch of {batch} replicates x {workload.threads} CPUs x {workload.pages} pages needs "
                           f"~{need:.0f} MiB, more than limits.batch_memory_mb={limits.batch_memory_mb}; "
                           "lower run.batch_replicates or raise limits.batch_memory_mb")
-    # a generous ceiling on events per round: each page and each working-set entry of each
-    # thread, a few syscalls and faults, and per target CPU an IPI and a handler; jitter
-    # multiplies a cost by at most ~e^(5 sigma)
-    events = (workload.pages + workload.working_set + 16) * (workload.threads + 2) + 4 * machine.n_cpus
-    for key in ("writes_per_round",):
-        events += getattr(workload, key, 0) * 4
+    # a generous ceiling on the events of a round (the workload's bound); jitter multiplies a
+    # cost by at most ~e^(5 sigma)
+    events = workload.events_per_round(machine.n_cpus)
     sigma = max(machine.jitter_sigma, machine.ipi_jitter_sigma)
-    worst = run.rounds * events * max(max_cost(machine), 1.0) * math.exp(5 * sigma)
-    if worst + getattr(workload, "fault_roundtrip", 0.0) * run.rounds * events > _CYCLE_CEILING:
+    worst = run.rounds * (events * max(max_cost(machine), 1.0) * math.exp(5 * sigma)
+                          + workload.booked_cycles_per_round())
+    if worst > _CYCLE_CEILING:
         raise ConfigError(f"{prefix}.rounds", f"{run.rounds} rounds of this cell could count up to {worst:.2g} cycles, "
                                               "beyond the int64 counters; lower run.rounds, costs or working_set")
 

@@ -70,23 +70,6 @@ def _run_group(group: list[Cell], simulate: Simulate) -> list[CellResult]:
     return [finish_cell(cell, simulate, mine) for cell, mine in zip(group, batches)]
 
 
-def steps_per_round(cell: Cell) -> float:
-    """Engine steps of one round of the cell's workload (each a fixed cost, whatever acts)."""
-    w = cell.workload
-    others = w.threads - 1
-    if w.name == "mprotect_toggle":
-        steps = 2 + w.pages + (2 * others if w.remote_access_rate > 0 else 0)
-    elif w.name == "uffd_wp":
-        # per writer and write step: the write, and (with a fault pending in some replicate)
-        # the monitor's unprotect and the retried write
-        steps = 1 + 3 * w.writes_per_round * others
-    else:
-        steps = 3 + w.pages
-    if w.lazy_wake_rate > 0:
-        steps += 2 * round(w.lazy_share * others)
-    return float(steps)
-
-
 def estimated_cost(cell: Cell, lanes: int = 1) -> float:
     """Relative cost of a cell (or a group of ``lanes`` cells): steps x a per-step cost that
     grows slowly with the replicates carried and the CPUs and pages they touch."""
@@ -94,7 +77,7 @@ def estimated_cost(cell: Cell, lanes: int = 1) -> float:
     w = cell.workload
     width = lanes * min(run.replicates, run.batch_replicates) * (1 + w.threads * w.pages / 64)
     per_step = 1.0 + width / 2000
-    return steps_per_round(cell) * (run.rounds + run.warmup_rounds) * len(cell.batch_sizes()) * per_step
+    return w.steps_per_round() * (run.rounds + run.warmup_rounds) * len(cell.batch_sizes()) * per_step
 
 
 def chunk_by_cost(cells: list[Cell], per_task: int) -> list[list[Cell]]:

@@ -19,7 +19,8 @@ from typing import Callable
 import numpy as np
 
 import study
-from study.workloads.result import COUNTERS, LABELS, CellResult
+from study.workloads import LABELS
+from study.workloads.result import COUNTERS, CellResult
 
 # Every metric name a cell result may hold (CellResult's docstring): anything else in a
 # cache file was not written by this code.

@@ -1,8 +1,14 @@
-"""Workloads: the programs whose TLB flushing the engine simulates, and one cell's run."""
+"""Workloads: the programs whose TLB flushing the engine simulates, and one cell's run.
+
+Every module of this package but the machinery (spec, driver, result) defines one workload
+class (study.workloads.spec); importing the package imports them all, which registers them.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 
 import numpy as np
 
@@ -10,12 +16,17 @@ from study.policies import RFC_BASE, Kernel, behaviour
 from study.engine.machine import Machine, placement_cpus
 from study.engine.ops import OP_SWITCH_MM
 from study.engine.vector import VectorEngine
-from study.workloads import madv_free, mprotect_toggle, uffd_wp
 from study.workloads.driver import Driver, LaneJitter, TiledWork
-from study.workloads.result import LABELS, CellResult
-from study.workloads.spec import WORKLOADS, WorkloadSpec, workload_from_dict
+from study.workloads.result import CellResult
+from study.workloads.spec import WORKLOADS, WorkloadSpec, labels, problems, workload_from_dict
 
-MODULES = {"mprotect_toggle": mprotect_toggle, "uffd_wp": uffd_wp, "madv_free": madv_free}
+_MACHINERY = {"spec", "driver", "result"}
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _MACHINERY):
+    importlib.import_module(f"{__name__}.{_module}")
+for _cls in WORKLOADS.values():
+    if problems(_cls):   # an incomplete workload fails here, not half-way through a sweep
+        raise TypeError(f"workload {_cls.__name__} ({_cls.__module__}): " + "; ".join(problems(_cls)))
+LABELS = labels()
 
 __all__ = ["simulate_cell", "simulate_lanes", "CellResult", "LABELS", "WORKLOADS", "WorkloadSpec", "workload_from_dict",
            "lazy_cpus", "run_workload"]
@@ -63,15 +74,13 @@ def run_workload(engine, spec: WorkloadSpec, *, rounds: int, seed: np.random.See
         lane_specs = [w for w, _ in settings] if settings is not None else None
         driver = Driver(engine, LaneJitter(jitters, lanes, R, engine.C), max_samples, label_counters,
                         lanes=lanes, lane_specs=lane_specs)
-    module = MODULES[spec.name]
     running = ~lazy_cpus(spec)
     running[0] = False   # thread 0 is the initiator / monitor / allocator
-    if hasattr(module, "setup"):
-        module.setup(spec, driver, work)
+    spec.setup(driver, work)
     sleeping = np.flatnonzero(lazy_cpus(spec)) if spec.lazy_wake_rate > 0 else ()
 
     def one_round():
-        module.run_round(spec, driver, work, running)
+        spec.run_round(driver, work, running)
         for cpu in sleeping:
             _wake_up(spec, driver, work, cpu)
 
@@ -81,8 +90,8 @@ def run_workload(engine, spec: WorkloadSpec, *, rounds: int, seed: np.random.See
     for _ in range(rounds):
         one_round()
     if lanes != 1 or driver.sets is not None:
-        return driver.results(rounds, module.FLUSH_LABELS)
-    result = driver.result(rounds, module.FLUSH_LABELS)
+        return driver.results(rounds, spec.flush_labels())
+    result = driver.result(rounds, spec.flush_labels())
     if label_counters:
         result.label_counters = driver.label_counters
     return result

@@ -13,25 +13,53 @@ clean pages read-only (no flush) and a rewrite takes a wp_page_reuse() fault ins
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+from typing import ClassVar
 
 from study.engine.ops import OP_ACCESS, OP_MADV_FREE, OP_MPROTECT
-from study.workloads.driver import Driver
-from study.workloads.spec import MadvFree
-
-FLUSH_LABELS = ("madv_free", "mprotect_ro", "mprotect_rw")
+from study.params import param
+from study.workloads.spec import Call, Panel, WorkloadSpec
 
 
-def run_round(spec: MadvFree, d: Driver, work: np.random.Generator, running: np.ndarray) -> None:
-    P = spec.pages
-    lat, flush, _ = d.op(OP_MADV_FREE, 0, 0, P, 0)
-    d.record("madv_free", lat, flush)
-    ratio = d.lane_values(spec, "dirty_ratio")   # one per lane where lanes differ (LANE_FIELDS)
-    for page in range(P):
-        act = d.chance(work, ratio)
-        lat, _, _ = d.op(OP_ACCESS, 0, page, 1, 1, active=act)
-        d.record("write", lat, active=act)
-    lat, flush, _ = d.op(OP_MPROTECT, 0, 0, P, 0)
-    d.record("mprotect_ro", lat, flush)
-    lat, flush, _ = d.op(OP_MPROTECT, 0, 0, P, 1)
-    d.record("mprotect_rw", lat, flush)
+@dataclass(frozen=True)
+class MadvFree(WorkloadSpec):
+    """An allocator: MADV_FREE a range, reuse part of it, write-protect it, unprotect it."""
+
+    name: str = param("madv_free", "name", "the workload (its module and option file)")
+    pages: int = param(8, "pages", "pages in the range each call covers", low=1, high=512)
+    dirty_ratio: float = param(0.5, "share", "chance that each page is rewritten (dirtied) after each MADV_FREE; "
+                                             "every clean page at write-protect time was cleaned by MADV_FREE",
+                               low=0.0, high=1.0)
+
+    CALLS: ClassVar[dict[str, Call]] = {
+        "madv_free": Call("madvise(MADV_FREE)", "thread 0 frees the range", flushes=True),
+        "write": Call("a write", "thread 0 rewrites a page it reuses"),
+        "mprotect_ro": Call("mprotect(PROT_READ)", "thread 0 write-protects the range", flushes=True),
+        "mprotect_rw": Call("mprotect(PROT_READ|PROT_WRITE)", "thread 0 makes the range writable again",
+                            flushes=True),
+    }
+    CROSSOVER: ClassVar[tuple[str, ...]] = ("workload.threads", "workload.dirty_ratio")
+    TITLE: ClassVar[str] = "an allocator's MADV_FREE cycle"
+    ABOUT: ClassVar[str] = (
+        "An allocator's cycle: MADV_FREE a range (clears Dirty and Accessed, with a strict flush), rewrite a share d "
+        "of its pages (the dirty ratio), write-protect the range, unprotect it.")
+    PANEL: ClassVar[Panel | None] = Panel(("workload.dirty_ratio", "workload.pages", "workload.threads"),
+                                          ("lat_madv_free", "lat_mprotect_ro", "total_cycles_per_round"),
+                                          "no_flush_clean_wrprotect")
+
+    def loop_steps(self) -> int:
+        return 3 + self.pages
+
+    def run_round(self, d, work, running) -> None:
+        P = self.pages
+        lat, flush, _ = d.op(OP_MADV_FREE, 0, 0, P, 0)
+        d.record("madv_free", lat, flush)
+        ratio = d.lane_values(self, "dirty_ratio")   # one per lane where lanes differ (LANE_FIELDS)
+        for page in range(P):
+            act = d.chance(work, ratio)
+            lat, _, _ = d.op(OP_ACCESS, 0, page, 1, 1, active=act)
+            d.record("write", lat, active=act)
+        lat, flush, _ = d.op(OP_MPROTECT, 0, 0, P, 0)
+        d.record("mprotect_ro", lat, flush)
+        lat, flush, _ = d.op(OP_MPROTECT, 0, 0, P, 1)
+        d.record("mprotect_rw", lat, flush)

@@ -8,19 +8,6 @@ import numpy as np
 
 from study.engine import ops
 
-# Operation labels, one per kind of call a workload makes; latencies are per label.
-LABELS = (
-    "mprotect_ro",      # mprotect(PROT_READ) by thread 0
-    "mprotect_rw",      # mprotect(PROT_READ|PROT_WRITE) by thread 0
-    "write",            # a write by thread 0 (or an allocator's rewrite)
-    "remote_access",    # an access by another thread of the mm
-    "madv_free",        # madvise(MADV_FREE) by thread 0
-    "uffd_protect",     # UFFDIO_WRITEPROTECT(protect) by the monitor
-    "uffd_resolve",     # an application write that took a uffd-wp fault, until it completed
-    "uffd_write",       # an application write that did not take a uffd-wp fault
-    "lazy_wakeup",      # a sleeping thread's CPU switching the mm back in
-)
-
 # Event counters, summed per replicate: defined by the engine that counts them.
 COUNTERS = ops.COUNTERS
 

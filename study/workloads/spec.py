@@ -1,143 +1,230 @@
-"""Workload descriptions: the knobs of each workload, validated against a machine."""
+"""What a workload is: one class that owns its knobs, its calls, its loop and what the report says of it.
+
+A workload is a frozen dataclass subclassing ``WorkloadSpec``, in a module of its own in this
+package (study/workloads/<name>.py), with its option file ``conf/workload/<name>.yaml``.  Defining
+the class registers it (``WORKLOADS``, by its ``name``); study/workloads/__init__.py imports every
+module of the package, so a new workload needs no other edit.  The class declares:
+
+* its knobs, each a ``param()`` with type, unit, range and one-line doc (study.params): the config
+  schema, the range check, the sweep's manifest and the analysis's knob lists come from them;
+* ``CALLS``: the calls it books (label -> Call: the call in words, what it is, whether it may
+  flush); latencies are per label (``lat_<label>``), and ``strict_share_<label>`` per flushing one;
+* ``setup()`` (unmeasured) and ``run_round()``: the operations it issues to the engine;
+* ``loop_steps()`` (engine steps of one iteration of its loop, for chunking) and ``events_per_round()`` (a
+  generous bound on the events one round charges, for the int64 check of ``limits``);
+* ``CROSSOVER`` (and ``CROSSOVER_Y``): the knobs along which a crossover is looked for (and the
+  second knob that splits its lines), most telling first;
+* report hooks: ``TITLE``, ``ABOUT`` (a paragraph), ``PANEL`` (its figure: metrics along its main
+  knob, with the ablation of the patch that matters most to it).
+
+The sweep writes each workload's ``describe()`` into its manifest, and the analysis and report read
+it from there: no module outside this package (and the host benchmark's mapping in study/measure)
+names a workload.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from study.engine.machine import PLACEMENTS, Machine, build_dataclass
 from study.errors import ConfigError
-
+from study.params import check, describe, param, undeclared
 
 # More TLB entries than any x86 STLB holds (a few thousand) by far; the bound keeps refill
 # cycles (working_set x page_walk per full flush) inside the int64 counters.
 MAX_WORKING_SET = 1 << 20
+MAX_PAGES = 512
+
+
+@dataclass(frozen=True)
+class Call:
+    """One kind of call a workload books: ``lat_<label>`` is its mean latency on the acting CPU."""
+
+    text: str            # the call in words, e.g. "mprotect(PROT_READ)"
+    doc: str             # who makes it and what it covers
+    flushes: bool = False   # may flush: its share of strict flushes is booked (strict_share_<label>)
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A workload's own figure: ``metrics`` along the first of ``x`` the sweep varies, strict,
+    relaxed and relaxed without ``idea`` (the patch that matters most to it)."""
+
+    x: tuple[str, ...]
+    metrics: tuple[str, ...]
+    idea: str
+
+
+# name -> class, in the order the classes were defined
+WORKLOADS: dict[str, type["WorkloadSpec"]] = {}
 
 
 @dataclass(frozen=True)
 class WorkloadSpec:
     """Knobs common to every workload."""
 
-    name: str = "mprotect_toggle"
-    # application threads of the mm, thread 0 is the initiator (or the uffd monitor)
-    threads: int = 2
-    # where the threads run: smt | core | socket (see study.engine.machine.placement_cpus)
-    placement: str = "core"
-    # pages in the range each call covers
-    pages: int = 1
-    # the share of pages dirty when the workload write-protects them; every other page is
-    # clean because the workload MADV_FREE'd it (each workload's module docstring says how)
-    dirty_ratio: float = 1.0
-    # TLB entries of other memory each thread keeps hot; a full flush loses them and the
-    # thread's next access refills them by page walks
-    working_set: int = 0
-    # share of the threads other than thread 0 that sleep with the mm loaded (lazy CPUs)
-    lazy_share: float = 0.0
-    # chance per round that each sleeping thread wakes up (switch_mm back in: a full flush
-    # if its CPU missed a generation) and goes back to sleep
-    lazy_wake_rate: float = 0.0
-    # share of time each running thread other than thread 0 is on its CPU (1.0: always).  A
-    # thread off its CPU leaves another process's mm loaded there: should_flush_tlb() sends
-    # it no IPI and its switch back (switch_mm_irqs_off) flushes fully.  Drawn per CPU at
-    # each strict flush; on a loaded machine, measure it (``python -m study measure``).
-    on_cpu_share: float = 1.0
+    name: str = param("", "name", "the workload (its module and option file)")
+    threads: int = param(2, "threads", "application threads of the mm; thread 0 is the initiator (or the "
+                                        "uffd monitor); at most the machine's CPUs", low=1)
+    placement: str = param("core", "placement", "where the threads run: smt fills hyper-thread siblings first, "
+                                                "core one thread per physical core, socket alternates sockets",
+                           choices=PLACEMENTS)
+    pages: int = param(1, "pages", "pages in the range each call covers", low=1, high=MAX_PAGES)
+    dirty_ratio: float = param(1.0, "share", "the share of pages dirty when the workload write-protects them; "
+                                             "every other page is clean because the workload MADV_FREE'd it "
+                                             "(each workload's docstring says how)", low=0.0, high=1.0)
+    working_set: int = param(0, "TLB entries", "TLB entries of other memory each thread keeps hot; a full flush "
+                                               "loses them and the thread's next access refills them by page walks",
+                             low=0, high=MAX_WORKING_SET)
+    lazy_share: float = param(0.0, "share", "share of the threads other than thread 0 that sleep with the mm "
+                                            "loaded (lazy CPUs)", low=0.0, high=1.0)
+    lazy_wake_rate: float = param(0.0, "chance per round", "chance per round that each sleeping thread wakes up "
+                                                           "(switch_mm back in: a full flush if its CPU missed a "
+                                                           "generation) and goes back to sleep", low=0.0, high=1.0)
+    on_cpu_share: float = param(1.0, "share", "share of time each running thread other than thread 0 is on its "
+                                              "CPU; off it, another mm is loaded there: should_flush_tlb() sends "
+                                              "no IPI and switch_mm_irqs_off() flushes fully when it returns",
+                                low=0.0, high=1.0)
 
     # Knobs in which the lanes of one lockstep run may differ (study.workloads.simulate_lanes):
-    # knobs that change only which replicates act in some of the workload's steps, never
-    # which steps it issues.  Not a field: no part of a cell's identity.  dirty_ratio: every
-    # workload's MADV_FREE and (re)writes of the pages it keeps dirty are masked steps.
+    # knobs that change only which replicates act in some of the workload's steps, never which
+    # steps it issues.  Not a field: no part of a cell's identity.  dirty_ratio: every workload's
+    # MADV_FREE and (re)writes of the pages it keeps dirty are masked steps.
     LANE_FIELDS: ClassVar[tuple[str, ...]] = ("dirty_ratio",)
+    # the calls every workload may book (run_workload's lazy wake-ups)
+    COMMON_CALLS: ClassVar[dict[str, Call]] = {
+        "lazy_wakeup": Call("switch_mm_irqs_off()", "a sleeping thread's CPU switching the mm back in"),
+    }
+    CALLS: ClassVar[dict[str, Call]] = {}
+    CROSSOVER: ClassVar[tuple[str, ...]] = ()
+    # the second knob of a crossover, most telling first: a big working set is what a full
+    # flush throws away
+    CROSSOVER_Y: ClassVar[tuple[str, ...]] = ("workload.working_set", "workload.threads", "workload.pages",
+                                              "workload.placement", "workload.lazy_share")
+    TITLE: ClassVar[str] = ""
+    ABOUT: ClassVar[str] = ""
+    PANEL: ClassVar[Panel | None] = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if isinstance(name, dataclasses.Field):   # before @dataclass has run: the param() field
+            name = name.default
+        if isinstance(name, str) and name:
+            if name in WORKLOADS and WORKLOADS[name].__qualname__ != cls.__qualname__:
+                raise TypeError(f"workload {name!r} is defined twice ({WORKLOADS[name].__module__}, {cls.__module__})")
+            WORKLOADS[name] = cls
+
+    # ------------------------------------------------------------------ the loop
+
+    def setup(self, d, work) -> None:
+        """What the program does before the measured loop (not booked); default: nothing."""
+
+    def run_round(self, d, work, running) -> None:
+        """One iteration of the loop for every replicate (``d``: the Driver, ``work``: the work
+        stream, ``running``: which CPU slots run a thread that is not asleep)."""
+        raise NotImplementedError
+
+    def loop_steps(self) -> int:
+        """Engine steps of one iteration of ``run_round()`` (each a fixed cost, whatever acts)."""
+        raise NotImplementedError
+
+    def steps_per_round(self) -> float:
+        """Engine steps of one round, the loop's and the lazy wake-ups' (run_workload: in and out
+        per sleeping thread): shapes the chunks."""
+        wakes = 2 * round(self.lazy_share * (self.threads - 1)) if self.lazy_wake_rate > 0 else 0
+        return float(self.loop_steps() + wakes)
+
+    def events_per_round(self, n_cpus: int) -> float:
+        """A generous bound on the events one round charges: each page and working-set entry of
+        each thread, a few syscalls and faults, and per CPU an IPI and a handler."""
+        return (self.pages + self.working_set + 16) * (self.threads + 2) + 4 * n_cpus
+
+    def booked_cycles_per_round(self) -> float:
+        """Cycles a round books outside the engine's events (a monitor's round trip, say)."""
+        return 0.0
+
+    # ------------------------------------------------------------------ checks and words
 
     def validate(self, machine: Machine, prefix: str = "workload") -> "WorkloadSpec":
+        """Every knob within its declared range, and the cross-field rules."""
         if self.name not in WORKLOADS:
             raise ConfigError(f"{prefix}.name", f"unknown workload {self.name!r}; allowed: {', '.join(WORKLOADS)}")
-        if self.placement not in PLACEMENTS:
-            raise ConfigError(f"{prefix}.placement", f"must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}")
-        if not 1 <= self.threads <= machine.n_cpus:
-            raise ConfigError(
-                f"{prefix}.threads",
-                f"must be between 1 and the {machine.n_cpus} CPUs of machine {machine.name!r}, got {self.threads}",
-            )
-        if not 1 <= self.pages <= 512:
-            raise ConfigError(f"{prefix}.pages", f"must be between 1 and 512, got {self.pages}")
-        if not 0 <= self.working_set <= MAX_WORKING_SET:
-            raise ConfigError(f"{prefix}.working_set",
-                              f"must be between 0 and {MAX_WORKING_SET} TLB entries, got {self.working_set}")
-        for key in self._ratios():
-            value = getattr(self, key)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{prefix}.{key}", f"must be in [0, 1], got {value}")
+        check(self, prefix)
+        if self.threads > machine.n_cpus:
+            raise ConfigError(f"{prefix}.threads", f"must be between 1 and the {machine.n_cpus} CPUs of machine "
+                                                   f"{machine.name!r}, got {self.threads}")
         return self
 
-    def _ratios(self) -> tuple[str, ...]:
-        return ("dirty_ratio", "lazy_share", "lazy_wake_rate", "on_cpu_share")
+    @classmethod
+    def calls(cls) -> dict[str, Call]:
+        return {**cls.CALLS, **cls.COMMON_CALLS}
+
+    @classmethod
+    def flush_labels(cls) -> tuple[str, ...]:
+        return tuple(label for label, call in cls.CALLS.items() if call.flushes)
+
+    @classmethod
+    def knobs(cls) -> tuple[str, ...]:
+        """The workload's knobs (every field but its name), in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "name")
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """Everything the analysis and the report need to know of the workload, as plain data."""
+        return {
+            "class": cls.__name__,
+            "title": cls.TITLE, "about": cls.ABOUT,
+            "knobs": describe(cls, skip=("name",)),
+            "calls": {label: dataclasses.asdict(call) for label, call in cls.calls().items()},
+            "lane_fields": list(cls.LANE_FIELDS),
+            "crossover": list(cls.CROSSOVER), "crossover_y": list(cls.CROSSOVER_Y),
+            "panel": dataclasses.asdict(cls.PANEL) if cls.PANEL is not None else None,
+        }
 
 
-@dataclass(frozen=True)
-class MprotectToggle(WorkloadSpec):
-    """The seed's loop: mprotect(PROT_READ); mprotect(PROT_READ|PROT_WRITE); write."""
-
-    name: str = "mprotect_toggle"
-    # probability that each other running thread touches the range in each window of a round
-    remote_access_rate: float = 0.0
-    # share of those touches that are writes (only in the writable window)
-    remote_write_share: float = 0.0
-
-    def _ratios(self):
-        return super()._ratios() + ("remote_access_rate", "remote_write_share")
-
-
-@dataclass(frozen=True)
-class UffdWp(WorkloadSpec):
-    """userfaultfd write-protect: a monitor (thread 0) protects, application threads write."""
-
-    name: str = "uffd_wp"
-    threads: int = 2
-    # probability that each application thread writes a random page of the range per step
-    write_rate: float = 0.5
-    # steps of application writes between two protect calls of the monitor
-    writes_per_round: int = 4
-    # cycles from the fault to the monitor reading the event, plus waking the thread after
-    fault_roundtrip: int = 8000
-    # the monitor passes UFFD_FLAGS_WRITE_LIKELY when it unprotects (the RFC's hint; kernels
-    # without patches 1-2 ignore it)
-    write_likely: bool = True
-
-    def validate(self, machine, prefix="workload"):
-        super().validate(machine, prefix)
-        if self.threads < 2:
-            raise ConfigError(f"{prefix}.threads", "uffd_wp needs >= 2 threads (a monitor and an application thread)")
-        if not 1 <= self.writes_per_round <= 100_000:
-            raise ConfigError(f"{prefix}.writes_per_round", f"must be between 1 and 100000, got {self.writes_per_round}")
-        if not 0 <= self.fault_roundtrip <= 100_000_000:
-            raise ConfigError(f"{prefix}.fault_roundtrip", f"must be between 0 and 1e8 cycles, got {self.fault_roundtrip}")
-        return self
-
-    def _ratios(self):
-        return super()._ratios() + ("write_rate",)
+def problems(cls: type[WorkloadSpec]) -> list[str]:
+    """What a workload class lacks of its declaration (empty: complete): a knob without its unit
+    or doc, no calls, no loop, no step count or event bound, hooks naming what does not exist."""
+    out = [f"knob {name}: no unit or doc (declare it with study.params.param)" for name in undeclared(cls)]
+    try:
+        spec = cls()
+    except Exception as err:   # noqa: BLE001 - a class whose defaults do not build
+        return out + [f"its defaults do not build: {err}"]
+    if not cls.CALLS or any(not c.text or not c.doc for c in cls.CALLS.values()):
+        out.append("CALLS: at least one call, each with its text and doc")
+    for hook in ("run_round", "loop_steps"):
+        if getattr(cls, hook) is getattr(WorkloadSpec, hook):
+            out.append(f"{hook}(): not defined")
+    if not out:
+        if not (isinstance(spec.loop_steps(), int) and spec.loop_steps() >= 1):
+            out.append("loop_steps(): must be an int >= 1 at the defaults")
+        if not spec.events_per_round(spec.threads) > 0:
+            out.append("events_per_round(): must be > 0 at the defaults")
+    knobs = {f"workload.{k}" for k in cls.knobs()}
+    for hook in ("CROSSOVER", "CROSSOVER_Y"):
+        out += [f"{hook}: {k} is not a knob" for k in getattr(cls, hook) if k not in knobs]
+    if cls.PANEL is not None:
+        out += [f"PANEL.x: {k} is not a knob" for k in cls.PANEL.x if k not in knobs]
+        out += [f"PANEL.metrics: {m} is not one of its calls' latencies" for m in cls.PANEL.metrics
+                if m.startswith("lat_") and m[4:] not in cls.calls()]
+    if not cls.TITLE or not cls.ABOUT:
+        out.append("TITLE and ABOUT: the report's words for it")
+    return out
 
 
-@dataclass(frozen=True)
-class MadvFree(WorkloadSpec):
-    """An allocator: MADV_FREE a range, reuse part of it, write-protect it, unprotect it."""
-
-    name: str = "madv_free"
-    pages: int = 8
-    dirty_ratio: float = 0.5
-
-
-WORKLOADS: dict[str, type[WorkloadSpec]] = {
-    "mprotect_toggle": MprotectToggle,
-    "uffd_wp": UffdWp,
-    "madv_free": MadvFree,
-}
+def labels() -> tuple[str, ...]:
+    """Every call label of every registered workload (first-seen order)."""
+    return tuple(dict.fromkeys(label for cls in WORKLOADS.values() for label in cls.calls()))
 
 
 def workload_from_dict(data: dict[str, Any], machine: Machine, prefix: str = "workload") -> WorkloadSpec:
     """Build and validate the workload named by ``data['name']``."""
     if not isinstance(data, dict):
         raise ConfigError(prefix, "must be a mapping")
-    name = data.get("name", "mprotect_toggle")
+    name = data.get("name")
     if name not in WORKLOADS:
         raise ConfigError(f"{prefix}.name", f"unknown workload {name!r}; allowed: {', '.join(WORKLOADS)}")
     return build_dataclass(WORKLOADS[name], data, prefix).validate(machine, prefix)
