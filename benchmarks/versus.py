@@ -34,7 +34,7 @@ from study.config import compose
 from study.policies.kernel import Kernel
 from study.engine.machine import Machine
 from study.policies import RELAXED, STRICT
-from study.runner.stats import t_interval
+from study.results.summary import t_interval
 from study.workloads import simulate_cell, workload_from_dict
 
 repeat, overrides = int(sys.argv[2]), sys.argv[3:]

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from study.config import compose  # noqa: E402
 from study.engine.machine import Machine  # noqa: E402
 from study.policies import RELAXED, STRICT  # noqa: E402
-from study.runner.stats import t_interval  # noqa: E402
+from study.results.summary import t_interval  # noqa: E402
 from study.workloads import simulate_cell, workload_from_dict  # noqa: E402
 
 CELLS = [

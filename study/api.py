@@ -28,23 +28,9 @@ SETTINGS = ("machine", "machine_calibrated", "kernel", "workload", "policy", "po
 
 def unit(column: str) -> str | None:
     """The unit of a column of the study's tables (None: an identifier or a setting)."""
-    base = column.rsplit(".", 1)[0] if column.rsplit(".", 1)[-1] in (
-        "mean", "ci_low", "ci_high", "median", "p99", "n") else column
-    if column.endswith(".n"):
-        return "replicates"
-    if base.startswith("lat_") or base == "latency":
-        return "cycles per call"
-    if base.endswith("_cycles_per_round"):
-        return "cycles per round"
-    if base.startswith("count."):
-        return "events per round"
-    if base.startswith("strict_share_"):
-        return "share of calls (0-1)"
-    if base.startswith("machine.costs."):
-        return "cycles"
-    if base.startswith("violations"):
-        return "writes per round"
-    return None
+    from study.results.metrics import unit as metric_unit
+
+    return metric_unit(column)
 
 
 def _units(frame: pd.DataFrame, extra: dict[str, str] | None = None) -> pd.DataFrame:

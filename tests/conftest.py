@@ -88,7 +88,7 @@ def synthetic_out(tmp_path_factory) -> Path:
     import json
     import shutil
 
-    from study.analysis.synthetic import make_sweep
+    from synthetic import make_sweep
     from study.cli import analyze as analyze_cli
     from study.cli import report as report_cli
 

@@ -25,7 +25,8 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from conftest import fake_simulate  # noqa: E402
 
-from study.runner import SerialExecutor, outdir, plan, run, sweep, tables  # noqa: E402
+from study.results import files as outdir, tables  # noqa: E402
+from study.runner import SerialExecutor, plan, run, sweep  # noqa: E402
 
 
 def slow_simulate(*args, **kwargs):
@@ -49,7 +50,7 @@ def main(out: str, rounds: str, mode: str) -> int:
                 _die()
             real(frame, path, meta, atomic)
 
-        sweep.write_parquet = write_parquet
+        tables.write_parquet = write_parquet
     elif mode == "kill-at-commit":
         outdir._roll_forward = lambda directory: _die()
     elif mode == "kill-in-rename":

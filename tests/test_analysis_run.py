@@ -10,7 +10,7 @@ import pytest
 from study.analysis import attribution, paired, schema, seedtable
 from study.analysis.arms import Arms
 from study.analysis.load import load_sweep
-from study.analysis.synthetic import make_sweep
+from synthetic import make_sweep
 from study.cli import analyze as analyze_cli
 from study.seed import SEED_TABLE
 
@@ -27,7 +27,8 @@ def sweep(out):
 
 def test_roles_come_from_the_switches_not_the_name(sweep):
     roles = sweep.cells.groupby("pair_id")["role"].apply(set)
-    expected = {"strict", "relaxed", "unsafe"} | {schema.ablation_role(i) for i in schema.IDEAS}
+    expected = {"strict", "relaxed", "unsafe"} | {schema.ablation_role(i) for i in sweep.meaning.ideas}
+    assert len(sweep.meaning.ideas) == 6
     assert all(r == expected for r in roles)
     # every ablation keeps the preset's name, as the sweep writes it
     assert set(sweep.cells.loc[sweep.cells["role"].str.startswith("relaxed-no-"), "policy"]) == {"relaxed"}
@@ -99,7 +100,7 @@ def test_crossover_boundary_is_located_where_the_toy_puts_it(out):
 def test_attribution_gives_the_seed_loop_to_relaxed_flush_on_upgrade(sweep):
     arms = Arms(sweep.replicates, sweep.cells)
     main = paired.main_table(paired.compare(sweep.cells, arms))
-    per_pair, pooled = attribution.attribute(sweep.cells, arms, main)
+    per_pair, pooled = attribution.attribute(sweep.cells, arms, main, sweep.meaning.ideas)
     seed = seedtable.seed_cells(sweep.cells)
     pair = seed.loc[seed["workload.threads"] == 2, "pair_id"].iloc[0]
     shares = per_pair[per_pair["pair_id"] == pair].set_index("idea")
@@ -136,10 +137,13 @@ def test_a_small_sweep_degrades_to_notes(tmp_path):
     assert analyze_cli.main(["--sweep", "small", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "analysis" / "analysis.json").read_text())
     plots = {p["name"]: p for p in summary["plots"]}
-    for name in ("dirty_ratio", "crossover", "attribution", "uffd_wp_panel", "madv_free_panel"):
+    for name in ("dirty_ratio", "crossover", "attribution"):
         assert plots[name]["skipped"] and plots[name]["note"], name
         assert not (tmp_path / "analysis" / "plots" / f"{name}.svg").exists()
-    for name in ("seed_table", "latency_threads", "speedup_threads", "latency_ecdf", "cycle_breakdown"):
+    # a panel per workload the sweep ran (only the seed's loop here)
+    assert [n for n in plots if n.endswith("_panel")] == ["mprotect_toggle_panel"]
+    for name in ("seed_table", "latency_threads", "speedup_threads", "latency_ecdf", "cycle_breakdown",
+                 "mprotect_toggle_panel"):
         assert not plots[name]["skipped"], name
 
 
@@ -160,3 +164,22 @@ def test_seed_table_json_stands_in_only_when_asked(tmp_path):
     assert len(seedtable.build(cells, None)) == 4
     table = seedtable.build(cells, path)
     assert len(table) == 8 and table["seed_in_ci"].all()
+
+
+def test_a_knob_the_sweep_varies_keeps_its_settings_apart(tmp_path):
+    """A legal axis the analysis once did not know (workload.on_cpu_share) is read from the sweep's
+    own columns: two settings, two comparisons, each drawn as its own point."""
+    from study.runner import SerialExecutor, plan, run
+
+    p = plan(["sweep=quick", f"run.output_dir={tmp_path}", "run.replicates=4", "run.batch_replicates=4",
+              "run.rounds=4", "workload.threads=4", "workload.working_set=64"], name="cpu",
+             grid={"workload.on_cpu_share": [0.5, 1.0], "policy": ["strict", "relaxed"]})
+    run(p, executor=SerialExecutor(), progress=False, log=lambda _: None)
+    assert analyze_cli.main(["--sweep", "cpu", "--out", str(tmp_path)]) == 0
+    sweep = load_sweep(tmp_path, "cpu")
+    assert "workload.on_cpu_share" in schema.varied_knobs(sweep.cells)
+    compared = pd.read_csv(tmp_path / "analysis" / "paired.csv")
+    main = compared[compared["metric"] == schema.MAIN_METRIC]
+    assert sorted(main["workload.on_cpu_share"]) == [0.5, 1.0] and main["pair_id"].nunique() == 2
+    # the settings differ, and so do their numbers: an off-CPU thread misses shootdowns
+    assert main["control_mean"].nunique() == 2

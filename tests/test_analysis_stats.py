@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study.analysis import crossover, grid, stats
+from study.analysis import crossover, grid, schema, stats
+from study.workloads.mprotect_toggle import MprotectToggle
 
 
 def test_holm_matches_a_hand_computation():
@@ -124,7 +125,8 @@ def _synthetic_grid(rng):
 
 def test_crossover_finds_the_boundary_on_a_synthetic_grid():
     frame, boot = _synthetic_grid(np.random.default_rng(5))
-    found = crossover.find(frame, boot)
+    meaning = schema.Meaning({"workloads": {"mprotect_toggle": MprotectToggle.describe()}})
+    found = crossover.find(frame, boot, meaning)
     table = found.boundary.set_index("y_value")
     assert set(table["x"]) == {"workload.remote_write_share"}
     assert set(table["y"]) == {"workload.working_set"}

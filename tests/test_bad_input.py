@@ -17,14 +17,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from study.analysis.synthetic import make_sweep
+from synthetic import make_sweep
 from study.cli import analyze as analyze_cli
 from study.cli import calibrate as calibrate_cli
 from study.cli import report as report_cli
 from study.cli import run as run_cli
 from study.cli import seed_table as seed_table_cli
 from study.cli import sweep as sweep_cli
-from study.runner.outdir import sha256_file
+from study.results.files import sha256_file
 
 compose_module = importlib.import_module("study.config.compose")
 
@@ -175,7 +175,7 @@ def test_bad_output_dir_is_found_before_any_work(where, tmp_path, monkeypatch, c
 def test_read_only_output_dir_is_found_before_any_work(tmp_path, monkeypatch, capsys):
     # the tests may run as root, for whom chmod does not make a directory read-only: the
     # permission check itself is what is simulated
-    import study.runner.outdir as outdir
+    import study.results.files as outdir
 
     ro = tmp_path / "ro"
     ro.mkdir()

@@ -33,7 +33,8 @@ from study.cli import analyze as analyze_cli
 from study.cli import report as report_cli
 from study.cli import sweep as sweep_cli
 from study.errors import ConfigError
-from study.runner import SerialExecutor, outdir, plan, run
+from study.results import files as outdir
+from study.runner import SerialExecutor, plan, run
 from study.runner.store import CellStore, arrays_digest, code_fingerprint
 
 HERE = Path(__file__).resolve().parent
@@ -172,7 +173,7 @@ def test_lock_is_released_when_its_owner_dies(tmp_path):
     target = tmp_path / "d"
     child = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; sys.path.insert(0, sys.argv[2]);"
-        "from study.runner.outdir import DirLock; l = DirLock(__import__('pathlib').Path(sys.argv[1])).__enter__();"
+        "from study.results.files import DirLock; l = DirLock(__import__('pathlib').Path(sys.argv[1])).__enter__();"
         "print('locked', flush=True); time.sleep(60)"), str(target), str(HERE.parent)],
         stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "locked"
@@ -208,7 +209,9 @@ def test_disk_full_or_read_only_while_writing_tables(code, tmp_path, monkeypatch
     directory = tmp_path / "sweep" / "quick"
     _sweep(tmp_path, 50)
     previous = _bytes(directory)
-    real, calls = sweep_mod.write_parquet, []
+    import study.results.tables as tables_mod
+
+    real, calls = tables_mod.write_parquet, []
 
     def failing(frame, path, meta, atomic=True):
         calls.append(path)
@@ -216,7 +219,7 @@ def test_disk_full_or_read_only_while_writing_tables(code, tmp_path, monkeypatch
             raise OSError(code, os.strerror(code), str(path))
         real(frame, path, meta, atomic)
 
-    monkeypatch.setattr(sweep_mod, "write_parquet", failing)
+    monkeypatch.setattr(tables_mod, "write_parquet", failing)
     monkeypatch.setattr(sweep_mod, "RayExecutor", lambda *a, **k: SerialExecutor(fake_simulate))
     status = sweep_cli.main(["sweep=quick", f"run.output_dir={tmp_path}", "run.rounds=60"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -224,7 +227,7 @@ def test_disk_full_or_read_only_while_writing_tables(code, tmp_path, monkeypatch
     assert err[-1].startswith("error: ") and os.strerror(code) in err[-1] and "Traceback" not in "\n".join(err)
     assert _bytes(directory) == previous  # the previous complete set
     _assert_whole(directory, reference[50])
-    monkeypatch.setattr(sweep_mod, "write_parquet", real)
+    monkeypatch.setattr(tables_mod, "write_parquet", real)
     assert sweep_cli.main(["sweep=quick", f"run.output_dir={tmp_path}", "run.rounds=60"]) == 0
     assert "reused 6 cells, computing 0" in capsys.readouterr().err  # the cells computed before the failure
     _same(_frames(directory), reference[60])
@@ -440,7 +443,7 @@ def test_cache_round_trip_keeps_shapes_and_checksum(tmp_path):
 
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory) -> Path:
-    from study.analysis.synthetic import make_sweep
+    from synthetic import make_sweep
 
     root = tmp_path_factory.mktemp("analysed")
     make_sweep(root, name="s", grid="small", replicates=4, samples=10)

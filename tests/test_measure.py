@@ -73,7 +73,7 @@ def test_tiny_grid_compiles_runs_and_writes_tables(measured, env):
         assert key in manifest["host"], key
     assert manifest["host"]["tsc_hz"] > 0
     assert len(manifest["loadavg_before"]) == 3 and len(manifest["loadavg_after"]) == 3
-    assert manifest["uffd_wp"]["available"] in (True, False)
+    assert manifest["userfaultfd"]["available"] in (True, False)
     assert manifest["spin_rate_per_cycle"] > 0
     # the other threads' on-CPU share at the flushes (heartbeat), per trial: a share where a
     # busy thread watched, NaN where none did (1 thread, idle sleepers)
@@ -115,7 +115,7 @@ def test_calibrate_from_writes_a_named_machine_and_the_report_shows_this_machine
             "relaxed_change_fit_sd"} <= set(rows)
     assert rows["relaxed_change_fit_sd"].notna().all()
 
-    from study.analysis.synthetic import make_sweep
+    from synthetic import make_sweep
 
     # beside a sweep's analysis (a small one: the section reads the measurement only)
     out = env / "report"

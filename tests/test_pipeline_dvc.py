@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from study.analysis.series import FIGURES
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,8 +90,9 @@ def test_declared_plots_are_the_series_the_analysis_writes(dvc, analyzed):
             frame = pd.read_csv(file)
             ys = spec["y"] if isinstance(spec["y"], list) else [spec["y"]]
             assert {spec["x"], *ys} <= set(frame.columns), (file, spec)
-            # one series per file: its position axis (x, or y for bars) has no repeated value
-            position = ys[0] if spec["template"] == "bar_horizontal" else spec["x"]
+            # one series per file: its position axis (x, y for bars, the quantile of an ECDF) has no
+            # repeated value
+            position = FIGURES[path.rsplit("/", 1)[1]].unique_axis
             assert not frame[position].duplicated().any(), file
 
 
@@ -151,3 +154,12 @@ def test_every_stage_command_takes_its_flags(dvc):
             module.parser().parse_args(rest)   # a ConfigError (one-line error) fails the test
         else:   # Hydra-style commands: overrides only
             assert all("=" in w for w in rest), (name, rest)
+
+
+def test_dvc_yaml_plots_are_generated_from_the_figure_declarations():
+    """dvc.yaml's plots come from study/analysis/series.py FIGURES (python -m study.analysis.series)."""
+    from study.analysis.series import BEGIN, dvc_section
+
+    text = (ROOT / "dvc.yaml").read_text()
+    assert BEGIN in text and text.endswith(dvc_section()), \
+        "dvc.yaml's plots are stale: run `python -m study.analysis.series`"

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from study.analysis.synthetic import make_sweep
+from synthetic import make_sweep
 from study.cli import analyze as analyze_cli
 from study.cli import report as report_cli
 from study.report import content, inputs, numbers, pdf
@@ -33,8 +33,9 @@ def test_html_is_self_contained(html):
     for forbidden in ("<script", "<link", "@import", "url(", "<iframe"):
         assert forbidden not in html.lower(), forbidden
     # every drawn figure is embedded
-    # 11: the verdict map joined the figures; the sensitivity figure needs ensemble runs (none here)
-    assert html.count('src="data:image/svg+xml;base64,') == 11
+    # 12: one panel per workload (three), the verdict map and eight more; the sensitivity figure
+    # needs ensemble runs (none here)
+    assert html.count('src="data:image/svg+xml;base64,') == 12
 
 
 def test_seed_table_reproduced_in_full(html):
@@ -83,7 +84,7 @@ def test_small_sweep_report_says_what_it_could_not_draw(tmp_path):
     assert analyze_cli.main(["--sweep", "small", "--out", str(tmp_path)]) == 0
     assert report_cli.main(["--out", str(tmp_path)]) == 0
     html = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
-    assert "is not drawn: the sweep does not vary workload.dirty_ratio" in html
+    assert "is not drawn: no workload varies two crossover knobs" in html
     assert "cannot be attributed" in html
     assert (tmp_path / "report" / "report.pdf").read_bytes().startswith(b"%PDF-")
 

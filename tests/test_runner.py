@@ -16,9 +16,9 @@ from study.config import build_cell, compose
 from study.runner import SerialExecutor, plan, run, run_cell
 from study.runner.grid import expand
 from study.runner.replicate import merge
-from study.runner.stats import relative_half_width, summarize, t_interval
+from study.results.summary import relative_half_width, summarize, t_interval
 from study.runner.store import CellStore, code_fingerprint
-from study.runner.tables import read_meta
+from study.results.tables import read_meta
 from study.seed import SEED_MACHINE, SEED_WORKLOAD
 from study.workloads.result import CellResult
 
@@ -241,11 +241,24 @@ def test_sweep_writes_self_describing_tables(tmp_path):
     assert list(calls.columns) == ["cell_id", "label", "latency"] and calls["latency"].dtype == np.int64
 
     meta = read_meta(out / "cells.parquet")
-    assert meta["format_version"] == 1 and meta["sweep"] == "quick" and meta["root_seed"] == 20220719
+    assert meta["format_version"] == 2 and meta["sweep"] == "quick" and meta["root_seed"] == 20220719
     assert meta["config"]["run"]["rounds"] == 200 and "numpy" in meta["versions"]
+    # every metric column's unit, from the metric registry
+    assert meta["units"]["lat_mprotect_ro.mean"] == "cycles per call"
+    assert meta["units"]["total_cycles_per_round.ci_low"] == "cycles per round"
+    assert meta["units"]["count.ipis"] == "events per round" and meta["units"]["lat_write.n"] == "replicates"
+    assert read_meta(out / "calls.parquet")["units"] == {"latency": "cycles per call"}
     manifest = json.loads((out / "manifest.json").read_text())
-    for key in ("format_version", "config", "root_seed", "sweep", "cells", "versions", "resolved"):
+    for key in ("format_version", "config", "root_seed", "sweep", "cells", "versions", "resolved", "meaning"):
         assert key in manifest, key
+    # what the set means, as the code that wrote it says: its workloads, switches, roles
+    meaning = manifest["meaning"]
+    assert sorted(meaning["workloads"]) == ["mprotect_toggle", "uffd_wp"]
+    assert meaning["workloads"]["uffd_wp"]["knobs"]["write_rate"]["unit"] == "chance per step"
+    assert meaning["workloads"]["uffd_wp"]["calls"]["uffd_protect"]["flushes"] is True
+    assert "unsafe_dirty_demote" not in meaning["ideas"] and "clean_anon_writable" in meaning["ideas"]
+    assert meaning["kernels"]["rfc_base"]["carries"] == []
+    assert {c["role"] for c in manifest["cells"]} == {"strict", "relaxed"}
     assert [c["cell_id"] for c in manifest["cells"]] == cells["cell_id"].tolist()
     info = json.loads((out / "run_info.json").read_text())  # what differs run to run, outside the set
     for key in ("git_revision", "host", "timings", "cells_reused", "cells_computed", "finished_utc"):
@@ -337,7 +350,7 @@ def _irregular_rows():
 
 def _part_by_part(rows):
     """The long tables as one frame per (cell, metric) or (cell, label), concatenated."""
-    from study.runner.stats import metric_order
+    from study.results.summary import metric_order
 
     reps, calls = [], []
     texts: dict[str, dict] = {"cell_id": {}, "pair_id": {}, "policy": {}, "metric": {}}  # in order of parts
@@ -363,7 +376,7 @@ def _part_by_part(rows):
 
 
 def test_long_tables_are_the_part_by_part_tables_whatever_the_shapes(tmp_path):
-    from study.runner.tables import calls_table, replicates_table, write_parquet
+    from study.results.tables import calls_table, replicates_table, write_parquet
 
     rows = _irregular_rows()
     reps, calls = _part_by_part(rows)
@@ -377,7 +390,7 @@ def test_long_tables_are_the_part_by_part_tables_whatever_the_shapes(tmp_path):
 
 
 def test_cells_table_with_summaries_worked_out_before_is_the_same():
-    from study.runner.tables import cells_table
+    from study.results.tables import cells_table
 
     rows = [(gc, run_cell(gc.cell, fake_simulate)) for gc in _plan("sweep=quick").cells]
     early = {gc.cell.cell_id: summarize(result) for gc, result in rows[::2]}

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from study.config import compose
 from study.engine.machine import Machine
 from study.policies import RELAXED
-from study.runner.stats import t_interval
+from study.results.summary import t_interval
 from study.workloads import simulate_cell, workload_from_dict
 
 R = 256

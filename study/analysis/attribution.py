@@ -25,14 +25,17 @@ def _draws(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return values[:, idx].mean(axis=2)
 
 
-def attribute(cells: pd.DataFrame, arms: Arms, paired_main: pd.DataFrame, metric: str = schema.MAIN_METRIC,
-              n_resamples: int = stats.N_RESAMPLES, level: float = stats.LEVEL) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-pair table, pooled per machine and workload table) of each idea's share of the gain."""
+def attribute(cells: pd.DataFrame, arms: Arms, paired_main: pd.DataFrame, ideas_of_rfc: tuple[str, ...],
+              metric: str = schema.MAIN_METRIC, n_resamples: int = stats.N_RESAMPLES,
+              level: float = stats.LEVEL) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-pair table, pooled per machine and workload table) of each idea's share of the gain;
+    ``ideas_of_rfc``: the sweep's ideas (its manifest), in patch order."""
     per_pair, pooled_parts = [], {}
+    columns = schema.setting_columns(cells) + ("machine_label",)
     verdicts = dict(zip(paired_main.get("pair_id", []), paired_main.get("verdict", [])))
     settings = cells[cells["role"] == schema.ROLE_STRICT].drop_duplicates("pair_id").set_index("pair_id")
     for pair in settings.index:
-        ideas = [i for i in schema.IDEAS if schema.ablation_role(i) in arms.roles(pair)]
+        ideas = [i for i in ideas_of_rfc if schema.ablation_role(i) in arms.roles(pair)]
         if not ideas:
             continue
         roles = [schema.ROLE_STRICT, schema.ROLE_RELAXED] + [schema.ablation_role(i) for i in ideas]
@@ -52,17 +55,17 @@ def attribute(cells: pd.DataFrame, arms: Arms, paired_main: pd.DataFrame, metric
         acts = {idea: not np.array_equal(values[k], values[1]) for k, idea in enumerate(ideas, start=2)}
         if wins:
             pooled_parts.setdefault(key, []).append((ideas, means, boot, acts))
-        base = {c: settings.at[pair, c] for c in schema.SETTING_COLUMNS + ("machine_label",)}
+        base = {c: settings.at[pair, c] for c in columns}
         shares = {}
         for k, idea in enumerate(ideas, start=2):
             contrib, contrib_boot = means[k] - means[1], boot[k] - boot[1]
             shares[idea] = (contrib, contrib_boot)
-        rows = _share_rows(gain, gain_boot, shares, level, len(ideas) == len(schema.IDEAS))
+        rows = _share_rows(gain, gain_boot, shares, level, len(ideas) == len(ideas_of_rfc))
         per_pair += [dict(base, pair_id=pair, relaxed_wins=wins, acts=acts.get(r["idea"], True), **r) for r in rows]
     pooled = []
     for (machine, workload), parts in sorted(pooled_parts.items()):
         # each patch over the settings where it can act (its switch changes something there)
-        for idea in schema.IDEAS:
+        for idea in ideas_of_rfc:
             sel = [(ideas.index(idea) + 2, m, b) for ideas, m, b, acts in parts if idea in ideas and acts[idea]]
             offered = sum(1 for ideas, _, _, _ in parts if idea in ideas)
             if not sel:

@@ -15,20 +15,20 @@ from study.analysis import schema, stats
 # A cell is unstable when its CI half-width exceeds this share of its mean.
 UNSTABLE_REL_HALF_WIDTH = 0.05
 
-ID_COLUMNS = ("cell_id", "pair_id", "machine", "machine_label", "policy", "role") + schema.SETTING_COLUMNS[2:]
+ID_COLUMNS = ("cell_id", "pair_id", "machine", "machine_label", "policy", "role")
 
 
 def summary_metrics(cells: pd.DataFrame) -> list[str]:
     """Metrics worth a per-cell summary: cycles per round and call latencies, where measured."""
     present = set(schema.metric_columns(cells))
-    wanted = schema.ROUND_METRICS + schema.LATENCY_METRICS
-    return [m for m in wanted if m in present and cells[f"{m}.mean"].notna().any()]
+    rounds = [m for m in schema.ROUND_METRICS if m in present and cells[f"{m}.mean"].notna().any()]
+    return rounds + schema.latency_metrics(cells)
 
 
 def summarize_cells(cells: pd.DataFrame, threshold: float = UNSTABLE_REL_HALF_WIDTH) -> pd.DataFrame:
     """Long table: one row per (cell, metric) the cell measured."""
     frames = []
-    ids = [c for c in ID_COLUMNS if c in cells.columns]
+    ids = list(dict.fromkeys([c for c in ID_COLUMNS if c in cells.columns] + list(schema.setting_columns(cells)[2:])))
     for metric in summary_metrics(cells):
         part = cells[ids].copy()
         part["metric"] = metric

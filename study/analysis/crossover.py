@@ -60,13 +60,14 @@ def status_of(value: float) -> str:
     return CROSSES
 
 
-def find(paired_main: pd.DataFrame, boot: dict, level: float = stats.LEVEL) -> Crossover:
-    """Boundaries for every (machine, workload) whose grid varies a crossover knob."""
+def find(paired_main: pd.DataFrame, boot: dict, meaning, level: float = stats.LEVEL) -> Crossover:
+    """Boundaries for every (machine, workload) whose grid varies one of the workload's
+    crossover knobs (``meaning``: the sweep's, study.analysis.schema.Meaning)."""
     rows, grids = [], {}
     if paired_main.empty:
         return Crossover(pd.DataFrame(), grids)
     for (machine, workload), group in paired_main.groupby(["machine_label", "workload"], sort=True):
-        x, y = grid.crossover_axes(group)
+        x, y = grid.crossover_axes(group, *meaning.crossover(workload))
         if x is None:
             continue
         part = grid.slice_for(group, [x] + ([y] if y else []))

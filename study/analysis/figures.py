@@ -38,13 +38,14 @@ SVG_METADATA = {"Date": None, "Creator": "study"}
 WIDTH = 7.0  # inches: the PDF's text width, so the figure is not scaled down much
 
 _PALETTE = sns.color_palette("colorblind", 10)
-# One colour per policy role in every plot; ablations share a muted family.
-ROLE_COLORS = {
-    schema.ROLE_STRICT: _PALETTE[3],
-    schema.ROLE_RELAXED: _PALETTE[0],
-    schema.ROLE_UNSAFE: _PALETTE[7],
-    **{schema.ablation_role(idea): _PALETTE[i] for i, idea in zip((1, 2, 4, 8), schema.IDEAS)},
-}
+# One colour per policy role in every plot: strict, relaxed and the negative control fixed,
+# the first ablations (in patch order) from the rest of the palette.
+ROLE_COLORS = {schema.ROLE_STRICT: _PALETTE[3], schema.ROLE_RELAXED: _PALETTE[0], schema.ROLE_UNSAFE: _PALETTE[7]}
+
+
+def role_colors(ideas) -> dict:
+    """ROLE_COLORS and a colour for the ablation of each of the sweep's ``ideas``."""
+    return {**ROLE_COLORS, **{schema.ablation_role(idea): _PALETTE[i] for i, idea in zip((1, 2, 4, 8), ideas)}}
 PART_COLORS = dict(zip(schema.CYCLE_PARTS, (_PALETTE[0], _PALETTE[2], _PALETTE[3])))
 
 

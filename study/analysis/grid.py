@@ -12,15 +12,6 @@ import pandas as pd
 
 from study.analysis import schema
 
-# Axes the crossover looks along, most telling first: remote writes into the window that a
-# relaxed flush leaves open are what make relaxed lose, and a big working set is what a
-# spurious fault's full flush throws away.
-CROSSOVER_X = ("workload.remote_write_share", "workload.remote_access_rate", "workload.write_rate",
-               "workload.threads", "workload.dirty_ratio")
-CROSSOVER_Y = ("workload.working_set", "workload.threads", "workload.pages", "workload.placement",
-               "workload.lazy_share")
-
-
 def equal(column: pd.Series, value) -> pd.Series:
     """Elementwise ``column == value`` where NaN equals NaN (a knob that does not apply)."""
     if pd.isna(value):
@@ -58,19 +49,21 @@ def _sorted_unique(column: pd.Series) -> list:
     return sorted(values, key=lambda v: (pd.isna(v), str(type(v)), v if not pd.isna(v) else 0))
 
 
-def crossover_axes(frame: pd.DataFrame) -> tuple[str | None, str | None]:
-    """The (x, y) knobs a crossover over ``frame`` should use; y is None for a 1-D sweep."""
+def crossover_axes(frame: pd.DataFrame, prefer_x, prefer_y) -> tuple[str | None, str | None]:
+    """The (x, y) knobs a crossover over ``frame`` should use: the first of ``prefer_x`` (the
+    workload's CROSSOVER, from the sweep's manifest) that the frame varies, and the first of
+    ``prefer_y`` beside it; y is None for a 1-D sweep."""
     varied = schema.varied_knobs(frame)
-    x = next((k for k in CROSSOVER_X if k in varied), None)
+    x = next((k for k in prefer_x if k in varied), None)
     if x is None:
         return None, None
-    y = next((k for k in CROSSOVER_Y if k in varied and k != x), None)
+    y = next((k for k in prefer_y if k in varied and k != x), None)
     return x, y
 
 
 def setting_text(row: pd.Series, knobs: list[str] | None = None) -> str:
     """A setting in one line, e.g. ``mprotect_toggle threads=2 placement=core``."""
-    knobs = schema.WORKLOAD_KNOBS if knobs is None else knobs
+    knobs = [k for k in row.index if isinstance(k, str) and k.startswith(schema.KNOB_PREFIX)] if knobs is None else knobs
     parts = [str(row["workload"])]
     for knob in knobs:
         value = row.get(knob)

@@ -22,9 +22,8 @@ import pandas as pd
 from study.analysis import schema
 from study.analysis.load import _require, prepare_cells
 from study.errors import ConfigError
-from study.runner.outdir import DirLock, recover_swap, sha256_file, swap_directory
-
-LABELS = ("mprotect_ro", "mprotect_rw", "madv_free", "uffd_protect")
+from study.results import tables
+from study.results.files import DirLock, recover_swap, sha256_file, swap_directory
 STAT_COLUMNS = ("mean", "ci_low", "ci_high", "median", "p99")
 HOST_KEYS = ("host", "kernel_release", "cpu_model", "sockets", "cores_per_socket", "smt", "pti", "pti_on",
              "hypervisor", "hypervisor_vendor", "x2apic", "pv_tlb_flush", "pv_ipi", "apic_routing", "tsc_hz",
@@ -34,21 +33,22 @@ HOST_KEYS = ("host", "kernel_release", "cpu_model", "sockets", "cores_per_socket
 def load_cells(measure_dir: Path) -> tuple[pd.DataFrame, dict]:
     """The measured cells (checked against the sweep's input contract) and the manifest."""
     measure_dir = Path(measure_dir)
-    path = measure_dir / "cells.parquet"
-    manifest_path = measure_dir / "manifest.json"
-    if not path.is_file() or not manifest_path.is_file():
-        raise ConfigError("--measure", f"no measurement at {measure_dir} (cells.parquet, manifest.json); "
-                                       "run `python -m study measure` first")
-    cells = pd.read_parquet(path)
-    _require(cells, schema.CELL_REQUIRED + ("measure_cell",), path)
-    return prepare_cells(cells), json.loads(manifest_path.read_text())
+    found = tables.read(measure_dir, "--measure", "run `python -m study measure`")
+    _require(found.cells, schema.CELL_REQUIRED + ("measure_cell",), measure_dir / "cells.parquet")
+    return prepare_cells(found.cells, found.roles()), found.manifest
 
 
-def cells_frame(cells: pd.DataFrame) -> pd.DataFrame:
+def flush_labels(manifest: dict) -> list[str]:
+    """The flushing calls of the measured workloads (the measurement's manifest), first-seen order."""
+    calls = schema.Meaning(manifest.get("meaning", {})).calls()
+    return [label for label, call in calls.items() if call.get("flushes")]
+
+
+def cells_frame(cells: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     """One row per (cell, call) with the measured statistics."""
     rows = []
     for _, row in cells.iterrows():
-        for label in LABELS:
+        for label in labels:
             if f"lat_{label}.mean" not in row or pd.isna(row[f"lat_{label}.mean"]):
                 continue
             rows.append({"cell": row["measure_cell"], "workload": row["workload"], "threads": row["workload.threads"],
@@ -66,7 +66,7 @@ def write_into(measure_dir: Path, target: Path) -> Path:
     JSON's path."""
     measure_dir = Path(measure_dir)
     cells, manifest = load_cells(measure_dir)
-    cells_frame(cells).to_csv(target / "this_machine_cells.csv", index=False)
+    cells_frame(cells, flush_labels(manifest)).to_csv(target / "this_machine_cells.csv", index=False)
     predicted = measure_dir / "this_machine.csv"
     calibration_path = measure_dir / "calibration.json"
     calibration = json.loads(calibration_path.read_text()) if calibration_path.is_file() else None
@@ -82,9 +82,10 @@ def write_into(measure_dir: Path, target: Path) -> Path:
         "loadavg_before": manifest.get("loadavg_before"), "loadavg_after": manifest.get("loadavg_after"),
         "busy_warning": manifest.get("busy_warning"), "wall_seconds": manifest.get("wall_seconds"),
         "timer_overhead_cycles": manifest.get("timer_overhead_cycles"),
-        "uffd_wp": manifest.get("uffd_wp"), "skipped": manifest.get("skipped", {}),
+        "userfaultfd": manifest.get("userfaultfd"), "skipped": manifest.get("skipped", {}),
         "measure": {k: manifest.get("measure", {}).get(k) for k in ("name", "trials", "rounds", "nice", "outlier_us")},
         "cells": int(len(cells)),
+        "calls": {label: schema.Meaning(manifest.get("meaning", {})).call_text(label) for label in flush_labels(manifest)},
         "calibration": None if calibration is None else {
             k: calibration.get(k) for k in ("machine_file", "values", "flagged_at_bound", "train", "summary",
                                             "identifiability", "unmodelled_facts")},

@@ -31,9 +31,7 @@ class Comparisons:
 
 def compare_metrics(cells: pd.DataFrame) -> list[str]:
     """The main metric first, then every call latency some cell measured."""
-    present = set(schema.metric_columns(cells))
-    lat = [m for m in schema.LATENCY_METRICS if m in present and cells[f"{m}.mean"].notna().any()]
-    return [schema.MAIN_METRIC] + lat
+    return [schema.MAIN_METRIC] + schema.latency_metrics(cells)
 
 
 def compare(cells: pd.DataFrame, arms: Arms, control: str = schema.ROLE_STRICT,
@@ -41,6 +39,7 @@ def compare(cells: pd.DataFrame, arms: Arms, control: str = schema.ROLE_STRICT,
             level: float = stats.LEVEL) -> Comparisons:
     """Paired comparisons of ``control`` vs ``treatment`` in every pair that has both."""
     settings = cells[cells["role"] == control].drop_duplicates("pair_id").set_index("pair_id")
+    columns = schema.setting_columns(cells) + ("machine_label",)
     rows, boot = [], {}
     for metric in compare_metrics(cells):
         for pair in settings.index:
@@ -60,7 +59,7 @@ def compare(cells: pd.DataFrame, arms: Arms, control: str = schema.ROLE_STRICT,
                 speedup = a.mean() / b.mean()
             if metric == schema.MAIN_METRIC:
                 boot[pair] = draws
-            row = {c: settings.at[pair, c] for c in schema.SETTING_COLUMNS + ("machine_label",)}
+            row = {c: settings.at[pair, c] for c in columns}
             row.update(pair_id=pair, metric=metric, n=test.n, control_mean=a.mean(), treatment_mean=b.mean(),
                        speedup=speedup, speedup_low=float(low), speedup_high=float(high),
                        diff_mean=test.mean_diff, t_stat=test.t_stat, p_t=test.p_t, p_wilcoxon=test.p_wilcoxon,

@@ -19,8 +19,8 @@ from study.analysis.arms import Arms
 from study.analysis.figures import save_csv
 from study.analysis.load import Sweep, load_sweep
 from study.analysis.results import Results
-from study.runner.outdir import DirLock, check_output_dir, recover_swap, sha256_file, swap_directory
-from study.runner.store import atomic_write_text
+from study.results.files import DirLock, check_output_dir, recover_swap, sha256_file, swap_directory
+from study.results.files import atomic_write_text
 
 FORMAT_VERSION = 1
 TABLES = ("seed_table", "cells_summary", "paired", "crossover", "attribution", "attribution_pairs",
@@ -35,10 +35,10 @@ def compute(sweep: Sweep, seed_fallback: Path | None = None) -> Results:
     runs = uncertainty.load(sweep.path.parent.parent, sweep.name)
     main = uncertainty.attach(paired.main_table(comparisons), runs)
     comparisons.table = _with_model(comparisons.table, main)
-    per_pair, pooled = attribution.attribute(sweep.cells, arms, main)
+    per_pair, pooled = attribution.attribute(sweep.cells, arms, main, sweep.meaning.ideas)
     seed = seedtable.build(sweep.cells, seed_fallback)
     ident, ident_summary = identifiability.build(sweep.manifest, seed)
-    cross = crossover.find(main, comparisons.boot)
+    cross = crossover.find(main, comparisons.boot, sweep.meaning)
     per_member = uncertainty.member_boundaries(runs, main, cross) if runs is not None else None
     if per_member is not None:
         cross.boundary = uncertainty.crossover_model(cross.boundary, per_member)
@@ -115,7 +115,7 @@ def write(results: Results, out: Path, measure: Path | None = None) -> Path:
     """Write everything under ``out``; the analysis directory is replaced whole, never merged.
 
     The new directory is built beside the old one and swapped in only when complete
-    (outdir.swap_directory), under the directory's lock: a failure or a kill leaves the
+    (study.results.files.swap_directory), under the directory's lock: a failure or a kill leaves the
     previous analysis as it was.  ``analysis.json`` records the sha256 of every other file.
     """
     target = Path(out) / "analysis"

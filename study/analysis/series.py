@@ -1,16 +1,17 @@
-"""One file per series of each figure, for ``dvc plots show`` / ``dvc plots diff``.
+"""Every figure of the report declared once: its name, title, axes and what tells its series apart.
 
-The report's figures draw several series from one long CSV (``plots/<name>.csv``), split by
-a column the seaborn call uses as hue or facet.  DVC's templates draw one line per file and
-per revision, so the long CSV given to DVC draws unrelated series as one zig-zag line.  Here
-each figure's data is split by the columns that tell its series apart and each series is
-written sorted along its x axis to ``series/<name>/<series>.csv``; dvc.yaml declares each
-``series/<name>`` directory as a plot with the same x and y for every file.
+The plot functions (study.analysis.plots) take their name and title from here; ``write_series``
+splits each figure's data into one file per series for ``dvc plots show`` / ``dvc plots diff``
+(DVC's templates draw one line per file and per revision: the long CSV given to DVC would draw
+unrelated series as one zig-zag line); and the ``plots:`` section of dvc.yaml is generated from
+these declarations (``python -m study.analysis.series`` rewrites it; tests/test_pipeline_dvc.py
+fails when it is stale).
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,28 +19,56 @@ import pandas as pd
 
 
 @dataclass(frozen=True)
-class Series:
+class Figure:
+    title: str
     x: str
     y: tuple[str, ...]
-    by: tuple[str, ...]
-    # bar charts: x is the value, y the category (dvc's bar_horizontal template)
-    bars: bool = False
+    by: tuple[str, ...]        # the columns that tell its series apart
+    bars: bool = False         # bar charts: x is the value, y the category (dvc's bar_horizontal)
+    template: str = "linear"
+    # a family of figures, one per workload that declares one (``<workload>_panel``): its data
+    # files are ``plots/*<suffix>.csv``, one series directory for all of them
+    suffix: str | None = None
+    # the axis on which each series has one point per value (default x; bars: the category); an
+    # ECDF's latencies may repeat, its quantiles do not
+    position: str | None = None
+
+    @property
+    def unique_axis(self) -> str:
+        return self.position or (self.y[0] if self.bars else self.x)
+
+    def dvc(self, name: str) -> dict:
+        return {f"outputs/analysis/series/{name}": {
+            "x": self.x, "y": list(self.y) if len(self.y) > 1 else self.y[0],
+            "template": "bar_horizontal" if self.bars else self.template, "title": self.title}}
 
 
-SERIES: dict[str, Series] = {
-    "seed_table": Series("threads", ("model_cycles", "seed_cycles"), ("machine_label", "call", "policy")),
-    "speedup_threads": Series("threads", ("speedup",), ("machine_label", "workload", "placement")),
-    "latency_threads": Series("threads", ("mean",), ("machine_label", "metric", "placement", "role")),
-    "cycle_breakdown": Series("mean", ("role",), ("machine_label", "workload", "setting", "metric"), bars=True),
-    "latency_ecdf": Series("latency", ("quantile",), ("machine_label", "workload", "label", "role")),
-    "dirty_ratio": Series("dirty_ratio", ("share",), ("machine_label", "pages", "metric", "role", "kind")),
-    "madv_free_panel": Series("dirty_ratio", ("mean",), ("machine_label", "workload", "metric", "role")),
-    "uffd_wp_panel": Series("threads", ("mean",), ("machine_label", "workload", "metric", "role")),
-    "crossover": Series("x_value", ("speedup",), ("machine_label", "workload", "x", "y", "y_value")),
-    "attribution": Series("share", ("idea",), ("machine_label", "workload"), bars=True),
-    "verdict_map": Series("threads", ("speedup",), ("machine_label", "row")),
-    "sensitivity": Series("first_order", ("parameter",), ("quantity",), bars=True),
+FIGURES: dict[str, Figure] = {
+    "verdict_map": Figure("Where relaxed wins, loses or makes no practical difference", "threads", ("speedup",),
+                          ("machine_label", "row")),
+    "sensitivity": Figure("What drives each headline across the ensemble", "first_order", ("parameter",),
+                          ("quantity",), bars=True),
+    "seed_table": Figure("The seed's table reproduced", "threads", ("model_cycles", "seed_cycles"),
+                         ("machine_label", "call", "policy"), template="scatter"),
+    "latency_threads": Figure("Latency of the seed's calls vs threads, per placement", "threads", ("mean",),
+                              ("machine_label", "metric", "placement", "role")),
+    "speedup_threads": Figure("Speedup of relaxed over strict vs threads", "threads", ("speedup",),
+                              ("machine_label", "workload", "placement")),
+    "cycle_breakdown": Figure("Where the cycles go", "mean", ("role",), ("machine_label", "workload", "setting", "metric"),
+                              bars=True),
+    "latency_ecdf": Figure("Per-call latency distributions", "latency", ("quantile",),
+                           ("machine_label", "workload", "label", "role"), position="quantile"),
+    "dirty_ratio": Figure("Strict write-protects vs dirty ratio", "dirty_ratio", ("share",),
+                          ("machine_label", "workload", "pages", "metric", "role", "kind")),
+    "workload_panel": Figure("Each workload's latencies and cycles per round along its main knob", "x_value",
+                             ("mean",), ("machine_label", "workload", "x", "metric", "role"), suffix="_panel"),
+    "crossover": Figure("Where relaxed stops winning", "x_value", ("speedup",),
+                        ("machine_label", "workload", "x", "y", "y_value")),
+    "attribution": Figure("Share of relaxed's gain per RFC patch", "share", ("idea",), ("machine_label", "workload"),
+                          bars=True),
 }
+# kept for callers that name the series by their figure (dvc.yaml's directories)
+SERIES = FIGURES
 
 
 def slug(values) -> str:
@@ -47,12 +76,17 @@ def slug(values) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")[:150] or "all"
 
 
+def _frame(plots_dir: Path, name: str, spec: Figure) -> pd.DataFrame:
+    paths = sorted(plots_dir.glob(f"*{spec.suffix}.csv")) if spec.suffix else [plots_dir / f"{name}.csv"]
+    frames = [pd.read_csv(p) for p in paths if p.exists() and p.stat().st_size]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def write_series(plots_dir: Path, target: Path) -> list[str]:
-    """Split every ``plots_dir/<name>.csv`` of SERIES into ``target/<name>/<series>.csv``."""
+    """Split every figure's data (``plots_dir/<name>.csv``) into ``target/<name>/<series>.csv``."""
     written = []
-    for name, spec in SERIES.items():
-        path = plots_dir / f"{name}.csv"
-        frame = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
+    for name, spec in FIGURES.items():
+        frame = _frame(plots_dir, name, spec)
         if frame.empty or spec.x not in frame or not set(spec.y) <= set(frame.columns):
             # a figure this sweep cannot draw: an empty series, so that dvc.yaml's plot still
             # names a directory of CSVs (dvc reports a missing one as an error)
@@ -73,3 +107,35 @@ def write_series(plots_dir: Path, target: Path) -> list[str]:
             part.to_csv(file, index=False)
             written.append(file.relative_to(target).as_posix())
     return written
+
+
+# -------------------------------------------------------------------------- dvc.yaml
+
+BEGIN = "# --- plots: generated from study/analysis/series.py FIGURES (python -m study.analysis.series) ---"
+
+
+def dvc_plots() -> list[dict]:
+    """dvc.yaml's ``plots:`` list, from the declarations."""
+    return [spec.dvc(name) for name, spec in FIGURES.items()]
+
+
+def dvc_section() -> str:
+    import yaml
+
+    return BEGIN + "\n" + yaml.safe_dump({"plots": dvc_plots()}, sort_keys=False, width=120)
+
+
+def rewrite(path: Path) -> bool:
+    """Replace the generated section of dvc.yaml at ``path``; whether it changed."""
+    text = path.read_text()
+    head = text.split(BEGIN, 1)[0].rstrip("\n") + "\n\n"
+    new = head + dvc_section()
+    if new != text:
+        path.write_text(new)
+        return True
+    return False
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("dvc.yaml")
+    print(f"{target}: {'rewritten' if rewrite(target) else 'up to date'}")

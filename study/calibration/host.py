@@ -36,13 +36,11 @@ from study.measure.machine import machine_from_host
 from study.measure.store import Measurement
 from study.policies.kernel import MAINLINE
 from study.policies import RELAXED, STRICT, Policy
-from study.workloads import simulate_cell
+from study.workloads import WORKLOADS, simulate_cell
 from study.workloads.spec import WorkloadSpec
 
-# the calls whose mean cycles are fitted and predicted
-TARGET_LABELS = ("mprotect_ro", "mprotect_rw", "madv_free", "uffd_protect")
-# flushing calls per round of each workload (uffd_wp adds one unprotect per uffd-wp fault)
-FLUSH_CALLS_PER_ROUND = {"mprotect_toggle": 2, "madv_free": 3, "uffd_wp": 1}
+# the calls whose mean cycles are fitted and predicted: every workload's flushing calls
+TARGET_LABELS = tuple(dict.fromkeys(label for cls in WORKLOADS.values() for label in cls.flush_labels()))
 PRIOR_WEIGHT = 0.02
 
 # The costs this host's cells inform, with ranges wide enough for bare metal and for a
@@ -168,7 +166,8 @@ def simulate_targets(machine: Machine, specs: dict[str, WorkloadSpec], tgts: lis
         res = runs[t.cell]
         lat.append(np.asarray(res.metrics[f"lat_{t.label}"], float))
         spec = specs[t.cell]
-        calls = FLUSH_CALLS_PER_ROUND[spec.name] * res.rounds + res.counters.get("uffd_faults", 0)
+        # flushing calls per round of the workload (uffd_wp adds one unprotect per uffd-wp fault)
+        calls = len(spec.flush_labels()) * res.rounds + res.counters.get("uffd_faults", 0)
         shoot.append(float(np.mean(res.counters["ipis"] / np.maximum(calls, 1))))
     return lat, shoot
 

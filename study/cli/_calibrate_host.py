@@ -25,7 +25,7 @@ from study.engine.machine import Machine
 from study.errors import ConfigError
 from study.measure.machine import machine_from_host, unmodelled
 from study.measure.store import load_measurement
-from study.runner.store import atomic_write, atomic_write_text
+from study.results.files import atomic_write, atomic_write_text
 
 # the targets for held-out cells
 MEDIAN_TARGET, WORST_TARGET = 0.10, 0.25

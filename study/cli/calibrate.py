@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
 
     from study.calibration.fit import fit, identifiability
     from study.calibration.priors import PRIORS, SCALE
-    from study.runner.store import atomic_write_text
+    from study.results.files import atomic_write_text
 
     print(f"fitting {len(PRIORS)} event costs of machine {machine.name!r} (kernel {SEED_KERNEL}) to the seed's "
           f"{len(SEED_TABLE)} cells "
@@ -111,7 +111,7 @@ def print_identifiability(ident) -> None:
 def write_preset(path: Path, machine, args, template: Path | None = None) -> None:
     """Rewrite the machine's preset with the fitted costs, atomically."""
     from study.config.presets import machine_yaml
-    from study.runner.store import atomic_write_text
+    from study.results.files import atomic_write_text
 
     source = (f"python -m study calibrate: least-squares fit to the seed's table on kernel {SEED_KERNEL} "
               f"({args.replicates} replicates x {args.rounds} rounds per cell)")

@@ -45,6 +45,6 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]):
 
 def write_json_atomic(path: Path, data) -> None:
     """Write ``data`` as JSON to ``path`` via a temporary file and rename (never half-written)."""
-    from study.runner.store import atomic_write_text
+    from study.results.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

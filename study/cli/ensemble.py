@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run_info(args, **fields) -> None:
     """Timings and reuse counts of this run, merged into ``<out>/ensemble_run_info.json``: outside
     ``<out>/ensemble/`` (a DVC output), so that the same inputs give byte-identical outputs."""
-    from study.runner.store import atomic_write_text
+    from study.results.files import atomic_write_text
 
     path = args.out / RUN_INFO
     try:
@@ -95,7 +95,7 @@ def _ensemble(machine, args):
     """Reuse ``<out>/ensemble/<machine>.json`` when it was built for this machine and these settings."""
     from study.calibration import ensemble
     from study.calibration.fit import cost_value
-    from study.runner.store import atomic_write_text
+    from study.results.files import atomic_write_text
 
     path = args.out / "ensemble" / f"{machine.name}.json"
     if path.exists():
@@ -127,7 +127,7 @@ def run(args) -> int:
     from study.calibration.fit import with_costs
     from study.config import build_cell, compose
     from study.runner.ensemble import EnsembleRun, run_ensemble
-    from study.runner.store import atomic_write, atomic_write_text
+    from study.results.files import atomic_write, atomic_write_text
     from study.seed import SEED_MACHINE
 
     machine = build_cell(compose([f"machine={SEED_MACHINE}"])).machine

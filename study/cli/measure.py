@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from study.cli import EXIT_OK, config_error, take_config_dir
-from study.cli.common import parse, write_json_atomic
+from study.cli.common import parse
 from study.errors import ConfigError
 from study.measure.host import host_facts, loadavg, online_cpus
 
@@ -74,7 +74,8 @@ def main(argv: list[str]) -> int:
     from study.measure.machine import UNMODELLED_FACTS
     from study.policies import STRICT
     from study.runner.grid import GridCell
-    from study.runner.tables import FORMAT_VERSION, calls_table, cells_table, replicates_table, write_csv, write_parquet
+    from study.results import tables
+    from study.results.files import DirLock, recover
 
     start = time.monotonic()
     probe = bench_run.probe(binary)
@@ -93,8 +94,9 @@ def main(argv: list[str]) -> int:
         warned = True
     results, skipped = [], {}
     for cell in tqdm(cells, desc="measure", unit="cell", file=sys.stderr, disable=None):
-        if cell.workload.name == "uffd_wp" and not probe["uffd_wp"]:
-            skipped[cell.name] = probe["uffd_reason"]
+        why = bench_run.unavailable(cell, probe)
+        if why is not None:
+            skipped[cell.name] = why
             continue
         done = bench_run.run_cell(binary, cell, trials=config.trials, rounds=config.rounds, warmup=config.warmup,
                                   max_samples=config.max_samples, seed=config.seed, timer_overhead=overhead,
@@ -121,24 +123,18 @@ def main(argv: list[str]) -> int:
     rows = [(GridCell(Cell(machine, m.cell.workload, STRICT, run), 0, (("cell", m.cell.name),)), m.result)
             for m in results]
     sweep_name = f"measure:{config.name}"
-    frame = cells_table(sweep_name, rows)
-    # the measurement's own columns after the first, in one concat (the cells table has
-    # hundreds of columns: inserting into it one by one fragments it)
+    # the measurement's own columns, after the cell id
     extra = pd.DataFrame({"measure_cell": pd.array([m.cell.name for m in results], dtype="string"),
                           "measure_others": [m.cell.others for m in results],
-                          "measure_cpus": [",".join(map(str, m.cell.cpus)) for m in results]}, index=frame.index)
-    frame = pd.concat([frame.iloc[:, :1], extra, frame.iloc[:, 1:]], axis=1)
+                          "measure_cpus": [",".join(map(str, m.cell.cpus)) for m in results]})
     manifest = {
-        "format_version": FORMAT_VERSION,
-        "kind": "measurement",
-        "sweep": sweep_name,
         "measure": dataclasses.asdict(config),
         "host": facts.as_dict(),
         "machine": dataclasses.asdict(machine),
         "unmodelled_facts": list(UNMODELLED_FACTS),
         "timer_overhead_cycles": overhead,
         "spin_rate_per_cycle": float(probe.get("spin_rate", 0.0)),
-        "uffd_wp": {"available": bool(probe["uffd_wp"]), "reason": probe["uffd_reason"]},
+        "userfaultfd": bench_run.userfaultfd(probe),
         "skipped": skipped,
         "build": build_info,
         "loadavg_before": before,
@@ -146,21 +142,21 @@ def main(argv: list[str]) -> int:
         "busy_warning": warned,
         "wall_seconds": round(wall, 1),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cells": [{"name": m.cell.name, "cell_id": r[0].cell.cell_id, "cpus": list(m.cell.cpus),
-                   "others": m.cell.others, "workload": dataclasses.asdict(m.cell.workload)}
-                  for m, r in zip(results, rows)],
     }
-    meta = {"format_version": FORMAT_VERSION, "sweep": sweep_name, "kind": "measurement", "host": machine.name}
-    write_parquet(frame, target / "cells.parquet", meta)
-    write_csv(frame, target / "cells.csv")
-    write_parquet(replicates_table(rows), target / "replicates.parquet", meta)
-    write_parquet(calls_table(rows), target / "calls.parquet", meta)
-    write_json_atomic(target / "manifest.json", manifest)
+    entries = [{"name": m.cell.name, "cpus": list(m.cell.cpus), "others": m.cell.others,
+                "spec": dataclasses.asdict(m.cell.workload)} for m in results]
+    meta = {"format_version": tables.FORMAT_VERSION, "sweep": sweep_name, "kind": "measurement",
+            "host": machine.name}
+    target.mkdir(parents=True, exist_ok=True)
+    with DirLock(target, "--out"):
+        recover(target)
+        tables.write(target, sweep_name, rows, meta, manifest, entries=entries, extra_columns=extra)
+    frame = pd.read_parquet(target / "cells.parquet")
     print(f"\n{'cell':40s} {'call':13s} {'cycles/call':>11s} {'95% CI':>17s} {'median':>8s} {'p99':>8s} "
           f"{'TLB/call':>8s} {'CAL/call':>8s} {'on-CPU':>6s}")
     for m in results:
         res = m.result
-        for label in ("mprotect_ro", "mprotect_rw", "madv_free", "uffd_protect"):
+        for label in m.cell.workload.flush_labels():
             key = f"lat_{label}"
             if key not in res.metrics:
                 continue

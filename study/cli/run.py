@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
     try:
         args = parse(parser, argv)
         from study.config import build_cell, compose
-        from study.runner.outdir import check_output_dir
+        from study.results.files import check_output_dir
 
         cell = build_cell(compose(args.overrides))
         check_output_dir(Path(cell.run.output_dir) / "run", "run.output_dir")  # before the work
@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
 
     # the engine and scipy load only now: --help and bad input answer at once
     from study.runner.replicate import run_cell
-    from study.runner.stats import summarize
+    from study.results.summary import summarize
 
     m, w, p, r = cell.machine, cell.workload, cell.policy, cell.run
     start = time.perf_counter()

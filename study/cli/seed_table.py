@@ -8,7 +8,7 @@ from pathlib import Path
 from study.cli import command, config_error
 from study.cli.common import Parser, check_replicates_rounds, parse, write_json_atomic
 from study.errors import ConfigError
-from study.runner.outdir import check_output_dir
+from study.results.files import check_output_dir
 from study.seed import SEED_KERNEL, SEED_MACHINE
 
 # numpy, scipy and Hydra load once the arguments are parsed: ``--help`` answers at once

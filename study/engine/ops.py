@@ -13,29 +13,29 @@ FLUSH_NONE = 0
 FLUSH_RELAXED = 1
 FLUSH_STRICT = 2
 
-# Event counters, summed per replicate over the whole run.
-COUNTERS = (
-    "ipis",             # IPIs sent
-    "shootdowns",       # strict flushes that sent at least one IPI
-    "strict_flushes",   # flush_tlb_mm_range() calls on the strict path
-    "relaxed_flushes",  # relaxed flushes (++tlb_gen, local flush, no IPI)
-    "local_partial",    # INVLPG flushes on the initiator
-    "local_full",       # full flushes on the acting CPU (incl. context switch, spurious fix-up)
-    "remote_partial",   # INVLPG flushes in a remote flush_tlb_func
-    "remote_full",      # full flushes in a remote flush_tlb_func
-    "tlb_hits",
-    "tlb_misses",       # misses on the range's pages and working-set refills
-    "dirty_walks",      # hardware walks that set a PTE's Dirty bit
-    "spurious_faults",  # faults whose PTE already allowed the access (a stale entry)
-    "reuse_faults",     # write faults on a read-only PTE of a writable VMA: do_wp_page -> wp_page_reuse
-    "prot_faults",      # true protection faults (SIGSEGV)
-    "uffd_faults",      # uffd-wp faults delivered to the monitor
-    "violations",       # writes that completed while the PTE was read-only or clean
-    "tlb_gen_xfers",    # mm->tlb_gen cache-line transfers
-    "ipi_writes",       # ICR writes (or PV send hypercalls) of the initiators' sends
-    "vm_exits",         # virt=kvm: sends that trapped to the host
-    "pv_flush_deferred",  # preempted vCPUs flagged KVM_VCPU_FLUSH_TLB instead of an IPI
-    "off_cpu_skipped",  # mm_cpumask CPUs running another mm (thread off its CPU): no IPI
-    "invlpg",           # pages invalidated by INVLPG in partial flushes (local and remote)
-    "invpcid",          # pages invalidated by INVPCID of the user ASID (PTI)
-)
+# Event counters, summed per replicate over the whole run: name -> (unit, what it counts).
+COUNTERS: dict[str, tuple[str, str]] = {
+    "ipis": ("IPIs", "IPIs sent"),
+    "shootdowns": ("flushes", "strict flushes that sent at least one IPI"),
+    "strict_flushes": ("flushes", "flush_tlb_mm_range() calls on the strict path"),
+    "relaxed_flushes": ("flushes", "relaxed flushes (++tlb_gen, local flush, no IPI)"),
+    "local_partial": ("flushes", "INVLPG flushes on the initiator"),
+    "local_full": ("flushes", "full flushes on the acting CPU (incl. context switch, spurious fix-up)"),
+    "remote_partial": ("flushes", "INVLPG flushes in a remote flush_tlb_func"),
+    "remote_full": ("flushes", "full flushes in a remote flush_tlb_func"),
+    "tlb_hits": ("accesses", "TLB hits on the range's pages"),
+    "tlb_misses": ("page walks", "misses on the range's pages and working-set refills"),
+    "dirty_walks": ("walks", "hardware walks that set a PTE's Dirty bit"),
+    "spurious_faults": ("faults", "faults whose PTE already allowed the access (a stale entry)"),
+    "reuse_faults": ("faults", "write faults on a read-only PTE of a writable VMA: do_wp_page -> wp_page_reuse"),
+    "prot_faults": ("faults", "true protection faults (SIGSEGV)"),
+    "uffd_faults": ("faults", "uffd-wp faults delivered to the monitor"),
+    "violations": ("writes", "writes that completed while the PTE was read-only or clean"),
+    "tlb_gen_xfers": ("cache-line transfers", "mm->tlb_gen cache-line transfers"),
+    "ipi_writes": ("ICR writes", "ICR writes (or PV send hypercalls) of the initiators' sends"),
+    "vm_exits": ("VM exits", "virt=kvm: sends that trapped to the host"),
+    "pv_flush_deferred": ("vCPUs", "preempted vCPUs flagged KVM_VCPU_FLUSH_TLB instead of an IPI"),
+    "off_cpu_skipped": ("CPUs", "mm_cpumask CPUs running another mm (thread off its CPU): no IPI"),
+    "invlpg": ("pages", "pages invalidated by INVLPG in partial flushes (local and remote)"),
+    "invpcid": ("pages", "pages invalidated by INVPCID of the user ASID (PTI)"),
+}

@@ -56,6 +56,19 @@ class Measured:
     raw: list[dict] = field(default_factory=list)
 
 
+def unavailable(cell: MeasureCell, probed: dict) -> str | None:
+    """Why this host cannot run ``cell`` (the benchmark's probe), or None: uffd_wp needs
+    userfaultfd write-protect (UFFD_FEATURE_PAGEFAULT_FLAG_WP)."""
+    if cell.workload.name == "uffd_wp" and not probed["uffd_wp"]:
+        return probed["uffd_reason"]
+    return None
+
+
+def userfaultfd(probed: dict) -> dict:
+    """What the probe found of userfaultfd write-protect, for the measurement's manifest."""
+    return {"available": bool(probed["uffd_wp"]), "reason": probed["uffd_reason"]}
+
+
 def probe(binary: Path) -> dict:
     """TSC frequency, the timer's own cost and whether userfaultfd write-protect works."""
     res = subprocess.run([str(binary), "probe"], capture_output=True, text=True, timeout=60)

@@ -38,7 +38,7 @@ class Measurement:
     def workloads(self) -> dict[str, WorkloadSpec]:
         """Each measured cell's workload, by cell name, in table order."""
         machine = self.machine()
-        return {c["name"]: workload_from_dict(dict(c["workload"]), machine, prefix=f"cell {c['name']}")
+        return {c["name"]: workload_from_dict(dict(c["spec"]), machine, prefix=f"cell {c['name']}")
                 for c in self.manifest["cells"]}
 
     def settings(self) -> dict:

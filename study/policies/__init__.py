@@ -18,7 +18,7 @@ from typing import Any
 
 from study.engine.machine import build_dataclass
 from study.errors import ConfigError
-from study.policies.changes import BEHAVIOUR_DOCS, BEHAVIOURS, FACTS, PATCHES
+from study.policies.changes import BEHAVIOUR_DOCS, BEHAVIOURS, FACTS, PATCHES  # noqa: F401 (PATCHES: the registry)
 from study.policies.kernel import KERNELS, MAINLINE, RFC_BASE, Kernel
 
 SWITCHES: tuple[str, ...] = tuple(p.name for p in PATCHES)
@@ -79,6 +79,30 @@ def patch_label(switch: str) -> str:
     return patch.label if patch is not None else f"{switch} (?)"
 
 
+ROLE_STRICT, ROLE_RELAXED, ROLE_UNSAFE, ROLE_OTHER = "strict", "relaxed", "unsafe", "other"
+
+
+def ablation_role(idea: str) -> str:
+    """The role of relaxed with only ``idea`` switched off."""
+    return f"relaxed-no-{idea}"
+
+
+def role(policy) -> str:
+    """strict | relaxed | relaxed-no-<idea> | unsafe | other: what a policy is to the comparisons,
+    from its switches (not its name), so that an ablation named anything still counts."""
+    on = policy.switches()
+    if on["unsafe_dirty_demote"]:
+        return ROLE_UNSAFE
+    if any(on[s] for s in SWITCHES if s not in IDEAS):
+        return ROLE_OTHER
+    off = [idea for idea in IDEAS if not on[idea]]
+    if len(off) == len(IDEAS):
+        return ROLE_STRICT
+    if not off:
+        return ROLE_RELAXED
+    return ablation_role(off[0]) if len(off) == 1 else ROLE_OTHER
+
+
 def without(policy, switch: str):
     """``policy`` with one switch off: the attribution variant of that patch."""
     return replace(policy, **{switch: False})
@@ -98,6 +122,6 @@ def preset(name: str):
         raise ConfigError("policy", f"unknown policy {name!r}; allowed: {', '.join(PRESETS)}") from None
 
 
-__all__ = ["Behaviour", "IDEAS", "KERNELS", "Kernel", "MAINLINE", "PATCHES_TEXT", "PATCH_OF", "PRESETS", "Policy",
+__all__ = ["ROLE_OTHER", "ROLE_RELAXED", "ROLE_STRICT", "ROLE_UNSAFE", "ablation_role", "role", "Behaviour", "IDEAS", "KERNELS", "Kernel", "MAINLINE", "PATCHES_TEXT", "PATCH_OF", "PRESETS", "Policy",
            "RELAXED", "RFC_BASE", "STRICT", "SWITCHES", "UNSAFE", "acts_on", "behaviour", "merged_in", "patch_label",
            "preset", "without"]

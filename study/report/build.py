@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from study.report import content, html, inputs, pdf
-from study.runner.outdir import DirLock, check_output_dir, recover_swap, swap_directory
+from study.results.files import DirLock, check_output_dir, recover_swap, swap_directory
 
 
 def build(out: Path) -> tuple[Path, Path]:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from study.analysis.load import read_json
 from study.errors import ConfigError
-from study.runner.outdir import verify_files
+from study.results.files import verify_files
 
 
 @dataclass

@@ -10,31 +10,11 @@ import pandas as pd
 
 from study.analysis import schema
 from study.analysis.paired import LOSES
-from study.policies import PATCHES_TEXT, patch_label
 from study.seed import SEED_KERNEL
 from study.report import numbers as fmt
 from study.report import tables
 from study.report.doc import Block, Figure, Heading, Items, Note, Para, Table
 from study.report.inputs import Inputs
-
-IDEA_TEXT = {
-    "uffd_unprotect_mkdirty": "`uffd_unprotect_mkdirty` (RFC patch 1): UFFDIO_WRITEPROTECT unprotect with the "
-                              "write-likely hint sets Dirty and Accessed, so the writer's retry skips the "
-                              "dirty-bit walk",
-    "uffd_unprotect_writable": "`uffd_unprotect_writable` (patch 2): unprotect with the hint maps the page "
-                               "writable (`MM_CP_TRY_CHANGE_WRITABLE`) instead of leaving RW to the fault; "
-                               "already so on mainline (a no-op there)",
-    "clean_anon_writable": "`clean_anon_writable` (patch 3): mprotect(PROT_READ|PROT_WRITE) maps clean exclusive "
-                           "anonymous pages writable (`can_change_pte_writable`); merged in v6.2, a no-op on mainline",
-    "fix_spurious_fault": "`fix_spurious_fault` (patch 8): on the \u201cnothing changed\u201d branch of "
-                          "`handle_pte_fault`, a CPU whose local generation lags does one full local flush "
-                          "(`flush_tlb_fix_spurious_fault`) and catches up",
-    "relaxed_flush_on_upgrade": "`relaxed_flush_on_upgrade` (patches 9\u201311): a PTE change that adds "
-                                "permission takes a relaxed flush, `++mm->tlb_gen` and a local flush, no IPIs",
-    "no_flush_clean_wrprotect": "`no_flush_clean_wrprotect` (patch 12): RW\u2192RO on a clean PTE needs no flush "
-                                "(safe only where the dirty-bit walk faults on a read-only PTE)",
-}
-
 
 def figure(inputs: Inputs, name: str) -> list[Block]:
     """The figure, or a note saying why the sweep could not draw it."""
@@ -78,8 +58,8 @@ def question(inputs: Inputs) -> list[Block]:
         Para("The model is a Monte Carlo simulation of the flush machinery (`flush_tlb_mm_range`, "
              "`flush_tlb_func`, per-CPU and per-mm `tlb_gen`, `mm_cpumask`, lazy CPUs) in which every cost is "
              "the cost of one named event (IPI delivery, INVLPG, CR3 reload, dirty-bit page walk, fault entry), "
-             "jittered per event. Three workloads: the seed's mprotect toggle, userfaultfd write-protect, and an "
-             "allocator's MADV_FREE cycle. `strict` is a named kernel as it is: `rfc_base`, the RFC's own base and "
+             "jittered per event. The workloads are described in their own section below. `strict` is a named "
+             "kernel as it is: `rfc_base`, the RFC's own base and "
              "the seed's \u201cBefore\u201d (5.19-rc4 plus `MM_CP_TRY_CHANGE_WRITABLE` for dirty exclusive "
              "anonymous pages), or `mainline` (clean exclusive anonymous pages upgraded by mprotect, v6.2; "
              "uffd unprotect upgrading RW, v6.3). `relaxed` is that kernel with the RFC applied patch by patch "
@@ -87,7 +67,7 @@ def question(inputs: Inputs) -> list[Block]:
              "`mainline`: patch 3, and patch 2's mapping writable). Every table and figure names the kernel "
              "beside the machine. The negative control `unsafe` skips the flush on a dirty RW\u2192RO; "
              "ablations are relaxed with one patch switch off:"),
-        Items([IDEA_TEXT[i] for i in schema.IDEAS]),
+        Items(idea_items(inputs)),
     ]
     if ov:
         desc = f" ({man['description']})" if man.get("description") else ""
@@ -212,62 +192,56 @@ def scaling(inputs: Inputs) -> list[Block]:
 
 # --- 4 ---------------------------------------------------------------------------------
 
-def madv_free(inputs: Inputs) -> list[Block]:
-    blocks: list[Block] = [Para(
-        "An allocator's cycle: MADV_FREE a range (clears Dirty and Accessed, with a strict flush), rewrite a "
-        "share d of its pages (the dirty ratio), write-protect the range, unprotect it. Under relaxed a "
-        "write-protect of a range with no dirty PTE needs no flush at all (`no_flush_clean_wrprotect`, patch 12), but one dirty "
-        "page forces the whole range to a strict shootdown, so a k-page range goes strict with probability "
-        "1\u2212(1\u2212d)^k. The seed predicts that with MADV_FREE'd or never-dirtied pages relaxed also removes "
-        "the shootdown from PROT_READ. What strict does with those clean pages depends on the kernel: on `rfc_base` "
-        "mprotect(PROT_READ|PROT_WRITE) leaves them read-only (`can_change_pte_writable` requires a dirty PTE), so "
-        "the next write-protect has nothing to change and sends no shootdown either; on `mainline` they are mapped "
-        "writable and every write-protect shoots down.")]
-    blocks += figure(inputs, "dirty_ratio")
-    data = inputs.table("plot:dirty_ratio")
-    if not data.empty:
-        obs = data[data["kind"] == "observed"]
-        gap = (obs["share"] - obs["predicted"]).abs()
-        inside = ((obs["ci_low"] <= obs["predicted"] + 1e-12) & (obs["predicted"] - 1e-12 <= obs["ci_high"])).sum()
-        text = (f"Over {len(obs)} cells the observed share of strict write-protects is at most "
-                f"{fmt.num(float(gap.max()), 3)} from 1\u2212(1\u2212d)^k, and the prediction lies inside the "
-                f"cell's 95% CI in {int(inside)} of them.")
-        zero = obs[obs["dirty_ratio"] == 0]
-        if not zero.empty:
-            text += (f" At d = 0 relaxed took the strict path in at most {fmt.percent(float(zero['share'].max()))} "
-                     "of the write-protects: the seed's prediction holds in the model.")
-        blocks.append(Para(text))
-    blocks += figure(inputs, "madv_free_panel")
-    rows = main_rows(inputs, "madv_free")
-    if not rows.empty:
-        blocks.append(tables.comparisons(rows, "madv_free: speedup strict/relaxed of total cycles per round, "
-                                         "every setting of the sweep.", limit=30))
-    return blocks
+def idea_items(inputs: Inputs) -> list[str]:
+    """One line per RFC idea of the sweep (its manifest), with the kernels that already carry it."""
+    meaning = inputs.manifest.get("meaning", {})
+    kernels = meaning.get("kernels", {})
+    items = []
+    for idea in meaning.get("ideas", []):
+        switch = meaning.get("switches", {}).get(idea, {})
+        carried = [k for k, info in sorted(kernels.items()) if idea in info.get("carries", [])]
+        note = f"; already carried by {', '.join(f'`{k}`' for k in carried)} (a no-op there)" if carried else ""
+        items.append(f"`{idea}` ({switch.get('where', '?')}, `{switch.get('function', '')}`): "
+                     f"{switch.get('doc', '')}{note}")
+    return items
 
 
-# --- 5 ---------------------------------------------------------------------------------
-
-def uffd(inputs: Inputs) -> list[Block]:
-    blocks: list[Block] = [Para(
-        "userfaultfd write-protect: a monitor (thread 0) write-protects a range, application threads write "
-        "into it and take uffd-wp faults, and the monitor resolves each with UFFDIO_WRITEPROTECT unprotect. "
-        "The protect (RW\u2192RO of dirty pages) stays strict under both policies; the unprotect (RO\u2192RW) is "
-        "where relaxed saves the shootdown on kernels that map the page writable there (mainline; the RFC's "
-        "patch 2 with the hint); on the RFC's base the unprotect clears the uffd-wp bit only and the retried write "
-        "takes a `wp_page_reuse` fault. `uffd_unprotect_mkdirty` (patch 1) spares the writer's retry the "
-        "dirty-bit walk.")]
-    blocks += figure(inputs, "uffd_wp_panel")
-    paired = inputs.table("paired")
-    if not paired.empty:
-        rows = paired[(paired["workload"] == "uffd_wp")
-                      & paired["metric"].isin([schema.MAIN_METRIC, "lat_uffd_resolve", "lat_uffd_protect"])]
+def workloads(inputs: Inputs) -> list[Block]:
+    """One subsection per workload of the sweep, in the words its class gives (the manifest)."""
+    described = inputs.manifest.get("meaning", {}).get("workloads", {})
+    if not described:
+        return [Para("The sweep ran no workload.")]
+    blocks: list[Block] = []
+    for name, desc in sorted(described.items()):
+        blocks.append(Heading(f"{desc.get('title') or name} (`{name}`)", level=2))
+        blocks.append(Para(desc.get("about", "")))
+        if desc.get("predicted_strict_share"):
+            blocks += _prediction(inputs, name)
+        blocks += figure(inputs, f"{name}_panel")
+        rows = main_rows(inputs, name)
         if not rows.empty:
-            blocks.append(tables.comparisons(rows,
-                                             "uffd_wp: speedup strict/relaxed per setting, of total cycles per "
-                                             "round and of the two uffd calls.", with_metric=True, limit=30))
-    if len(blocks) == 1:
-        blocks.append(Para("The sweep has no uffd_wp cells."))
+            blocks.append(tables.comparisons(rows, f"{name}: speedup strict/relaxed of total cycles per round, "
+                                             "every setting of the sweep.", limit=30))
     return blocks
+
+
+def _prediction(inputs: Inputs, workload: str) -> list[Block]:
+    """The workload's observed strict share against 1-(1-d)^k, when the sweep drew it."""
+    data = inputs.table("plot:dirty_ratio")
+    if data.empty or "workload" not in data or workload not in set(data["workload"]):
+        return []
+    blocks = figure(inputs, "dirty_ratio")
+    obs = data[data["kind"] == "observed"]
+    gap = (obs["share"] - obs["predicted"]).abs()
+    inside = ((obs["ci_low"] <= obs["predicted"] + 1e-12) & (obs["predicted"] - 1e-12 <= obs["ci_high"])).sum()
+    text = (f"Over {len(obs)} cells the observed share of strict write-protects is at most "
+            f"{fmt.num(float(gap.max()), 3)} from 1\u2212(1\u2212d)^k, and the prediction lies inside the "
+            f"cell's 95% CI in {int(inside)} of them.")
+    zero = obs[obs["dirty_ratio"] == 0]
+    if not zero.empty:
+        text += (f" At d = 0 relaxed took the strict path in at most {fmt.percent(float(zero['share'].max()))} "
+                 "of the write-protects: the seed's prediction holds in the model.")
+    return blocks + [Para(text)]
 
 
 # --- 6 ---------------------------------------------------------------------------------
@@ -290,11 +264,11 @@ def loses(inputs: Inputs) -> list[Block]:
     if not boundary.empty:
         rows = []
         for r in boundary.itertuples(index=False):
-            at = (f"{tables.KNOB_TITLES.get(r.y, r.y)} = {fmt.plain(_as_number(r.y_value))}" if isinstance(r.y, str)
+            at = (f"{tables.knob_title(r.y)} = {fmt.plain(_as_number(r.y_value))}" if isinstance(r.y, str)
                   else "\u2014")
             value = (f"{fmt.num(r.boundary, 3)} {fmt.interval(r.boundary_low, r.boundary_high, 3)}"
                      if r.status == "crosses" else r.status)
-            rows.append([r.workload, tables.KNOB_TITLES.get(r.x, r.x), at,
+            rows.append([r.workload, tables.knob_title(r.x), at,
                          f"{fmt.plain(r.x_min)}\u2013{fmt.plain(r.x_max)}", value])
         blocks.append(Table(["workload", "along", "at", "range", "relaxed stops winning at [95% CI]"], rows,
                             "Crossover boundaries: the smallest value of the knob at which strict/relaxed reaches 1 "
@@ -371,6 +345,11 @@ def attribution(inputs: Inputs) -> list[Block]:
         "exercise. Shares are over different sets of settings and need not add up to 1; the patches also "
         "interact (patch 8's fix-up only matters once patches 9\u201311 leave stale entries).")]
     blocks += figure(inputs, "attribution")
+    switches = inputs.manifest.get("meaning", {}).get("switches", {})
+
+    def label(idea: str) -> str:
+        return f"{idea} ({switches[idea]['where']})" if idea in switches else idea
+
     pooled = inputs.table("attribution")
     if pooled.empty:
         blocks.append(Para("The sweep has no ablations of relaxed (cells with one RFC switch off) in settings "
@@ -383,13 +362,13 @@ def attribution(inputs: Inputs) -> list[Block]:
             blocks.append(Para("Patches that cannot act in any ablated setting where relaxed wins (switching them off "
                                "changes nothing: merged in the kernel, or not reached by the workload), so they get "
                                "no share: " + "; ".join(
-                                   f"{w}: " + ", ".join(f"`{i}` ({PATCHES_TEXT.get(i, '?')})" for i in g["idea"])
+                                   f"{w}: " + ", ".join(f"`{label(i)}`" for i in g["idea"])
                                    for w, g in idle.groupby("workload", sort=True)) + "."))
     rows = []
     for r in pooled.itertuples(index=False):
         contrib = ("\u2014" if pd.isna(r.contribution)
                    else fmt.cycles(r.contribution, r.contribution_low, r.contribution_high))
-        rows.append([r.workload, patch_label(r.idea) if r.idea in PATCHES_TEXT else r.idea, fmt.percent(r.share, r.share_low, r.share_high, digits=1), contrib,
+        rows.append([r.workload, label(r.idea), fmt.percent(r.share, r.share_low, r.share_high, digits=1), contrib,
                      fmt.cycles(r.gain, r.gain_low, r.gain_high), str(int(r.settings))])
     machine = ", ".join(sorted(pooled["machine_label"].unique()))
     blocks.append(Table(["workload", "RFC patch (switch)", "share of gain [95% CI]", "given back, cycles/round [95% CI]",

@@ -8,15 +8,19 @@ from study.analysis import schema
 from study.report import numbers as fmt
 from study.report.doc import Table
 
-# Short column titles for the knobs a table shows.
-# (spaces, not underscores, so that a narrow PDF column can wrap them instead of overprinting)
-KNOB_TITLES = {k: k.split(".", 1)[1].replace("_", " ") for k in schema.WORKLOAD_KNOBS}
+def knob_title(column: str) -> str:
+    """A knob's short column title: ``workload.dirty_ratio`` -> ``dirty ratio`` (spaces, not
+    underscores, so that a narrow PDF column can wrap it instead of overprinting); another
+    column as it is."""
+    if isinstance(column, str) and column.startswith(schema.KNOB_PREFIX):
+        return column.split(".", 1)[1].replace("_", " ")
+    return str(column)
 
 
 def varying(frame: pd.DataFrame) -> list[str]:
-    """Knob columns with more than one value among the rows of ``frame``, in the schema's
+    """Knob columns with more than one value among the rows of ``frame``, in the writer's
     order; a knob that merely does not apply to some rows' workload (NaN) does not count."""
-    return [k for k in schema.WORKLOAD_KNOBS if k in frame.columns and frame[k].nunique(dropna=True) > 1]
+    return [k for k in schema.knob_columns(frame) if frame[k].nunique(dropna=True) > 1]
 
 
 def comparisons(frame: pd.DataFrame, caption: str, with_workload: bool = False, with_metric: bool = False,
@@ -30,7 +34,7 @@ def comparisons(frame: pd.DataFrame, caption: str, with_workload: bool = False, 
         keys = [c for c in ("workload", "metric", "kernel") if c in frame.columns] + knobs
         frame = frame.sort_values(keys, kind="stable") if keys else frame
     header = (["workload"] if with_workload else []) + (["metric"] if with_metric else []) \
-        + (["kernel"] if with_kernel else []) + [KNOB_TITLES[k] for k in knobs] \
+        + (["kernel"] if with_kernel else []) + [knob_title(k) for k in knobs] \
         + ["speedup [95% CI]", "model [5\u201395%]", "p (Holm)", "d_z", "verdict"]
     rows = []
     for _, row in frame.iterrows():
@@ -66,4 +70,4 @@ def key_values(pairs: list[tuple[str, str]], caption: str = "") -> Table:
 
 def setting_knobs(row: pd.Series, frame: pd.DataFrame) -> str:
     """The knobs of ``row`` that vary within ``frame``, as ``threads=4 placement=core``."""
-    return " ".join(f"{KNOB_TITLES[k]}={fmt.plain(row[k])}" for k in varying(frame) if not pd.isna(row[k])) or "\u2014"
+    return " ".join(f"{knob_title(k)}={fmt.plain(row[k])}" for k in varying(frame) if not pd.isna(row[k])) or "\u2014"

@@ -14,8 +14,6 @@ from study.report import numbers as fmt
 from study.report.doc import Block, Items, Note, Para, Table
 from study.report.inputs import Inputs, _read_csv
 
-CALLS = {"mprotect_ro": "mprotect(PROT_READ)", "mprotect_rw": "mprotect(PROT_READ|PROT_WRITE)",
-         "madv_free": "madvise(MADV_FREE)", "uffd_protect": "UFFDIO_WRITEPROTECT"}
 
 
 def _load(inputs: Inputs):
@@ -49,6 +47,7 @@ def section(inputs: Inputs) -> list[Block]:
         return [Para("No measurement of a real machine was given. `python -m study measure` runs the workloads on "
                      "the running kernel, `python -m study calibrate --from outputs/measure/<host>` fits a machine "
                      "to it, and `python -m study analyze --measure outputs/measure/<host>` brings it here.")]
+    calls = summary.get("calls", {})   # label -> the call in words (the measured workloads' own)
     blocks: list[Block] = [Para(_host_text(summary))]
     if summary["host"].get("hypervisor"):
         blocks.append(Note("This is a virtual machine: an IPI is a VM exit on the sender and an injected interrupt "
@@ -60,7 +59,7 @@ def section(inputs: Inputs) -> list[Block]:
                            "processes took CPUs from the benchmark's threads, which lowers the measured shootdowns "
                            "per call of the busy cells and adds outliers."))
     if pred.empty:
-        rows = [[r.cell, CALLS.get(r.label, r.label), fmt.num(r.mean), fmt.interval(r.ci_low, r.ci_high),
+        rows = [[r.cell, calls.get(r.label, r.label), fmt.num(r.mean), fmt.interval(r.ci_low, r.ci_high),
                  fmt.num(r.median), fmt.num(r.p99), fmt.num(r.tlb_per_call, 3)] for r in cells.itertuples()]
         blocks.append(Table(["cell", "call", "cycles/call", "95% CI", "median", "p99", "shootdowns/call"], rows,
                             caption="Measured cells (the machine is not calibrated yet: run "
@@ -69,7 +68,7 @@ def section(inputs: Inputs) -> list[Block]:
         return blocks
 
     cal = summary.get("calibration") or {}
-    rows = [[r.cell, CALLS.get(r.label, r.label), r.role, fmt.num(r.measured),
+    rows = [[r.cell, calls.get(r.label, r.label), r.role, fmt.num(r.measured),
              fmt.interval(r.measured_ci_low, r.measured_ci_high), fmt.num(r.predicted),
              fmt.percent(r.error, signed=True), fmt.percent(r.error_all_busy, signed=True)]
             for r in pred.itertuples()]
@@ -104,7 +103,7 @@ def section(inputs: Inputs) -> list[Block]:
                                 "row): a thread off its CPU has another mm loaded, and should_flush_tlb() skips it.",
                         align=["l", "r", "r", "r", "r"]))
 
-    rows = [[r.cell, CALLS.get(r.label, r.label), fmt.num(r.predicted), fmt.num(r.relaxed_predicted),
+    rows = [[r.cell, calls.get(r.label, r.label), fmt.num(r.predicted), fmt.num(r.relaxed_predicted),
              fmt.percent(r.relaxed_change, r.relaxed_change_ci_low, r.relaxed_change_ci_high, signed=True),
              fmt.percent(getattr(r, "relaxed_change_fit_sd", float("nan")))]
             for r in pred.itertuples()]

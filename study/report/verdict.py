@@ -170,9 +170,9 @@ def crossover_items(inputs: Inputs) -> list[str]:
     sens = inputs.table("sensitivity")
     items = []
     for r in (boundary.to_dict("records") if not boundary.empty else []):
-        x = tables.KNOB_TITLES.get(r["x"], r["x"])
+        x = tables.knob_title(r["x"])
         y_value = _knob_value(r["y_value"])
-        at = f" at {tables.KNOB_TITLES.get(r['y'], r['y'])} = {fmt.plain(y_value)}" if isinstance(r["y"], str) else ""
+        at = f" at {tables.knob_title(r['y'])} = {fmt.plain(y_value)}" if isinstance(r["y"], str) else ""
         where = f"{r['workload']}{at} ({r['machine_label']}), along {x} {fmt.plain(r['x_min'])}\u2013{fmt.plain(r['x_max'])}"
         if r["status"] == "crosses":
             entry = dict(value=r["boundary"], ci_low=r["boundary_low"], ci_high=r["boundary_high"],

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from study.config.cell import Cell
-from study.runner.stats import relative_half_width
+from study.results.summary import relative_half_width
 from study.workloads.result import CellResult
 
 Simulate = Callable[..., CellResult]

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -19,14 +18,11 @@ from typing import Callable
 import numpy as np
 
 import study
+from study.results.files import atomic_write
+from study.results import metrics
 from study.workloads import LABELS
 from study.workloads.result import COUNTERS, CellResult
 
-# Every metric name a cell result may hold (CellResult's docstring): anything else in a
-# cache file was not written by this code.
-KNOWN_METRICS = frozenset(
-    ["total_cycles_per_round", "initiator_cycles_per_round", "other_cycles_per_round", "stolen_cycles_per_round"]
-    + [f"{kind}_{label}" for kind in ("lat", "strict_share") for label in LABELS])
 
 # The modules whose code decides a cell's numbers.
 CODE_PACKAGES = ("engine", "workloads", "policies")
@@ -45,25 +41,6 @@ def code_fingerprint(simulate: Callable | None = None) -> str:
     if simulate is not None:
         h.update(f"{simulate.__module__}.{simulate.__qualname__}".encode())
     return h.hexdigest()[:16]
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the pid in the name tells a live writer's temp file from a dead one's (outdir.remove_stale_temps)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make results unreadable to others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 class NpzStore:
@@ -160,7 +137,7 @@ class CellStore(NpzStore):
                 return None
             if kind == "counter" and name not in COUNTERS:
                 return None
-            if kind == "metric" and name not in KNOWN_METRICS:
+            if kind == "metric" and not metrics.known(name, LABELS):   # not written by this code
                 return None
             parts[kind][name] = array
         return CellResult(replicates=n, rounds=rounds,

@@ -26,10 +26,11 @@ from study.runner import provenance
 from study.runner.executor import ChunkFailure, RayExecutor, check_address
 from study.runner.grid import GridCell, expand
 from study.runner.replicate import Simulate, default_simulate
-from study.runner.stats import summarize
-from study.runner.outdir import DirLock, check_output_dir, commit_files, recover, remove_stale_temps
-from study.runner.store import CellStore, atomic_write_text, code_fingerprint
-from study.runner.tables import FORMAT_VERSION, calls_table, cells_table, replicates_table, write_csv, write_parquet
+from study.results.summary import summarize
+from study.results.files import DirLock, check_output_dir, recover, remove_stale_temps
+from study.results.files import atomic_write_text
+from study.runner.store import CellStore, code_fingerprint
+from study.results import tables
 
 Log = Callable[[str], None]
 
@@ -114,7 +115,7 @@ def run(plan: Plan, executor=None, simulate: Simulate | None = None, log: Log = 
     ``executor`` defaults to a RayExecutor built from the ``ray`` settings; ``simulate``
     defaults to the executor's, else the engine's simulate_cell.  The sweep directory is
     locked for the whole run (a second writer gets BusyError) and its tables are committed
-    as one set (outdir.commit_files): after any crash the directory holds the previous
+    as one set (study.results.files.commit_files): after any crash the directory holds the previous
     complete set or the new one, and readers refuse anything else.
     """
     out = plan.directory
@@ -194,41 +195,16 @@ def _run_locked(plan: Plan, executor, simulate, log: Log, progress: bool) -> Out
 def _write_tables(plan: Plan, fingerprint: str, results: dict, summaries: dict) -> None:
     """The tables and manifest of every cell of ``plan``, in grid order, committed as one set
     (``summaries``: the cells' summaries worked out already, by cell_id)."""
-    out = plan.directory
     rows = [(gc, results[gc.cell.cell_id]) for gc in plan.cells]
-    meta = table_meta(plan, fingerprint)
-    cells_frame = cells_table(plan.name, rows, summaries)
-
     resolved, keys = resolved_parts([gc.cell for gc in plan.cells])
-
-    def make_manifest(hashes: dict[str, str]) -> dict:
-        # Only what the inputs determine: the manifest is part of the hashed, reproducible
-        # set.  Timings, host, executor, git revision and reuse counts go to run_info.json.
-        return {
-            **meta,
-            "description": plan.settings.sweep.description,
-            "overrides": plan.overrides,
-            "duplicates_dropped": plan.duplicates,
-            "resolved": resolved,
-            "cells": [{"cell_id": gc.cell.cell_id, "pair_id": gc.cell.pair_id, "grid": gc.grid,
-                       "point": dict(gc.point), "machine": gc.cell.machine.name,
-                       "kernel": gc.cell.kernel.name,
-                       "workload": gc.cell.workload.name, "policy": gc.cell.policy.name,
-                       "resolved": keys[gc.cell.cell_id],
-                       "replicates": results[gc.cell.cell_id].replicates} for gc in plan.cells],
-            "run_info": RUN_INFO,
-            "tables": {"cells": "cells.parquet", "cells_csv": "cells.csv", "replicates": "replicates.parquet",
-                       "calls": "calls.parquet", "cache": "cells/<cell_id>.npz"},
-        }
-
-    # the long tables are built when their file is written, and freed after it
-    writers = {
-        "cells.parquet": lambda path: write_parquet(cells_frame, path, meta, atomic=False),
-        "replicates.parquet": lambda path: write_parquet(replicates_table(rows), path, meta, atomic=False),
-        "calls.parquet": lambda path: write_parquet(calls_table(rows), path, meta, atomic=False),
-        "cells.csv": lambda path: write_csv(cells_frame, path, atomic=False),
-    }
-    commit_files(out, writers, "manifest.json", make_manifest)
+    # Only what the inputs determine: the manifest is part of the hashed, reproducible set.
+    # Timings, host, executor, git revision and reuse counts go to run_info.json.
+    manifest = {"description": plan.settings.sweep.description, "overrides": plan.overrides,
+                "duplicates_dropped": plan.duplicates, "resolved": resolved, "run_info": RUN_INFO,
+                "cache": "cells/<cell_id>.npz"}
+    entries = [{"grid": gc.grid, "point": dict(gc.point), "resolved": keys[gc.cell.cell_id]} for gc in plan.cells]
+    tables.write(plan.directory, plan.name, rows, table_meta(plan, fingerprint), manifest, entries=entries,
+                 summaries=summaries)
 
 
 def expected_replicates(cell) -> tuple[int, int]:
@@ -297,7 +273,7 @@ class _Closing(threading.Thread):
 def table_meta(plan: Plan, fingerprint: str) -> dict:
     """What every table carries about how it was made (no timings: tables are reproducible)."""
     return {
-        "format_version": FORMAT_VERSION,
+        "format_version": tables.FORMAT_VERSION,
         "kind": "study.sweep",
         "sweep": plan.name,
         "root_seed": plan.settings.run.seed,

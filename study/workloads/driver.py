@@ -25,6 +25,7 @@ import numpy as np
 
 from study.engine.costs import N_FIXED_SLOTS, Draws, draw_slots, draw_step, lazy_per_cpu, op_slot_count, skip_per_cpu
 from study.engine.ops import FLUSH_STRICT, OP_NOP
+from study.results import metrics as M
 from study.workloads.result import CellResult
 
 
@@ -368,10 +369,10 @@ class Driver:
                 calls = self.calls[label][sl]
                 if not calls.any():
                     continue   # a label the run never exercised (e.g. remote access at rate 0)
-                metrics[f"lat_{label}"] = np.where(calls > 0, self.lat_sum[label][..., sl] / np.maximum(calls, 1),
+                metrics[M.latency(label)] = np.where(calls > 0, self.lat_sum[label][..., sl] / np.maximum(calls, 1),
                                                    np.nan)
                 if label in flush_labels:
-                    metrics[f"strict_share_{label}"] = np.where(
+                    metrics[M.strict_share(label)] = np.where(
                         calls > 0, self.strict[label][sl] / np.maximum(calls, 1), np.nan)
                 samples[label] = self._lane_samples(label, lane)
         ini, oth, st = self.initiator_cycles[..., sl], self.other_cycles[..., sl], stolen[..., sl]

@@ -42,10 +42,18 @@ class MadvFree(WorkloadSpec):
     TITLE: ClassVar[str] = "an allocator's MADV_FREE cycle"
     ABOUT: ClassVar[str] = (
         "An allocator's cycle: MADV_FREE a range (clears Dirty and Accessed, with a strict flush), rewrite a share d "
-        "of its pages (the dirty ratio), write-protect the range, unprotect it.")
+        "of its pages (the dirty ratio), write-protect the range, unprotect it. Under relaxed a write-protect of a "
+        "range with no dirty PTE needs no flush at all (`no_flush_clean_wrprotect`, patch 12), but one dirty page "
+        "forces the whole range to a strict shootdown, so a k-page range goes strict with probability "
+        "1\u2212(1\u2212d)^k. The seed predicts that with MADV_FREE'd or never-dirtied pages relaxed also removes the "
+        "shootdown from PROT_READ. What strict does with those clean pages depends on the kernel: on `rfc_base` "
+        "mprotect(PROT_READ|PROT_WRITE) leaves them read-only (`can_change_pte_writable` requires a dirty PTE), so "
+        "the next write-protect has nothing to change and sends no shootdown either; on `mainline` they are mapped "
+        "writable and every write-protect shoots down.")
     PANEL: ClassVar[Panel | None] = Panel(("workload.dirty_ratio", "workload.pages", "workload.threads"),
                                           ("lat_madv_free", "lat_mprotect_ro", "total_cycles_per_round"),
                                           "no_flush_clean_wrprotect")
+    PREDICTED_STRICT_SHARE: ClassVar[str | None] = "mprotect_ro"
 
     def loop_steps(self) -> int:
         return 3 + self.pages

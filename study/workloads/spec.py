@@ -15,7 +15,7 @@ module of the package, so a new workload needs no other edit.  The class declare
 * ``CROSSOVER`` (and ``CROSSOVER_Y``): the knobs along which a crossover is looked for (and the
   second knob that splits its lines), most telling first;
 * report hooks: ``TITLE``, ``ABOUT`` (a paragraph), ``PANEL`` (its figure: metrics along its main
-  knob, with the ablation of the patch that matters most to it).
+  knob, with the ablation of the patch that matters most to it), ``PREDICTED_STRICT_SHARE``.
 
 The sweep writes each workload's ``describe()`` into its manifest, and the analysis and report read
 it from there: no module outside this package (and the host benchmark's mapping in study/measure)
@@ -106,6 +106,10 @@ class WorkloadSpec:
     TITLE: ClassVar[str] = ""
     ABOUT: ClassVar[str] = ""
     PANEL: ClassVar[Panel | None] = None
+    # the flushing call whose write-protect of k pages goes strict under the RFC's patch 12 iff one
+    # of its pages is dirty, each independently with probability dirty_ratio: 1-(1-d)^k of its
+    # calls (the report draws the observed share against it); None: no such prediction
+    PREDICTED_STRICT_SHARE: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -182,6 +186,7 @@ class WorkloadSpec:
             "lane_fields": list(cls.LANE_FIELDS),
             "crossover": list(cls.CROSSOVER), "crossover_y": list(cls.CROSSOVER_Y),
             "panel": dataclasses.asdict(cls.PANEL) if cls.PANEL is not None else None,
+            "predicted_strict_share": cls.PREDICTED_STRICT_SHARE,
         }
 
 
@@ -210,6 +215,8 @@ def problems(cls: type[WorkloadSpec]) -> list[str]:
         out += [f"PANEL.x: {k} is not a knob" for k in cls.PANEL.x if k not in knobs]
         out += [f"PANEL.metrics: {m} is not one of its calls' latencies" for m in cls.PANEL.metrics
                 if m.startswith("lat_") and m[4:] not in cls.calls()]
+    if cls.PREDICTED_STRICT_SHARE is not None and cls.PREDICTED_STRICT_SHARE not in cls.flush_labels():
+        out.append(f"PREDICTED_STRICT_SHARE: {cls.PREDICTED_STRICT_SHARE} is not one of its flushing calls")
     if not cls.TITLE or not cls.ABOUT:
         out.append("TITLE and ABOUT: the report's words for it")
     return out

@@ -63,8 +63,12 @@ class UffdWp(WorkloadSpec):
     CROSSOVER: ClassVar[tuple[str, ...]] = ("workload.write_rate", "workload.threads", "workload.dirty_ratio")
     TITLE: ClassVar[str] = "userfaultfd write-protect"
     ABOUT: ClassVar[str] = (
-        "userfaultfd write-protect: a monitor (thread 0) write-protects a range, application threads write into "
-        "it and take uffd-wp faults, and the monitor resolves each with UFFDIO_WRITEPROTECT unprotect.")
+        "userfaultfd write-protect: a monitor (thread 0) write-protects a range, application threads write into it "
+        "and take uffd-wp faults, and the monitor resolves each with UFFDIO_WRITEPROTECT unprotect. The protect "
+        "(RW\u2192RO of dirty pages) stays strict under both policies; the unprotect (RO\u2192RW) is where relaxed "
+        "saves the shootdown on kernels that map the page writable there (mainline; the RFC's patch 2 with the "
+        "hint); on the RFC's base the unprotect clears the uffd-wp bit only and the retried write takes a "
+        "`wp_page_reuse` fault. `uffd_unprotect_mkdirty` (patch 1) spares the writer's retry the dirty-bit walk.")
     PANEL: ClassVar[Panel | None] = Panel(("workload.threads", "workload.write_rate", "workload.writes_per_round",
                                            "workload.pages"),
                                           ("lat_uffd_protect", "lat_uffd_resolve", "total_cycles_per_round"),

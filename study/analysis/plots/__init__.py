@@ -26,8 +26,7 @@ PLOTS = (
     scaling.latency_ecdf,
     scaling.cycle_breakdown,
     workloads.dirty_ratio,
-    workloads.madv_free,
-    workloads.uffd_wp,
+    workloads.panels,
     crossover.plot,
     attribution.plot,
 )
@@ -44,15 +43,16 @@ def render_all(results: Results, out: Path) -> list[dict]:
     index = []
     for make in PLOTS:
         with figures.style():
-            plot: Plot = make(results)
-            record = dict(name=plot.name, title=plot.title, caption=plot.caption, note=plot.note,
-                          skipped=plot.skipped, svg=None, csv=None)
-            if not plot.skipped:
-                if plot.tight:
-                    plot.fig.tight_layout()
-                figures.save_svg(plot.fig, out / f"{plot.name}.svg")
-                figures.save_csv(plot.data.rename(columns=plain_name), out / f"{plot.name}.csv")
-                record.update(svg=f"{plot.name}.svg", csv=f"{plot.name}.csv")
+            made = make(results)
+            for plot in made if isinstance(made, list) else [made]:
+                record = dict(name=plot.name, title=plot.title, caption=plot.caption, note=plot.note,
+                              skipped=plot.skipped, svg=None, csv=None)
+                if not plot.skipped:
+                    if plot.tight:
+                        plot.fig.tight_layout()
+                    figures.save_svg(plot.fig, out / f"{plot.name}.svg")
+                    figures.save_csv(plot.data.rename(columns=plain_name), out / f"{plot.name}.csv")
+                    record.update(svg=f"{plot.name}.svg", csv=f"{plot.name}.csv")
+                index.append(record)
             plt.close("all")
-        index.append(record)
     return index

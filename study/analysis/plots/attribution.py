@@ -7,9 +7,10 @@ import numpy as np
 from study.analysis import figures, schema
 from study.analysis.plots.common import Plot, machines_note, new_figure, skip
 from study.analysis.results import Results
-from study.policies import PATCHES_TEXT
+from study.analysis.series import FIGURES
 
-NAME, TITLE = "attribution", "Share of relaxed's gain per RFC patch"
+NAME = "attribution"
+TITLE = FIGURES[NAME].title
 
 
 def plot(results: Results) -> Plot:
@@ -23,7 +24,9 @@ def plot(results: Results) -> Plot:
     data = data.sort_values(["workload", "machine_label"], kind="stable").reset_index(drop=True)
     keys = list(data[["machine_label", "workload"]].drop_duplicates().itertuples(index=False, name=None))
     fig, axes = new_figure(len(keys), height=2.8, sharey=True)
-    order = list(schema.IDEAS) + [d for d in data["idea"].unique() if d not in schema.IDEAS]
+    meaning = results.sweep.meaning
+    order = list(meaning.ideas) + [d for d in data["idea"].unique() if d not in meaning.ideas]
+    colours = figures.role_colors(meaning.ideas)
     for ax, (machine, workload) in zip(axes[0], keys):
         sel = data[(data["machine_label"] == machine) & (data["workload"] == workload)].set_index("idea")
         ideas = [i for i in order if i in sel.index]
@@ -31,15 +34,15 @@ def plot(results: Results) -> Plot:
         share = sel.loc[ideas, "share"].to_numpy(float)
         err = np.vstack([share - sel.loc[ideas, "share_low"].to_numpy(float),
                          sel.loc[ideas, "share_high"].to_numpy(float) - share])
-        colors = [figures.ROLE_COLORS.get(schema.ablation_role(i), "0.6") for i in ideas]
+        colors = [colours.get(schema.ablation_role(i), "0.6") for i in ideas]
         ax.barh(y, share, xerr=np.clip(np.nan_to_num(err), 0, None), color=colors, capsize=3)
-        ax.set_yticks(y, [f"{i} ({PATCHES_TEXT[i]}), {int(sel.loc[i, 'settings'])} settings" if i in PATCHES_TEXT else i
-                          for i in ideas], fontsize=6.5)
+        ax.set_yticks(y, [f"{meaning.patch_label(i)}, {int(sel.loc[i, 'settings'])} settings"
+                          if meaning.switch(i) else i for i in ideas], fontsize=6.5)
         ax.axvline(0, color="0.3", lw=0.8)
         ax.invert_yaxis()
         ax.set_title(f"{workload}", fontsize=8)
         ax.set_xlabel("share of the gain")
-    none = "; ".join(f"{w}: " + ", ".join(f"{i} ({PATCHES_TEXT.get(i, '?')})" for i in g["idea"])
+    none = "; ".join(f"{w}: " + ", ".join(meaning.patch_label(i) for i in g["idea"])
                      for w, g in idle.groupby("workload", sort=True))
     caption = ("What switching each RFC patch off gives back, as a share of strict minus relaxed total cycles per "
                "round, pooled for each patch over the settings where relaxed wins AND the patch can act (switching "

@@ -39,7 +39,7 @@ def held_knobs(part: pd.DataFrame, vary: list[str]) -> str:
     """Every knob of ``part`` held at one value (the kernel and the workload's knobs, the axes
     ``vary`` excluded), as ``name=value, ...``: a caption names what the figure does not vary."""
     out = []
-    for knob in ("kernel",) + schema.WORKLOAD_KNOBS:
+    for knob in ["kernel"] + schema.knob_columns(part):
         if knob in vary or knob not in part:
             continue
         values = part[knob].dropna().unique()

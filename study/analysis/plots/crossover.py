@@ -12,8 +12,10 @@ import seaborn as sns
 from study.analysis import grid
 from study.analysis.plots.common import Plot, held_knobs, machines_note, new_figure, skip
 from study.analysis.results import Results
+from study.analysis.series import FIGURES
 
-NAME, TITLE = "crossover", "Where relaxed stops winning"
+NAME = "crossover"
+TITLE = FIGURES[NAME].title
 
 
 def plot(results: Results) -> Plot:

@@ -10,6 +10,9 @@ from study.analysis import figures, grid, schema
 from study.analysis.plots.common import (MAIN_ROLES, Plot, held_knobs, legend_below, lines_with_ci, long_metrics,
                                          machines_note, new_figure, representative_pair, skip)
 from study.analysis.results import Results
+from study.analysis.series import FIGURES
+from study.results import metrics
+from study.seed import SEED_WORKLOAD
 
 THREADS, PLACEMENT = "workload.threads", "workload.placement"
 PLACEMENT_ORDER = ("smt", "core", "socket")
@@ -18,34 +21,41 @@ PART_NAMES = {"initiator_cycles_per_round": "initiator", "other_cycles_per_round
 
 
 def latency_threads(results: Results) -> Plot:
-    name, title = "latency_threads", "mprotect latency vs threads, per placement"
+    """The flushing calls of the seed's workload against threads, one column per placement."""
+    name = "latency_threads"
+    title = FIGURES[name].title
+    workload = SEED_WORKLOAD["name"]
+    meaning = results.sweep.meaning
+    calls = meaning.workloads.get(workload, {}).get("calls", {})
+    labels = [label for label, call in calls.items() if call.get("flushes")]
     cells = results.cells
-    cells = cells[(cells["workload"] == "mprotect_toggle") & cells["role"].isin(MAIN_ROLES)]
-    if cells.empty or cells[THREADS].nunique() < 2:
-        return skip(name, title, "the sweep does not vary workload.threads for mprotect_toggle")
+    cells = cells[(cells["workload"] == workload) & cells["role"].isin(MAIN_ROLES)]
+    if cells.empty or cells[THREADS].nunique() < 2 or not labels:
+        return skip(name, title, f"the sweep does not vary workload.threads for {workload}")
     part = grid.slice_for(cells, [THREADS, PLACEMENT])
     keep = ["cell_id", "pair_id", "machine_label", "role", THREADS, PLACEMENT]
-    data = long_metrics(part, ["lat_mprotect_ro", "lat_mprotect_rw"], keep)
+    wanted = [metrics.latency(label) for label in labels]
+    data = long_metrics(part, wanted, keep)
     placements = [p for p in PLACEMENT_ORDER if p in set(data[PLACEMENT])]
-    fig, axes = new_figure(len(placements), nrows=2, height=2.3, sharey="row")
-    for r, metric in enumerate(("lat_mprotect_ro", "lat_mprotect_rw")):
+    fig, axes = new_figure(len(placements), nrows=len(wanted), height=2.3, sharey="row")
+    for r, (label, metric) in enumerate(zip(labels, wanted)):
         for c, placement in enumerate(placements):
             ax = axes[r][c]
             sel = data[(data["metric"] == metric) & (data[PLACEMENT] == placement)]
             lines_with_ci(ax, sel, THREADS, "role", figures.ROLE_COLORS, order=list(MAIN_ROLES))
             ax.set_title(f"placement {placement}" if r == 0 else "")
             ax.set_xlabel("threads")
-            call = "PROT_READ" if metric.endswith("ro") else "PROT_READ|PROT_WRITE"
-            ax.set_ylabel(f"mprotect({call})\ncycles per call" if c == 0 else "")
+            ax.set_ylabel(f"{meaning.call_text(label)}\ncycles per call" if c == 0 else "")
     legend_below(fig, axes, "policy")
-    caption = ("Mean cycles per mprotect() call against the threads of the mm, one column per placement "
-               f"of the other threads (bands: 95% CI). Held fixed: {held_knobs(part, [THREADS, PLACEMENT])}; "
+    caption = (f"Mean cycles per call of {workload}'s flushing calls against the threads of the mm, one column per "
+               f"placement of the other threads (bands: 95% CI). Held fixed: {held_knobs(part, [THREADS, PLACEMENT])}; "
                f"{machines_note(data)}.")
     return Plot(name, title, caption, data.sort_values(["metric", PLACEMENT, "role", THREADS], kind="stable"), fig)
 
 
 def speedup_threads(results: Results) -> Plot:
-    name, title = "speedup_threads", "Speedup of relaxed over strict vs threads"
+    name = "speedup_threads"
+    title = FIGURES[name].title
     paired = results.paired_main
     if paired.empty or paired[THREADS].nunique() < 2:
         return skip(name, title, "no workload with strict and relaxed cells at more than one thread count")
@@ -79,7 +89,8 @@ def speedup_threads(results: Results) -> Plot:
 
 
 def cycle_breakdown(results: Results) -> Plot:
-    name, title = "cycle_breakdown", "Where the cycles go"
+    name = "cycle_breakdown"
+    title = FIGURES[name].title
     cells = results.cells
     frames = []
     for workload in sorted(cells["workload"].unique()):
@@ -97,8 +108,8 @@ def cycle_breakdown(results: Results) -> Plot:
     data = pd.concat(frames, ignore_index=True)
     workloads = sorted(data["workload"].unique())
     fig, axes = new_figure(1, nrows=len(workloads), height=1.0 + 0.28 * data["role"].nunique())
-    role_order = [schema.ROLE_STRICT, schema.ROLE_RELAXED] + [schema.ablation_role(i) for i in schema.IDEAS] \
-        + [schema.ROLE_UNSAFE, schema.ROLE_OTHER]
+    role_order = ([schema.ROLE_STRICT, schema.ROLE_RELAXED]
+                  + [schema.ablation_role(i) for i in results.sweep.meaning.ideas] + [schema.ROLE_UNSAFE, schema.ROLE_OTHER])
     for ax, workload in zip(axes[:, 0], workloads):
         sel = data[data["workload"] == workload]
         roles = [r for r in role_order if r in set(sel["role"])]
@@ -125,7 +136,8 @@ QUANTILES = np.linspace(0.0, 1.0, 101)
 
 
 def latency_ecdf(results: Results) -> Plot:
-    name, title = "latency_ecdf", "Per-call latency distributions"
+    name = "latency_ecdf"
+    title = FIGURES[name].title
     cells = results.cells
     chosen = []
     for workload in sorted(cells["workload"].unique()):

@@ -7,8 +7,10 @@ import numpy as np
 from study.analysis import figures
 from study.analysis.plots.common import Plot, legend_below, machines_note, new_figure, skip
 from study.analysis.results import Results
+from study.analysis.series import FIGURES
 
-NAME, TITLE = "seed_table", "The seed's table reproduced"
+NAME = "seed_table"
+TITLE = FIGURES[NAME].title
 
 
 def plot(results: Results) -> Plot:

@@ -10,9 +10,10 @@ from matplotlib.patches import Patch, Rectangle
 
 from study.analysis import figures, grid, verdict
 from study.analysis.plots.common import Plot, held_knobs, machines_note, new_figure, skip
+from study.analysis.series import FIGURES
 
-MAP_NAME, MAP_TITLE = "verdict_map", "Where relaxed wins, loses or makes no practical difference"
-SENS_NAME, SENS_TITLE = "sensitivity", "What drives each headline across the ensemble"
+MAP_NAME, SENS_NAME = "verdict_map", "sensitivity"
+MAP_TITLE, SENS_TITLE = FIGURES[MAP_NAME].title, FIGURES[SENS_NAME].title
 
 CATEGORIES = ("wins", "none", "loses", "depends", "unresolved")
 CATEGORY_TEXT = {"wins": "relaxed wins", "none": "no practical difference", "loses": "relaxed loses",

@@ -1,4 +1,7 @@
-"""MADV_FREE's dirty-ratio curve and the per-workload panels of uffd_wp and madv_free."""
+"""Each workload's own figures: its panel (its calls along its main knob) and, where it declares
+one, its strict-share prediction against the dirty ratio.  What a workload's figures show comes
+from its description in the sweep's manifest (study.workloads.spec: PANEL,
+PREDICTED_STRICT_SHARE)."""
 
 from __future__ import annotations
 
@@ -9,9 +12,11 @@ import seaborn as sns
 from study.analysis import figures, grid, schema
 from study.analysis.plots.common import Plot, held_knobs, legend_below, lines_with_ci, long_metrics, machines_note, new_figure, skip
 from study.analysis.results import Results
+from study.analysis.series import FIGURES
+from study.results import metrics
 
-DIRTY, PAGES, THREADS = "workload.dirty_ratio", "workload.pages", "workload.threads"
-SHARE = "strict_share_mprotect_ro"
+DIRTY, PAGES = "workload.dirty_ratio", "workload.pages"
+DIRTY_NAME = "dirty_ratio"
 
 
 def predicted_strict_share(dirty_ratio, pages):
@@ -19,14 +24,29 @@ def predicted_strict_share(dirty_ratio, pages):
     return 1.0 - (1.0 - np.asarray(dirty_ratio, float)) ** np.asarray(pages, float)
 
 
+def _predicting(results: Results):
+    """(workload, label, its relaxed cells) of the first workload that declares a strict-share
+    prediction and varies the dirty ratio under relaxed, or None."""
+    cells = results.cells
+    for name, desc in sorted(results.sweep.meaning.workloads.items()):
+        label = desc.get("predicted_strict_share")
+        if not label:
+            continue
+        share = metrics.strict_share(label)
+        rows = cells[(cells["workload"] == name) & (cells["role"] == schema.ROLE_RELAXED)]
+        if not rows.empty and rows[DIRTY].nunique() >= 2 and f"{share}.mean" in rows.columns:
+            return name, label, grid.slice_for(rows, [DIRTY, PAGES])
+    return None
+
+
 def dirty_ratio_data(results: Results) -> pd.DataFrame:
     """Observed strict share of the relaxed write-protect vs the 1-(1-d)^k prediction."""
-    cells = results.cells
-    cells = cells[(cells["workload"] == "madv_free") & (cells["role"] == schema.ROLE_RELAXED)]
-    if cells.empty or cells[DIRTY].nunique() < 2 or f"{SHARE}.mean" not in cells.columns:
+    found = _predicting(results)
+    if found is None:
         return pd.DataFrame()
-    part = grid.slice_for(cells, [DIRTY, PAGES])
-    data = long_metrics(part, [SHARE], ["cell_id", "pair_id", "machine_label", "role", DIRTY, PAGES])
+    workload, label, part = found
+    data = long_metrics(part, [metrics.strict_share(label)], ["cell_id", "pair_id", "machine_label", "workload", "role",
+                                                             DIRTY, PAGES])
     data = data.rename(columns={"mean": "share"})
     data["kind"] = "observed"
     data["predicted"] = predicted_strict_share(data[DIRTY], data[PAGES])
@@ -35,22 +55,19 @@ def dirty_ratio_data(results: Results) -> pd.DataFrame:
         d = np.linspace(0.0, 1.0, 51)
         curve.append(pd.DataFrame({DIRTY: d, PAGES: k, "share": predicted_strict_share(d, k), "kind": "predicted",
                                    "predicted": predicted_strict_share(d, k), "role": schema.ROLE_RELAXED,
-                                   "machine_label": data["machine_label"].iloc[0]}))
+                                   "workload": workload, "machine_label": data["machine_label"].iloc[0]}))
     data = pd.concat([data] + curve, ignore_index=True)
     return data.sort_values(["kind", PAGES, DIRTY], kind="stable", ignore_index=True)
 
 
-def _relaxed_madv_slice(results: Results) -> pd.DataFrame:
-    cells = results.cells
-    cells = cells[(cells["workload"] == "madv_free") & (cells["role"] == schema.ROLE_RELAXED)]
-    return grid.slice_for(cells, [DIRTY, PAGES])
-
-
 def dirty_ratio(results: Results) -> Plot:
-    name, title = "dirty_ratio", "MADV_FREE: strict write-protects vs dirty ratio"
+    name, title = DIRTY_NAME, FIGURES[DIRTY_NAME].title
     data = dirty_ratio_data(results)
     if data.empty:
-        return skip(name, title, "the sweep does not vary workload.dirty_ratio for madv_free under relaxed")
+        return skip(name, title, "no workload with a strict-share prediction varies workload.dirty_ratio under relaxed")
+    workload, label, part = _predicting(results)
+    meaning = results.sweep.meaning
+    title = f"{meaning.workloads[workload].get('title') or workload}: strict write-protects vs dirty ratio"
     fig, axes = new_figure(1, height=3.0)
     ax = axes[0][0]
     colors = dict(zip(sorted(data[PAGES].unique()), sns.color_palette("colorblind", 8)))
@@ -61,24 +78,24 @@ def dirty_ratio(results: Results) -> Plot:
         err = np.vstack([obs["share"] - obs["ci_low"], obs["ci_high"] - obs["share"]]).astype(float)
         ax.errorbar(obs[DIRTY], obs["share"], yerr=np.clip(np.nan_to_num(err), 0, None), fmt="o", color=color,
                     capsize=3, ms=4, label=f"model, {grid.format_value(k)} pages")
-    ax.set_xlabel("dirty ratio d (chance a page is rewritten after MADV_FREE)")
+    ax.set_xlabel(f"dirty ratio d ({meaning.knob(DIRTY, workload).get('doc', 'the share of dirty pages')})"[:90])
     ax.set_ylabel("share of write-protects that were strict")
     ax.set_ylim(-0.03, 1.03)
     ax.legend(loc="lower right")
     obs = data[data["kind"] == "observed"]
     worst = float((obs["share"] - obs["predicted"]).abs().max())
-    caption = ("Share of mprotect(PROT_READ) calls that needed a strict shootdown under relaxed, against the "
-               "dirty ratio; points: model with 95% CI, dashed: the prediction 1-(1-d)^k for a range of k pages "
-               f"(largest gap {worst:.3f}). Held fixed: {held_knobs(_relaxed_madv_slice(results), [DIRTY, PAGES])}; "
+    caption = (f"Share of {meaning.call_text(label)} calls of {workload} that needed a strict shootdown under "
+               "relaxed, against the dirty ratio; points: model with 95% CI, dashed: the prediction 1-(1-d)^k for a "
+               f"range of k pages (largest gap {worst:.3f}). Held fixed: {held_knobs(part, [DIRTY, PAGES])}; "
                f"{machines_note(obs)}.")
     return Plot(name, title, caption, data, fig)
 
 
-def workload_panel(results: Results, workload: str, x_pref: tuple[str, ...], metrics: tuple[str, ...],
-                   idea: str) -> Plot:
+def workload_panel(results: Results, workload: str, panel: dict) -> Plot:
     """Latencies and total cycles of one workload along its main knob, strict vs relaxed,
-    with the ablation of the idea that matters most for it."""
+    with the ablation of the idea that matters most for it (its PANEL)."""
     name, title = f"{workload}_panel", f"{workload}: latencies and cycles per round"
+    x_pref, wanted, idea = tuple(panel["x"]), tuple(panel["metrics"]), panel["idea"]
     roles = [schema.ROLE_STRICT, schema.ROLE_RELAXED, schema.ablation_role(idea)]
     cells = results.cells
     cells = cells[(cells["workload"] == workload) & cells["role"].isin(roles)]
@@ -87,26 +104,24 @@ def workload_panel(results: Results, workload: str, x_pref: tuple[str, ...], met
     if cells.empty or x is None:
         return skip(name, title, f"the sweep does not vary {' or '.join(x_pref)} for {workload}")
     part = grid.slice_for(cells, [x])
-    present = [m for m in metrics if f"{m}.mean" in part.columns and part[f"{m}.mean"].notna().any()]
+    present = [m for m in wanted if f"{m}.mean" in part.columns and part[f"{m}.mean"].notna().any()]
     data = long_metrics(part, present, ["cell_id", "pair_id", "machine_label", "workload", "role", x])
     fig, axes = new_figure(len(present), height=2.8)
+    colours = figures.role_colors(results.sweep.meaning.ideas)
     for ax, metric in zip(axes[0], present):
-        lines_with_ci(ax, data[data["metric"] == metric], x, "role", figures.ROLE_COLORS, order=roles)
+        lines_with_ci(ax, data[data["metric"] == metric], x, "role", colours, order=roles)
         ax.set_title(metric)
         ax.set_xlabel(x.split(".", 1)[1])
         ax.set_ylabel("cycles")
     legend_below(fig, axes, "policy")
-    fixed = grid.setting_text(part.iloc[0], [k for k in schema.WORKLOAD_KNOBS if k != x])
+    fixed = grid.setting_text(part.iloc[0], [k for k in schema.knob_columns(part) if k != x])
     caption = (f"{workload} along {x.split('.', 1)[1]} ({fixed}): mean cycles per call and per round with 95% CIs, "
                f"strict, relaxed and relaxed without {idea}; {machines_note(data)}.")
-    return Plot(name, title, caption, data.sort_values(["metric", "role", x], kind="stable"), fig)
+    data = data.rename(columns={x: "x_value"}).assign(x=x)
+    return Plot(name, title, caption, data.sort_values(["metric", "role", "x_value"], kind="stable"), fig)
 
 
-def uffd_wp(results: Results) -> Plot:
-    return workload_panel(results, "uffd_wp", (THREADS, "workload.write_rate", "workload.writes_per_round", PAGES),
-                          ("lat_uffd_protect", "lat_uffd_resolve", schema.MAIN_METRIC), "uffd_unprotect_mkdirty")
-
-
-def madv_free(results: Results) -> Plot:
-    return workload_panel(results, "madv_free", (DIRTY, PAGES, THREADS),
-                          ("lat_madv_free", "lat_mprotect_ro", schema.MAIN_METRIC), "no_flush_clean_wrprotect")
+def panels(results: Results) -> list[Plot]:
+    """One panel per workload of the sweep that declares one."""
+    return [workload_panel(results, name, desc["panel"])
+            for name, desc in sorted(results.sweep.meaning.workloads.items()) if desc.get("panel")]

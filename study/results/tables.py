@@ -1,9 +1,14 @@
-"""The sweep's result tables, built in grid order so that they never depend on scheduling.
+"""A table set, written and read here only: the sweep's, a measurement's and the test fixtures'.
 
 ``cells``: one row per cell (identity, config columns, metric summaries, counters);
 ``replicates``: one row per (cell, replicate, metric), for paired tests;
-``calls``: one row per kept per-call latency, for distributions.
-Every parquet file carries ``study`` metadata (format version, sweep, seed, config, versions).
+``calls``: one row per kept per-call latency, for distributions;
+``manifest.json``: what the set is, written last with the sha256 of every table (``write``),
+and what its columns mean (``meaning``): the workloads it ran with their knobs, calls and
+report hooks, the RFC switches and which are ideas, each cell's policy role, the metric and
+counter units.  The analysis reads a sweep's meaning from there, never from today's code.
+Rows are built in grid order, so they never depend on scheduling.  Every parquet file carries
+``study`` metadata (format version, sweep, seed, config, versions, and each column's unit).
 """
 
 from __future__ import annotations
@@ -18,14 +23,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from study.policies import PRESETS, SWITCHES
-from study.runner.grid import GridCell
-from study.runner.stats import STATS, metric_order, summarize
-from study.runner.store import atomic_write
+from study.errors import ConfigError
+from study.policies import PATCHES, PRESETS, SWITCHES, merged_in, role
+from study.results import metrics
+from study.results.files import atomic_write, commit_files, verify_files
+from study.results.summary import STATS, metric_order, summarize
 from study.workloads.result import COUNTERS, CellResult
 from study.workloads.spec import WORKLOADS
 
-FORMAT_VERSION = 1
+# 2: the manifest carries the set's meaning (workloads, switches, roles, units)
+FORMAT_VERSION = 2
+TABLES = ("cells.parquet", "cells.csv", "replicates.parquet", "calls.parquet")
+MANIFEST = "manifest.json"
+# A row of a set: anything with ``.cell`` (a study.config.Cell), ``.grid`` and ``.point`` (the
+# runner's GridCell), beside its CellResult.
 
 
 def workload_knobs() -> dict[str, type]:
@@ -50,11 +61,11 @@ def policy_variant(policy) -> str:
 _DTYPES = {int: "Int64", float: "float64", bool: "boolean", str: "string"}
 
 
-def cells_table(sweep: str, rows: list[tuple[GridCell, CellResult]],
+def cells_table(sweep: str, rows: list[tuple[Any, CellResult]],
                 summaries: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
     """One row per cell; NaN/empty where a knob or metric does not apply.
 
-    ``summaries``: ``study.runner.stats.summarize`` of some cells' results by cell_id, worked
+    ``summaries``: ``study.results.summary.summarize`` of some cells' results by cell_id, worked
     out already (the sweep does it as each cell comes back); the others are summarized here.
     """
     summaries = summaries or {}
@@ -148,7 +159,7 @@ def _typed(column: pd.Series) -> pd.Series:
     return column.map(lambda v: None if v is None else str(v)).astype("string")
 
 
-def replicates_table(rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
+def replicates_table(rows: list[tuple[Any, CellResult]]) -> pd.DataFrame:
     """Long table of per-replicate values: every metric, and ``count.C`` per round."""
     # One part per (cell, metric); its rows are built once for the whole table: the values
     # concatenated, the replicate numbers and the text columns' codes expanded from one entry
@@ -198,7 +209,7 @@ def replicates_table(rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
     }, copy=False)
 
 
-def calls_table(rows: list[tuple[GridCell, CellResult]]) -> pd.DataFrame:
+def calls_table(rows: list[tuple[Any, CellResult]]) -> pd.DataFrame:
     """Long table of the kept per-call latencies (cycles) of every label."""
     parts = [(gc.cell.cell_id, label, np.asarray(samples, np.int64))
              for gc, result in rows for label, samples in result.samples.items()]
@@ -242,3 +253,152 @@ def write_csv(frame: pd.DataFrame, path: Path, atomic: bool = True) -> None:
 def read_meta(path: Path) -> dict[str, Any]:
     """The ``study`` metadata of a table written by this module."""
     return json.loads(pq.read_schema(path).metadata[b"study"])
+
+
+# --------------------------------------------------------------------------- the set
+
+
+def meaning(cells) -> dict[str, Any]:
+    """What the set's columns mean, from the code that wrote it: every workload it ran (its
+    knobs with units and docs, its calls, its report hooks), the RFC switches (patch, title,
+    whether an idea of the RFC), the metrics' and counters' units."""
+    workloads, kernels = {}, {}
+    for cell in cells:
+        workloads.setdefault(cell.workload.name, type(cell.workload).describe())
+        kernels.setdefault(cell.kernel.name, {"release": cell.kernel.release, "carries": merged_in(cell.kernel)})
+    return {
+        "workloads": dict(sorted(workloads.items())),
+        "kernels": dict(sorted(kernels.items())),
+        "switches": {p.name: {"patches": p.patches, "where": p.where, "title": p.title, "function": p.function,
+                              "doc": p.doc, "idea": p.relaxed} for p in PATCHES},
+        "ideas": [p.name for p in PATCHES if p.relaxed],
+        "results": metrics.describe(),
+    }
+
+
+def cell_entry(cell, replicates: int) -> dict[str, Any]:
+    """A cell's line in the manifest: its ids, names, policy role and replicates."""
+    return {"cell_id": cell.cell_id, "pair_id": cell.pair_id, "machine": cell.machine.name,
+            "kernel": cell.kernel.name, "workload": cell.workload.name, "policy": cell.policy.name,
+            "role": role(cell.policy), "replicates": int(replicates)}
+
+
+def write(directory: Path, sweep: str, rows: list[tuple[Any, CellResult]], meta: dict[str, Any],
+          manifest: dict[str, Any], *, entries: list[dict] | None = None,
+          summaries: dict[str, dict[str, float]] | None = None, extra_columns: pd.DataFrame | None = None) -> None:
+    """Write the set of ``rows`` into ``directory`` whole (under its DirLock: study.results.files).
+
+    ``meta``: what every table carries; ``manifest``: the set's own keys beside ``meta``, its
+    meaning and its cells (``entries``: each cell's extra keys, beside ``cell_entry``);
+    ``summaries``: per cell_id, summaries worked out already; ``extra_columns``: columns of the
+    cells table's owner, inserted after ``cell_id`` (a measurement's host cells).
+    """
+    cells_frame = cells_table(sweep, rows, summaries)
+    if extra_columns is not None:
+        # in one concat: the cells table has hundreds of columns, inserting one by one fragments it
+        extra_columns.index = cells_frame.index
+        cells_frame = pd.concat([cells_frame.iloc[:, :1], extra_columns, cells_frame.iloc[:, 1:]], axis=1)
+    entries = entries or [{} for _ in rows]
+
+    def with_units(frame_meta: dict, units: dict) -> dict:
+        return {**frame_meta, "units": units}
+
+    def make_manifest(hashes: dict[str, str]) -> dict:
+        return {**meta, **manifest, "meaning": meaning([r[0].cell for r in rows]),
+                "cells": [{**cell_entry(gc.cell, result.replicates), **extra}
+                          for (gc, result), extra in zip(rows, entries)],
+                "tables": {"cells": "cells.parquet", "cells_csv": "cells.csv", "replicates": "replicates.parquet",
+                           "calls": "calls.parquet"}}
+
+    value_unit = "the unit of the row's metric (manifest meaning.results)"
+    # the long tables are built when their file is written, and freed after it
+    writers = {
+        "cells.parquet": lambda path: write_parquet(cells_frame, path, with_units(meta, metrics.units(cells_frame.columns)),
+                                                    atomic=False),
+        "replicates.parquet": lambda path: write_parquet(replicates_table(rows), path,
+                                                         with_units(meta, {"value": value_unit}), atomic=False),
+        "calls.parquet": lambda path: write_parquet(calls_table(rows), path,
+                                                    with_units(meta, {"latency": "cycles per call"}), atomic=False),
+        "cells.csv": lambda path: write_csv(cells_frame, path, atomic=False),
+    }
+    commit_files(directory, writers, MANIFEST, make_manifest)
+
+
+class TableSet:
+    """A set read back and checked whole: its manifest, cells and replicates; calls on demand."""
+
+    def __init__(self, path: Path, manifest: dict, cells: pd.DataFrame, replicates: pd.DataFrame):
+        self.path, self.manifest, self.cells, self.replicates = path, manifest, cells, replicates
+
+    @property
+    def meaning(self) -> dict:
+        return self.manifest["meaning"]
+
+    def roles(self) -> dict[str, str]:
+        """cell_id -> policy role, as the writer decided it."""
+        return {c["cell_id"]: c["role"] for c in self.manifest.get("cells", [])}
+
+    def calls(self, cell_ids: list, columns=("cell_id", "label", "latency")) -> pd.DataFrame:
+        """Per-call latency samples of the given cells only (empty if none were stored)."""
+        path = self.path / "calls.parquet"
+        if not path.exists() or not len(cell_ids):
+            return pd.DataFrame(columns=list(columns))
+        table = pq.read_table(path, columns=list(columns), filters=[("cell_id", "in", list(cell_ids))])
+        return table.to_pandas()
+
+
+def read(path: Path, key: str, rerun: str) -> TableSet:
+    """The set at ``path``, checked whole: the manifest (written last) records the sha256 of
+    every table, and a table that does not match it (a set mixed from two runs, a table
+    rewritten or cut short), a manifest of another format, or replicates of other cells are
+    refused with one ConfigError naming ``key`` and saying to ``rerun``."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not (path / "cells.parquet").exists():
+        raise ConfigError(key, f"no table set at {path}/cells.parquet; {rerun} first")
+    if not manifest_path.is_file():
+        raise ConfigError(key, f"{manifest_path} is missing: the table set is incomplete; {rerun}")
+    manifest = _read_json(manifest_path, key)
+    if not isinstance(manifest, dict):
+        raise ConfigError(key, f"{manifest_path} is not a JSON object")
+    verify_files(path, manifest, key)
+    if manifest.get("format_version") != FORMAT_VERSION or not isinstance(manifest.get("meaning"), dict):
+        raise ConfigError(key, f"{path} was written by another version of the results format "
+                               f"({manifest.get('format_version')!r}, this code reads {FORMAT_VERSION}); {rerun}")
+    cells = _read_parquet(path / "cells.parquet", key, rerun)
+    if cells.empty:
+        raise ConfigError(key, f"{path / 'cells.parquet'} has no cells")
+    if cells["cell_id"].duplicated().any():
+        raise ConfigError(key, f"{path / 'cells.parquet'} lists a cell twice")
+    reps_path = path / "replicates.parquet"
+    if not reps_path.exists():
+        raise ConfigError(key, f"{reps_path} is missing; the paired comparisons need per-replicate values")
+    # the text columns are stored dictionary-encoded (replicates_table) and read as pandas
+    # categoricals: millions of rows, a few hundred distinct texts; group with observed=True
+    replicates = _read_parquet(reps_path, key, rerun)
+    in_replicates = {str(c) for c in replicates["cell_id"].unique()} if "cell_id" in replicates else set()
+    in_cells = set(cells["cell_id"].astype(str))
+    listed = {c.get("cell_id") for c in manifest.get("cells", [])}
+    if in_replicates != in_cells or listed != in_cells:
+        raise ConfigError(key, f"{path}: the cells table, the replicates table and the manifest list different "
+                               f"cells ({len(in_cells)}, {len(in_replicates)}, {len(listed)}); {rerun}")
+    return TableSet(path, manifest, cells, replicates)
+
+
+def _read_parquet(path: Path, key: str, rerun: str) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as err:
+        raise ConfigError(key, f"{path} cannot be read as parquet ({_first_line(err)}); {rerun}") from None
+
+
+def _read_json(path: Path, key: str):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(key, f"{path} cannot be read as JSON ({_first_line(err)})") from None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:160]}" if text else type(err).__name__
