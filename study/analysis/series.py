@@ -4,14 +4,13 @@ The plot functions (study.analysis.plots) take their name and title from here; `
 splits each figure's data into one file per series for ``dvc plots show`` / ``dvc plots diff``
 (DVC's templates draw one line per file and per revision: the long CSV given to DVC would draw
 unrelated series as one zig-zag line); and the ``plots:`` section of dvc.yaml is generated from
-these declarations (``python -m study.analysis.series`` rewrites it; tests/test_pipeline_dvc.py
-fails when it is stale).
+these declarations (``python tools/dvc_yaml.py`` rewrites it; tests/test_pipeline_dvc.py fails
+when it is stale).
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +110,7 @@ def write_series(plots_dir: Path, target: Path) -> list[str]:
 
 # -------------------------------------------------------------------------- dvc.yaml
 
-BEGIN = "# --- plots: generated from study/analysis/series.py FIGURES (python -m study.analysis.series) ---"
+BEGIN = "# --- plots: generated from study/analysis/series.py FIGURES (python tools/dvc_yaml.py) ---"
 
 
 def dvc_plots() -> list[dict]:
@@ -123,19 +122,3 @@ def dvc_section() -> str:
     import yaml
 
     return BEGIN + "\n" + yaml.safe_dump({"plots": dvc_plots()}, sort_keys=False, width=120)
-
-
-def rewrite(path: Path) -> bool:
-    """Replace the generated section of dvc.yaml at ``path``; whether it changed."""
-    text = path.read_text()
-    head = text.split(BEGIN, 1)[0].rstrip("\n") + "\n\n"
-    new = head + dvc_section()
-    if new != text:
-        path.write_text(new)
-        return True
-    return False
-
-
-if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("dvc.yaml")
-    print(f"{target}: {'rewritten' if rewrite(target) else 'up to date'}")
