@@ -26,7 +26,7 @@ from study.cli import seed_table as seed_table_cli
 from study.cli import sweep as sweep_cli
 from study.runner.outdir import sha256_file
 
-compose_module = importlib.import_module("study.config.compose")
+config_paths = importlib.import_module("study.config.paths")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -206,7 +206,7 @@ def test_malformed_yaml_names_file_line_and_column(file, text, overrides, tmp_pa
     shutil.copytree(REPO / "conf", tmp_path / "conf")
     (tmp_path / "conf" / file).write_text(text)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(compose_module, "config_dir", lambda: tmp_path / "conf")  # a broken shipped tree
+    monkeypatch.setattr(config_paths, "config_dir", lambda: tmp_path / "conf")  # a broken shipped tree
     before = _snapshot(tmp_path)
     code = sweep_cli.main([*overrides, f"run.output_dir={tmp_path / 'outputs'}"])
     line = _one_line(capsys, str(tmp_path / "conf" / file))
