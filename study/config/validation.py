@@ -27,14 +27,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from study.config.cell import Cell
 from study.config.schema import StudyConfig, explain
-from study.config.settings import GROUPS, LimitsConfig, RayConfig, RunConfig, SweepConfig
+from study.config.settings import LimitsConfig, RayConfig, RunConfig, SweepConfig
 from study.engine.machine import Machine
 from study.errors import ConfigError
 from study.policies import Policy
 from study.policies.kernel import Kernel
 from study.workloads.spec import WorkloadSpec, workload_from_dict
 
-__all__ = ["GROUPS", "Settings", "build_cell", "build_parts", "resolved", "validate"]
+__all__ = ["Settings", "build_cell", "build_parts", "resolved", "validate"]
 
 
 @dataclass(frozen=True)
