@@ -26,7 +26,7 @@ from study.cli import seed_table as seed_table_cli
 from study.cli import sweep as sweep_cli
 from study.results.files import sha256_file
 
-compose_module = importlib.import_module("study.config.compose")
+config_paths = importlib.import_module("study.config.paths")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,9 +72,9 @@ SWEEP_BAD = [
     (["machine.costs.invlpg=nan"], "machine.costs.invlpg"),
     (["machine.costs.invlpg=inf"], "machine.costs.invlpg"),
     (["machine.costs.flush_full=-inf"], "machine.costs.flush_full"),
-    (["machine.costs.ipi_deliver.core=1e12"], "machine.costs.ipi_deliver"),
-    (["machine.costs.ipi_ack.socket=-1"], "machine.costs.ipi_ack"),
-    (["machine.costs.tlb_gen_xfer.smt=nan"], "machine.costs.tlb_gen_xfer"),
+    (["machine.costs.ipi_deliver.core=1e12"], "machine.costs.ipi_deliver.core"),
+    (["machine.costs.ipi_ack.socket=-1"], "machine.costs.ipi_ack.socket"),
+    (["machine.costs.tlb_gen_xfer.smt=nan"], "machine.costs.tlb_gen_xfer.smt"),
     (["machine.costs.sigsegv=abc"], "machine.costs.sigsegv"),
     (["machine.jitter_sigma=nan"], "machine.jitter_sigma"),
     (["machine.ipi_jitter_sigma=2"], "machine.ipi_jitter_sigma"),
@@ -206,7 +206,7 @@ def test_malformed_yaml_names_file_line_and_column(file, text, overrides, tmp_pa
     shutil.copytree(REPO / "conf", tmp_path / "conf")
     (tmp_path / "conf" / file).write_text(text)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(compose_module, "config_dir", lambda: tmp_path / "conf")  # a broken shipped tree
+    monkeypatch.setattr(config_paths, "config_dir", lambda: tmp_path / "conf")  # a broken shipped tree
     before = _snapshot(tmp_path)
     code = sweep_cli.main([*overrides, f"run.output_dir={tmp_path / 'outputs'}"])
     line = _one_line(capsys, str(tmp_path / "conf" / file))

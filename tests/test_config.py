@@ -76,6 +76,40 @@ def test_user_config_dir_adds_presets_and_overrides_shipped_ones(tmp_path, monke
     assert build_cell(compose(["machine=haswell_2s"])).machine.calibrated
 
 
+def test_the_search_path_plugin_puts_the_user_directory_before_the_shipped_tree(tmp_path, monkeypatch):
+    """hydra_plugins/study_user_config is a SearchPathPlugin: Hydra hands it every search path; on
+    the study's tree it puts the user directory right before the tree (first match wins, so a user
+    preset of a shipped name replaces it), on another Hydra app's tree it does nothing."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+    compose([])   # registers the plugin where an editable install hides it from Hydra's scan (hydra#2359)
+    assert "StudyUserConfig" in [p.__name__ for p in Plugins.instance().discover(SearchPathPlugin)]
+    user = tmp_path / "mine"
+    (user / "policy").mkdir(parents=True)
+    (user / "policy" / "strict.yaml").write_text("name: strict\nrelaxed_flush_on_upgrade: true\n")
+    other = tmp_path / "other_app"
+    other.mkdir()
+    (other / "config.yaml").write_text("lr: 0.1\n")
+    monkeypatch.setenv("STUDY_CONFIG_DIR", str(user))
+
+    def providers(directory: Path) -> list[tuple[str, str]]:
+        with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
+            return [(s.provider, s.path) for s in GlobalHydra.instance().config_loader().get_sources()]
+
+    study_path = providers(config_dir())
+    names = [provider for provider, _ in study_path]
+    assert names.index("study-user") == names.index("main") - 1
+    assert study_path[names.index("study-user")][1] == str(user.resolve())
+    assert "study-user" not in [provider for provider, _ in providers(other)]
+    assert build_cell(compose(["policy=strict"])).policy.relaxed_flush_on_upgrade      # the user's file wins
+    monkeypatch.setenv("STUDY_CONFIG_DIR", os.devnull)                                  # --no-user-config
+    assert "study-user" not in [provider for provider, _ in providers(config_dir())]
+    assert not build_cell(compose(["policy=strict"])).policy.relaxed_flush_on_upgrade
+
+
 def test_config_dir_flag_is_the_environment_variable(tmp_path, monkeypatch, capsys):
     from study.cli import take_config_dir
 
@@ -210,15 +244,127 @@ def test_the_workload_schema_is_chosen_by_name():
 def test_the_root_config_starts_from_the_registered_root_schema():
     """Hydra's schema for a primary config: study_schema first, then _self_ before the groups
     (a sweep file sizes `run`; the command line still wins)."""
-    from study.config.schema import ROOT_SCHEMA, StudyConfig, SweepConfig
+    from study.config.schema import ROOT_SCHEMA, RunSchema, StudyConfig, SweepSchema
 
     defaults = yaml.safe_load((config_dir() / "config.yaml").read_text())["defaults"]
     assert defaults[:2] == [ROOT_SCHEMA, "_self_"] and ROOT_SCHEMA == "study_schema"
     cfg = compose(["sweep=quick"])
-    assert OmegaConf.get_type(cfg) is StudyConfig and OmegaConf.get_type(cfg.run) is RunConfig
-    assert OmegaConf.get_type(cfg.sweep) is SweepConfig and cfg.run.rounds == 200
+    assert OmegaConf.get_type(cfg) is StudyConfig and OmegaConf.get_type(cfg.run) is RunSchema
+    assert OmegaConf.get_type(cfg.sweep) is SweepSchema and cfg.run.rounds == 200
     assert compose(["sweep=quick", "run.rounds=7"]).run.rounds == 7
     assert compose(["~sweep"]).sweep is None and validate(compose(["~sweep"])).sweep is None
+
+
+def test_the_group_slots_are_typed_and_each_workload_schema_subclasses_the_workload_schema():
+    """Hydra's tutorial 5.1: the root declares each slot's type, each option's schema is a
+    subclass of it (as each workload class is of WorkloadSpec), and the schemas are the declared
+    dataclasses' own fields."""
+    import dataclasses
+    import typing
+
+    from study.config.schema import (KernelSchema, MachineSchema, PolicySchema, StudyConfig, WORKLOAD_SCHEMAS,
+                                     WorkloadSchema)
+    from study.workloads.spec import WORKLOADS, WorkloadSpec
+
+    hints = typing.get_type_hints(StudyConfig)
+    assert (hints["machine"], hints["kernel"], hints["workload"], hints["policy"]) == (
+        MachineSchema, KernelSchema, WorkloadSchema, PolicySchema)
+    assert [f.name for f in dataclasses.fields(WorkloadSchema)] == [f.name for f in dataclasses.fields(WorkloadSpec)]
+    for name, cls in WORKLOADS.items():
+        schema = WORKLOAD_SCHEMAS[name]
+        assert issubclass(schema, WorkloadSchema) and schema is not WorkloadSchema
+        assert [f.name for f in dataclasses.fields(schema)] == [f.name for f in dataclasses.fields(cls)]
+        assert OmegaConf.get_type(compose([f"workload={name}"]).workload) is schema
+    assert OmegaConf.get_type(compose([]).machine) is MachineSchema
+
+
+@pytest.mark.parametrize("overrides, key, other", [
+    (["workload=mprotect_toggle", "workload.write_rate=0.5"], "workload.write_rate", "remote_access_rate"),
+    (["workload=uffd_wp", "workload.remote_write_share=0.5"], "workload.remote_write_share", "write_likely"),
+    (["workload=madv_free", "workload.writes_per_round=2"], "workload.writes_per_round", "lazy_wake_rate"),
+])
+def test_a_workload_key_on_the_wrong_workload_is_refused_while_composing(overrides, key, other):
+    """The slot holds the chosen option's schema: another workload's knob is an unknown key there,
+    refused by Hydra's composition itself (not later), naming the key and the option's keys."""
+    with pytest.raises(ConfigError) as err:
+        compose(overrides)
+    assert err.value.key == key and err.value.allowed.startswith("unknown key; allowed: ") and other in err.value.allowed
+    assert key.split(".")[1] not in err.value.allowed
+
+
+def test_a_user_workload_preset_is_typed_by_the_schema_its_defaults_list_names(tmp_path, monkeypatch):
+    (tmp_path / "workload").mkdir()
+    (tmp_path / "workload" / "mine.yaml").write_text("defaults: [uffd_wp_schema, _self_]\nname: uffd_wp\n"
+                                                     "threads: 4\nremote_access_rate: 0.5\n")
+    monkeypatch.setenv("STUDY_CONFIG_DIR", str(tmp_path))
+    with pytest.raises(ConfigError) as err:
+        compose(["workload=mine"])
+    assert err.value.key == "workload.remote_access_rate" and "write_rate" in err.value.allowed
+
+
+@pytest.mark.parametrize("override, cls, field", [
+    ("machine.costs.invlpg=-5", "Costs", "invlpg"),
+    ("machine.costs.ipi_deliver.socket=1e9", "ByDistance", "socket"),
+    ("machine.jitter_sigma=2", "Machine", "jitter_sigma"),
+    ("run.ci_target=1.5", "RunConfig", "ci_target"),
+    ("run.warmup_rounds=-1", "RunConfig", "warmup_rounds"),
+    ("ray.cells_per_task=0", "RayConfig", "cells_per_task"),
+    ("limits.batch_memory_mb=0", "LimitsConfig", "batch_memory_mb"),
+    ("workload.pages=600", "MprotectToggle", "pages"),
+    ("workload.lazy_share=-0.5", "MprotectToggle", "lazy_share"),
+])
+def test_one_pass_names_the_key_and_the_declared_range(override, cls, field):
+    """A value of the right type out of its range passes composition; the one validation pass
+    refuses it in one line naming the key and the range its declaration (study.params) gives."""
+    import dataclasses
+
+    from study.config import settings
+    from study.engine import machine
+    from study.params import declaration
+    from study.workloads.mprotect_toggle import MprotectToggle
+
+    owner = {**vars(machine), **vars(settings), "MprotectToggle": MprotectToggle}[cls]
+    spec = declaration(next(f for f in dataclasses.fields(owner) if f.name == field))
+    key = override.split("=")[0]
+    cfg = compose([override])   # keys and types are fine: composition accepts it
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert err.value.key == key
+    assert err.value.allowed.startswith(f"must be {spec.allowed()}") and ", got " in err.value.allowed
+
+
+def test_every_field_of_the_machine_and_the_settings_is_declared_with_unit_and_doc():
+    from study.config.settings import LimitsConfig, RayConfig, RunConfig, SweepConfig
+    from study.engine.machine import ByDistance, Costs
+    from study.params import undeclared
+
+    for cls in (Machine, Costs, ByDistance, RunConfig, RayConfig, LimitsConfig, SweepConfig):
+        assert undeclared(cls) == [], cls
+
+
+@pytest.mark.parametrize("where, text, key", [
+    ("override", "policy.relaxed_flush_on_upgrade=3", "policy.relaxed_flush_on_upgrade"),
+    ("override", "run.adaptive=yes", "run.adaptive"),
+    ("override", "machine.pti=1", "machine.pti"),
+    ("machine", "name: mine\npti: 'on'\n", "machine.pti"),
+    ("sweep", "sweep: {name: mine, grids: [{policy: [strict]}]}\nray: {include_dashboard: 1}\n",
+     "ray.include_dashboard"),
+])
+def test_a_switch_is_true_or_false_wherever_it_is_set(where, text, key, tmp_path, monkeypatch):
+    """OmegaConf reads 1, 3, yes and on as true; the one check of a switch (the builder's) refuses
+    them from the command line, a preset and a sweep file alike."""
+    overrides = [text]
+    if where != "override":
+        (tmp_path / where).mkdir()
+        (tmp_path / where / "mine.yaml").write_text(("# @package _global_\n" if where == "sweep" else "") + text)
+        monkeypatch.setenv("STUDY_CONFIG_DIR", str(tmp_path))
+        overrides = [f"{where}=mine"]
+    with pytest.raises(ConfigError) as err:
+        validate(compose(overrides))
+    assert err.value.key == key and err.value.allowed.startswith("must be true or false, got ")
+    node, name = key.split(".")
+    built = validate(compose([f"{key}=${{oc.env:SWITCH,false}}"]))   # the text an interpolation gives
+    assert getattr(getattr(built, node), name) is False
 
 
 @pytest.mark.parametrize("text, key", [

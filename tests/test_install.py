@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # what a source distribution of the project holds: enough to build the wheel
-SOURCES = ("pyproject.toml", "setup.py", "README.md", "study", "conf")
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "study", "conf", "hydra_plugins")
 
 
 def _copy_sources(target: Path) -> Path:
@@ -63,11 +63,25 @@ def test_a_non_editable_install_composes_the_shipped_tree_from_anywhere(tmp_path
     assert Path(where[0]).is_relative_to(venv) and Path(where[1]).is_relative_to(venv)
     assert Path(where[1], "config.yaml").is_file() and Path(where[1], "workload", "uffd_wp.yaml").is_file()
 
+    # Hydra's own scan of the hydra_plugins namespace package finds the study's search-path plugin
+    found = subprocess.run([str(python), "-c", "from hydra.core.plugins import Plugins; "
+                            "from hydra.plugins.search_path_plugin import SearchPathPlugin; "
+                            "print(*[p.__module__ for p in Plugins.instance().discover(SearchPathPlugin)])"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert "hydra_plugins.study_user_config" in found and Path(where[0]).parents[1].joinpath(
+        "hydra_plugins", "study_user_config", "__init__.py").is_file()
+
     assert "config groups" in run("--help").stdout
     out = run("run", "run.replicates=2", "run.batch_replicates=2", "run.rounds=2", "run.warmup_rounds=0",
               f"run.output_dir={tmp_path / 'out'}").stdout
     assert "policy strict" in out
     record = json.loads(next((tmp_path / "out" / "run").glob("*.json")).read_text())
     assert record["config"]["policy"]["relaxed_flush_on_upgrade"] is False   # the shipped strict, not the stray one
+    # a user preset of a shipped name replaces it (the plugin puts --config-dir first on the search path)
+    mine = tmp_path / "mine"
+    (mine / "policy").mkdir(parents=True)
+    (mine / "policy" / "strict.yaml").write_text("name: strict\nrelaxed_flush_on_upgrade: true\n")
+    shown = run("run", "--config-dir", str(mine), "--cfg", "job").stdout
+    assert "relaxed_flush_on_upgrade: true" in shown
     run("sweep", "sweep=quick", "ray.num_cpus=1", f"run.output_dir={tmp_path / 'out'}", timeout=300)
     assert (tmp_path / "out" / "sweep" / "quick" / "manifest.json").is_file()

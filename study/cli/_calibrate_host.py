@@ -19,7 +19,7 @@ import pandas as pd
 from study.calibration.host import HOST_PRIORS, TARGET_LABELS, fit_host, prediction_rows, relaxed_change_sd
 from study.calibration.identify import print_table
 from study.cli.common import write_json_atomic
-from study.config.compose import config_dir, user_config_dir
+from study.config.paths import config_dir, user_config_dir
 from study.config.presets import load_machine, machine_yaml
 from study.engine.machine import Machine
 from study.errors import ConfigError

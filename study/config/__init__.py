@@ -1,7 +1,7 @@
 """The config layer: compose conf/ with Hydra, validate it, and build cells from it.
 
-    cfg = compose(["workload=uffd_wp", "workload.threads=4"])   # DictConfig
-    settings = validate(cfg)                                     # typed, checked
+    cfg = compose(["workload=uffd_wp", "workload.threads=4"])   # DictConfig, keys and types checked
+    settings = validate(cfg)                                     # built, every range and rule checked
     cell = build_cell(cfg)                                       # Machine, WorkloadSpec, Policy, RunConfig
 
 Every bad key anywhere (Hydra override, schema, builders) raises ``study.errors.ConfigError``.
@@ -9,8 +9,6 @@ Names load on first use (Hydra and the engine take a second to import; ``--help`
 """
 
 import importlib
-import sys
-import types
 
 from study.config.compose import compose
 from study.config.paths import config_dir, user_config_dir
@@ -18,24 +16,11 @@ from study.errors import ConfigError
 
 _LAZY = {
     "Cell": "cell", "canonical_json": "cell",
-    "RayConfig": "schema", "RunConfig": "schema", "StudyConfig": "schema", "SweepConfig": "schema",
-    "GROUPS": "validate", "Settings": "validate", "build_cell": "validate", "build_parts": "validate",
-    "validate": "validate",
+    "GROUPS": "settings", "LimitsConfig": "settings", "RayConfig": "settings", "RunConfig": "settings",
+    "SweepConfig": "settings",
+    "StudyConfig": "schema",
+    "Settings": "validation", "build_cell": "validation", "build_parts": "validation", "validate": "validation",
 }
-
-
-class _Package(types.ModuleType):
-    """``study.config.validate`` and ``study.config.compose`` are both modules and functions:
-    importing the module must not replace the package's function of that name."""
-
-    def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and _LAZY.get(name) == name or (
-                isinstance(value, types.ModuleType) and name == "compose"):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):
@@ -45,6 +30,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "Cell", "ConfigError", "GROUPS", "RayConfig", "RunConfig", "Settings", "StudyConfig", "SweepConfig",
-    "build_cell", "build_parts", "canonical_json", "compose", "config_dir", "user_config_dir", "validate",
+    "Cell", "ConfigError", "GROUPS", "LimitsConfig", "RayConfig", "RunConfig", "Settings", "StudyConfig",
+    "SweepConfig", "build_cell", "build_parts", "canonical_json", "compose", "config_dir", "user_config_dir",
+    "validate",
 ]

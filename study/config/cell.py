@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 import study
-from study.config.schema import RunConfig
+from study.config.settings import RunConfig
 from study.policies.kernel import RFC_BASE, Kernel
 from study.engine.machine import Machine
 from study.policies import Policy

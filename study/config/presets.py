@@ -19,9 +19,14 @@ MACHINE_DEFAULTS = ["machine_schema", "_self_"]
 
 
 def machine_data(path: Path) -> dict:
-    """A preset file as machine data (its defaults list dropped), checked against the schema."""
+    """A preset file as machine data: every field (those the file leaves out at their defaults)."""
+    return dataclasses.asdict(load_machine(path))
+
+
+def load_machine(path: Path):
+    """The Machine a preset file describes (its defaults list dropped; keys, types and ranges checked)."""
     from study.config.compose import yaml_error
-    from study.config.validate import group_data
+    from study.engine.machine import Machine
 
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -30,14 +35,7 @@ def machine_data(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(str(path), f"must be a mapping of machine keys, got {type(data).__name__}")
     data.pop("defaults", None)
-    return group_data("machine", data, prefix=str(path))
-
-
-def load_machine(path: Path):
-    """The Machine a preset file describes (keys, types and ranges checked)."""
-    from study.engine.machine import Machine
-
-    return Machine.from_dict(machine_data(path), prefix=str(path))
+    return Machine.from_dict(data, prefix=str(path))
 
 
 def machine_yaml(machine, source: str, comments: str = "") -> str:

@@ -1,215 +1,188 @@
-"""Structured-config schemas of every node: ``run``, ``ray``, ``sweep``, ``limits`` and the groups
-``machine`` (with ``costs`` and its per-distance-class costs), ``kernel``, ``policy`` and ``workload``
-(one schema per workload kind: a tagged union on ``name``).
+"""Structured-config schemas: the typed slots of the root config, and one schema per group option.
 
-``run``/``ray``/``sweep``/``limits``: every value is MISSING so that conf/config.yaml stays
-the one place their defaults are written.  Their root, StudyConfig, is registered as
-``study_schema`` and is first in config.yaml's defaults list (Hydra's schema for a primary
-config), so composing checks their keys and types.  The sweep group has no schema of its own:
-its files are ``@package _global_`` (they set ``sweep`` and may size ``run``), so the root
-schema's ``sweep`` node types them, whichever file or override sets it, and ``~sweep`` leaves it
-None.  The group schemas mirror the engine's frozen
-dataclasses (Machine, Costs, ByDistance, Kernel, Policy, MprotectToggle, UffdWp, MadvFree):
-same fields, types and defaults, generated here so the engine stays free of OmegaConf and the
-two can never disagree.  They are registered in Hydra's ConfigStore (``register()``) as
-``machine/machine_schema``, ``kernel/kernel_schema``, ``policy/policy_schema`` and
-``workload/<kind>_schema``, and the group yaml files start from them through their defaults
-list; ``study.config.validate`` merges every group into its schema again whatever the yaml's
-defaults list (a user preset may have none).  Merging rejects unknown keys and wrong types,
-naming the key; value ranges and cross-field rules stay with the engine's builders
-(Machine.from_dict, Kernel.from_dict, workload_from_dict, Policy.from_dict).
+Hydra's structured-config pattern (its tutorial 5.1, one schema per option of a group): the root
+schema ``StudyConfig``, stored as ``study_schema`` and first in conf/config.yaml's defaults list,
+types every slot (``machine: MachineSchema``, ``kernel: KernelSchema``, ``workload:
+WorkloadSchema``, ``policy: PolicySchema``, ``run``, ``ray``, ``limits``, ``sweep``), and each group
+file names its own schema first in its defaults list (``machine_schema``; a workload's
+``<name>_schema``, a subclass of ``WorkloadSchema`` as its class is one of WorkloadSpec).  Hydra and
+OmegaConf check every key and type while composing, whichever file or override sets it, and a
+key of one workload given to another is refused naming it.  The sweep group has no schema of its
+own: its files are ``@package _global_`` (they set ``sweep`` and may size ``run``), typed by the
+root's ``sweep`` slot; ``~sweep`` leaves it null.
+
+The schemas are derived from the declared dataclasses (Machine, Costs, ByDistance, Kernel, Policy,
+every workload class; RunConfig, RayConfig, LimitsConfig, SweepConfig): same fields, types,
+defaults and inheritance, so the two never disagree.  One type differs on purpose: a switch
+(``bool``) is ``Any`` here, because OmegaConf's BooleanNode reads ``1``, ``3``, ``"yes"`` or ``"on"``
+as true; study.engine.machine.coerce, which builds every node, is the one place a switch must be
+``true`` or ``false``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from study.policies.kernel import Kernel
-from study.engine.machine import ByDistance, Costs, Machine
+from study.errors import ConfigError
+
+from study.config.settings import LimitsConfig, RayConfig, RunConfig, SweepConfig
+from study.engine.machine import Machine
 from study.policies import Policy
-from study.workloads.spec import WORKLOADS
-
-
-@dataclass
-class RunConfig:
-    """How much to simulate per cell, from which root seed, and where to put it."""
-
-    replicates: int = MISSING
-    # operations (rounds of the workload's loop) per replicate
-    rounds: int = MISSING
-    # unbooked rounds before the measured ones: the means describe the steady state, not
-    # the cold start (empty TLBs, every CPU current, the tlb_gen line on CPU 0)
-    warmup_rounds: int = MISSING
-    seed: int = MISSING
-    # replicates per simulate_cell call; batch b of a cell is one random stream, so the
-    # batch size (not the Ray chunking) fixes the numbers
-    batch_replicates: int = MISSING
-    adaptive: bool = MISSING
-    # relative 95% CI half-width of the main metric at which adaptive replication stops
-    ci_target: float = MISSING
-    max_replicates: int = MISSING
-    max_samples: int = MISSING
-    output_dir: str = MISSING
-
-
-@dataclass
-class RayConfig:
-    """Where the cells run."""
-
-    # None: a local instance, or the cluster named by $RAY_ADDRESS
-    address: Optional[str] = MISSING
-    # CPUs of the local instance; None = all cores (ignored when joining a cluster)
-    num_cpus: Optional[int] = MISSING
-    cells_per_task: int = MISSING
-    # the dashboard of the instance started here (needs `pip install study[dashboard]`)
-    include_dashboard: bool = MISSING
-    # Ray's runtime_env for the tasks (working_dir, py_modules, pip, env_vars, ...); None: nothing
-    # for a local instance, and the study package itself (py_modules) when joining a cluster
-    runtime_env: Optional[Dict[str, Any]] = MISSING
-
-
-@dataclass
-class SweepConfig:
-    """A named list of sub-grids; each sub-grid maps dotted config keys to lists of values."""
-
-    name: str = MISSING
-    description: str = ""
-    grids: List[Dict[str, List[Any]]] = MISSING
-    # most cells (grid points before duplicates are dropped) a sweep may plan; a bigger grid
-    # is refused before it is expanded unless this is raised explicitly
-    max_cells: int = 10000
-
-
-@dataclass
-class LimitsConfig:
-    """Upper bounds checked before any work; each can be raised explicitly (limits.<key>=N)."""
-
-    # replicates per cell (run.replicates, run.max_replicates, run.batch_replicates)
-    replicates: int = MISSING
-    # run.rounds
-    rounds: int = MISSING
-    # estimated engine memory of one batch (batch_replicates x CPUs x pages), MiB
-    batch_memory_mb: int = MISSING
-    # CPUs of a machine (sockets x cores_per_socket x smt)
-    cpus: int = MISSING
-    # ray.num_cpus at most this; None = this host's CPU count
-    ray_num_cpus: Optional[int] = MISSING
-
-
-@dataclass
-class StudyConfig:
-    """The whole composed config."""
-
-    machine: Any = MISSING
-    kernel: Any = MISSING
-    workload: Any = MISSING
-    policy: Any = MISSING
-    run: RunConfig = field(default_factory=RunConfig)
-    ray: RayConfig = field(default_factory=RayConfig)
-    limits: LimitsConfig = field(default_factory=LimitsConfig)
-    # only `python -m study sweep` needs one; `run` may compose with `~sweep`
-    sweep: Optional[SweepConfig] = None
-    # only `python -m study measure` composes one (+measure=NAME; study/measure/grid.py checks it)
-    measure: Optional[Any] = None
-
-
-# --------------------------------------------------------------------------- group schemas
+from study.policies.kernel import Kernel
+from study.workloads.spec import WORKLOADS, WorkloadSpec
 
 _MIRRORS: dict[type, type] = {}
 
 
-def _schema_instance(value: Any) -> Any:
-    """An engine dataclass instance as an instance of its schema (nested ones too)."""
-    schema = mirror(type(value))
-    return schema(**{f.name: _schema_instance(v) if dataclasses.is_dataclass(v := getattr(value, f.name)) else v
-                     for f in dataclasses.fields(value)})
-
-
-def mirror(cls: type, name: str | None = None) -> type:
-    """The schema of engine dataclass ``cls``: a plain (not frozen) dataclass with the same fields,
-    types and defaults; a nested dataclass field gets the nested dataclass's schema."""
+def mirror(cls: type) -> type:
+    """The schema of dataclass ``cls``: a plain (not frozen) dataclass with its fields, types and
+    defaults, a subclass of the schema of ``cls``'s dataclass base; a nested dataclass field gets
+    the nested dataclass's schema, and a switch the type ``Any`` (see the module's doc)."""
     if cls in _MIRRORS:
         return _MIRRORS[cls]
     hints = typing.get_type_hints(cls)
+    bases = tuple(mirror(b) for b in cls.__bases__ if dataclasses.is_dataclass(b))
     prototype = cls()
     fields = []
     for f in dataclasses.fields(cls):
-        kind = hints[f.name]
+        kind, default = hints[f.name], getattr(prototype, f.name)
         if dataclasses.is_dataclass(kind):
-            default = getattr(prototype, f.name)
-            fields.append((f.name, mirror(kind), field(default_factory=lambda d=default: _schema_instance(d))))
+            fields.append((f.name, mirror(kind), field(default_factory=functools.partial(_schema_instance, default))))
         else:
-            fields.append((f.name, kind, field(default=getattr(prototype, f.name))))
-    name = name or f"{cls.__name__}Schema"
-    schema = dataclasses.make_dataclass(name, fields, namespace={"__doc__": f"Schema of {cls.__module__}.{cls.__qualname__}."})
+            fields.append((f.name, _schema_type(kind), field(default=default)))
+    schema = dataclasses.make_dataclass(f"{cls.__name__.removesuffix('Config').removesuffix('Spec')}Schema", fields,
+                                        bases=bases, namespace={"__doc__": f"Schema of {cls.__module__}.{cls.__qualname__}."})
     schema.__module__ = __name__
     _MIRRORS[cls] = schema
     return schema
 
 
-ByDistanceSchema = mirror(ByDistance)
-CostsSchema = mirror(Costs)
+def _schema_type(kind: Any) -> Any:
+    """A field's type in its schema: its own, but ``Any`` for a switch (see the module's doc), and
+    ``Optional[Any]`` for an optional mapping: OmegaConf 2.3 fails merging an override into a
+    typed null ``Dict`` node (omegaconf#1360; ``ray.runtime_env={pip: [numpy]}``)."""
+    if kind is bool:
+        return Any
+    if typing.get_origin(kind) is typing.Union and any(typing.get_origin(a) is dict for a in typing.get_args(kind)):
+        return Optional[Any]
+    return kind
+
+
+def _schema_instance(value: Any) -> Any:
+    """A dataclass instance as an instance of its schema (nested ones too)."""
+    return mirror(type(value))(**{f.name: _schema_instance(v) if dataclasses.is_dataclass(v := getattr(value, f.name))
+                                  else v for f in dataclasses.fields(value)})
+
+
 MachineSchema = mirror(Machine)
 KernelSchema = mirror(Kernel)
 PolicySchema = mirror(Policy)
-# the tagged union: the schema of a workload is chosen by its ``name``
+WorkloadSchema = mirror(WorkloadSpec)
 WORKLOAD_SCHEMAS: dict[str, type] = {name: mirror(cls) for name, cls in WORKLOADS.items()}
+RunSchema, RaySchema, LimitsSchema, SweepSchema = map(mirror, (RunConfig, RayConfig, LimitsConfig, SweepConfig))
+
+
+@dataclass
+class StudyConfig:
+    """The whole composed config: a typed slot per group and per settings node."""
+
+    machine: MachineSchema = MISSING
+    kernel: KernelSchema = MISSING
+    workload: WorkloadSchema = MISSING
+    policy: PolicySchema = MISSING
+    run: RunSchema = field(default_factory=RunSchema)
+    ray: RaySchema = field(default_factory=RaySchema)
+    limits: LimitsSchema = field(default_factory=LimitsSchema)
+    # only `python -m study sweep` needs one; `run` may compose with `~sweep`
+    sweep: Optional[SweepSchema] = None
+    # only `python -m study measure` composes one (+measure=NAME; study/measure/grid.py checks it)
+    measure: Optional[Any] = None
+
 
 # Hydra ConfigStore entries: (group, name) -> schema.  A group file names its schema first in
 # its defaults list (``defaults: [machine_schema, _self_]``).
 SCHEMA_SUFFIX = "_schema"
-CONFIG_STORE: dict[tuple[str, str], type] = {
+ROOT_SCHEMA = "study" + SCHEMA_SUFFIX
+CONFIG_STORE: dict[tuple[str | None, str], type] = {
+    (None, ROOT_SCHEMA): StudyConfig,
     ("machine", "machine" + SCHEMA_SUFFIX): MachineSchema,
     ("kernel", "kernel" + SCHEMA_SUFFIX): KernelSchema,
     ("policy", "policy" + SCHEMA_SUFFIX): PolicySchema,
     **{("workload", name + SCHEMA_SUFFIX): schema for name, schema in WORKLOAD_SCHEMAS.items()},
 }
+_STORED_IN: list = []   # the ConfigStore the schemas were stored in
 
 
-ROOT_SCHEMA = "study" + SCHEMA_SUFFIX
-
-
-def register(typed: bool = True) -> None:
-    """Store the schemas in Hydra's ConfigStore (called before each composition; Hydra is
-    imported here, never when the CLI starts).  ``typed=False`` stores the root schema empty
-    (study.config.compose composes so to explain a value the root schema refused).
-
-    Storing converts every schema to a config, a tenth of a composition's time; when the
-    store still holds the very entries of the last call with the same ``typed``, they are
-    kept (Hydra hands out copies of stored entries, never the entries themselves)."""
+def register() -> None:
+    """Store the schemas in Hydra's ConfigStore, once per process (Hydra is imported here, when a
+    config is first composed, never when the CLI starts)."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
-    if _REGISTERED.get("typed") == typed and _REGISTERED.get("store") is store and all(
-            _stored(store, group, name) is node for (group, name), node in _REGISTERED["nodes"].items()):
+    if _STORED_IN and _STORED_IN[0] is store:
         return
-    store.store(name=ROOT_SCHEMA, node=StudyConfig if typed else {})
     for (group, name), schema in CONFIG_STORE.items():
         store.store(group=group, name=name, node=schema)
-    _REGISTERED.update(typed=typed, store=store, nodes={
-        (group, name): _stored(store, group, name) for group, name in [(None, ROOT_SCHEMA), *CONFIG_STORE]})
+    _STORED_IN[:] = [store]
 
 
-# What the last register() stored: its ``typed``, the store, and each (group, name) -> entry.
-_REGISTERED: dict[str, Any] = {}
+# --------------------------------------------------------------------------- what a schema allows
+
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
 
 
-def _stored(store, group: str | None, name: str):
-    """The entry of the ConfigStore at ``group/name`` (None when absent)."""
-    node = store.repo
-    for part in (group.split("/") if group else []):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node.get(f"{name}.yaml") if isinstance(node, dict) else None
+def explain(err) -> ConfigError:
+    """OmegaConf's exception as one ConfigError: ``full_key`` names the key, and the schema says
+    what is allowed there (the keys of the node that refused it, ``object_type``, or the key's
+    declared type)."""
+    from omegaconf.errors import (ConfigKeyError, InterpolationResolutionError, InterpolationValidationError,
+                                  MissingMandatoryValue)
+
+    key = err.full_key or str(err.key or "config")
+    if isinstance(err, InterpolationResolutionError) and not isinstance(err, InterpolationValidationError):
+        return ConfigError(key, f"cannot resolve: {str(err).splitlines()[0]}")
+    if isinstance(err, (ConfigKeyError, AttributeError)):
+        schema = err.object_type if dataclasses.is_dataclass(err.object_type) else None
+        allowed = ", ".join(f.name for f in dataclasses.fields(schema)) if schema else "none"
+        if schema is WorkloadSchema:  # a file without a defaults list: only the knobs every workload has
+            allowed += (f" (a workload's own knobs need its schema first in the file's defaults list, e.g. "
+                        f"defaults: [uffd_wp{SCHEMA_SUFFIX}, _self_])")
+        return ConfigError(key, f"unknown key; allowed: {allowed}")
+    if isinstance(err, MissingMandatoryValue):
+        return ConfigError(key, "missing; every key of conf/config.yaml must have a value")
+    kind, optional = _optional(_declared(err, key))
+    base = typing.get_origin(kind) or kind
+    got = f", got {err.value!r}" if err.value is not None else ""
+    if dataclasses.is_dataclass(base):
+        return ConfigError(key, f"must be a mapping of {', '.join(f.name for f in dataclasses.fields(base))}{got}")
+    if base in _TYPE_WORDS:
+        return ConfigError(key, f"must be {_TYPE_WORDS[base]}{' or null' if optional else ''}{got}")
+    return ConfigError(key, str(err).splitlines()[0])
 
 
-def group_schema(group: str, data: Any) -> type:
-    """The schema of one group's node (a workload's by its ``name``)."""
-    if group == "workload":
-        name = data.get("name") if isinstance(data, dict) else None
-        return WORKLOAD_SCHEMAS.get(name) if isinstance(name, str) else None
-    return {"machine": MachineSchema, "kernel": KernelSchema, "policy": PolicySchema}[group]
+def _declared(err, key: str) -> Any:
+    """The declared type of ``key``: from the node that refused it, else down the root schema."""
+    leaf = key.rpartition(".")[2]
+    if dataclasses.is_dataclass(err.object_type) and leaf in (hints := typing.get_type_hints(err.object_type)):
+        return hints[leaf]
+    kind: Any = StudyConfig
+    for part in key.split("."):
+        kind = _optional(kind)[0]
+        if not dataclasses.is_dataclass(kind):
+            return None
+        kind = typing.get_type_hints(kind).get(part.split("[", 1)[0])
+    return kind
+
+
+def _optional(kind: Any) -> tuple[Any, bool]:
+    """``Optional[X]`` -> (X, True); any other type -> (it, False)."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is typing.Union and type(None) in args and len(args) == 2:
+        return next(a for a in args if a is not type(None)), True
+    return kind, False

@@ -19,8 +19,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from study.config import GROUPS, Cell, ConfigError, SweepConfig, build_parts, compose
-from study.config.schema import LimitsConfig
-from study.config.validate import check_bounds, check_run, structured
+from study.config.settings import LimitsConfig, RunConfig
+from study.config.validation import resolved
 
 
 @dataclass(frozen=True)
@@ -140,29 +140,23 @@ def _build(point, overrides, conf_dir, bases, limits=None) -> Cell:
         # check_overrides has refused already for a sweep run from the command line)
         kept = [o for o in overrides if _group_of(o) not in chosen]
         cfg = compose(kept + [f"{k}={v}" for k, v in selection], conf_dir)
-        bases[selection] = OmegaConf.to_container(cfg, resolve=True)
+        bases[selection] = resolved(cfg)
     # the composition is shared by the selection's cells: a cell copies only the mappings its
     # dotted axes change (nothing downstream modifies the data it is given)
     data = dict(bases[selection])
     for key, value in point:
         if key not in GROUPS:
             _set(data, key, value)
-    run = structured({**data, "sweep": None}).run if any(k.startswith("run.") for k, _ in point) else None
-    if run is not None:
-        check_run(run)
-    else:
-        run = _base_run(bases, selection, data)
+    if any(k.startswith("run.") for k, _ in point):
+        run = RunConfig.from_dict(data["run"], "run")
+    else:  # the composition's run node, built once and shared by its cells
+        if ("run", selection) not in bases:
+            bases[("run", selection)] = RunConfig.from_dict(data["run"], "run")
+        run = bases[("run", selection)]
     machine, workload, policy, kernel = build_parts(data["machine"], data["workload"], data["policy"], data["kernel"])
-    check_bounds(machine, workload, run, limits)
+    if limits is not None:
+        limits.check_cell(machine, workload, run)
     return Cell(machine, workload, policy, run, kernel)
-
-
-def _base_run(bases, selection, data):
-    """The run node of a composition, checked once and shared by its cells."""
-    key = ("run", selection)
-    if key not in bases:
-        bases[key] = check_run(structured({**data, "sweep": None}).run)
-    return bases[key]
 
 
 def _override_key(override: str) -> str:
