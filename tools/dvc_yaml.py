@@ -20,6 +20,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "study"
+# the packages the distribution ships (setup.py): the study, and its Hydra search-path plugin
+PACKAGES = ("study", "hydra_plugins")
 
 
 def module_name(path: Path) -> str:
@@ -27,7 +29,7 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES = {module_name(p): p for p in sorted(STUDY.rglob("*.py"))}
+MODULES = {module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))}
 
 
 def imports(name: str) -> set[str]:
@@ -35,12 +37,12 @@ def imports(name: str) -> set[str]:
     out = set()
     source = MODULES[name].read_text()
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("study"):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PACKAGES):
             for alias in node.names:
                 sub = f"{node.module}.{alias.name}"
                 out.add(sub if sub in MODULES else node.module)
         elif isinstance(node, ast.Import):
-            out |= {a.name for a in node.names if a.name.startswith("study")}
+            out |= {a.name for a in node.names if a.name.startswith(PACKAGES)}
     if MODULES[name].name == "__init__.py":
         out |= loaded_by_package(name, source)
     return {m for m in out if m in MODULES and m != name}
@@ -84,7 +86,7 @@ def code_deps(command: str) -> list[str]:
         if any(Path(d) in package.parents or Path(d) == package for d in map(lambda x: ROOT / x, deps)):
             continue
         inside = [p for p in MODULES.values() if package in p.parents or p.parent == package]
-        if package != STUDY and all(p in needed for p in inside):
+        if package not in (STUDY, ROOT / "hydra_plugins") and all(p in needed for p in inside):
             deps.append(package.relative_to(ROOT).as_posix())
     covered = [ROOT / d for d in deps]
     files = [p for p in needed if not any(c in p.parents for c in covered)]
@@ -109,7 +111,7 @@ def regenerate(text: str) -> str:
             data_deps = []
             while i < len(lines) and lines[i].startswith("      - "):
                 entry = lines[i].strip()[2:]
-                if not (entry.startswith("study/") or entry == "study"):
+                if not entry.startswith(tuple(f"{p}/" for p in PACKAGES)):
                     data_deps.append(entry)
                 i += 1
             command = data["stages"][stage]["cmd"].split()[3]
