@@ -389,3 +389,35 @@ def test_a_null_node_set_from_the_command_line():
     with pytest.raises(ConfigError) as err:
         compose(["~sweep", "sweep.name=x"])
     assert err.value.key == "sweep"
+
+
+def test_a_policy_file_names_its_preset_and_the_registry_fills_the_switches():
+    """conf/policy/relaxed.yaml lists no switch: every RFC patch of the registry is on, so a new
+    patch needs no edit of the preset files; an override still switches one off."""
+    from study.policies import IDEAS, RELAXED, SWITCHES, UNSAFE
+
+    assert build_cell(compose(["policy=relaxed"])).policy == RELAXED
+    assert build_cell(compose(["policy=unsafe"])).policy == UNSAFE
+    assert not any(build_cell(compose(["policy=strict"])).policy.switches().values())
+    off = build_cell(compose(["policy=relaxed", "policy.clean_anon_writable=false"])).policy
+    assert [s for s in SWITCHES if getattr(off, s) != getattr(RELAXED, s)] == ["clean_anon_writable"]
+    for name in ("strict", "relaxed", "unsafe"):
+        data = yaml.safe_load((config_dir() / "policy" / f"{name}.yaml").read_text())
+        assert not set(data) & set(SWITCHES), name
+    assert len(IDEAS) == sum(getattr(RELAXED, s) for s in SWITCHES)
+
+
+def test_policy_without_each_is_one_sub_grid_per_rfc_patch():
+    """The attribution variants come from the registry: ``policy.without: [each]`` expands to one
+    sub-grid per idea, that switch off; a name that is no idea is refused naming the axis."""
+    from study.policies import IDEAS
+    from study.runner import plan
+
+    p = plan(["sweep=quick", "run.replicates=2", "run.batch_replicates=2"], name="abl",
+             grid={"policy": ["relaxed"], "policy.without": ["each"]})
+    switched_off = [next(k for k, v in gc.cell.policy.switches().items() if not v and k in IDEAS) for gc in p.cells]
+    assert switched_off == list(IDEAS) and [gc.grid for gc in p.cells] == list(range(len(IDEAS)))
+    assert [dict(gc.point)[f"policy.{s}"] for gc, s in zip(p.cells, IDEAS)] == [False] * len(IDEAS)
+    with pytest.raises(ConfigError) as err:
+        plan(["sweep=quick"], name="abl", grid={"policy": ["relaxed"], "policy.without": ["unsafe_dirty_demote"]})
+    assert err.value.key == "sweep.grids[0].policy.without"

@@ -33,17 +33,18 @@ from study.errors import ConfigError
 
 from study.config.settings import LimitsConfig, RayConfig, RunConfig, SweepConfig
 from study.engine.machine import Machine
-from study.policies import Policy
+from study.policies import SWITCHES, Policy
 from study.policies.kernel import Kernel
 from study.workloads.spec import WORKLOADS, WorkloadSpec
 
 _MIRRORS: dict[type, type] = {}
 
 
-def mirror(cls: type) -> type:
+def mirror(cls: type, unset: tuple[str, ...] = ()) -> type:
     """The schema of dataclass ``cls``: a plain (not frozen) dataclass with its fields, types and
     defaults, a subclass of the schema of ``cls``'s dataclass base; a nested dataclass field gets
-    the nested dataclass's schema, and a switch the type ``Any`` (see the module's doc)."""
+    the nested dataclass's schema, and a switch the type ``Any`` (see the module's doc).  The
+    fields in ``unset`` default to null: their builder fills them in."""
     if cls in _MIRRORS:
         return _MIRRORS[cls]
     hints = typing.get_type_hints(cls)
@@ -55,7 +56,7 @@ def mirror(cls: type) -> type:
         if dataclasses.is_dataclass(kind):
             fields.append((f.name, mirror(kind), field(default_factory=functools.partial(_schema_instance, default))))
         else:
-            fields.append((f.name, _schema_type(kind), field(default=default)))
+            fields.append((f.name, _schema_type(kind), field(default=None if f.name in unset else default)))
     schema = dataclasses.make_dataclass(f"{cls.__name__.removesuffix('Config').removesuffix('Spec')}Schema", fields,
                                         bases=bases, namespace={"__doc__": f"Schema of {cls.__module__}.{cls.__qualname__}."})
     schema.__module__ = __name__
@@ -82,7 +83,9 @@ def _schema_instance(value: Any) -> Any:
 
 MachineSchema = mirror(Machine)
 KernelSchema = mirror(Kernel)
-PolicySchema = mirror(Policy)
+# a switch a policy file leaves out is null, and takes its preset's value when the policy is
+# built (study.policies: a preset file names its preset only, so a new patch edits none)
+PolicySchema = mirror(Policy, unset=SWITCHES)
 WorkloadSchema = mirror(WorkloadSpec)
 WORKLOAD_SCHEMAS: dict[str, type] = {name: mirror(cls) for name, cls in WORKLOADS.items()}
 RunSchema, RaySchema, LimitsSchema, SweepSchema = map(mirror, (RunConfig, RayConfig, LimitsConfig, SweepConfig))

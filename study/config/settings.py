@@ -23,6 +23,7 @@ from study.engine.costs import slot_count
 from study.engine.machine import build_dataclass
 from study.errors import ConfigError
 from study.params import check, param
+from study.policies import IDEAS
 
 # Groups whose option names a yaml file (conf/<group>/); each has a schema and a builder.
 GROUPS = ("machine", "kernel", "workload", "policy")
@@ -225,9 +226,34 @@ class SweepConfig(Node):
                     raise ConfigError(where, "not a grid axis (outputs of one sweep live in one place)")
                 if not values:
                     raise ConfigError(where, "must list at least one value")
+                if axis == WITHOUT:
+                    bad = [v for v in values if v != EACH and v not in IDEAS]
+                    if bad:
+                        raise ConfigError(where, f"names the RFC patches to switch off one at a time: {EACH} or any "
+                                                 f"of {', '.join(IDEAS)}; got {bad[0]!r}")
                 if axis in GROUPS and not all(isinstance(v, str) for v in values):
                     raise ConfigError(where, f"values name {axis} options (yaml files in conf/{axis}/), got {values!r}")
         return self
+
+    def subgrids(self) -> list[dict]:
+        """The sub-grids as they are expanded: a sub-grid with a ``policy.without`` axis becomes one
+        sub-grid per patch it names (``each``: every RFC idea of the registry, in patch order),
+        with that patch's switch off (``policy.<switch>: [false]``): the attribution variants,
+        "relaxed minus one patch", derived from the registry rather than spelled in the sweep."""
+        out = []
+        for grid in self.grids:
+            if WITHOUT not in grid:
+                out.append(grid)
+                continue
+            named = [v for v in grid[WITHOUT]]
+            switches = list(dict.fromkeys(s for v in named for s in (IDEAS if v == EACH else (v,))))
+            rest = {k: v for k, v in grid.items() if k != WITHOUT}
+            out += [{**rest, f"policy.{s}": [False]} for s in switches]
+        return out
+
+
+# the grid axis of the attribution variants, and its value for every RFC patch (SweepConfig.subgrids)
+WITHOUT, EACH = "policy.without", "each"
 
 
 def _short(value: Any) -> str:

@@ -30,7 +30,15 @@ PATCHES_TEXT = {p.name: p.where for p in PATCHES}
 
 
 def _from_dict(cls, data: dict[str, Any], prefix: str = "policy"):
-    return build_dataclass(cls, data, prefix)
+    """A policy from plain data: a switch left out (or null) takes the value of the preset of the
+    policy's name (``relaxed``: every RFC patch of the registry on), else off; so a preset file
+    names its preset only, and a new patch needs no edit of it."""
+    if not isinstance(data, dict):
+        raise ConfigError(prefix, f"must be a mapping, got {type(data).__name__}")
+    name = data.get("name", "strict")
+    base = PRESETS.get(name, STRICT) if isinstance(name, str) else STRICT
+    filled = {s: getattr(base, s) for s in SWITCHES if data.get(s) is None}
+    return build_dataclass(cls, {**data, **filled}, prefix)
 
 
 def _switches(self) -> dict[str, bool]:

@@ -41,7 +41,7 @@ PROGRESS_CELLS = 2000
 
 def grid_size(sweep: SweepConfig) -> int:
     """Grid points of every sub-grid (before duplicates are dropped), without expanding them."""
-    return sum(math.prod(len(list(v)) for v in grid.values()) for grid in sweep.grids)
+    return sum(math.prod(len(list(v)) for v in grid.values()) for grid in sweep.subgrids())
 
 
 def check_overrides(sweep: SweepConfig, overrides: list[str], warnings: list[str] | None = None) -> None:
@@ -55,7 +55,7 @@ def check_overrides(sweep: SweepConfig, overrides: list[str], warnings: list[str
         key = _override_key(override)
         if "=" not in override or key.startswith("sweep") or key.startswith("hydra"):
             continue
-        for index, grid in enumerate(sweep.grids):
+        for index, grid in enumerate(sweep.subgrids()):
             if key not in grid:
                 continue
             if key in GROUPS:
@@ -90,7 +90,7 @@ def expand(sweep: SweepConfig, overrides: list[str], conf_dir: Path | str | None
 
         bar = tqdm(total=total, unit="cell", desc="planning", file=sys.stderr, mininterval=0.5)
     try:
-        for index, grid in enumerate(sweep.grids):
+        for index, grid in enumerate(sweep.subgrids()):
             axes = list(grid.items())
             for values in itertools.product(*(list(v) for _, v in axes)):
                 point = tuple((axis, canonical_number(_plain(v))) for (axis, _), v in zip(axes, values))
