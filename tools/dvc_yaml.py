@@ -1,7 +1,7 @@
 """Regenerate what dvc.yaml derives from the code: each stage's code deps and the plots.
 
     python tools/dvc_yaml.py          # rewrite dvc.yaml in place (prints what changed)
-    python tools/dvc_yaml.py --check  # exit 1 if dvc.yaml is stale (tests/test_layers.py runs this)
+    python tools/dvc_yaml.py --check  # exit 1 if dvc.yaml is stale (tests/test_pipeline_dvc.py runs this)
 
 A stage depends on every module its command imports, directly or not (function-level imports
 included; a package's lazily loaded modules too), as the repository's files; a package whose
