@@ -63,7 +63,7 @@ class Param:
 
 
 def _num(value: float) -> str:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15):
         return str(int(value))
     return f"{value:g}"
 

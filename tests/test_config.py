@@ -186,7 +186,7 @@ def test_validate_names_the_key_of_a_bad_value():
 
 
 def test_kernel_files_match_the_kernels_the_code_names():
-    # calibrate and the seed table use study.engine.kernel's constants; the configs must agree
+    # calibrate and the seed table use study.policies.kernel's constants; the configs must agree
     from study.policies.kernel import KERNELS
     for name, kernel in KERNELS.items():
         assert build_cell(compose([f"kernel={name}"])).kernel == kernel

@@ -163,3 +163,12 @@ def test_dvc_yaml_is_what_the_code_and_the_figure_declarations_say():
     res = subprocess.run([sys.executable, str(ROOT / "tools" / "dvc_yaml.py"), "--check"], capture_output=True,
                          text=True)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc is the `pipeline` extra")
+def test_dvc_reads_the_pipeline():
+    """DVC itself parses dvc.yaml (a key given twice, which YAML loaders accept, is an error to it)."""
+    res = subprocess.run(["dvc", "stage", "list"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert {line.split()[0] for line in res.stdout.splitlines() if line.strip()} == {"sweep", "ensemble", "analyze",
+                                                                                     "report"}

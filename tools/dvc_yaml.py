@@ -93,13 +93,25 @@ def code_deps(command: str) -> list[str]:
     return sorted(deps + [p.relative_to(ROOT).as_posix() for p in files])
 
 
+class _Unique(yaml.SafeLoader):
+    """A loader that refuses a key given twice in one mapping (DVC refuses such a dvc.yaml)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(k, deep=True) for k, _ in node.value]
+        twice = sorted({k for k in keys if keys.count(k) > 1}, key=str)
+        if twice:
+            raise SystemExit(f"dvc.yaml: key {twice[0]!r} given twice (line {node.start_mark.line + 1})")
+        return super().construct_mapping(node, deep=deep)
+
+
 def regenerate(text: str) -> str:
     """dvc.yaml's text with each stage's code deps and the plots section derived anew."""
     sys.path.insert(0, str(ROOT))
     from study.analysis.series import BEGIN, dvc_section
 
-    data = yaml.safe_load(text)
-    lines = text.split(BEGIN, 1)[0].rstrip("\n").splitlines()
+    data = yaml.load(text, Loader=_Unique)
+    # the generated section starts at its marker (an older marker's wording too)
+    lines = text.split(BEGIN.split("(")[0], 1)[0].rstrip("\n").splitlines()
     out, stage, i = [], None, 0
     while i < len(lines):
         line = lines[i]

@@ -63,6 +63,7 @@ def split_sweep_overrides(argv: list[str]) -> tuple[list[str], dict[str, list]]:
     from hydra.errors import OverrideParseException
 
     from study.config.paths import options
+    from study.config.settings import WITHOUT
 
     try:
         parsed = OverridesParser.create().parse_overrides(argv)
@@ -72,6 +73,10 @@ def split_sweep_overrides(argv: list[str]) -> tuple[list[str], dict[str, list]]:
     plain, grid = [], {}
     for word, override in zip(argv, parsed):
         key = override.get_key_element()
+        if key == WITHOUT and not override.is_sweep_override():
+            # the attribution variants are an axis even when one value names them (each)
+            grid[key] = [override.value()]
+            continue
         if not override.is_sweep_override():
             plain.append(word)
             continue

@@ -130,7 +130,8 @@ class Machine:
     sockets: int = param(1, "sockets", "sockets (packages)", low=1)
     cores_per_socket: int = param(4, "cores", "physical cores per socket", low=1)
     smt: int = param(2, "threads", "hardware threads per core", low=1)
-    apic_mode: str = param("x2apic_phys", "mode", "how the APIC sends a mask of IPIs (APIC_MODES above)",
+    apic_mode: str = param("x2apic_phys", "mode", "how the APIC sends a mask of IPIs: x2apic_phys one ICR write per target, x2apic_cluster one per "
+                                                   "16-ID cluster, xapic one per target after an ICR-idle wait",
                            choices=APIC_MODES)
     ipi_shorthand: bool = param(True, "flag", "apic_use_ipi_shorthand (apic_smt_update(): every present CPU booted "
                                               "once and no no_ipi_broadcast=1): native_send_call_func_ipi() sends "

@@ -4,8 +4,8 @@ Everything else is derived from the two tuples below: the ``Policy`` switches an
 presets (study.policies), the ``Kernel`` facts (study.policies.kernel), the flat
 ``Behaviour`` the engines read (one field per behaviour, the kernel's facts already combined
 with the policy's patches: ``behaviour()``), ``acts_on``/``merged_in``, the attribution
-variants the runner plans ("relaxed with one patch off"), and the tables of the README and
-docs/model.md (tests/test_docs.py checks them against this file).
+variants the runner plans ("relaxed with one patch off": ``policy.without``), and the tables of
+docs/model.md and docs/usage.md (tools/docs_tables.py; tests/test_docs.py checks them).
 
 A ``Patch`` is one switch of the RFC "mm: relaxed TLB flushes and other optimizations" (Nadav
 Amit, July 2022; patch k is message 20220718120212.3180-(k+1)-namit@vmware.com), or the
@@ -117,8 +117,9 @@ FACTS: tuple[Fact, ...] = (
 _FACT_ONLY = tuple(dict.fromkeys(b for f in FACTS for b in f.behaviours
                                  if b not in {p.name for p in PATCHES}))
 BEHAVIOURS: tuple[str, ...] = tuple(p.name for p in PATCHES) + _FACT_ONLY
+# the words of each behaviour: its patch's, else those of the fact that turns it on alone
 BEHAVIOUR_DOCS: dict[str, str] = {
-    **{p.name: p.doc for p in PATCHES},
+    **{f.name: f.doc for f in FACTS if f.behaviours == (f.name,)},
     "uffd_unprotect_writable_unhinted": "every unprotect (hint or not) tries to map the PTE writable",
-    "flush_skips_tlb_gen_read": FACTS[-1].doc,
+    **{p.name: p.doc for p in PATCHES},
 }
