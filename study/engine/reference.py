@@ -106,7 +106,9 @@ class ScalarEngine:
             needs, checks = self.madvise_free_pte_range(lo, n), 0
             syscall = c.syscall_madvise
         else:
-            needs, checks = self.change_pte_range(kind, lo, n, arg)
+            old_write = [self.ptes[p].write for p in range(lo, lo + n)]
+            checks = self.change_pte_range(kind, lo, n, arg)
+            needs = [self.pte_flush_type(w, self.ptes[p]) for p, w in zip(range(lo, lo + n), old_write)]
             syscall = c.syscall_mprotect if kind == OP_MPROTECT else c.syscall_uffd_wp
         lat = self.cost(np.float64(syscall), u[K.SLOT_SYSCALL])
         lat += self.cost(n * c.pte_update + checks * c.pte_mkwrite_check, u[K.SLOT_PTE])
@@ -114,14 +116,13 @@ class ScalarEngine:
         return lat + flush_lat, flush
 
     def change_pte_range(self, kind, lo, n, arg):
-        """mprotect() or UFFDIO_WRITEPROTECT over pages [lo, lo + n): per page the flush its PTE
-        change needs (FLUSH_*), and how many can_change_pte_writable() calls were made."""
+        """mprotect() or UFFDIO_WRITEPROTECT over pages [lo, lo + n): how many PTEs tried to
+        become writable (can_change_pte_writable() calls)."""
         pol = self.policy
         hint = kind == OP_UFFD_WP and arg == UFFD_UNPROTECT_WRITE_LIKELY
-        needs, checks = [], 0
+        checks = 0
         for p in range(lo, lo + n):
             pte = self.ptes[p]
-            old_write = pte.write
             try_writable = False
             if kind == OP_MPROTECT:
                 self.vma_write[p] = bool(arg)
@@ -144,8 +145,7 @@ class ScalarEngine:
                 checks += 1
                 if self.can_change_pte_writable(pte):
                     pte.write = True
-            needs.append(self.pte_flush_type(old_write, pte))
-        return needs, checks
+        return checks
 
     def can_change_pte_writable(self, pte):
         """Whether the PTE is mapped writable without a write fault."""
@@ -415,52 +415,53 @@ class ScalarEngine:
     def access(self, cpu, page, write, u):
         """A read or write of ``page`` by the thread on ``cpu``: (latency, uffd-wp fault pending)."""
         c = self.t.c
-        me, pte = self.cpus[cpu], self.ptes[page]
+        me = self.cpus[cpu]
         lat = 0
         if me.off_cpu:
             # it missed a shootdown off its CPU: switch_mm_irqs_off() first, like a lazy wake-up
             lat = self.switch_mm_irqs_off(cpu, False, u)
-        lat += self.refill_working_set(me, u)
-        walk, entry = self.tlb_lookup(me, page, u)
-        lat += walk
-        if not write:
-            return lat, False
-        dirty_walk, fault = self.dirty_bit_walk(entry, pte, u)
-        lat += dirty_walk
-        if not fault:
-            entry.write = entry.dirty = True
-            return lat, False
-        del me.tlb[page]   # the fault invalidates the faulting address's entry
-        fault_lat, pending, retry = self.do_user_addr_fault(cpu, page, u)
-        lat += fault_lat
+        refill, missing = self.refill_working_set(cpu, u)
+        walk, entry, hit = self.tlb_lookup(cpu, page, u)
+        lat += refill + walk
+        pending = retry = False
+        if write:
+            dirty_walk, fault = self.dirty_bit_walk(entry, self.ptes[page], u)
+            lat += dirty_walk
+            if fault:
+                del me.tlb[page]   # the fault invalidates the faulting address's entry
+                fault_lat, pending, retry = self.do_user_addr_fault(cpu, page, u)
+                lat += fault_lat
+            else:
+                entry.write = entry.dirty = True
         if retry:
             # the retried write walks again; the PTE is dirty now, so no dirty-bit walk
             lat += self.cost(np.float64(c.page_walk), u[K.SLOT_RETRY])
-            self.counters["tlb_misses"] += 1
             me.tlb[page] = TlbEntry(True, True)
+        # STLB misses: the working set's refill, this access's walk, a retried write's walk
+        self.counters["tlb_misses"] += missing + (not hit) + retry
         return lat, pending
 
-    def refill_working_set(self, me, u):
+    def refill_working_set(self, cpu, u):
         """Application work between accesses refills the working set a full flush dropped:
-        one STLB miss and page walk per entry (cost page_walk each)."""
+        one STLB miss and page walk per entry.  Returns (cycles, misses)."""
+        me = self.cpus[cpu]
         missing = self.working_set - me.ws_cached
         me.ws_cached = self.working_set
-        self.counters["tlb_misses"] += missing
-        return self.cost(missing * self.t.c.page_walk, u[K.SLOT_REFILL])
+        return self.cost(missing * self.t.c.page_walk, u[K.SLOT_REFILL]), missing
 
-    def tlb_lookup(self, me, page, u):
-        """The TLB lookup of ``page`` on CPU state ``me``: (cycles, the entry)."""
+    def tlb_lookup(self, cpu, page, u):
+        """The TLB lookup of ``page`` on CPU ``cpu``: (cycles, the entry, whether it hit)."""
         c = self.t.c
+        me = self.cpus[cpu]
         entry = me.tlb.get(page)
         if entry is not None:
             self.counters["tlb_hits"] += 1
-            return self.cost(c.tlb_hit, u[K.SLOT_ACCESS]), entry
+            return self.cost(c.tlb_hit, u[K.SLOT_ACCESS]), entry, True
         # a miss walks the page table: the entry is filled from the PTE, which gets Accessed
-        self.counters["tlb_misses"] += 1
         pte = self.ptes[page]
         entry = me.tlb[page] = TlbEntry(pte.write, pte.dirty)
         pte.young = True
-        return self.cost(c.page_walk, u[K.SLOT_ACCESS]), entry
+        return self.cost(c.page_walk, u[K.SLOT_ACCESS]), entry, False
 
     def dirty_bit_walk(self, entry, pte, u):
         """A write through ``entry`` to ``pte``: (cycles, whether it faults)."""
@@ -510,10 +511,8 @@ class ScalarEngine:
             # it changes the PTE: stored by ptep_set_access_flags(), no flush, no fix-up
             pte.dirty = pte.young = True
             return self.cost(np.float64(c.pte_update), u[K.SLOT_FIXUP]), False, True
-        if self.fixup and self.cpus[cpu].local_gen < self.tlb_gen:
-            # nothing changed, a write, not FAULT_FLAG_TRIED
-            return self.flush_tlb_fix_spurious_fault(cpu, u), False, True
-        return 0, False, True
+        # nothing changed, a write, not FAULT_FLAG_TRIED
+        return self.flush_tlb_fix_spurious_fault(cpu, u), False, True
 
     def do_wp_page(self, page, u):
         """do_wp_page() of the write to read-only ``page``: (cycles, uffd-wp pending, retried)."""
@@ -529,8 +528,12 @@ class ScalarEngine:
         return self.cost(np.float64(self.t.c.pte_update), u[K.SLOT_FIXUP]), False, True
 
     def flush_tlb_fix_spurious_fault(self, cpu, u):
-        """RFC patch 8 on CPU ``cpu``, behind mm->tlb_gen: a full flush, and it catches up."""
+        """RFC patch 8 on CPU ``cpu``: if it is behind mm->tlb_gen, a full flush, and it catches
+        up.  Returns the cycles."""
         t, c = self.t, self.t.c
+        me = self.cpus[cpu]
+        if not (self.fixup and me.local_gen < self.tlb_gen):
+            return 0
         near = min((int(self.dist[cpu, s]) for s in self.tlb_gen_sharers), default=99)
         base = c.flush_full
         if near > 0:
@@ -538,7 +541,6 @@ class ScalarEngine:
             self.counters["tlb_gen_xfers"] += 1
         self.counters["local_full"] += 1
         self.tlb_gen_sharers.add(cpu)
-        me = self.cpus[cpu]
         self.flush_all(me)
         me.local_gen = self.tlb_gen
         return self.cost(base, u[K.SLOT_FIXUP])

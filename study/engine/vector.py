@@ -705,27 +705,27 @@ class VectorEngine:
         """handle_mm_fault() -> handle_pte_fault() of the write faults ``fault``: which retry.
         Updates ``pte``; adds the cycles to ``cost``."""
         c = self.t.c
+        ro, spurious = fault & ~pte.write, fault & pte.write
+        unchanged = spurious & pte.dirty & pte.young
         # a write to a read-only PTE: do_wp_page()
-        wp, reuse = self.do_wp_page(e, fault & ~pte.write, us, cost, uffd_pending)
+        reuse = self.do_wp_page(e, ro, pte, us, cost, uffd_pending)
         # a writable PTE: the TLB entry was stale.  entry = pte_mkyoung(pte_mkdirty(pte)):
         # ptep_set_access_flags() stores it if that changed it, and does not flush on x86
-        spurious = fault & pte.write
-        unchanged = spurious & pte.dirty & pte.young
         store = spurious & ~unchanged
         self._count_at("spurious_faults", e.r, spurious)
         charge(cost, store, np.float64(c.pte_update), us[K.SLOT_FIXUP], self.t.F)
-        pte.write = pte.write | reuse
-        pte.dirty = pte.dirty | reuse | store
-        pte.young = pte.young | reuse | store
+        pte.dirty = pte.dirty | store
+        pte.young = pte.young | store
         if self.fixup is not False and unchanged.any():
             # "nothing changed", a write, not FAULT_FLAG_TRIED (the engine never retries with
             # the mmap lock dropped)
             self.flush_tlb_fix_spurious_fault(e, unchanged, us, cost)
         return reuse | spurious
 
-    def do_wp_page(self, e, ro, us, cost, uffd_pending):
-        """do_wp_page() of the writes ``ro`` to read-only PTEs of a VM_WRITE VMA: (the uffd-wp
-        faults, the reused pages).  Adds the cycles to ``cost``."""
+    def do_wp_page(self, e, ro, pte, us, cost, uffd_pending):
+        """do_wp_page() of the writes ``ro`` to read-only PTEs of a VM_WRITE VMA: which reuse
+        the page (and retry).  Updates ``pte``, adds the cycles to ``cost``, sets
+        ``uffd_pending`` for the monitor's faults."""
         # userfaultfd_pte_wp(): handle_userfault(VM_UFFD_WP); the monitor resolves it
         wp = ro & get(self.pte_uffd_wp, e.pte)
         # an exclusive anonymous page (every page here) needs no copy: wp_page_reuse() makes
@@ -736,17 +736,23 @@ class VectorEngine:
         if wp.any():
             uffd_pending[e.r] |= wp
         charge(cost, reuse, np.float64(self.t.c.pte_update), us[K.SLOT_FIXUP], self.t.F)
-        return wp, reuse
+        pte.write = pte.write | reuse
+        pte.dirty = pte.dirty | reuse
+        pte.young = pte.young | reuse
+        return reuse
 
     def flush_tlb_fix_spurious_fault(self, e, unchanged, us, cost):
         """RFC patch 8 on the spurious faults ``unchanged`` of rows ``e``: a CPU behind
         mm->tlb_gen flushes everything once and catches up.  Adds the cycles to ``cost``."""
         t, c = self.t, self.t.c
+        fixup = self.fixup if isinstance(self.fixup, bool) else self.fixup.take(e.r)
+        if fixup is False:
+            return
         gen = self.tlb_gen.take(e.r)
         lg = get(self.local_gen, e.at)
         # a CPU that is current has no stale entry to drop: the fault was a race, not a
         # missed (relaxed) flush
-        fix = unchanged & (lg < gen) & (self.fixup if self.fixup is True else self.fixup.take(e.r))
+        fix = unchanged & (lg < gen) & fixup
         if not fix.any():
             return
         # reading mm->tlb_gen brings its line from the nearest holder
