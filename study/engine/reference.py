@@ -60,12 +60,15 @@ class ScalarEngine:
     def __init__(self, machine: Machine, behaviour, cpus, pages: int, working_set: int = 0, lazy=None,
                  on_cpu_share: float = 1.0):
         self.t = CostTables(machine)
+        # the per-distance costs (classes self, smt, core, socket) as Python floats
+        self.tlb_gen_xfer, self.remote_line, self.ipi_deliver_ack = (
+            getattr(self.t, name).tolist() for name in ("tlb_gen_xfer", "remote_line", "ipi_deliver_ack"))
         # draws of a CPU's preempt slot meaning "its thread is off its CPU" (costs.off_cpu_window)
         self.off_lo, self.off_hi = K.off_cpu_window(self.t, on_cpu_share)
         self.policy = behaviour   # study.policies.Behaviour: the kernel's facts and the policy's patches
         self.clean_writable = behaviour.clean_anon_writable
         self.fixup = behaviour.fix_spurious_fault
-        self.dist = distance_matrix(list(cpus))
+        self.dist = distance_matrix(list(cpus)).tolist()   # [i][j]: distance class (DIST_*)
         self.n_cpus = len(cpus)
         self.groups = self.t.send_groups(cpus)
         # entries beyond the STLB miss whether or not a flush came: only these are kept hot
@@ -82,8 +85,9 @@ class ScalarEngine:
         self.stolen = 0
 
     def cost(self, base, u, table=None):
+        """rint(base * F[u]) cycles (Python's round() rounds half to even, as np.rint does)."""
         F = self.t.F if table is None else table
-        return int(np.rint(base * F[u]))
+        return round(float(base) * F.item(u))
 
     def step(self, kind, cpu, lo, n, arg, u):
         """One operation; returns (latency, flush type, uffd-wp fault pending)."""
@@ -219,8 +223,8 @@ class ScalarEngine:
         # a locked RMW: the line comes from the farthest other holder, every other copy goes
         others = [s for s in self.tlb_gen_sharers if s != cpu]
         if others:
-            far = max(int(self.dist[cpu, s]) for s in others)
-            cost += self.cost(t.tlb_gen_xfer[far], u[K.SLOT_TLBGEN])
+            far = max(self.dist[cpu][s] for s in others)
+            cost += self.cost(self.tlb_gen_xfer[far], u[K.SLOT_TLBGEN])
             self.counters["tlb_gen_xfers"] += 1
         self.tlb_gen_sharers = {cpu}
         return cost, self.tlb_gen
@@ -266,10 +270,10 @@ class ScalarEngine:
         t = self.t
         kept, flagged = [], []
         for i in others:
-            d = int(self.dist[cpu, i])
-            base += t.remote_line[d]                 # steal_time.preempted
+            d = self.dist[cpu][i]
+            base += self.remote_line[d]              # steal_time.preempted
             if int(u[K.preempt_slot(self.n_cpus, i)]) < t.preempt_threshold:
-                base += t.remote_line[d]             # the cmpxchg
+                base += self.remote_line[d]          # the cmpxchg
                 flagged.append(i)
             else:
                 kept.append(i)
@@ -291,17 +295,16 @@ class ScalarEngine:
         """The walk over ``others`` and the one send to ``targets``, after ``base`` cycles: (the
         cycles until the last write is done, per target those until the write covering it)."""
         t = self.t
-        chosen = set(targets)
         for i in others:
-            d = int(self.dist[cpu, i])
-            base += t.remote_line[d]                 # the cond function reads its cpu_tlbstate
-            if i in chosen:
-                base += 2 * t.remote_line[d]         # csd_lock() and llist_add() onto its queue
+            d = self.dist[cpu][i]
+            base += self.remote_line[d]              # the cond function reads its cpu_tlbstate
+            if i in targets:
+                base += 2 * self.remote_line[d]      # csd_lock() and llist_add() onto its queue
         write, writes, rank = self.native_send_call_func_ipi(targets)
         fsend = t.F[u[K.SLOT_SEND]]
-        send = int(np.rint((base + write * writes) * fsend))
+        send = round(float((base + write * writes) * fsend))
         # target i's IPI leaves when the ICR write (or hypercall) that covers it is done
-        offsets = {i: int(np.rint((base + write * rank[i]) * fsend)) for i in targets}
+        offsets = {i: round(float((base + write * rank[i]) * fsend)) for i in targets}
         nt = len(targets)
         self.counters["ipis"] += nt
         self.counters["ipi_writes"] += writes if nt else 0
@@ -332,7 +335,7 @@ class ScalarEngine:
         """flush_tlb_func() in target ``i``'s IPI handler: the handler's cycles (stolen)."""
         t, c = self.t, self.t.c
         remote = self.cpus[i]
-        d = int(self.dist[cpu, i])
+        d = self.dist[cpu][i]
         # by the generation rule, after reading mm->tlb_gen (its line from the initiator)
         if new_gen <= remote.local_gen:
             work = 0.0
@@ -346,7 +349,7 @@ class ScalarEngine:
             self.counters["remote_full"] += 1
             self.flush_all(remote)
         remote.local_gen = new_gen
-        handler = self.cost(c.irq_entry_exit + t.tlb_gen_xfer[d] + work, u[K.handler_slot(self.n_cpus, i)])
+        handler = self.cost(c.irq_entry_exit + self.tlb_gen_xfer[d] + work, u[K.handler_slot(self.n_cpus, i)])
         self.stolen += handler
         self.counters["tlb_gen_xfers"] += 1
         self.tlb_gen_sharers.add(i)
@@ -357,8 +360,8 @@ class ScalarEngine:
         t = self.t
         done = 0
         for i in targets:
-            d = int(self.dist[cpu, i])
-            wire = t.ipi_deliver_ack[d]
+            d = self.dist[cpu][i]
+            wire = self.ipi_deliver_ack[d]
             if t.kvm and not t.pv_flush and int(u[K.preempt_slot(self.n_cpus, i)]) < t.preempt_threshold:
                 wire = wire + t.vcpu_wakeup_wait     # the IPI waits for the host to run the vCPU
             deliver_ack = self.cost(wire, u[K.deliver_slot(self.n_cpus, i)], t.F_ipi)
@@ -387,9 +390,9 @@ class ScalarEngine:
             base = base + c.flush_full
             self.counters["local_full"] += 1
             self.flush_all(me)
-        near = min((int(self.dist[cpu, s]) for s in self.tlb_gen_sharers), default=99)
+        near = min((self.dist[cpu][s] for s in self.tlb_gen_sharers), default=99)
         if near > 0:
-            base = base + t.tlb_gen_xfer[min(near, 3)]
+            base = base + self.tlb_gen_xfer[min(near, 3)]
             self.counters["tlb_gen_xfers"] += 1
         self.tlb_gen_sharers.add(cpu)
         me.local_gen = self.tlb_gen
@@ -534,10 +537,10 @@ class ScalarEngine:
         me = self.cpus[cpu]
         if not (self.fixup and me.local_gen < self.tlb_gen):
             return 0
-        near = min((int(self.dist[cpu, s]) for s in self.tlb_gen_sharers), default=99)
+        near = min((self.dist[cpu][s] for s in self.tlb_gen_sharers), default=99)
         base = c.flush_full
         if near > 0:
-            base = c.flush_full + t.tlb_gen_xfer[min(near, 3)]
+            base = c.flush_full + self.tlb_gen_xfer[min(near, 3)]
             self.counters["tlb_gen_xfers"] += 1
         self.counters["local_full"] += 1
         self.tlb_gen_sharers.add(cpu)
@@ -580,9 +583,10 @@ class ScalarBatch:
         lat = np.zeros(self.R, np.int64)
         flush = np.zeros(self.R, np.int8)
         pending = np.zeros(self.R, bool)
-        for r, e in enumerate(self.engines):
-            lat[r], flush[r], pending[r] = e.step(int(kind[r]), int(cpu[r]), int(lo[r]), int(n[r]),
-                                                  int(arg[r]), u[:, r])
+        # plain Python ints, read one at a time by the engines
+        ops = zip(*(np.asarray(x).tolist() for x in (kind, cpu, lo, n, arg)), np.asarray(u).T.tolist())
+        for r, (e, op) in enumerate(zip(self.engines, ops)):
+            lat[r], flush[r], pending[r] = e.step(*op)
         return lat, flush, pending
 
     @property

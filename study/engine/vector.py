@@ -343,7 +343,8 @@ class VectorEngine:
         me = self._acting(cpu)
         cost, new_gen = self.inc_mm_tlb_gen(f, me, u)
         # get_flush_tlb_info(): a range over tlb_single_page_flush_ceiling pages becomes
-        # TLB_FLUSH_ALL, since INVLPG by INVLPG would cost more than refilling the TLB
+        # TLB_FLUSH_ALL: "each single flush is about 100 ns", so 33 caps a ranged flush near
+        # 3,000 ns, past which a full flush and the refills it causes cost less
         ranged = n <= self.t.ceiling
         local = self.flush_tlb_func_local(f, me, ranged, n, span, new_gen, u)
         self._count("strict_flushes", strict)
@@ -750,8 +751,7 @@ class VectorEngine:
             return
         gen = self.tlb_gen.take(e.r)
         lg = get(self.local_gen, e.at)
-        # a CPU that is current has no stale entry to drop: the fault was a race, not a
-        # missed (relaxed) flush
+        # only a CPU behind mm->tlb_gen can hold an entry that a relaxed flush left stale
         fix = unchanged & (lg < gen) & fixup
         if not fix.any():
             return
