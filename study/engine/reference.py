@@ -2,7 +2,10 @@
 
 One replicate, one event at a time, Python control flow and no masks.  The tests use it
 as the oracle: fed the same operations and the same random draws, it must produce the
-same latencies and counters, to the cycle, as the vectorized engine.
+same latencies and counters, to the cycle, as the vectorized engine.  Its methods are the
+vector engine's, by the same names (the kernel functions they model) and in the same order
+(study.engine.vector lists them), so that each can be compared with its twin on its own
+(tests/test_engine_functions.py).
 """
 
 from __future__ import annotations
