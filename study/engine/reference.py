@@ -63,6 +63,7 @@ class ScalarEngine:
     def __init__(self, machine: Machine, behaviour, cpus, pages: int, working_set: int = 0, lazy=None,
                  on_cpu_share: float = 1.0):
         self.t = CostTables(machine)
+        self.F = self.t.F
         # the per-distance costs (classes self, smt, core, socket) as Python floats
         self.tlb_gen_xfer, self.remote_line, self.ipi_deliver_ack = (
             getattr(self.t, name).tolist() for name in ("tlb_gen_xfer", "remote_line", "ipi_deliver_ack"))
@@ -89,8 +90,7 @@ class ScalarEngine:
 
     def cost(self, base, u, table=None):
         """rint(base * F[u]) cycles (Python's round() rounds half to even, as np.rint does)."""
-        F = self.t.F if table is None else table
-        return round(float(base) * F.item(u))
+        return round(float(base) * (self.F if table is None else table).item(u))
 
     def step(self, kind, cpu, lo, n, arg, u):
         """One operation; returns (latency, flush type, uffd-wp fault pending)."""
@@ -113,11 +113,12 @@ class ScalarEngine:
             needs, checks = self.madvise_free_pte_range(lo, n), 0
             syscall = c.syscall_madvise
         else:
-            old_write = [self.ptes[p].write for p in range(lo, lo + n)]
+            ptes = self.ptes[lo:lo + n]
+            old_write = [pte.write for pte in ptes]
             checks = self.change_pte_range(kind, lo, n, arg)
-            needs = [self.pte_flush_type(w, self.ptes[p]) for p, w in zip(range(lo, lo + n), old_write)]
+            needs = list(map(self.pte_flush_type, old_write, ptes))
             syscall = c.syscall_mprotect if kind == OP_MPROTECT else c.syscall_uffd_wp
-        lat = self.cost(np.float64(syscall), u[K.SLOT_SYSCALL])
+        lat = self.cost(syscall, u[K.SLOT_SYSCALL])
         lat += self.cost(n * c.pte_update + checks * c.pte_mkwrite_check, u[K.SLOT_PTE])
         flush_lat, flush = self.tlb_finish_mmu(lo, needs, cpu, u)
         return lat + flush_lat, flush
@@ -188,13 +189,16 @@ class ScalarEngine:
         """The call's one flush, for the PTE changes ``needs`` of pages lo, lo + 1, ...:
         (latency, flush type)."""
         # tlb_flush_pte_range() widens tlb->start..end only for PTEs whose change needs one
-        flushed = [lo + i for i, need in enumerate(needs) if need != FLUSH_NONE]
-        if not flushed:
+        first = last = None
+        for p, need in enumerate(needs, lo):
+            if need != FLUSH_NONE:
+                first = p if first is None else first
+                last = p
+        if first is None:
             return 0, FLUSH_NONE
-        f_lo, f_n = flushed[0], flushed[-1] - flushed[0] + 1
         if FLUSH_STRICT in needs:
-            return self.flush_tlb_mm_range(True, cpu, f_lo, f_n, u), FLUSH_STRICT
-        return self.flush_tlb_mm_range(False, cpu, f_lo, f_n, u), FLUSH_RELAXED
+            return self.flush_tlb_mm_range(True, cpu, first, last - first + 1, u), FLUSH_STRICT
+        return self.flush_tlb_mm_range(False, cpu, first, last - first + 1, u), FLUSH_RELAXED
 
     # ------------------------------------------------------------------ flush_tlb_mm_range
 
@@ -441,7 +445,7 @@ class ScalarEngine:
                 entry.write = entry.dirty = True
         if retry:
             # the retried write walks again; the PTE is dirty now, so no dirty-bit walk
-            lat += self.cost(np.float64(c.page_walk), u[K.SLOT_RETRY])
+            lat += self.cost(c.page_walk, u[K.SLOT_RETRY])
             me.tlb[page] = TlbEntry(True, True)
         # STLB misses: the working set's refill, this access's walk, a retried write's walk
         self.counters["tlb_misses"] += missing + (not hit) + retry
@@ -481,7 +485,7 @@ class ScalarEngine:
             return 0, True
         # the locked walk that sets Dirty re-reads the PTE (Machine.dirty_walk)
         self.counters["dirty_walks"] += 1
-        lat = self.cost(np.float64(c.dirty_walk), u[K.SLOT_DIRTY])
+        lat = self.cost(c.dirty_walk, u[K.SLOT_DIRTY])
         fault = False
         if not pte.write:
             if t.dwalk_sets_dirty:
@@ -497,11 +501,11 @@ class ScalarEngine:
     def do_user_addr_fault(self, cpu, page, u):
         """The write fault on ``page`` by CPU ``cpu``: (cycles, uffd-wp pending, retried)."""
         c = self.t.c
-        lat = self.cost(np.float64(c.fault_entry_exit), u[K.SLOT_FAULT])
+        lat = self.cost(c.fault_entry_exit, u[K.SLOT_FAULT])
         if not self.ptes[page].write and not self.vma_write[page]:
             # access_error(): SIGSEGV
             self.counters["prot_faults"] += 1
-            return lat + self.cost(np.float64(c.sigsegv), u[K.SLOT_EXTRA]), False, False
+            return lat + self.cost(c.sigsegv, u[K.SLOT_EXTRA]), False, False
         cost, pending, retry = self.handle_pte_fault(cpu, page, u)
         return lat + cost, pending, retry
 
@@ -516,7 +520,7 @@ class ScalarEngine:
         if not (pte.dirty and pte.young):
             # it changes the PTE: stored by ptep_set_access_flags(), no flush, no fix-up
             pte.dirty = pte.young = True
-            return self.cost(np.float64(c.pte_update), u[K.SLOT_FIXUP]), False, True
+            return self.cost(c.pte_update, u[K.SLOT_FIXUP]), False, True
         # nothing changed, a write, not FAULT_FLAG_TRIED
         return self.flush_tlb_fix_spurious_fault(cpu, u), False, True
 
@@ -531,7 +535,7 @@ class ScalarEngine:
         # place (ptep_set_access_flags); no flush.
         self.counters["reuse_faults"] += 1
         pte.write = pte.dirty = pte.young = True
-        return self.cost(np.float64(self.t.c.pte_update), u[K.SLOT_FIXUP]), False, True
+        return self.cost(self.t.c.pte_update, u[K.SLOT_FIXUP]), False, True
 
     def flush_tlb_fix_spurious_fault(self, cpu, u):
         """RFC patch 8 on CPU ``cpu``: if it is behind mm->tlb_gen, a full flush, and it catches
