@@ -736,10 +736,10 @@ def test_refill_working_set(w, data):
 @given(w=worlds(), data=st.data())
 def test_tlb_lookup(w, data):
     fn, a = "tlb_lookup", Rows(w, data)
-    valid, ew, ed, pte = w.vec.tlb_lookup(a.e, a.us, a.cost)
+    miss, ew, ed, pte = w.vec.tlb_lookup(a.e, a.us, a.cost)
     out = a.each(w, lambda e, cpu, page, u: e.tlb_lookup(cpu, page, u))
     np.testing.assert_array_equal(in_rows(w, a.r, a.cost), books(w, out, lambda v: v[0]), err_msg=f"{fn}: cycles")
-    for what, got, pick in (("hit", valid, lambda v: v[2]), ("entry RW", ew, lambda v: v[1].write),
+    for what, got, pick in (("hit", ~miss, lambda v: v[2]), ("entry RW", ew, lambda v: v[1].write),
                             ("entry Dirty", ed, lambda v: v[1].dirty)):
         np.testing.assert_array_equal(a.in_rows(got), counts(w, fn, what, out, pick, False), err_msg=f"{fn}: {what}")
     # stored as access() stores a read's entry and PTE

@@ -621,7 +621,7 @@ class VectorEngine:
         e = entries(r, cpu, page, self.ar, self.P)
         us = u if r is self.ar else u[:, r]
         cost, missing = self.refill_working_set(e, us)
-        valid, ew, ed, pte = self.tlb_lookup(e, us, cost)
+        miss, ew, ed, pte = self.tlb_lookup(e, us, cost)
         W = write.take(r)
         fault = self.dirty_bit_walk(e, W, ew, ed, pte, us, cost)
         if fault.any():
@@ -634,7 +634,7 @@ class VectorEngine:
         put(self.pte_dirty, e.pte, pte.dirty)
         put(self.pte_young, e.pte, pte.young)
         # STLB misses: the working set's refill, this access's walk, a retried write's walk
-        self._count_at("tlb_misses", r, missing + ~valid + retry)
+        self._count_at("tlb_misses", r, missing + miss + retry)
         # A fault invalidated the entry (a retried write caches it again); a completed or
         # retried write leaves it writable and dirty.
         completed_write = (W & ~fault) | retry
@@ -653,7 +653,7 @@ class VectorEngine:
         return cost, missing
 
     def tlb_lookup(self, e, us, cost):
-        """The TLB lookup of rows ``e``: (hit, the entry's RW and Dirty, the PTE as the walk
+        """The TLB lookup of rows ``e``: (miss, the entry's RW and Dirty, the PTE as the walk
         leaves it).  Adds its cycles to ``cost``."""
         c = self.t.c
         valid, tw, td = get(self.tlb_valid, e.tlb), get(self.tlb_write, e.tlb), get(self.tlb_dirty, e.tlb)
@@ -664,7 +664,7 @@ class VectorEngine:
         # the PTE's Accessed bit
         miss = ~valid
         pte.young |= miss
-        return valid, np.where(miss, pte.write, tw), np.where(miss, pte.dirty, td), pte
+        return miss, np.where(miss, pte.write, tw), np.where(miss, pte.dirty, td), pte
 
     def dirty_bit_walk(self, e, W, ew, ed, pte, us, cost):
         """The writes ``W`` of rows ``e`` through entries of RW ``ew`` and Dirty ``ed``: which
