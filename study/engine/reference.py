@@ -2,7 +2,10 @@
 
 One replicate, one event at a time, Python control flow and no masks.  The tests use it
 as the oracle: fed the same operations and the same random draws, it must produce the
-same latencies and counters, to the cycle, as the vectorized engine.
+same latencies and counters, to the cycle, as the vectorized engine.  Its methods are the
+vector engine's, by the same names (the kernel functions they model) and in the same order
+(study.engine.vector lists them), so that each can be compared with its twin on its own
+(tests/test_engine_functions.py).
 """
 
 from __future__ import annotations
@@ -60,12 +63,16 @@ class ScalarEngine:
     def __init__(self, machine: Machine, behaviour, cpus, pages: int, working_set: int = 0, lazy=None,
                  on_cpu_share: float = 1.0):
         self.t = CostTables(machine)
+        self.F = self.t.F
+        # the per-distance costs (classes self, smt, core, socket) as Python floats
+        self.tlb_gen_xfer, self.remote_line, self.ipi_deliver_ack = (
+            getattr(self.t, name).tolist() for name in ("tlb_gen_xfer", "remote_line", "ipi_deliver_ack"))
         # draws of a CPU's preempt slot meaning "its thread is off its CPU" (costs.off_cpu_window)
         self.off_lo, self.off_hi = K.off_cpu_window(self.t, on_cpu_share)
         self.policy = behaviour   # study.policies.Behaviour: the kernel's facts and the policy's patches
         self.clean_writable = behaviour.clean_anon_writable
         self.fixup = behaviour.fix_spurious_fault
-        self.dist = distance_matrix(list(cpus))
+        self.dist = distance_matrix(list(cpus)).tolist()   # [i][j]: distance class (DIST_*)
         self.n_cpus = len(cpus)
         self.groups = self.t.send_groups(cpus)
         # entries beyond the STLB miss whether or not a flush came: only these are kept hot
@@ -82,8 +89,8 @@ class ScalarEngine:
         self.stolen = 0
 
     def cost(self, base, u, table=None):
-        F = self.t.F if table is None else table
-        return int(np.rint(base * F[u]))
+        """rint(base * F[u]) cycles (Python's round() rounds half to even, as np.rint does)."""
+        return round(float(base) * (self.F if table is None else table).item(u))
 
     def step(self, kind, cpu, lo, n, arg, u):
         """One operation; returns (latency, flush type, uffd-wp fault pending)."""
@@ -93,30 +100,37 @@ class ScalarEngine:
             lat, pending = self.access(cpu, lo, bool(arg), u)
             return lat, FLUSH_NONE, pending
         if kind == OP_SWITCH_MM:
-            return self.switch_mm(cpu, bool(arg), u), FLUSH_NONE, False
+            return self.switch_mm_irqs_off(cpu, bool(arg), u), FLUSH_NONE, False
         return 0, FLUSH_NONE, False
 
     # ------------------------------------------------------------------ change_protection
 
     def change_protection(self, kind, cpu, lo, n, arg, u):
-        """change_pte_range() / madvise_free_pte_range() over [lo, lo+n), then one flush.
-
-        Only PTEs whose change needs a flush widen the mmu_gather range (tlb->start..end),
-        and the flush covers that span, not the whole call's range."""
-        pol, c = self.policy, self.t.c
-        if kind == OP_MPROTECT:
-            syscall = c.syscall_mprotect
-        elif kind == OP_UFFD_WP:
-            syscall = c.syscall_uffd_wp
-        else:
+        """mprotect(), UFFDIO_WRITEPROTECT or MADV_FREE over pages [lo, lo + n) on CPU ``cpu``:
+        (latency, flush type)."""
+        c = self.t.c
+        if kind == OP_MADV_FREE:
+            needs, checks = self.madvise_free_pte_range(lo, n), 0
             syscall = c.syscall_madvise
+        else:
+            ptes = self.ptes[lo:lo + n]
+            old_write = [pte.write for pte in ptes]
+            checks = self.change_pte_range(kind, lo, n, arg)
+            needs = list(map(self.pte_flush_type, old_write, ptes))
+            syscall = c.syscall_mprotect if kind == OP_MPROTECT else c.syscall_uffd_wp
+        lat = self.cost(syscall, u[K.SLOT_SYSCALL])
+        lat += self.cost(n * c.pte_update + checks * c.pte_mkwrite_check, u[K.SLOT_PTE])
+        flush_lat, flush = self.tlb_finish_mmu(lo, needs, cpu, u)
+        return lat + flush_lat, flush
+
+    def change_pte_range(self, kind, lo, n, arg):
+        """mprotect() or UFFDIO_WRITEPROTECT over pages [lo, lo + n): how many PTEs tried to
+        become writable (can_change_pte_writable() calls)."""
+        pol = self.policy
         hint = kind == OP_UFFD_WP and arg == UFFD_UNPROTECT_WRITE_LIKELY
-        need_strict = need_relaxed = False
-        flushed = []          # pages whose PTE change needs a flush
-        checks = 0            # can_change_pte_writable() calls
+        checks = 0
         for p in range(lo, lo + n):
             pte = self.ptes[p]
-            old_write = pte.write
             try_writable = False
             if kind == OP_MPROTECT:
                 self.vma_write[p] = bool(arg)
@@ -125,64 +139,107 @@ class ScalarEngine:
                     try_writable = not pte.write and not pte.uffd_wp
                 else:
                     pte.write = False
-            elif kind == OP_UFFD_WP:
-                if arg == UFFD_PROTECT:
-                    pte.uffd_wp = True
-                    pte.write = False
-                else:
-                    pte.uffd_wp = False   # a software bit: needs no flush
-                    if hint and pol.uffd_unprotect_mkdirty and self.vma_write[p]:
-                        pte.dirty = pte.young = True          # RFC patch 1
-                    try_writable = ((pol.uffd_unprotect_writable_unhinted or (hint and pol.uffd_unprotect_writable))
-                                    and not pte.write and self.vma_write[p])
+            elif arg == UFFD_PROTECT:
+                pte.uffd_wp = True
+                pte.write = False
+            else:
+                pte.uffd_wp = False   # a software bit: needs no flush
+                if hint and pol.uffd_unprotect_mkdirty and self.vma_write[p]:
+                    pte.dirty = pte.young = True          # RFC patch 1
+                # RFC patch 2 (with the hint) or uffd_wp_range() since 6.3 (always)
+                try_writable = ((pol.uffd_unprotect_writable_unhinted or (hint and pol.uffd_unprotect_writable))
+                                and not pte.write and self.vma_write[p])
             if try_writable:
-                # can_change_pte_writable(): dirty exclusive anon pages; clean ones too
-                # where the kernel carries, or the policy applies, the RFC's patch 3
                 checks += 1
-                if pte.dirty or self.clean_writable:
+                if self.can_change_pte_writable(pte):
                     pte.write = True
-            need = FLUSH_NONE
-            if pte.write and not old_write:
-                need = FLUSH_RELAXED if pol.relaxed_flush_on_upgrade else FLUSH_STRICT
-            if old_write and not pte.write:
-                if pte.dirty:
-                    if not pol.unsafe_dirty_demote:
-                        need = FLUSH_STRICT
-                elif not pol.no_flush_clean_wrprotect:
-                    need = FLUSH_STRICT
-            if kind == OP_MADV_FREE:
-                if pte.dirty or pte.young:
-                    need = FLUSH_STRICT
-                pte.dirty = pte.young = False
-            if need != FLUSH_NONE:
-                flushed.append(p)
-                need_strict |= need == FLUSH_STRICT
-                need_relaxed |= need == FLUSH_RELAXED
+        return checks
 
-        lat = self.cost(np.float64(syscall), u[K.SLOT_SYSCALL])
-        lat += self.cost(n * c.pte_update + checks * c.pte_mkwrite_check, u[K.SLOT_PTE])
-        if flushed:
-            f_lo, f_n = flushed[0], flushed[-1] - flushed[0] + 1
-        if need_strict:
-            return lat + self.flush_tlb_mm_range(True, cpu, f_lo, f_n, u), FLUSH_STRICT
-        if need_relaxed:
-            return lat + self.flush_tlb_mm_range(False, cpu, f_lo, f_n, u), FLUSH_RELAXED
-        return lat, FLUSH_NONE
+    def can_change_pte_writable(self, pte):
+        """Whether the PTE is mapped writable without a write fault."""
+        # an exclusive anonymous page needs no COW; 5.19 also requires pte_dirty(), v6.2 and
+        # the RFC's patch 3 take clean ones
+        return pte.dirty or self.clean_writable
+
+    def pte_flush_type(self, old_write, pte):
+        """The flush the PTE needs after its RW went ``old_write`` -> ``pte.write``: FLUSH_*."""
+        pol = self.policy
+        if pte.write and not old_write:
+            # RFC patches 9-11: adding permission needs only a relaxed flush
+            return FLUSH_RELAXED if pol.relaxed_flush_on_upgrade else FLUSH_STRICT
+        if old_write and not pte.write:
+            if pte.dirty:
+                # a dirty RW->RO is strict; not flushing it is the unsafe negative control
+                return FLUSH_NONE if pol.unsafe_dirty_demote else FLUSH_STRICT
+            # RFC patch 12: a clean RW->RO needs none where the dirty-bit walk faults
+            return FLUSH_NONE if pol.no_flush_clean_wrprotect else FLUSH_STRICT
+        return FLUSH_NONE
+
+    def madvise_free_pte_range(self, lo, n):
+        """MADV_FREE over pages [lo, lo + n): per page the flush its PTE change needs."""
+        needs = []
+        for p in range(lo, lo + n):
+            pte = self.ptes[p]
+            # a young or dirty PTE is made old and clean: tlb_remove_tlb_entry() flushes it
+            needs.append(FLUSH_STRICT if pte.dirty or pte.young else FLUSH_NONE)
+            pte.dirty = pte.young = False
+        return needs
+
+    def tlb_finish_mmu(self, lo, needs, cpu, u):
+        """The call's one flush, for the PTE changes ``needs`` of pages lo, lo + 1, ...:
+        (latency, flush type)."""
+        # tlb_flush_pte_range() widens tlb->start..end only for PTEs whose change needs one
+        first = last = None
+        for p, need in enumerate(needs, lo):
+            if need != FLUSH_NONE:
+                first = p if first is None else first
+                last = p
+        if first is None:
+            return 0, FLUSH_NONE
+        if FLUSH_STRICT in needs:
+            return self.flush_tlb_mm_range(True, cpu, first, last - first + 1, u), FLUSH_STRICT
+        return self.flush_tlb_mm_range(False, cpu, first, last - first + 1, u), FLUSH_RELAXED
+
+    # ------------------------------------------------------------------ flush_tlb_mm_range
 
     def flush_tlb_mm_range(self, strict, cpu, lo, n, u):
-        t, c = self.t, self.t.c
+        """flush_tlb_mm_range() of pages [lo, lo + n) from CPU ``cpu``: the initiator's cycles."""
+        cost, new_gen = self.inc_mm_tlb_gen(cpu, u)
+        # get_flush_tlb_info(): more than tlb_single_page_flush_ceiling pages -> TLB_FLUSH_ALL
+        ranged = n <= self.t.ceiling
+        local = self.flush_tlb_func_local(cpu, ranged, lo, n, new_gen, u)
+        if not strict:
+            # the RFC's relaxed flush stops here
+            self.counters["relaxed_flushes"] += 1
+            return cost + local
+        self.counters["strict_flushes"] += 1
+        others, targets, flagged, base = self.flush_tlb_multi(cpu, new_gen, u)
+        send, offsets = self.smp_call_function_many_cond(cpu, others, targets, base, u)
+        handlers = {i: self.flush_tlb_func_remote(cpu, i, new_gen, ranged, lo, n, u) for i in targets}
+        done = self.csd_lock_wait(cpu, targets, offsets, handlers, u)
+        for i in flagged:
+            self.kvm_vcpu_flush_tlb_guest(i, u)
+        # the initiator sends, flushes locally meanwhile, then waits for the slowest target
+        return cost + max(send + local, done)
+
+    def inc_mm_tlb_gen(self, cpu, u):
+        """++mm->tlb_gen on CPU ``cpu``: (cycles, mm->tlb_gen after)."""
+        t = self.t
         self.tlb_gen += 1
-        new_gen = self.tlb_gen
         cost = 0
+        # a locked RMW: the line comes from the farthest other holder, every other copy goes
         others = [s for s in self.tlb_gen_sharers if s != cpu]
         if others:
-            far = max(int(self.dist[cpu, s]) for s in others)
-            cost += self.cost(t.tlb_gen_xfer[far], u[K.SLOT_TLBGEN])
+            far = max(self.dist[cpu][s] for s in others)
+            cost += self.cost(self.tlb_gen_xfer[far], u[K.SLOT_TLBGEN])
             self.counters["tlb_gen_xfers"] += 1
         self.tlb_gen_sharers = {cpu}
+        return cost, self.tlb_gen
 
-        ranged = n <= t.ceiling
-        me = self.cpus[cpu]
+    def flush_tlb_func_local(self, cpu, ranged, lo, n, new_gen, u):
+        """flush_tlb_func() on the initiator: its cycles."""
+        me, c = self.cpus[cpu], self.t.c
+        # INVLPG page by page only if the CPU lags exactly one generation
         if ranged and me.local_gen + 1 == new_gen:
             local = self.cost(n * c.invlpg, u[K.SLOT_LOCAL])
             self.counters["local_partial"] += 1
@@ -193,118 +250,312 @@ class ScalarEngine:
             self.counters["local_full"] += 1
             self.flush_all(me)
         me.local_gen = new_gen
+        return local
 
-        if not strict:
-            self.counters["relaxed_flushes"] += 1
-            return cost + local
-        self.counters["strict_flushes"] += 1
-
-        # Strict: flush_tlb_multi() -> [kvm_flush_tlb_multi()] -> on_each_cpu_cond_mask(
-        # should_flush_tlb, ...) -> smp_call_function_many_cond(), walked CPU by CPU.
+    def flush_tlb_multi(self, cpu, new_gen, u):
+        """The CPUs of a strict flush from ``cpu``: (the mm_cpumask CPUs the IPI walk looks at,
+        its targets, the vCPUs flagged instead of an IPI, the initiator's cycles so far)."""
+        t = self.t
         others = [i for i in range(self.n_cpus) if i != cpu and i in self.mm_cpumask]
-        base = c.cpumask_scan
+        base = t.c.cpumask_scan
         flagged = []
         if t.pv_flush:
-            # kvm_flush_tlb_multi(): read each CPU's steal_time.preempted; a preempted vCPU
-            # gets KVM_VCPU_FLUSH_TLB (a cmpxchg) and leaves the mask: no IPI
-            kept = []
-            for i in others:
-                d = int(self.dist[cpu, i])
-                base += t.remote_line[d]
-                if int(u[K.preempt_slot(self.n_cpus, i)]) < t.preempt_threshold:
-                    base += t.remote_line[d]
-                    flagged.append(i)
-                else:
-                    kept.append(i)
-            others = kept
-        targets, gone = [], []
+            others, flagged, base = self.kvm_flush_tlb_multi(cpu, others, base, u)
+        targets = []
         for i in others:
-            d = int(self.dist[cpu, i])
-            base += t.remote_line[d]                 # the cond function reads is_lazy
-            if self.cpus[i].is_lazy:
-                continue
-            if self.off_lo <= int(u[K.preempt_slot(self.n_cpus, i)]) < self.off_hi:
-                # should_flush_tlb(): another mm is loaded there (the thread is off its CPU):
-                # no IPI, its generation stays behind
-                gone.append(i)
-                continue
-            if self.cpus[i].off_cpu:
-                # it missed a shootdown off its CPU and runs the mm again: it switched back in
-                # before this flush (switch_mm_irqs_off(): full flush, its ASID was behind)
-                self.come_back(i, new_gen - 1, u)
-            base += 2 * t.remote_line[d]             # csd_lock() and llist_add() onto its queue
-            targets.append(i)
-        # One send: a single IPI, the all-but-self shorthand, or the mask by APIC mode.
-        nt = len(targets)
-        rank = {}
-        if nt == 1 or (nt > 1 and t.shorthand and nt == t.n_online - 1):
-            write, writes = t.icr_write, 1
-            rank = {i: 1 for i in targets}
-        else:
-            write, groups = t.mask_write, {}
-            for i in targets:
-                g = int(self.groups[i])
-                if g not in groups:
-                    groups[g] = len(groups) + 1
-                rank[i] = groups[g]
-            writes = len(groups)
-        fsend = t.F[u[K.SLOT_SEND]]
-        send = int(np.rint((base + write * writes) * fsend))
-        done = 0
-        for i in targets:
-            d = int(self.dist[cpu, i])
-            # target i's IPI leaves when the ICR write (or hypercall) that covers it is done
-            offset = int(np.rint((base + write * rank[i]) * fsend))
-            remote = self.cpus[i]
-            # flush_tlb_func() on the target, by the generation rule
-            if new_gen <= remote.local_gen:
-                work = 0.0
-            elif ranged and remote.local_gen + 1 == new_gen:
-                work = n * c.invlpg
-                self.counters["remote_partial"] += 1
-                self.count_pages(n)
-                self.invlpg_range(remote, lo, n)
+            if self.should_flush_tlb(i, u):
+                if self.cpus[i].off_cpu:
+                    # it missed a shootdown off its CPU and runs the mm again: it switched back
+                    # in before this flush
+                    self.switch_mm_irqs_off_remote(i, new_gen - 1, u)
+                targets.append(i)
+        return others, targets, flagged, base
+
+    def kvm_flush_tlb_multi(self, cpu, others, base, u):
+        """kvm_flush_tlb_multi() over the mm_cpumask CPUs ``others``: (the CPUs left for the IPI
+        path, the preempted vCPUs flagged KVM_VCPU_FLUSH_TLB, ``base`` plus its reads)."""
+        t = self.t
+        kept, flagged = [], []
+        for i in others:
+            d = self.dist[cpu][i]
+            base += self.remote_line[d]              # steal_time.preempted
+            if int(u[K.preempt_slot(self.n_cpus, i)]) < t.preempt_threshold:
+                base += self.remote_line[d]          # the cmpxchg
+                flagged.append(i)
             else:
-                work = c.flush_full
-                self.counters["remote_full"] += 1
-                self.flush_all(remote)
-            remote.local_gen = new_gen
-            handler = self.cost(c.irq_entry_exit + t.tlb_gen_xfer[d] + work,
-                                u[K.handler_slot(self.n_cpus, i)])
-            wire = t.ipi_deliver_ack[d]
-            if t.kvm and not t.pv_flush and int(u[K.preempt_slot(self.n_cpus, i)]) < t.preempt_threshold:
-                wire = wire + t.vcpu_wakeup_wait     # the IPI waits for the host to run the vCPU
-            deliver_ack = self.cost(wire, u[K.deliver_slot(self.n_cpus, i)], t.F_ipi)
-            done = max(done, offset + deliver_ack + handler)
-            self.stolen += handler
-            self.counters["tlb_gen_xfers"] += 1
-            self.tlb_gen_sharers.add(i)
-        for i in gone:
-            self.cpus[i].off_cpu = True
+                kept.append(i)
+        return kept, flagged, base
+
+    def should_flush_tlb(self, i, u):
+        """should_flush_tlb() for CPU ``i``: whether it gets the IPI."""
+        me = self.cpus[i]
+        if me.is_lazy:
+            return False    # "Lazy TLB will get flushed at the next context switch"
+        if self.off_lo <= int(u[K.preempt_slot(self.n_cpus, i)]) < self.off_hi:
+            # loaded_mm != info->mm: the thread is off its CPU; its generation stays behind
+            me.off_cpu = True
             self.counters["off_cpu_skipped"] += 1
-        for i in flagged:
-            # the host flushes the vCPU's TLB when it runs it again (kvm_vcpu_flush_tlb_guest);
-            # its cpu_tlbstate generation stays behind
-            self.flush_all(self.cpus[i])
-            self.stolen += self.cost(t.raw_flush_full, u[K.handler_slot(self.n_cpus, i)])
-            self.counters["pv_flush_deferred"] += 1
+            return False
+        return True
+
+    def smp_call_function_many_cond(self, cpu, others, targets, base, u):
+        """The walk over ``others`` and the one send to ``targets``, after ``base`` cycles: (the
+        cycles until the last write is done, per target those until the write covering it)."""
+        t = self.t
+        for i in others:
+            d = self.dist[cpu][i]
+            base += self.remote_line[d]              # the cond function reads its cpu_tlbstate
+            if i in targets:
+                base += 2 * self.remote_line[d]      # csd_lock() and llist_add() onto its queue
+        write, writes, rank = self.native_send_call_func_ipi(targets)
+        fsend = t.F[u[K.SLOT_SEND]]
+        send = round(float((base + write * writes) * fsend))
+        # target i's IPI leaves when the ICR write (or hypercall) that covers it is done
+        offsets = {i: round(float((base + write * rank[i]) * fsend)) for i in targets}
+        nt = len(targets)
         self.counters["ipis"] += nt
         self.counters["ipi_writes"] += writes if nt else 0
         self.counters["vm_exits"] += writes if (nt and t.kvm) else 0
         self.counters["shootdowns"] += bool(targets)
-        return cost + max(send + local, done)
+        return send, offsets
 
-    def come_back(self, i, gen, u):
+    def native_send_call_func_ipi(self, targets):
+        """The send to ``targets``: (the cycles of one write, the writes, per target the number
+        of the write that covers it)."""
+        t = self.t
+        nt = len(targets)
+        # a single IPI, or the all-but-self shorthand when the mask and the sender are every
+        # online CPU: one ICR write
+        if nt == 1 or (nt > 1 and t.shorthand and nt == t.n_online - 1):
+            return t.icr_write, 1, {i: 1 for i in targets}
+        # else by APIC mode: one write per target, or per x2APIC cluster / PV window in the
+        # order of each one's first target
+        groups, rank = {}, {}
+        for i in targets:
+            g = int(self.groups[i])
+            if g not in groups:
+                groups[g] = len(groups) + 1
+            rank[i] = groups[g]
+        return t.mask_write, len(groups), rank
+
+    def flush_tlb_func_remote(self, cpu, i, new_gen, ranged, lo, n, u):
+        """flush_tlb_func() in target ``i``'s IPI handler: the handler's cycles (stolen)."""
+        t, c = self.t, self.t.c
+        remote = self.cpus[i]
+        d = self.dist[cpu][i]
+        # by the generation rule, after reading mm->tlb_gen (its line from the initiator)
+        if new_gen <= remote.local_gen:
+            work = 0.0
+        elif ranged and remote.local_gen + 1 == new_gen:
+            work = n * c.invlpg
+            self.counters["remote_partial"] += 1
+            self.count_pages(n)
+            self.invlpg_range(remote, lo, n)
+        else:
+            work = c.flush_full
+            self.counters["remote_full"] += 1
+            self.flush_all(remote)
+        remote.local_gen = new_gen
+        handler = self.cost(c.irq_entry_exit + self.tlb_gen_xfer[d] + work, u[K.handler_slot(self.n_cpus, i)])
+        self.stolen += handler
+        self.counters["tlb_gen_xfers"] += 1
+        self.tlb_gen_sharers.add(i)
+        return handler
+
+    def csd_lock_wait(self, cpu, targets, offsets, handlers, u):
+        """The initiator's wait on each target's csd: the cycles until the slowest unlock."""
+        t = self.t
+        done = 0
+        for i in targets:
+            d = self.dist[cpu][i]
+            wire = self.ipi_deliver_ack[d]
+            if t.kvm and not t.pv_flush and int(u[K.preempt_slot(self.n_cpus, i)]) < t.preempt_threshold:
+                wire = wire + t.vcpu_wakeup_wait     # the IPI waits for the host to run the vCPU
+            deliver_ack = self.cost(wire, u[K.deliver_slot(self.n_cpus, i)], t.F_ipi)
+            done = max(done, offsets[i] + deliver_ack + handlers[i])
+        return done
+
+    def kvm_vcpu_flush_tlb_guest(self, i, u):
+        """The host flushes flagged vCPU ``i`` when it runs it again; its cpu_tlbstate generation
+        stays behind."""
+        self.flush_all(self.cpus[i])
+        self.stolen += self.cost(self.t.raw_flush_full, u[K.handler_slot(self.n_cpus, i)])
+        self.counters["pv_flush_deferred"] += 1
+
+    # ------------------------------------------------------------------ switch_mm_irqs_off
+
+    def switch_mm_irqs_off(self, cpu, to_lazy, u):
+        """CPU ``cpu`` enters lazy TLB mode (``to_lazy``) or runs the mm's thread again: latency."""
+        t, c = self.t, self.t.c
+        me = self.cpus[cpu]
+        if to_lazy:
+            me.is_lazy = True     # enter_lazy_tlb(): nothing flushed or charged
+            return 0
+        base = c.context_switch
+        if me.local_gen < self.tlb_gen:
+            # "TLB contents went out of date while we were in lazy mode"
+            base = base + c.flush_full
+            self.counters["local_full"] += 1
+            self.flush_all(me)
+        near = min((self.dist[cpu][s] for s in self.tlb_gen_sharers), default=99)
+        if near > 0:
+            base = base + self.tlb_gen_xfer[min(near, 3)]
+            self.counters["tlb_gen_xfers"] += 1
+        self.tlb_gen_sharers.add(cpu)
+        me.local_gen = self.tlb_gen
+        me.is_lazy = False
+        me.off_cpu = False
+        return self.cost(base, u[K.SLOT_SWITCH])
+
+    def switch_mm_irqs_off_remote(self, i, gen, u):
         """switch_mm_irqs_off() on CPU ``i`` when mm->tlb_gen was ``gen``, booked to stolen."""
         me, c = self.cpus[i], self.t.c
         base = c.context_switch
         if me.local_gen < gen:
+            # choose_new_asid(): the ASID's tlb_gen is behind -> need_flush
             base = base + c.flush_full
             self.counters["local_full"] += 1
             self.flush_all(me)
         self.stolen += self.cost(base, u[K.SLOT_SWITCH])
         me.local_gen = gen
         me.off_cpu = False
+
+    # ------------------------------------------------------------------ access
+
+    def access(self, cpu, page, write, u):
+        """A read or write of ``page`` by the thread on ``cpu``: (latency, uffd-wp fault pending)."""
+        c = self.t.c
+        me = self.cpus[cpu]
+        lat = 0
+        if me.off_cpu:
+            # it missed a shootdown off its CPU: switch_mm_irqs_off() first, like a lazy wake-up
+            lat = self.switch_mm_irqs_off(cpu, False, u)
+        refill, missing = self.refill_working_set(cpu, u)
+        walk, entry, hit = self.tlb_lookup(cpu, page, u)
+        lat += refill + walk
+        pending = retry = False
+        if write:
+            dirty_walk, fault = self.dirty_bit_walk(entry, self.ptes[page], u)
+            lat += dirty_walk
+            if fault:
+                del me.tlb[page]   # the fault invalidates the faulting address's entry
+                fault_lat, pending, retry = self.do_user_addr_fault(cpu, page, u)
+                lat += fault_lat
+            else:
+                entry.write = entry.dirty = True
+        if retry:
+            # the retried write walks again; the PTE is dirty now, so no dirty-bit walk
+            lat += self.cost(c.page_walk, u[K.SLOT_RETRY])
+            me.tlb[page] = TlbEntry(True, True)
+        # STLB misses: the working set's refill, this access's walk, a retried write's walk
+        self.counters["tlb_misses"] += missing + (not hit) + retry
+        return lat, pending
+
+    def refill_working_set(self, cpu, u):
+        """Application work between accesses refills the working set a full flush dropped:
+        one STLB miss and page walk per entry.  Returns (cycles, misses)."""
+        me = self.cpus[cpu]
+        missing = self.working_set - me.ws_cached
+        me.ws_cached = self.working_set
+        return self.cost(missing * self.t.c.page_walk, u[K.SLOT_REFILL]), missing
+
+    def tlb_lookup(self, cpu, page, u):
+        """The TLB lookup of ``page`` on CPU ``cpu``: (cycles, the entry, whether it hit)."""
+        c = self.t.c
+        me = self.cpus[cpu]
+        entry = me.tlb.get(page)
+        if entry is not None:
+            self.counters["tlb_hits"] += 1
+            return self.cost(c.tlb_hit, u[K.SLOT_ACCESS]), entry, True
+        # a miss walks the page table: the entry is filled from the PTE, which gets Accessed
+        pte = self.ptes[page]
+        entry = me.tlb[page] = TlbEntry(pte.write, pte.dirty)
+        pte.young = True
+        return self.cost(c.page_walk, u[K.SLOT_ACCESS]), entry, False
+
+    def dirty_bit_walk(self, entry, pte, u):
+        """A write through ``entry`` to ``pte``: (cycles, whether it faults)."""
+        t, c = self.t, self.t.c
+        if entry.write and entry.dirty:
+            # no re-walk: the write lands whatever the PTE says now
+            if not (pte.write and pte.dirty):
+                self.counters["violations"] += 1
+            return 0, False
+        if not entry.write:
+            return 0, True
+        # the locked walk that sets Dirty re-reads the PTE (Machine.dirty_walk)
+        self.counters["dirty_walks"] += 1
+        lat = self.cost(c.dirty_walk, u[K.SLOT_DIRTY])
+        fault = False
+        if not pte.write:
+            if t.dwalk_sets_dirty:
+                pte.dirty = True
+            if t.dwalk_faults:
+                fault = True
+            else:
+                self.counters["violations"] += 1
+        if not fault:
+            pte.dirty = pte.young = True
+        return lat, fault
+
+    def do_user_addr_fault(self, cpu, page, u):
+        """The write fault on ``page`` by CPU ``cpu``: (cycles, uffd-wp pending, retried)."""
+        c = self.t.c
+        lat = self.cost(c.fault_entry_exit, u[K.SLOT_FAULT])
+        if not self.ptes[page].write and not self.vma_write[page]:
+            # access_error(): SIGSEGV
+            self.counters["prot_faults"] += 1
+            return lat + self.cost(c.sigsegv, u[K.SLOT_EXTRA]), False, False
+        cost, pending, retry = self.handle_pte_fault(cpu, page, u)
+        return lat + cost, pending, retry
+
+    def handle_pte_fault(self, cpu, page, u):
+        """handle_pte_fault() of the write fault: (cycles, uffd-wp pending, retried)."""
+        c = self.t.c
+        pte = self.ptes[page]
+        if not pte.write:
+            return self.do_wp_page(page, u)
+        # A stale read-only entry: the entry is built with D and A.
+        self.counters["spurious_faults"] += 1
+        if not (pte.dirty and pte.young):
+            # it changes the PTE: stored by ptep_set_access_flags(), no flush, no fix-up
+            pte.dirty = pte.young = True
+            return self.cost(c.pte_update, u[K.SLOT_FIXUP]), False, True
+        # nothing changed, a write, not FAULT_FLAG_TRIED
+        return self.flush_tlb_fix_spurious_fault(cpu, u), False, True
+
+    def do_wp_page(self, page, u):
+        """do_wp_page() of the write to read-only ``page``: (cycles, uffd-wp pending, retried)."""
+        pte = self.ptes[page]
+        if pte.uffd_wp:
+            # handle_userfault(VM_UFFD_WP)
+            self.counters["uffd_faults"] += 1
+            return 0, True, False
+        # wp_page_reuse(): an exclusive anonymous page is made writable, dirty and young in
+        # place (ptep_set_access_flags); no flush.
+        self.counters["reuse_faults"] += 1
+        pte.write = pte.dirty = pte.young = True
+        return self.cost(self.t.c.pte_update, u[K.SLOT_FIXUP]), False, True
+
+    def flush_tlb_fix_spurious_fault(self, cpu, u):
+        """RFC patch 8 on CPU ``cpu``: if it is behind mm->tlb_gen, a full flush, and it catches
+        up.  Returns the cycles."""
+        t, c = self.t, self.t.c
+        me = self.cpus[cpu]
+        if not (self.fixup and me.local_gen < self.tlb_gen):
+            return 0
+        near = min((self.dist[cpu][s] for s in self.tlb_gen_sharers), default=99)
+        base = c.flush_full
+        if near > 0:
+            base = c.flush_full + self.tlb_gen_xfer[min(near, 3)]
+            self.counters["tlb_gen_xfers"] += 1
+        self.counters["local_full"] += 1
+        self.tlb_gen_sharers.add(cpu)
+        self.flush_all(me)
+        me.local_gen = self.tlb_gen
+        return self.cost(base, u[K.SLOT_FIXUP])
+
+    # ------------------------------------------------------------------ TLB state
 
     def count_pages(self, n):
         self.counters["invlpg"] += n
@@ -318,129 +569,6 @@ class ScalarEngine:
     def flush_all(self, cpu_state):
         cpu_state.tlb.clear()
         cpu_state.ws_cached = 0
-
-    # ------------------------------------------------------------------ access
-
-    def access(self, cpu, page, write, u):
-        t, c, pol = self.t, self.t.c, self.policy
-        me, pte = self.cpus[cpu], self.ptes[page]
-        lat = 0
-        if me.off_cpu:
-            # it missed a shootdown off its CPU: switch_mm_irqs_off() first, like a lazy wake-up
-            lat = self.switch_mm(cpu, False, u)
-        lat += self.refill(me, u)
-
-        entry = me.tlb.get(page)
-        if entry is not None:
-            lat += self.cost(c.tlb_hit, u[K.SLOT_ACCESS])
-            self.counters["tlb_hits"] += 1
-        else:
-            lat += self.cost(c.page_walk, u[K.SLOT_ACCESS])
-            self.counters["tlb_misses"] += 1
-            entry = TlbEntry(pte.write, pte.dirty)
-            me.tlb[page] = entry
-            pte.young = True
-        if not write:
-            return lat, False
-
-        pw, pd = pte.write, pte.dirty
-        fault = False
-        if entry.write and entry.dirty:
-            # no re-walk: the write lands whatever the PTE says now
-            if not (pw and pd):
-                self.counters["violations"] += 1
-        elif entry.write:
-            # the locked walk that sets Dirty re-reads the PTE (Machine.dirty_walk)
-            self.counters["dirty_walks"] += 1
-            lat += self.cost(np.float64(c.dirty_walk), u[K.SLOT_DIRTY])
-            if not pw:
-                if t.dwalk_sets_dirty:
-                    pte.dirty = True
-                if t.dwalk_faults:
-                    fault = True
-                else:
-                    self.counters["violations"] += 1
-            if not fault:
-                pte.dirty = pte.young = True
-        else:
-            fault = True
-
-        if not fault:
-            entry.write = entry.dirty = True
-            return lat, False
-
-        lat += self.cost(np.float64(c.fault_entry_exit), u[K.SLOT_FAULT])
-        del me.tlb[page]   # the fault invalidates the faulting address's entry
-        if not pte.write:
-            if not self.vma_write[page]:
-                # access_error() in do_user_addr_fault(): SIGSEGV
-                self.counters["prot_faults"] += 1
-                return lat + self.cost(np.float64(c.sigsegv), u[K.SLOT_EXTRA]), False
-            if pte.uffd_wp:
-                # do_wp_page() -> handle_userfault(VM_UFFD_WP)
-                self.counters["uffd_faults"] += 1
-                return lat, True
-            # do_wp_page() -> wp_page_reuse(): an exclusive anonymous page is made writable,
-            # dirty and young in place (ptep_set_access_flags); no flush.
-            self.counters["reuse_faults"] += 1
-            lat += self.cost(np.float64(c.pte_update), u[K.SLOT_FIXUP])
-            pte.write = pte.dirty = pte.young = True
-        else:
-            # A stale read-only entry: handle_pte_fault() builds the entry with D and A.
-            self.counters["spurious_faults"] += 1
-            if not (pte.dirty and pte.young):
-                # it changes the PTE: stored by ptep_set_access_flags(), no flush, no fix-up
-                lat += self.cost(np.float64(c.pte_update), u[K.SLOT_FIXUP])
-                pte.dirty = pte.young = True
-            elif self.fixup and me.local_gen < self.tlb_gen:
-                # nothing changed, a write, not FAULT_FLAG_TRIED: flush_tlb_fix_spurious_fault()
-                # (RFC patch 8): a CPU behind mm->tlb_gen flushes everything and catches up
-                near = min((int(self.dist[cpu, s]) for s in self.tlb_gen_sharers), default=99)
-                base = c.flush_full
-                if near > 0:
-                    base = c.flush_full + t.tlb_gen_xfer[min(near, 3)]
-                    self.counters["tlb_gen_xfers"] += 1
-                lat += self.cost(base, u[K.SLOT_FIXUP])
-                self.counters["local_full"] += 1
-                self.tlb_gen_sharers.add(cpu)
-                self.flush_all(me)
-                me.local_gen = self.tlb_gen
-        # The retried write walks again; the PTE is dirty now, so no dirty-bit walk.
-        lat += self.cost(np.float64(c.page_walk), u[K.SLOT_RETRY])
-        self.counters["tlb_misses"] += 1
-        me.tlb[page] = TlbEntry(True, True)
-        return lat, False
-
-    def refill(self, me, u):
-        """Application work between accesses refills the working set a full flush dropped:
-        one STLB miss and page walk per entry (cost page_walk each)."""
-        missing = self.working_set - me.ws_cached
-        me.ws_cached = self.working_set
-        self.counters["tlb_misses"] += missing
-        return self.cost(missing * self.t.c.page_walk, u[K.SLOT_REFILL])
-
-    # ------------------------------------------------------------------ context switch
-
-    def switch_mm(self, cpu, to_lazy, u):
-        t, c = self.t, self.t.c
-        me = self.cpus[cpu]
-        if to_lazy:
-            me.is_lazy = True
-            return 0
-        base = c.context_switch
-        if me.local_gen < self.tlb_gen:
-            base = base + c.flush_full
-            self.counters["local_full"] += 1
-            self.flush_all(me)
-        near = min((int(self.dist[cpu, s]) for s in self.tlb_gen_sharers), default=99)
-        if near > 0:
-            base = base + t.tlb_gen_xfer[min(near, 3)]
-            self.counters["tlb_gen_xfers"] += 1
-        self.tlb_gen_sharers.add(cpu)
-        me.local_gen = self.tlb_gen
-        me.is_lazy = False
-        me.off_cpu = False
-        return self.cost(base, u[K.SLOT_SWITCH])
 
 
 class ScalarBatch:
@@ -462,9 +590,10 @@ class ScalarBatch:
         lat = np.zeros(self.R, np.int64)
         flush = np.zeros(self.R, np.int8)
         pending = np.zeros(self.R, bool)
-        for r, e in enumerate(self.engines):
-            lat[r], flush[r], pending[r] = e.step(int(kind[r]), int(cpu[r]), int(lo[r]), int(n[r]),
-                                                  int(arg[r]), u[:, r])
+        # plain Python ints, read one at a time by the engines
+        ops = zip(*(np.asarray(x).tolist() for x in (kind, cpu, lo, n, arg)), np.asarray(u).T.tolist())
+        for r, (e, op) in enumerate(zip(self.engines, ops)):
+            lat[r], flush[r], pending[r] = e.step(*op)
         return lat, flush, pending
 
     @property

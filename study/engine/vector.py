@@ -5,7 +5,30 @@ masks select who does what).  Costs emerge from the events the operation trigger
 syscall, PTE updates, ++tlb_gen, local and remote flush_tlb_func, IPIs and their
 acknowledgement, TLB hits, page walks, dirty-bit walks, faults — each charged in integer
 cycles with jitter (study.engine.costs).  study.engine.reference is the same model written
-one replicate and one event at a time; the two agree to the cycle.
+one replicate and one event at a time; the two agree to the cycle, function by function
+(tests/test_engine_functions.py) and step by step (tests/test_engine_equivalence.py).
+
+Both engines are one skeleton, each method named after the kernel function it models and
+in call-chain order:
+
+    change_protection()              mm/mprotect.c, mm/userfaultfd.c, mm/madvise.c
+        change_pte_range() -> can_change_pte_writable(), pte_flush_type()
+        madvise_free_pte_range()
+        tlb_finish_mmu()             mm/mmu_gather.c: one flush of the gathered range
+    flush_tlb_mm_range()             arch/x86/mm/tlb.c
+        inc_mm_tlb_gen()
+        flush_tlb_func_local()       flush_tlb_func() on the initiator
+        flush_tlb_multi() -> kvm_flush_tlb_multi() (arch/x86/kernel/kvm.c), should_flush_tlb()
+        smp_call_function_many_cond() -> native_send_call_func_ipi()   (kernel/smp.c, apic/ipi.c)
+        flush_tlb_func_remote()      flush_tlb_func() in each target's IPI handler
+        csd_lock_wait()              the initiator's wait for the slowest target
+        kvm_vcpu_flush_tlb_guest()   the host's flush of a flagged vCPU (arch/x86/kvm/x86.c)
+    switch_mm_irqs_off(), switch_mm_irqs_off_remote()
+    access()                         the hardware: refill_working_set(), tlb_lookup(), dirty_bit_walk()
+        do_user_addr_fault()         arch/x86/mm/fault.c
+            handle_pte_fault() -> do_wp_page(), flush_tlb_fix_spurious_fault()   (mm/memory.c)
+
+Array shapes and the row and mask mechanics are study.engine.lockstep's.
 
 Simplifications, on purpose: operations are atomic (no two CPUs inside the mm's page
 tables at once), so mm->tlb_gen when a handler runs equals the generation it was sent.
@@ -13,13 +36,35 @@ tables at once), so mm->tlb_gen when a handler runs equals the generation it was
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from study.engine import costs as K
 from study.engine.costs import CostTables
 from study.engine.heap import keep_heap
+from study.engine.lockstep import (
+    add_rows,
+    by_distance,
+    charge,
+    classes_by_cpu,
+    count_rows,
+    distances,
+    entries,
+    farthest,
+    get,
+    group_ranks,
+    jittered,
+    key,
+    nearest,
+    page_range,
+    per_cpu,
+    put,
+    reach,
+    replicates,
+    running_count,
+    switches,
+    unless,
+    when,
+)
 from study.engine.machine import Machine, distance_matrix
 from study.engine.ops import (
     COUNTERS,
@@ -36,6 +81,16 @@ from study.engine.ops import (
 )
 
 
+class PteRows:
+    """The PTE bits RW, Dirty and Accessed of an access's rows ([n]): gathered once by
+    tlb_lookup(), changed by the walks and the fault, stored once by access()."""
+
+    __slots__ = ("write", "dirty", "young")
+
+    def __init__(self, write, dirty, young):
+        self.write, self.dirty, self.young = write, dirty, young
+
+
 class VectorEngine:
     """State and transitions of ``replicates`` copies of one mm on ``len(cpus)`` CPUs.
 
@@ -48,30 +103,25 @@ class VectorEngine:
     ``machine`` is a Machine, or a sequence of K Machines that differ only in their costs: K
     cost sets (an ensemble's members).  No state transition reads a cost (costs only price
     the events the state machine takes), so the cost sets share one state and one set of
-    draws: state stays [.., R], and only the cycle books gain a leading cost-set axis, [K, R]
-    (per-CPU cycle temporaries [K, C, R]).  Set k's books are then exactly those of a run with
-    machine k alone.  step() returns latencies [R] for one Machine and [K, R] for K sets.
-    CPU slot i runs application thread i; ``cpus`` gives its (socket, core, smt).
+    draws, and only cycles carry the cost-set axis (study.engine.lockstep).  Set k's books are
+    then exactly those of a run with machine k alone.  step() returns latencies [R] for one
+    Machine and [K, R] for K sets.  CPU slot i runs application thread i; ``cpus`` gives its
+    (socket, core, smt).
     """
 
     def __init__(self, machine: Machine, behaviour, cpus, pages: int, replicates: int,
                  working_set: int = 0, lazy=None, on_cpu_share: float = 1.0):
         R, C, P = replicates, len(cpus), pages
         self.R, self.C, self.P = R, C, P
-        keep_heap()   # the step's temporaries reuse the heap instead of faulting in fresh pages
+        keep_heap()   # study.engine.heap: the step's temporaries reuse the heap
         self.t = CostTables(machine)
         self.sets = self.t.sets                 # K, or None for one Machine
         self.shape = (R,) if self.sets is None else (self.sets, R)   # cycle books
-        # Each switch: a Python bool when every replicate agrees (the usual case, no mask
-        # work), else a bool array over replicates.
-        self.policy = pol = _switches(behaviour, R)
+        self.policy = pol = switches(behaviour, R)
         self.clean_writable = pol.clean_anon_writable
         self.fixup = pol.fix_spurious_fault
-        self.dist = distance_matrix(list(cpus)).astype(np.int8)   # classes 0-3: byte-wide [C, R] temporaries
-        # per CPU, the other CPUs by distance class, nearest class first: (class, rows), rows a
-        # slice where they are contiguous (a view) and an index array where not
-        self.by_class = [[(d, _block(np.flatnonzero(row == d))) for d in np.unique(row[row > 0]).tolist()]
-                         for row in self.dist]
+        self.dist = distance_matrix(list(cpus)).astype(np.int8)   # distance classes DIST_*
+        self.by_class = classes_by_cpu(self.dist)
         # entries beyond the STLB miss whether or not a flush came: only these are kept hot
         self.working_set = min(int(working_set), self.t.stlb_entries)
         # the send each CPU slot belongs to (x2APIC cluster or PV window); None: one per CPU
@@ -83,15 +133,13 @@ class VectorEngine:
             uniq, self.group_of = np.unique(groups, return_inverse=True)
             self.group_slots = [np.flatnonzero(self.group_of == q) for q in range(len(uniq))]
             self.one_group = len(uniq) == 1
+        self.grouped = self.group_of is not None and not self.one_group
         # the shorthand needs the mm on every online CPU (at most C - 1 targets)
         self.shorthand_reachable = self.t.shorthand and C == self.t.n_online
         self.ar = np.arange(R)
         self._everyone = np.ones(R, bool)
         self.pg = np.arange(P)[:, None]
         self.cpu_ids = np.arange(C)[:, None]
-        # Replicates are the last (contiguous) axis of every array: per page [P, R], per CPU
-        # [C, R], per CPU and page [C, P, R], so that reductions over CPUs or pages are
-        # elementwise passes over replicates.
         # Page tables: every page private anonymous and written once: do_anonymous_page()
         # mapped it writable and dirty, the retried write's walk set Accessed.  Workloads
         # reach clean pages only through an operation (MADV_FREE).
@@ -123,73 +171,6 @@ class VectorEngine:
         self.off_lo, self.off_hi = K.off_cpu_window(self.t, on_cpu_share)
         self.off_cpu = np.zeros((C, R), bool)
 
-    # ---------------------------------------------------------------- helpers
-
-    def _cost(self, base, u, table=None):
-        """Jittered integer cost of ``base`` cycles with draws ``u``."""
-        # float64 holding whole cycles: exact far beyond any run's totals, and it spares
-        # an integer conversion per event; step() converts once.
-        F = self.t.F if table is None else table
-        return np.rint(base * F.take(u))   # take: twice as fast as F[u] here
-
-    def _charge(self, acc, mask, base, u, table=None):
-        """``acc += cost of base`` where ``mask`` (``mask`` and ``u`` [R]; ``acc`` [R], or [K, R]
-        with cost sets; ``base`` a scalar, [R], [K, 1] or [K, R]; ``mask`` None: everywhere).
-
-        The same cycles as ``np.where(mask, self._cost(base, u), 0)``, but the table lookup and
-        the arithmetic run only for the replicates the event happens to, and not at all when
-        none has it: most events (faults, dirty-bit walks, refills, retries, SIGSEGV) happen
-        to few replicates of a step, or to none."""
-        if mask is None:
-            acc += self._cost(base, u, table)
-            return
-        hit = np.count_nonzero(mask)   # a tenth of nonzero()'s time: skip that when none or all
-        if hit == 0:
-            return
-        if hit == mask.size:
-            acc += self._cost(base, u, table)
-            return
-        idx = mask.nonzero()[0]   # masks are [R] (or [n]): no ravel needed
-        F = self.t.F if table is None else table
-        b = base.take(idx, axis=-1) if isinstance(base, np.ndarray) and base.ndim and base.shape[-1] != 1 else base
-        acc[..., idx] += np.rint(b * F.take(u.take(idx)))
-
-    def _at(self, idx):
-        """Index of each replicate's CPU (or page) in a per-CPU [C, R] (or per-page) array.
-
-        A plain row when every replicate acts on the same CPU (lockstep): a view, so reads
-        and in-place updates skip the gather and scatter of fancy indexing."""
-        first = idx[0]
-        if (idx == first).all():
-            return (first,)
-        return (idx, self.ar)
-
-    def _own(self, cpu, mask):
-        """[C, R]: each replicate's acting CPU, where ``mask``."""
-        return (self.cpu_ids == cpu) & mask
-
-    def _distances(self, cpu):
-        """Distance class from each replicate's acting CPU (``cpu``: [R], or [n] for some
-        replicates' rows) to every CPU: [C, R] (or [C, n]), or [C, 1].
-
-        In lockstep every replicate usually acts on the same CPU: its row of the distance
-        matrix, which broadcasts, then replaces a [C, R] gather (and the gathers of
-        per-distance costs through it)."""
-        first = cpu[0]
-        if (cpu == first).all():
-            return self.dist[first][:, None]
-        return self.dist[:, cpu]
-
-    def _by_dist(self, table, idx):
-        """Per-distance cost ``table`` ([4], or [K, 4] with cost sets) at classes ``idx``:
-        idx's shape, with the cost-set axis in front."""
-        if table.ndim == 1:
-            return np.take(table, idx)
-        return table[:, idx]
-
-    def _count(self, name, values):
-        self.counters[name] += values
-
     # ---------------------------------------------------------------- the step
 
     def step(self, kind, cpu, lo, n, arg, u):
@@ -218,560 +199,360 @@ class VectorEngine:
         for op, m in kinds:
             if op in (OP_MPROTECT, OP_UFFD_WP, OP_MADV_FREE):
                 if m.any():
-                    self._change_protection(op, m, cpu, lo, n, arg, u, lat, flush)
+                    self.change_protection(op, m, cpu, lo, n, arg, u, lat, flush)
             elif op == OP_ACCESS:
                 if m.any():
-                    self._access(m, cpu, lo, arg.astype(bool), u, lat, uffd_pending)
+                    self.access(m, cpu, lo, arg.astype(bool), u, lat, uffd_pending)
             elif op == OP_SWITCH_MM:
                 if m.any():
-                    self._switch_mm(m, cpu, arg.astype(bool), u, lat)
+                    self.switch_mm_irqs_off(m, cpu, arg.astype(bool), u, lat)
         return lat.astype(np.int64), flush, uffd_pending
 
     # ---------------------------------------------------------------- change_protection
 
-    def _change_protection(self, op, m, cpu, lo, n, arg, u, lat, flush):
-        """mprotect(), UFFDIO_WRITEPROTECT and MADV_FREE: update PTEs, then one flush.
-
-        Only PTEs whose change needs a flush widen the mmu_gather range (tlb->start..end):
-        the flush covers that span, and the ceiling applies to it.
-
-        A call on one page (the uffd monitor's unprotect of the faulting page) works on that
-        page's row per replicate ([R]) instead of the whole [P, R] page table."""
-        pol, c = self.policy, self.t.c
-        single = n[0] == 1 and (n == 1).all()
-        if single:
-            # each replicate's PTE: a row in lockstep, else flat indices into [P, R]
-            pte = (lo[0],) if (lo == lo[0]).all() else lo * self.R + self.ar
-            inr = m
-            vma, w, wp = _get(self.vma_write, pte), _get(self.pte_write, pte), _get(self.pte_uffd_wp, pte)
-            d, y = _get(self.pte_dirty, pte), _get(self.pte_young, pte)
-        else:
-            inr = (self.pg >= lo) & (self.pg < lo + n) & m          # [P, R]
-            vma, w, wp = self.vma_write, self.pte_write, self.pte_uffd_wp
-            d, y = self.pte_dirty, self.pte_young
+    def change_protection(self, op, m, cpu, lo, n, arg, u, lat, flush):
+        """mprotect(), UFFDIO_WRITEPROTECT (mwriteprotect_range() -> change_protection()) or
+        MADV_FREE over pages [lo, lo + n) by the replicates in ``m``: the syscall, the PTE walk
+        under the page-table lock, then one flush of what the mmu_gather collected.  Adds the
+        cycles to ``lat`` and the flush type to ``flush``."""
+        c, F = self.t.c, self.t.F
+        pte, inr = page_range(lo, n, m, self.pg, self.ar)
+        vma, w, wp, d, y = self._ptes(pte)
         none = np.zeros_like(inr)
-        if op == OP_MPROTECT:
-            on = arg.astype(bool)
-            vma = np.where(inr, on, vma)
-            # MM_CP_TRY_CHANGE_WRITABLE; a uffd-wp PTE is never upgraded here
-            try_w = inr & on & ~w & ~wp
-            down = inr & ~on
-            syscall = c.syscall_mprotect
-        elif op == OP_UFFD_WP:
-            protect = arg == UFFD_PROTECT
-            hint = arg == UFFD_UNPROTECT_WRITE_LIKELY
-            pin, uin = inr & protect, inr & ~protect
-            # protect: RW->RO and the uffd-wp bit; unprotect: clear the bit (a software
-            # bit, no flush) and, where the kernel or the RFC says so, try writable
-            wp = (wp | pin) & ~uin
-            if pol.uffd_unprotect_mkdirty is not False:
-                mk = _if(pol.uffd_unprotect_mkdirty, uin & hint & vma, None)   # RFC patch 1
-                d = d | mk
-                y = y | mk
-            asks = (hint & pol.uffd_unprotect_writable) | pol.uffd_unprotect_writable_unhinted
-            try_w = uin & asks & ~w & vma
-            down = pin
-            syscall = c.syscall_uffd_wp
-        else:
-            try_w, down = none, none
-            syscall = c.syscall_madvise
-        # can_change_pte_writable(): dirty exclusive anon pages; clean ones too where the
-        # kernel carries, or the policy applies, the RFC's patch 3
-        cw = self.clean_writable
-        up = try_w & d if cw is False else try_w if cw is True else try_w & (d | cw)
-        new_w = (w | up) & ~down
-        promote = inr & ~w & new_w
-        demote = inr & w & ~new_w
-        # pte_needs_flush(), per page; the range takes the strongest flush any page needs.
-        strict_need = _unless(pol.unsafe_dirty_demote, demote & d, none)
-        if pol.no_flush_clean_wrprotect is not True:
-            strict_need = strict_need | _unless(pol.no_flush_clean_wrprotect, demote & ~d, none)
-        rfu = pol.relaxed_flush_on_upgrade
-        relaxed_need = _if(rfu, promote, none)
-        if rfu is not True:
-            strict_need = strict_need | _unless(rfu, promote, none)
         if op == OP_MADV_FREE:
-            cleaned = inr & (d | y)
-            strict_need = strict_need | cleaned
-            d = d & ~inr
-            y = y & ~inr
-        if single:
-            for array, value in ((self.vma_write, vma), (self.pte_write, new_w), (self.pte_uffd_wp, wp),
-                                 (self.pte_dirty, d), (self.pte_young, y)):
-                _put(array, pte, value)
-            n_checks = try_w.astype(np.int64)
-            any_strict, any_relaxed = strict_need, relaxed_need
+            d, y, strict_need = self.madvise_free_pte_range(inr, d, y)
+            new_w, try_w, relaxed_need = w, none, none
+            syscall = c.syscall_madvise
         else:
-            self.vma_write, self.pte_write, self.pte_uffd_wp = vma, new_w, wp
-            self.pte_dirty, self.pte_young = d, y
-            n_checks = np.count_nonzero(try_w, axis=0)
-            any_strict, any_relaxed = strict_need.any(0), relaxed_need.any(0)
-
-        cost = self._cost(np.float64(syscall), u[K.SLOT_SYSCALL])
-        cost += self._cost(n * c.pte_update + n_checks * c.pte_mkwrite_check, u[K.SLOT_PTE])
-        strict = m & any_strict
-        relaxed = m & ~any_strict & any_relaxed
-        f = strict | relaxed
-        if f.any():
-            if single:
-                f_n = f.astype(np.int64)
-                span = self.pg == (lo[0] if (lo == lo[0]).all() else lo)
-            else:
-                # the span of the PTEs that needed a flush: first..last such page
-                need = strict_need | relaxed_need
-                f_lo = np.argmax(need, axis=0)
-                f_n = np.where(f, self.P - np.argmax(need[::-1], axis=0) - f_lo, 0)
-                span = (self.pg >= f_lo) & (self.pg < f_lo + f_n)
-            cost += self._flush_tlb_mm_range(f, strict, cpu, f_n, span, u)
+            vma, new_w, wp, d, y, try_w = self.change_pte_range(op, inr, arg, vma, w, wp, d, y)
+            strict_need, relaxed_need = self.pte_flush_type(inr, w, new_w, d, none)
+            syscall = c.syscall_mprotect if op == OP_MPROTECT else c.syscall_uffd_wp
+        self._store_ptes(pte, vma, new_w, wp, d, y)
+        n_checks = np.count_nonzero(try_w, axis=0) if pte is None else try_w.astype(np.int64)
+        cost = jittered(np.float64(syscall), u[K.SLOT_SYSCALL], F)
+        cost += jittered(n * c.pte_update + n_checks * c.pte_mkwrite_check, u[K.SLOT_PTE], F)
+        strict, relaxed = self.tlb_finish_mmu(m, pte, lo, strict_need, relaxed_need, cpu, u, cost)
         lat += np.where(m, cost, 0)
         flush[strict] = FLUSH_STRICT
         flush[relaxed] = FLUSH_RELAXED
 
-    def _flush_tlb_mm_range(self, f, strict, cpu, n, inr, u):
-        """++tlb_gen, the local flush_tlb_func, and on the strict path the shootdown."""
-        t, c = self.t, self.t.c
-        D = self._distances(cpu)                             # distance from the initiator
-        self.tlb_gen += f
-        new_gen = self.tlb_gen
-        # ++mm->tlb_gen is a locked RMW: the line comes from the farthest other holder.
-        if D.shape[-1] == 1:
-            # one initiator CPU for every replicate: class by class over the CPUs at that
-            # distance ([k, R] rows, nearest class first so that the farthest holder's class
-            # is the one left), not a [C, R] where() and maximum
-            xdist = np.zeros(self.R, np.int8)
-            for d, rows in self.by_class[cpu[0]]:
-                xdist[self.tlb_gen_sharers[rows].any(0)] = d
+    def change_pte_range(self, op, inr, arg, vma, w, wp, d, y):
+        """mprotect() (``arg``: VM_WRITE) or UFFDIO_WRITEPROTECT (``arg``: UFFD_PROTECT, or an
+        unprotect with or without the write-likely hint) of the PTEs in ``inr``, whose VM_WRITE
+        and bits are ``vma``, ``w`` (RW), ``wp`` (uffd-wp), ``d``, ``y``: those five after, and
+        which PTEs tried to become writable (can_change_pte_writable() calls)."""
+        pol = self.policy
+        if op == OP_MPROTECT:
+            on = arg.astype(bool)
+            vma = np.where(inr, on, vma)
+            # MM_CP_TRY_CHANGE_WRITABLE (vma_wants_manual_pte_write_upgrade()); a uffd-wp PTE
+            # is never upgraded here: its writes belong to the monitor
+            try_w = inr & on & ~w & ~wp
+            down = inr & ~on
         else:
-            others = self.tlb_gen_sharers & (D > 0)
-            xdist = np.where(others, D, 0).max(0)
-        moved = f & (xdist > 0)
-        cost = np.zeros(self.shape)
-        self._charge(cost, moved, self._by_dist(t.tlb_gen_xfer, xdist), u[K.SLOT_TLBGEN])
-        self._count("tlb_gen_xfers", moved)
-        self.tlb_gen_sharers &= ~f
-        at = self._at(cpu)
-        self.tlb_gen_sharers[at] |= f
+            protect = arg == UFFD_PROTECT
+            hint = arg == UFFD_UNPROTECT_WRITE_LIKELY
+            pin, uin = inr & protect, inr & ~protect
+            # protect: pte_mkuffd_wp() sets the bit and write-protects; unprotect clears the bit
+            # (a software bit: no flush) and, where the kernel or the RFC says so, tries writable
+            wp = (wp | pin) & ~uin
+            if pol.uffd_unprotect_mkdirty is not False:
+                # RFC patch 1: the hint says a write comes, so Dirty and Accessed are set now
+                # (no dirty-bit walk at the write; can_change_pte_writable() sees a dirty PTE)
+                mk = when(pol.uffd_unprotect_mkdirty, uin & hint & vma, None)
+                d = d | mk
+                y = y | mk
+            # RFC patch 2 (with the hint) or uffd_wp_range() since 6.3 (always):
+            # MM_CP_TRY_CHANGE_WRITABLE on unprotect
+            asks = (hint & pol.uffd_unprotect_writable) | pol.uffd_unprotect_writable_unhinted
+            try_w = uin & asks & ~w & vma
+            down = pin
+        up = self.can_change_pte_writable(try_w, d)
+        return vma, (w | up) & ~down, wp, d, y, try_w
 
-        ranged = n <= t.ceiling
-        # The initiator's own flush_tlb_func: partial only if it lags exactly one generation.
-        lg = self.local_gen[at]
-        loc_partial = f & ranged & (lg + 1 == new_gen)
-        loc_full = f & ~loc_partial
-        local_cost = np.zeros(self.shape)
-        self._charge(local_cost, f, np.where(loc_partial, n * c.invlpg, c.flush_full), u[K.SLOT_LOCAL])
-        self._count("local_partial", loc_partial)
-        self._count("local_full", loc_full)
-        self._count_pages(n * loc_partial)
-        if len(at) == 1:
-            if loc_partial.any():
-                self.tlb_valid[at] &= ~(inr & loc_partial)
-            if loc_full.any():
-                self.tlb_valid[at] &= ~loc_full
-                self.ws_cached[at] = np.where(loc_full, 0, self.ws_cached[at])
+    def can_change_pte_writable(self, try_w, d):
+        """Which PTEs of ``try_w`` (Dirty ``d``) are mapped writable without a write fault."""
+        # an exclusive anonymous page needs no COW; 5.19 also requires pte_dirty() ("if they
+        # are exclusive, the PTE is already dirty"), v6.2 and the RFC's patch 3 take clean ones
+        cw = self.clean_writable
+        return try_w & d if cw is False else try_w if cw is True else try_w & (d | cw)
+
+    def pte_flush_type(self, inr, w, new_w, d, none):
+        """The flush each PTE in ``inr`` needs after its RW went ``w`` -> ``new_w`` (Dirty ``d``):
+        (strict, relaxed) masks; ``none``: an all-False mask of their shape."""
+        pol = self.policy
+        promote = inr & ~w & new_w
+        demote = inr & w & ~new_w
+        # pte_flags_need_flush(): RW changing either way needs a flush.  A dirty RW->RO is
+        # strict (a stale writable entry would let writes land on a read-only page); not
+        # flushing it is the unsafe negative control.
+        strict_need = unless(pol.unsafe_dirty_demote, demote & d, none)
+        if pol.no_flush_clean_wrprotect is not True:
+            # RFC patch 12: a clean RW->RO needs none where the dirty-bit walk through a stale
+            # writable entry faults on the read-only PTE (Machine.dirty_walk)
+            strict_need = strict_need | unless(pol.no_flush_clean_wrprotect, demote & ~d, none)
+        # RFC patches 9-11: adding permission needs only a relaxed flush, since a stale, more
+        # restrictive entry costs a spurious fault, never a wrong access
+        rfu = pol.relaxed_flush_on_upgrade
+        relaxed_need = when(rfu, promote, none)
+        if rfu is not True:
+            strict_need = strict_need | unless(rfu, promote, none)
+        return strict_need, relaxed_need
+
+    def madvise_free_pte_range(self, inr, d, y):
+        """MADV_FREE of the PTEs in ``inr``: (Dirty and Accessed after, the PTEs whose change
+        needs a strict flush)."""
+        # a young or dirty PTE is made old and clean and tlb_remove_tlb_entry() queues its
+        # flush: an entry still caching Dirty would let a write land without setting the
+        # PTE's Dirty, and reclaim would drop the data
+        return d & ~inr, y & ~inr, inr & (d | y)
+
+    def tlb_finish_mmu(self, m, pte, lo, strict_need, relaxed_need, cpu, u, cost):
+        """The call's one flush by the replicates in ``m``, its cycles added to ``cost``: the
+        flush is strict if any PTE needs a strict one, else relaxed if any needs one (the RFC's
+        flush type).  Returns the (strict, relaxed) masks [R].  ``pte``, ``lo``: as from
+        page_range()."""
+        if pte is None:
+            any_strict, any_relaxed = strict_need.any(0), relaxed_need.any(0)
         else:
-            self._invalidate(self._own(cpu, loc_partial), self._own(cpu, loc_full), inr)
-        self.local_gen[at] = np.where(f, new_gen, lg)
+            any_strict, any_relaxed = strict_need, relaxed_need
+        strict = m & any_strict
+        relaxed = m & ~any_strict & any_relaxed
+        f = strict | relaxed
+        if not f.any():
+            return strict, relaxed
+        # tlb_flush_pte_range() widens tlb->start..end only for PTEs whose change needs a
+        # flush: the flush covers the first to the last of them (and the ceiling applies to
+        # that span, not to the call's range)
+        if pte is None:
+            need = strict_need | relaxed_need
+            f_lo = np.argmax(need, axis=0)
+            f_n = np.where(f, self.P - np.argmax(need[::-1], axis=0) - f_lo, 0)
+            span = (self.pg >= f_lo) & (self.pg < f_lo + f_n)
+        else:
+            f_n = f.astype(np.int64)
+            span = self.pg == (lo[0] if (lo == lo[0]).all() else lo)
+        cost += self.flush_tlb_mm_range(f, strict, cpu, f_n, span, u)
+        return strict, relaxed
 
+    # ---------------------------------------------------------------- flush_tlb_mm_range
+
+    def flush_tlb_mm_range(self, f, strict, cpu, n, span, u):
+        """flush_tlb_mm_range() of ``n`` pages (``span``: [P, R] or [P, 1]) by the replicates in
+        ``f`` on their CPU ``cpu``, those in ``strict`` strictly: the initiator's cycles."""
+        me = self._acting(cpu)
+        cost, new_gen = self.inc_mm_tlb_gen(f, me, u)
+        # get_flush_tlb_info(): a range over tlb_single_page_flush_ceiling pages becomes
+        # TLB_FLUSH_ALL: "each single flush is about 100 ns", so 33 caps a ranged flush near
+        # 3,000 ns, past which a full flush and the refills it causes cost less
+        ranged = n <= self.t.ceiling
+        local = self.flush_tlb_func_local(f, me, ranged, n, span, new_gen, u)
         self._count("strict_flushes", strict)
         self._count("relaxed_flushes", f & ~strict)
-        relaxed_cost = cost + local_cost
+        relaxed_cost = cost + local
         if not strict.any():
+            # the RFC's relaxed flush stops here: the other CPUs catch up at their next flush,
+            # context switch or spurious fault
             return relaxed_cost
+        w = self._reach(cpu, me.D, u)
+        others, targets, flagged, base = self.flush_tlb_multi(strict, new_gen, w, u)
+        send, offset, nt = self.smp_call_function_many_cond(others, targets, base, w, u)
+        handler = self.flush_tlb_func_remote(targets, nt, new_gen, ranged, n, span, w)
+        done = self.csd_lock_wait(targets, offset, handler, w)
+        if flagged is not None and flagged.any():
+            self.kvm_vcpu_flush_tlb_guest(flagged, w)
+        # smp_call_function_many_cond(): the initiator sends, runs its own flush_tlb_func()
+        # meanwhile (SCF_RUN_LOCAL), then waits (SCF_WAIT) for the slowest target
+        return np.where(strict, cost + np.maximum(send + local, done), relaxed_cost)
 
-        # Strict: flush_tlb_multi() -> [kvm_flush_tlb_multi()] -> on_each_cpu_cond_mask(
-        # should_flush_tlb, ...) -> smp_call_function_many_cond().  The initiator walks the
-        # other CPUs of mm_cpumask in CPU order; every step below is a sum over that walk.
-        C = self.C
-        # The CPUs the walk can reach, rows [a, b): the initiator's own row never holds a
-        # target, and in lockstep, when it is the first or the last CPU, the others are one
-        # block.  Every per-CPU temporary below covers those rows only (views), which halves
-        # them at two CPUs; sums and maxima over the rows are unchanged, the initiator's row
-        # adding zeros.
-        a, b = self._shootdown_rows(cpu, D)
-        rows = slice(a, b)
-        D = D[rows]
-        ux = K.N_FIXED_SLOTS + a                     # per-CPU draw slots of row a
-        others = self.mm_cpumask[rows] & (D > 0) & strict                      # [b - a, R]
-        # Cycle temporaries per CPU are [b - a, R] (or [b - a, 1]), with cost sets
-        # [K, b - a, R]: every sum or maximum over CPUs runs along axis -2, and a per-set
-        # value enters them through _per_cpu().
-        rl = self._by_dist(t.remote_line, D)                                   # [b - a, R] or [b - a, 1]
-        base = np.zeros(self.shape) + c.cpumask_scan
-        u_preempt = u[ux + 2 * C:ux + 2 * C + b - a]
+    def inc_mm_tlb_gen(self, f, me, u):
+        """++mm->tlb_gen by the replicates in ``f`` on CPUs ``me``: (cycles, mm->tlb_gen after)."""
+        t = self.t
+        self.tlb_gen += f
+        # atomic64_inc_return() is a locked read-modify-write: the initiator takes the line
+        # exclusive, from the farthest CPU holding a copy, and every other copy is invalidated
+        xdist = farthest(self.tlb_gen_sharers, me.D, self.by_class[me.cpu[0]] if me.D.shape[-1] == 1 else None)
+        moved = f & (xdist > 0)
+        cost = np.zeros(self.shape)
+        charge(cost, moved, by_distance(t.tlb_gen_xfer, xdist), u[K.SLOT_TLBGEN], t.F)
+        self._count("tlb_gen_xfers", moved)
+        self.tlb_gen_sharers &= ~f
+        self.tlb_gen_sharers[me.at] |= f
+        return cost, self.tlb_gen
+
+    def flush_tlb_func_local(self, f, me, ranged, n, span, new_gen, u):
+        """flush_tlb_func() on the initiator ``me`` of the replicates in ``f``: its cycles."""
+        c, t = self.t.c, self.t
+        lg = self.local_gen[me.at]
+        # INVLPG page by page only if the CPU lags exactly one generation
+        # (f->new_tlb_gen == local_tlb_gen + 1): a CPU's generation never goes back, so a
+        # partial flush from further behind would mark as done the ranges of the generations
+        # it skipped
+        partial = f & ranged & (lg + 1 == new_gen)
+        full = f & ~partial
+        cost = np.zeros(self.shape)
+        charge(cost, f, np.where(partial, n * c.invlpg, c.flush_full), u[K.SLOT_LOCAL], t.F)
+        self._count("local_partial", partial)
+        self._count("local_full", full)
+        self._count_pages(n * partial)
+        self._flush_acting(me, partial, full, span)
+        self.local_gen[me.at] = np.where(f, new_gen, lg)
+        return cost
+
+    def flush_tlb_multi(self, strict, new_gen, w, u):
+        """The CPUs of a strict flush, in the rows of ``w`` (lockstep.Reach): (the mm_cpumask
+        CPUs the IPI walk looks at, its targets, the vCPUs flagged instead of an IPI (or None),
+        the initiator's cycles so far)."""
+        t = self.t
+        others = self.mm_cpumask[w.rows] & (w.D > 0) & strict
+        # cpumask_any_but() finds another CPU of mm_cpumask; flush_tlb_info is filled in
+        base = np.zeros(self.shape) + t.c.cpumask_scan
         flagged = None
         if t.pv_flush:
-            # kvm_flush_tlb_multi(): read each CPU's steal_time.preempted; a preempted vCPU
-            # gets KVM_VCPU_FLUSH_TLB (a cmpxchg) and leaves the mask: no IPI
-            base += (rl * others).sum(-2)
-            if t.preempt_threshold:
-                flagged = others & (u_preempt < t.preempt_threshold)
-                base += (rl * flagged).sum(-2)
-                others = others & ~flagged
-        # the cond function reads each CPU's is_lazy line; a target also costs csd_lock() and
-        # llist_add() onto its call_single_queue
-        targets = others & ~self.is_lazy[rows]
-        gone = None
+            others, flagged, base = self.kvm_flush_tlb_multi(others, base, w)
+        targets = self.should_flush_tlb(others, w)
         if self.off_hi > self.off_lo:
-            # should_flush_tlb(): a CPU whose cpu_tlbstate.loaded_mm is another mm (its thread
-            # is off the CPU) gets no IPI; its generation stays behind (its is_lazy/loaded_mm
-            # line is still read).  A CPU that missed one that way and whose thread is back
-            # now switched the mm in since: switch_mm_irqs_off() -> choose_new_asid() found
-            # its ASID's tlb_gen behind and flushed it fully.
-            gone = targets & (u_preempt >= self.off_lo) & (u_preempt < self.off_hi)
+            # a CPU that missed a shootdown while its thread was off it, and runs the mm again:
+            # it switched the mm in before this flush
+            self.switch_mm_irqs_off_remote(targets & self.off_cpu[w.rows], new_gen - 1, u[K.SLOT_SWITCH], w.rows)
+        return others, targets, flagged, base
+
+    def kvm_flush_tlb_multi(self, others, base, w):
+        """kvm_flush_tlb_multi() (pv_tlb_flush) over the mm_cpumask CPUs ``others``: (the CPUs
+        left for the IPI path, the preempted vCPUs it flagged or None, ``base`` plus its reads)."""
+        t = self.t
+        # it reads each CPU's steal_time.preempted
+        base += (w.rl * others).sum(-2)
+        if not t.preempt_threshold:
+            return others, None, base
+        # a preempted vCPU gets KVM_VCPU_FLUSH_TLB (a cmpxchg on that line) and leaves the
+        # mask: the host flushes it before it runs again, so no IPI waits for it to run
+        flagged = others & (w.preempt < t.preempt_threshold)
+        base += (w.rl * flagged).sum(-2)
+        return others & ~flagged, flagged, base
+
+    def should_flush_tlb(self, others, w):
+        """should_flush_tlb(), the cond function of the IPI walk, on ``others``: the targets."""
+        # "Lazy TLB will get flushed at the next context switch": leaving lazy mode,
+        # switch_mm_irqs_off() reads mm->tlb_gen and flushes if behind
+        targets = others & ~self.is_lazy[w.rows]
+        if self.off_hi > self.off_lo:
+            # cpu_tlbstate.loaded_mm != info->mm (6.13+): the thread is off its CPU and another
+            # mm is loaded there, so no IPI; the CPU's generation stays behind and its TLB keeps
+            # the mm's entries under the mm's ASID
+            gone = targets & (w.preempt >= self.off_lo) & (w.preempt < self.off_hi)
+            self.off_cpu[w.rows] |= gone
+            self._count("off_cpu_skipped", np.count_nonzero(gone, axis=0))
             targets = targets & ~gone
-            self._come_back(targets & self.off_cpu[rows], new_gen - 1, u[K.SLOT_SWITCH], rows)
-        base += (rl * others).sum(-2)
-        base += 2 * (rl * targets).sum(-2)
-        nt = _n_rows(targets)
-        # One send: a single IPI, the all-but-self shorthand, or the mask by APIC mode; target
-        # k's IPI leaves when the ICR write (or hypercall) that covers it is done.
+        return targets
+
+    def smp_call_function_many_cond(self, others, targets, base, w, u):
+        """The initiator's walk over ``others`` and its one send to ``targets``, after ``base``
+        cycles: (its cycles until the last write is done, per target the cycles until the write
+        covering it is done, the targets per replicate)."""
+        t = self.t
+        # per CPU the cond function reads its cpu_tlbstate lines; per target csd_lock() (on the
+        # csd the target last unlocked) and llist_add() onto its call_single_queue
+        base += (w.rl * others).sum(-2)
+        base += 2 * (w.rl * targets).sum(-2)
+        nt = count_rows(targets)
+        rank, writes, write = self.native_send_call_func_ipi(targets, nt)
+        fsend = np.take(t.F, u[K.SLOT_SEND])
+        send = np.rint((base + write * writes) * fsend)
+        # target k's IPI leaves when the ICR write (or hypercall) that covers it is done
+        offset = np.rint((per_cpu(base) + per_cpu(write) * rank) * fsend)
+        self._count("ipis", nt)
+        self._count("ipi_writes", writes)
+        if t.kvm:
+            self._count("vm_exits", writes)   # each ICR write or hypercall exits to the host
+        self._count("shootdowns", nt > 0)
+        return send, offset, nt
+
+    def native_send_call_func_ipi(self, targets, nt):
+        """The send to ``targets`` (``nt`` per replicate): (per target the number of the write
+        that covers it, the writes, the cycles of one write)."""
+        t = self.t
         if self.group_of is None:
-            rank = self._running_count(targets)       # one write per target, in CPU order
-            writes = nt
+            # __x2apic_send_IPI_mask() (x2apic_phys) and the xAPIC's mask sequence: one ICR
+            # write per target, in CPU order
+            rank, writes = running_count(targets), nt
         elif self.one_group:
-            rank = 1                                   # one cluster (or PV window) covers all
-            writes = (nt > 0).astype(np.int64)
+            # one x2APIC cluster (or one PV window) covers every target: one write
+            rank, writes = 1, (nt > 0).astype(np.int64)
         else:
-            rank, writes = self._group_ranks(targets)  # every row (_shootdown_rows)
+            # x2apic_cluster.c: one write per cluster holding targets, in the order of each
+            # cluster's first target; kvm_send_ipi_mask(): one hypercall per 128 APIC IDs
+            rank, writes = group_ranks(targets, self.group_slots, self.group_of)
         if self.shorthand_reachable:
-            # the mask plus the sender is every online CPU: one all-but-self write (a single
-            # target is one write too)
+            # apic_use_ipi_shorthand: the mask plus the sender is every online CPU, so one
+            # all-but-self write (a single target is one write too: the single IPI)
             one = (nt == 1) | (nt == t.n_online - 1)
             rank = np.where(one, 1, rank)
             writes = np.where(one, np.minimum(writes, 1), writes)
         if t.same_write:
-            write = t.icr_write
-        else:
-            # a single IPI (or the shorthand) is an ICR write even where the mask is a hypercall
-            if not self.shorthand_reachable:
-                one = nt == 1
-            write = np.where(one, t.icr_write, t.mask_write)
-        fsend = np.take(t.F, u[K.SLOT_SEND])
-        send_cost = np.rint((base + write * writes) * fsend)
-        offset = np.rint((_per_cpu(base) + _per_cpu(write) * rank) * fsend)
+            return rank, writes, t.icr_write
+        # send_call_function_single_ipi() and the shorthand are ICR writes even where the mask
+        # send is a hypercall (pv_send_ipi)
+        if not self.shorthand_reachable:
+            one = nt == 1
+        return rank, writes, np.where(one, t.icr_write, t.mask_write)
 
-        # Each target's flush_tlb_func: read mm->tlb_gen (line from the initiator), then
-        # INVLPG per page or a full flush by the generation rule.  No target can be current
-        # already (local_gen <= tlb_gen < new_gen), so the "nothing to do" case never arises.
-        lgt = self.local_gen[rows]
-        t_partial = targets & ranged & (lgt + 1 == new_gen)
-        t_full = targets & ~t_partial
+    def flush_tlb_func_remote(self, targets, nt, new_gen, ranged, n, span, w):
+        """flush_tlb_func() in each target's IPI handler (``nt`` targets per replicate): the
+        handlers' cycles per target (zero elsewhere), which they take from their CPUs."""
+        t, c = self.t, self.t.c
+        lgt = self.local_gen[w.rows]
+        # the handler reads mm->tlb_gen (its line comes from the initiator) and flushes by the
+        # generation rule of flush_tlb_func_local().  No target is current already
+        # (local_gen <= tlb_gen < new_gen: operations are atomic), so it always has work.
+        partial = targets & ranged & (lgt + 1 == new_gen)
+        full = targets & ~partial
         # a non-target's work is never read (its handler is masked out below)
-        work = np.where(t_partial, n * _per_cpu(c.invlpg), _per_cpu(c.flush_full))
-        handler_base = _per_cpu(c.irq_entry_exit) + self._by_dist(t.tlb_gen_xfer, D) + work
-        u_deliver = u[ux:ux + b - a]
-        u_handler = u[ux + C:ux + C + b - a]
-        handler = np.where(targets, self._cost(handler_base, u_handler), 0)
-        wire = self._by_dist(t.ipi_deliver_ack, D)
-        if t.kvm and not t.pv_flush and t.preempt_threshold:
-            # an IPI to a preempted vCPU waits for the host to run it again
-            waits = targets & (u_preempt < t.preempt_threshold)
-            wire = wire + np.where(waits, _per_cpu(t.vcpu_wakeup_wait), 0.0)
-        deliver_ack = self._cost(wire, u_deliver, t.F_ipi)
-        done = np.where(targets, offset + deliver_ack + handler, 0).max(-2)
-        # The initiator sends, flushes locally meanwhile, then waits for the slowest ack.
-        strict_cost = cost + np.maximum(send_cost + local_cost, done)
-
+        work = np.where(partial, n * per_cpu(c.invlpg), per_cpu(c.flush_full))
+        handler_base = per_cpu(c.irq_entry_exit) + by_distance(t.tlb_gen_xfer, w.D) + work
+        handler = np.where(targets, jittered(handler_base, w.handler, t.F), 0)
         self.stolen += handler.sum(-2).astype(np.int64)
-        n_partial = _n_rows(t_partial)
-        self._count("ipis", nt)
-        self._count("ipi_writes", writes)
-        if t.kvm:
-            self._count("vm_exits", writes)
-        self._count("shootdowns", nt > 0)
+        n_partial = count_rows(partial)
         self._count("remote_partial", n_partial)
         self._count("remote_full", nt - n_partial)
         self._count_pages(n * n_partial)
         self._count("tlb_gen_xfers", nt)
-        self.tlb_gen_sharers[rows] |= targets
-        self._invalidate(t_partial, t_full, inr, rows)
-        self.local_gen[rows] = np.where(targets, new_gen, lgt)
-        if gone is not None:
-            self.off_cpu[rows] |= gone
-            self._count("off_cpu_skipped", np.count_nonzero(gone, axis=0))
-        if flagged is not None and flagged.any():
-            # the host flushes the vCPU's TLB when it runs it again (kvm_vcpu_flush_tlb_guest);
-            # its cpu_tlbstate generation stays behind
-            self._invalidate(None, flagged, rows=rows)
-            flush_cost = self._cost(np.float64(_per_cpu(t.raw_flush_full)), u_handler)
-            self.stolen += np.where(flagged, flush_cost, 0).sum(-2).astype(np.int64)
-            self._count("pv_flush_deferred", np.count_nonzero(flagged, axis=0))
-        return np.where(strict, strict_cost, relaxed_cost)
+        self.tlb_gen_sharers[w.rows] |= targets
+        self._flush_rows(partial, full, span, w.rows)
+        self.local_gen[w.rows] = np.where(targets, new_gen, lgt)
+        return handler
 
-    def _come_back(self, back, gen, u_switch, rows=slice(None)):
-        """CPUs ``back`` (rows ``rows`` of [C, R]) switched the mm back in since they missed a
-        shootdown off their CPU, when mm->tlb_gen was ``gen``: switch_mm_irqs_off() (context
-        switch, and a full flush since its ASID's tlb_gen is behind), booked to the other
-        CPUs' cycles."""
-        if not back.any():
-            return
-        c = self.t.c
-        local_gen = self.local_gen[rows]
-        behind = back & (local_gen < gen)
-        base = _per_cpu(c.context_switch) + np.where(behind, _per_cpu(c.flush_full), 0.0)
-        self.stolen += np.where(back, self._cost(base, u_switch), 0).sum(-2).astype(np.int64)
-        self._count("local_full", np.count_nonzero(behind, axis=0))
-        self._invalidate(None, behind, rows=rows)
-        local_gen[...] = np.where(back, gen, local_gen)
-        self.off_cpu[rows] &= ~back
+    def csd_lock_wait(self, targets, offset, handler, w):
+        """The initiator's wait on each target's csd: the cycles until the slowest target's
+        unlock is seen (IPI delivery, its handler, the acknowledgement)."""
+        t = self.t
+        # delivery and the acknowledgement travel the same path and share one draw
+        wire = by_distance(t.ipi_deliver_ack, w.D)
+        if t.kvm and not t.pv_flush and t.preempt_threshold:
+            # without pv_tlb_flush an IPI to a preempted vCPU waits for the host to run it
+            waits = targets & (w.preempt < t.preempt_threshold)
+            wire = wire + np.where(waits, per_cpu(t.vcpu_wakeup_wait), 0.0)
+        deliver_ack = jittered(wire, w.deliver, t.F_ipi)
+        return np.where(targets, offset + deliver_ack + handler, 0).max(-2)
 
-    def _shootdown_rows(self, cpu, D):
-        """Rows [a, b) of the CPUs a strict flush from ``cpu`` can reach (D: _distances()):
-        all but the initiator's when one CPU initiates for every replicate and it is the
-        first or the last (the others one block), else all of them.  Sends in more than one
-        group (x2APIC clusters, PV windows) keep every row: _group_ranks numbers them by CPU."""
-        C = self.C
-        if D.shape[-1] != 1 or C < 2 or not (self.group_of is None or self.one_group):
-            return 0, C
-        p = int(cpu[0])
-        return (1, C) if p == 0 else (0, C - 1) if p == C - 1 else (0, C)
+    def kvm_vcpu_flush_tlb_guest(self, flagged, w):
+        """The host's flush of each vCPU kvm_flush_tlb_multi() flagged, when it runs it again
+        (record_steal_time() -> kvm_vcpu_flush_tlb_guest()), taken from that vCPU's time."""
+        t = self.t
+        # every ASID goes, but the guest's cpu_tlbstate generation stays behind: its next
+        # flush request is a full flush
+        self._flush_rows(None, flagged, rows=w.rows)
+        flush_cost = jittered(np.float64(per_cpu(t.raw_flush_full)), w.handler, t.F)
+        self.stolen += np.where(flagged, flush_cost, 0).sum(-2).astype(np.int64)
+        self._count("pv_flush_deferred", np.count_nonzero(flagged, axis=0))
 
-    def _running_count(self, mask):
-        """Per CPU row, how many rows up to and including it are set ([C, R] int64): a row
-        loop, several times faster than np.cumsum along the short CPU axis."""
-        out = np.empty(mask.shape, np.int64)
-        acc = np.zeros(mask.shape[1], np.int64)
-        for i in range(mask.shape[0]):
-            acc += mask[i]
-            out[i] = acc
-        return out
+    # ---------------------------------------------------------------- switch_mm_irqs_off
 
-    def _group_ranks(self, targets):
-        """Per target, the number of the send (x2APIC cluster write or PV hypercall) covering
-        it, sends numbered in the order their first target comes in the walk; and the sends."""
-        C = self.C
-        first = np.full((len(self.group_slots), self.R), C)
-        for q, slots in enumerate(self.group_slots):
-            tq = targets[slots]
-            first[q] = np.where(tq.any(0), slots[np.argmax(tq, axis=0)], C)
-        has = first < C
-        rank_q = ((first[None, :, :] <= first[:, None, :]) & has[None, :, :]).sum(1)
-        return rank_q[self.group_of], np.count_nonzero(has, axis=0)
-
-    def _count_pages(self, pages):
-        """Pages invalidated by a partial flush: INVLPG, plus INVPCID of the user ASID with PTI."""
-        self._count("invlpg", pages)
-        if self.t.pti:
-            self._count("invpcid", pages)
-
-    def _invalidate(self, partial, full, inr=None, rows=slice(None)):
-        """INVLPG the range on CPUs ``partial``, flush everything on CPUs ``full`` (rows
-        ``rows`` of [C, R])."""
-        if partial is not None and partial.any():
-            self.tlb_valid[rows] &= ~(partial[:, None, :] & inr[None, :, :])
-        if full.any():
-            self.tlb_valid[rows] &= ~full[:, None, :]
-            self.ws_cached[rows][full] = 0
-
-    # ---------------------------------------------------------------- memory access
-
-    def _access(self, m, cpu, page, write, u, lat, uffd_pending):
-        """A read or write of ``page`` by the thread on ``cpu``, faults and retries included.
-
-        Only the replicates in ``m`` do anything, so everything below runs on their rows alone
-        ([n], n = how many access): the page's PTE bits, this CPU's TLB entry and per-CPU
-        state are gathered once (by flat index, or as rows in lockstep), updated there, and
-        written back once.  A masked step (the uffd monitor's retried writes: the few
-        replicates with a fault pending) then costs in proportion to who acts, not to R."""
+    def switch_mm_irqs_off(self, m, cpu, to_lazy, u, lat):
+        """The replicates in ``m``: CPU ``cpu`` enters lazy TLB mode (``to_lazy``) or runs the
+        mm's thread again (switch_mm_irqs_off() with prev == next).  Adds to ``lat``."""
         t, c = self.t, self.t.c
-        if self.off_hi > self.off_lo:
-            # a thread that missed a shootdown off its CPU runs again: switch_mm_irqs_off()
-            # first (the lazy wake-up's path: context switch, full flush if behind), before
-            # its TLB entry is read
-            back = m & self.off_cpu[self._at(cpu)]
-            if back.any():
-                self._switch_mm(back, cpu, np.zeros(self.R, bool), u, lat)
-        r = self._rows(m)
-        if r.size == 0:
-            return
-        R, P = self.R, self.P
-        c0, p0 = cpu[0], page[0]
-        if r is self.ar and (cpu == c0).all() and (page == p0).all():
-            # lockstep: everyone on one CPU and page, so each entry is a row (_get/_put)
-            cr, at, pte, tlb = cpu, (c0,), (p0,), (c0, p0)
-        else:
-            cr, pr = cpu.take(r), page.take(r)
-            at = cr * R + r                    # each one's entry in a per-CPU [C, R] array
-            pte = pr * R + r                   # ... in a per-page [P, R] array
-            tlb = (cr * P + pr) * R + r        # ... in a per-CPU-and-page [C, P, R] array
-        us = u if r is self.ar else u[:, r]
-        cost, missing = self._refill(at, us)
-
-        valid, tw, td = _get(self.tlb_valid, tlb), _get(self.tlb_write, tlb), _get(self.tlb_dirty, tlb)
-        pw, pd, py = _get(self.pte_write, pte), _get(self.pte_dirty, pte), _get(self.pte_young, pte)
-        miss = ~valid
-        self._charge(cost, None, np.where(valid, c.tlb_hit, c.page_walk), us[K.SLOT_ACCESS])
-        self._count_at("tlb_hits", r, valid)
-        # A miss fills the entry from the PTE (and sets Accessed).
-        ew = np.where(miss, pw, tw)
-        ed = np.where(miss, pd, td)
-        py |= miss
-
-        W = write.take(r)
-        # A write through a dirty writable entry does not re-read the PTE.
-        direct = W & ew & ed
-        # A write through a clean writable entry: the locked walk that sets Dirty re-reads
-        # the PTE (Machine.dirty_walk).
-        dwalk = W & ew & ~ed
-        dwalk_ro = dwalk & ~pw
-        dwalk_fault = dwalk_ro if t.dwalk_faults else np.zeros_like(dwalk)
-        dwalk_done = dwalk & ~dwalk_fault
-        self._count_at("dirty_walks", r, dwalk)
-        self._charge(cost, dwalk, np.float64(c.dirty_walk), us[K.SLOT_DIRTY])
-        # The safety checker: a write that completes while the PTE is read-only, or without
-        # the PTE's Dirty bit set (the data would be lost to MADV_FREE reclaim).
-        self._count_at("violations", r, (direct & ~(pw & pd)) | (dwalk_done & ~pw))
-        if t.dwalk_sets_dirty:
-            # pre-CET: Dirty left set on the read-only PTE (completes: the write set it)
-            pd = pd | dwalk_ro
-        pd = pd | dwalk_done
-        py |= dwalk_done
-
-        fault = (W & ~ew) | dwalk_fault
-        if fault.any():
-            retry = self._fault(r, cr, at, pte, fault, pw, pd, py, us, cost, uffd_pending)
-        else:
-            # nobody faults: the PTE changed only by the walk (Accessed) and the dirty-bit walk
-            _put(self.pte_dirty, pte, pd)
-            _put(self.pte_young, pte, py)
-            retry = fault
-        # STLB misses: the working set's refill, this access's walk, a retried write's walk
-        self._count_at("tlb_misses", r, missing + miss + retry)
-
-        # Final state of the entry.  A fault invalidated it; a completed (or retried) write
-        # leaves it writable and dirty.
-        completed_write = (W & ~fault) | retry
-        _put(self.tlb_valid, tlb, ~(fault & ~retry))
-        _put(self.tlb_write, tlb, ew | completed_write)
-        _put(self.tlb_dirty, tlb, ed | completed_write)
-        self._at_rows(lat, r, cost)
-
-    def _fault(self, r, cr, at, pte, fault, pw, pd, py, us, cost, uffd_pending):
-        """The page fault of the writes in ``fault`` and how the kernel resolves it: SIGSEGV,
-        a uffd-wp event, do_wp_page() -> wp_page_reuse(), or a spurious fault (a stale
-        read-only entry) with the RFC's patch 8.  Stores the PTE; returns which writes retry.
-        Rows as in _access: replicates ``r`` on CPUs ``cr``, flat indices ``at`` and ``pte``."""
-        t, c = self.t, self.t.c
-        self._charge(cost, fault, np.float64(c.fault_entry_exit), us[K.SLOT_FAULT])
-        vw = _get(self.vma_write, pte)
-        ro = fault & ~pw
-        prot = ro & ~vw                                  # access_error(): SIGSEGV
-        wp = ro & vw & _get(self.pte_uffd_wp, pte)       # handle_userfault(VM_UFFD_WP)
-        reuse = ro & vw & ~wp                            # do_wp_page() -> wp_page_reuse()
-        spurious = fault & pw                            # a stale read-only entry
-        # handle_pte_fault(): the entry with D and A set changes the PTE unless it is
-        # already dirty and young ("nothing changed")
-        unchanged = spurious & pd & py
-        store = spurious & ~unchanged
-        self._count_at("spurious_faults", r, spurious)
-        self._count_at("reuse_faults", r, reuse)
-        self._count_at("uffd_faults", r, wp)
-        self._count_at("prot_faults", r, prot)
-        self._charge(cost, prot, np.float64(c.sigsegv), us[K.SLOT_EXTRA])
-        if wp.any():
-            uffd_pending[r] |= wp
-        # wp_page_reuse() and ptep_set_access_flags() store the PTE; neither flushes on x86
-        self._charge(cost, reuse | store, np.float64(c.pte_update), us[K.SLOT_FIXUP])
-        _put(self.pte_write, pte, pw | reuse)
-        _put(self.pte_dirty, pte, pd | reuse | store)
-        _put(self.pte_young, pte, py | reuse | store)
-
-        if self.fixup is not False and unchanged.any():
-            # Nothing changed, a write, not FAULT_FLAG_TRIED: flush_tlb_fix_spurious_fault()
-            # (RFC patch 8): a CPU behind mm->tlb_gen flushes everything once and catches up.
-            gen = self.tlb_gen.take(r)
-            lg = _get(self.local_gen, at)
-            fix = unchanged & (lg < gen) & (self.fixup if self.fixup is True else self.fixup.take(r))
-            if fix.any():
-                near = self._nearest_holder(cr, r)
-                moved = fix & (near > 0)
-                base = c.flush_full + np.where(moved, self._by_dist(t.tlb_gen_xfer, np.minimum(near, 3)), 0.0)
-                self._charge(cost, fix, base, us[K.SLOT_FIXUP])
-                self._count_at("tlb_gen_xfers", r, moved)
-                self._count_at("local_full", r, fix)
-                _put(self.tlb_gen_sharers, at, _get(self.tlb_gen_sharers, at) | fix)
-                # flush everything on the faulting CPU of each replicate that fixes up
-                self._flush_own(cr, r, at, fix)
-                _put(self.local_gen, at, np.where(fix, gen, lg))
-
-        # The retried write walks again; the PTE is dirty now, so no dirty-bit walk.
-        retry = reuse | spurious
-        self._charge(cost, retry, np.float64(c.page_walk), us[K.SLOT_RETRY])
-        return retry
-
-    def _refill(self, at, us):
-        """Application work between accesses refills the working set a full flush dropped:
-        one STLB miss and page walk per entry (cost page_walk each).  Rows as in _access;
-        returns the cycles and the misses."""
-        missing = self.working_set - _get(self.ws_cached, at)
-        _put(self.ws_cached, at, self.working_set)
-        cost = np.zeros(self.shape[:-1] + (us.shape[-1],))
-        self._charge(cost, missing > 0, missing * self.t.c.page_walk, us[K.SLOT_REFILL])
-        return cost, missing
-
-    def _count_at(self, name, r, values):
-        """``counters[name] += values`` for replicates ``r`` (from _rows)."""
-        if r is self.ar:
-            self.counters[name] += values
-        else:
-            self.counters[name][r] += values
-
-    def _nearest_holder(self, cr, r):
-        """Distance class from each replicate's CPU to the nearest CPU holding the mm->tlb_gen
-        line (0: its own CPU holds it)."""
-        holders = self.tlb_gen_sharers if r is self.ar else self.tlb_gen_sharers[:, r]
-        return np.where(holders, self._distances(cr), 99).min(0)
-
-    def _rows(self, mask):
-        """The replicates in ``mask`` (distinct, ascending); ``self.ar`` itself when that is
-        every replicate, which the row-wise helpers take as "no gather needed"."""
-        r = mask.nonzero()[0]
-        return self.ar if r.size == self.R else r
-
-    def _at_rows(self, a, r, values):
-        """``a[..., r] += values`` (a cycle book [R] or [K, R]; ``r`` from _rows)."""
-        if r is self.ar:
-            a += values
-        else:
-            a[..., r] += values
-
-    def _flush_own(self, cr, r, at, full, partial=None, span=None):
-        """On each replicate's own CPU (replicates ``r`` on CPUs ``cr``, rows ``at`` of the
-        per-CPU arrays): flush everything where ``full``, INVLPG the pages of ``span``
-        ([P, R] or [P, 1]) where ``partial``.  When every replicate acts on one CPU and not
-        just a few act, on that CPU's whole [P, R] slab with a mask over replicates (one
-        contiguous pass); else entry by entry."""
-        c0 = cr[0]
-        slab = (cr == c0).all() and 4 * r.size >= self.R
-
-        def over_r(sub):
-            if r is self.ar:
-                return sub
-            mask = np.zeros(self.R, bool)
-            mask[r[sub]] = True
-            return mask
-        if partial is not None and partial.any():
-            if slab:
-                self.tlb_valid[c0] &= ~(span & over_r(partial))
-            else:
-                sp = np.broadcast_to(span, (self.P, self.R))
-                rp = r[partial]
-                self.tlb_valid[cr[partial], :, rp] &= ~sp[:, rp].T
-        if full.any():
-            if slab:
-                mask = over_r(full)
-                self.tlb_valid[c0] &= ~mask
-                self.ws_cached[c0] = np.where(mask, 0, self.ws_cached[c0])
-            else:
-                self.tlb_valid[cr[full], :, r[full]] = False
-                self.ws_cached.put(at[full], 0)
-
-    def _switch_mm(self, m, cpu, to_lazy, u, lat):
-        """A CPU leaves lazy mode (full flush if it missed a generation) or enters it.
-
-        Works on the rows of the replicates in ``m`` alone, as _access does."""
-        t, c = self.t, self.t.c
-        r = self._rows(m)
+        r = replicates(m, self.ar)
         if r.size == 0:
             return
         cr = cpu.take(r)
@@ -779,20 +560,20 @@ class VectorEngine:
         lazy = to_lazy.take(r)
         self.is_lazy.put(at, lazy)
         if lazy.all():
-            # enter_lazy_tlb(): the mm stays loaded, nothing is flushed or charged
+            # enter_lazy_tlb(): the mm stays loaded and in mm_cpumask; nothing is flushed
             return
         if lazy.any():
             back = ~lazy
             r, cr, at = r[back], cr[back], at[back]
-        # switch_mm_irqs_off(): the ASID's generation is behind mm->tlb_gen -> a full flush;
-        # reading mm->tlb_gen brings its line from the nearest holder
+        # leaving lazy mode it reads mm->tlb_gen (the line comes from the nearest holder):
+        # "TLB contents went out of date while we were in lazy mode" -> a full flush
         gen = self.tlb_gen.take(r)
         behind = self.local_gen.take(at) < gen
         near = self._nearest_holder(cr, r)
         moved = near > 0
         base = (c.context_switch + np.where(behind, c.flush_full, 0.0)
-                + np.where(moved, self._by_dist(t.tlb_gen_xfer, np.minimum(near, 3)), 0.0))
-        self._at_rows(lat, r, self._cost(base, u[K.SLOT_SWITCH].take(r)))
+                + np.where(moved, by_distance(t.tlb_gen_xfer, np.minimum(near, 3)), 0.0))
+        add_rows(lat, r, jittered(base, u[K.SLOT_SWITCH].take(r), t.F), self.ar)
         self._count_at("tlb_gen_xfers", r, moved)
         self._count_at("local_full", r, behind)
         self._flush_own(cr, r, at, behind)
@@ -800,78 +581,287 @@ class VectorEngine:
         self.local_gen.put(at, gen)
         self.off_cpu.put(at, False)
 
+    def switch_mm_irqs_off_remote(self, back, gen, u_switch, rows=slice(None)):
+        """CPUs ``back`` (rows ``rows`` of [C, R]) switched the mm back in, when mm->tlb_gen was
+        ``gen``, since they missed a shootdown with their thread off the CPU; booked to the
+        other CPUs' cycles."""
+        if not back.any():
+            return
+        c = self.t.c
+        local_gen = self.local_gen[rows]
+        # choose_new_asid(): the ASID's tlb_gen is behind mm->tlb_gen -> need_flush
+        behind = back & (local_gen < gen)
+        base = per_cpu(c.context_switch) + np.where(behind, per_cpu(c.flush_full), 0.0)
+        self.stolen += np.where(back, jittered(base, u_switch, self.t.F), 0).sum(-2).astype(np.int64)
+        self._count("local_full", np.count_nonzero(behind, axis=0))
+        self._flush_rows(None, behind, rows=rows)
+        local_gen[...] = np.where(back, gen, local_gen)
+        self.off_cpu[rows] &= ~back
 
-def _block(rows):
-    """``rows`` (ascending CPU numbers) as a slice when contiguous: indexing with it is a view."""
-    if rows.size and rows[-1] - rows[0] + 1 == rows.size:
-        return slice(int(rows[0]), int(rows[-1]) + 1)
-    return rows
+    # ---------------------------------------------------------------- memory access
+
+    def access(self, m, cpu, page, write, u, lat, uffd_pending):
+        """A read or write of ``page`` by the thread on ``cpu`` (the replicates in ``m``), faults
+        and retries included.  Adds to ``lat``; sets ``uffd_pending`` where a uffd-wp fault
+        awaits the monitor.
+
+        Everything runs on the rows of the replicates that access ([n]): the PTE, the TLB
+        entry and the per-CPU state are gathered once, updated there and stored once, so a
+        masked step (the uffd monitor's retried writes) costs in proportion to who acts."""
+        c, F = self.t.c, self.t.F
+        if self.off_hi > self.off_lo:
+            # a thread that missed a shootdown off its CPU runs again: switch_mm_irqs_off()
+            # first (a lazy wake-up's path), before its TLB entry is read
+            back = m & self.off_cpu[key(cpu, self.ar)]
+            if back.any():
+                self.switch_mm_irqs_off(back, cpu, np.zeros(self.R, bool), u, lat)
+        r = replicates(m, self.ar)
+        if r.size == 0:
+            return
+        e = entries(r, cpu, page, self.ar, self.P)
+        us = u if r is self.ar else u[:, r]
+        cost, missing = self.refill_working_set(e, us)
+        miss, ew, ed, pte = self.tlb_lookup(e, us, cost)
+        W = write.take(r)
+        fault = self.dirty_bit_walk(e, W, ew, ed, pte, us, cost)
+        if fault.any():
+            retry = self.do_user_addr_fault(e, fault, pte, us, cost, uffd_pending)
+            # the retried write walks again; the PTE is dirty now, so no dirty-bit walk
+            charge(cost, retry, np.float64(c.page_walk), us[K.SLOT_RETRY], F)
+            put(self.pte_write, e.pte, pte.write)
+        else:
+            retry = fault
+        put(self.pte_dirty, e.pte, pte.dirty)
+        put(self.pte_young, e.pte, pte.young)
+        # STLB misses: the working set's refill, this access's walk, a retried write's walk
+        self._count_at("tlb_misses", r, missing + miss + retry)
+        # A fault invalidated the entry (a retried write caches it again); a completed or
+        # retried write leaves it writable and dirty.
+        completed_write = (W & ~fault) | retry
+        put(self.tlb_valid, e.tlb, ~(fault & ~retry))
+        put(self.tlb_write, e.tlb, ew | completed_write)
+        put(self.tlb_dirty, e.tlb, ed | completed_write)
+        add_rows(lat, r, cost, self.ar)
+
+    def refill_working_set(self, e, us):
+        """The application's work between accesses refills the working set a full flush dropped:
+        one STLB miss and page walk per entry.  Returns the cycles and the misses of rows ``e``."""
+        missing = self.working_set - get(self.ws_cached, e.at)
+        put(self.ws_cached, e.at, self.working_set)
+        cost = np.zeros(self.shape[:-1] + (us.shape[-1],))
+        charge(cost, missing > 0, missing * self.t.c.page_walk, us[K.SLOT_REFILL], self.t.F)
+        return cost, missing
+
+    def tlb_lookup(self, e, us, cost):
+        """The TLB lookup of rows ``e``: (miss, the entry's RW and Dirty, the PTE as the walk
+        leaves it).  Adds its cycles to ``cost``."""
+        c = self.t.c
+        valid, tw, td = get(self.tlb_valid, e.tlb), get(self.tlb_write, e.tlb), get(self.tlb_dirty, e.tlb)
+        pte = PteRows(get(self.pte_write, e.pte), get(self.pte_dirty, e.pte), get(self.pte_young, e.pte))
+        charge(cost, None, np.where(valid, c.tlb_hit, c.page_walk), us[K.SLOT_ACCESS], self.t.F)
+        self._count_at("tlb_hits", e.r, valid)
+        # a miss walks the page table: the entry is filled from the PTE, and the walk sets
+        # the PTE's Accessed bit
+        miss = ~valid
+        pte.young |= miss
+        return miss, np.where(miss, pte.write, tw), np.where(miss, pte.dirty, td), pte
+
+    def dirty_bit_walk(self, e, W, ew, ed, pte, us, cost):
+        """The writes ``W`` of rows ``e`` through entries of RW ``ew`` and Dirty ``ed``: which
+        fault.  Updates ``pte``; adds the cycles to ``cost``."""
+        t, c = self.t, self.t.c
+        # through a dirty writable entry the write lands without re-reading the PTE
+        direct = W & ew & ed
+        # through a clean writable entry the locked walk that sets Dirty re-reads the PTE
+        dwalk = W & ew & ~ed
+        dwalk_ro = dwalk & ~pte.write
+        # on a read-only PTE it faults (cet, pre_cet) or lets the write land (completes)
+        dwalk_fault = dwalk_ro if t.dwalk_faults else np.zeros_like(dwalk)
+        dwalk_done = dwalk & ~dwalk_fault
+        self._count_at("dirty_walks", e.r, dwalk)
+        charge(cost, dwalk, np.float64(c.dirty_walk), us[K.SLOT_DIRTY], t.F)
+        # The safety checker: a write that completes while the PTE is read-only, or without
+        # the PTE's Dirty bit set (the data would be lost to MADV_FREE reclaim).
+        self._count_at("violations", e.r, (direct & ~(pte.write & pte.dirty)) | (dwalk_done & ~pte.write))
+        if t.dwalk_sets_dirty:
+            # pre_cet: Dirty left set on the read-only PTE (completes: the write set it)
+            pte.dirty = pte.dirty | dwalk_ro
+        pte.dirty = pte.dirty | dwalk_done
+        pte.young |= dwalk_done
+        # a write through a read-only entry faults
+        return (W & ~ew) | dwalk_fault
+
+    def do_user_addr_fault(self, e, fault, pte, us, cost, uffd_pending):
+        """The write faults ``fault`` of rows ``e`` on ``pte``: which writes retry.  Updates
+        ``pte``, adds the cycles to ``cost``, sets ``uffd_pending`` for the monitor's faults."""
+        c, F = self.t.c, self.t.F
+        charge(cost, fault, np.float64(c.fault_entry_exit), us[K.SLOT_FAULT], F)
+        # access_error(): a write to a VMA without VM_WRITE is a bad area: SIGSEGV
+        prot = fault & ~pte.write & ~get(self.vma_write, e.pte)
+        self._count_at("prot_faults", e.r, prot)
+        charge(cost, prot, np.float64(c.sigsegv), us[K.SLOT_EXTRA], F)
+        return self.handle_pte_fault(e, fault & ~prot, pte, us, cost, uffd_pending)
+
+    def handle_pte_fault(self, e, fault, pte, us, cost, uffd_pending):
+        """handle_mm_fault() -> handle_pte_fault() of the write faults ``fault``: which retry.
+        Updates ``pte``; adds the cycles to ``cost``."""
+        c = self.t.c
+        ro, spurious = fault & ~pte.write, fault & pte.write
+        unchanged = spurious & pte.dirty & pte.young
+        # a write to a read-only PTE: do_wp_page()
+        reuse = self.do_wp_page(e, ro, pte, us, cost, uffd_pending)
+        # a writable PTE: the TLB entry was stale.  entry = pte_mkyoung(pte_mkdirty(pte)):
+        # ptep_set_access_flags() stores it if that changed it, and does not flush on x86
+        store = spurious & ~unchanged
+        self._count_at("spurious_faults", e.r, spurious)
+        charge(cost, store, np.float64(c.pte_update), us[K.SLOT_FIXUP], self.t.F)
+        pte.dirty = pte.dirty | store
+        pte.young = pte.young | store
+        if self.fixup is not False and unchanged.any():
+            # "nothing changed", a write, not FAULT_FLAG_TRIED (the engine never retries with
+            # the mmap lock dropped)
+            self.flush_tlb_fix_spurious_fault(e, unchanged, us, cost)
+        return reuse | spurious
+
+    def do_wp_page(self, e, ro, pte, us, cost, uffd_pending):
+        """do_wp_page() of the writes ``ro`` to read-only PTEs of a VM_WRITE VMA: which reuse
+        the page (and retry).  Updates ``pte``, adds the cycles to ``cost``, sets
+        ``uffd_pending`` for the monitor's faults."""
+        # userfaultfd_pte_wp(): handle_userfault(VM_UFFD_WP); the monitor resolves it
+        wp = ro & get(self.pte_uffd_wp, e.pte)
+        # an exclusive anonymous page (every page here) needs no copy: wp_page_reuse() makes
+        # it writable, dirty and young in place (ptep_set_access_flags(): no flush on x86)
+        reuse = ro & ~wp
+        self._count_at("uffd_faults", e.r, wp)
+        self._count_at("reuse_faults", e.r, reuse)
+        if wp.any():
+            uffd_pending[e.r] |= wp
+        charge(cost, reuse, np.float64(self.t.c.pte_update), us[K.SLOT_FIXUP], self.t.F)
+        pte.write = pte.write | reuse
+        pte.dirty = pte.dirty | reuse
+        pte.young = pte.young | reuse
+        return reuse
+
+    def flush_tlb_fix_spurious_fault(self, e, unchanged, us, cost):
+        """RFC patch 8 on the spurious faults ``unchanged`` of rows ``e``: a CPU behind
+        mm->tlb_gen flushes everything once and catches up.  Adds the cycles to ``cost``."""
+        t, c = self.t, self.t.c
+        fixup = self.fixup if isinstance(self.fixup, bool) else self.fixup.take(e.r)
+        if fixup is False:
+            return
+        gen = self.tlb_gen.take(e.r)
+        lg = get(self.local_gen, e.at)
+        # only a CPU behind mm->tlb_gen can hold an entry that a relaxed flush left stale
+        fix = unchanged & (lg < gen) & fixup
+        if not fix.any():
+            return
+        # reading mm->tlb_gen brings its line from the nearest holder
+        near = self._nearest_holder(e.cpu, e.r)
+        moved = fix & (near > 0)
+        base = c.flush_full + np.where(moved, by_distance(t.tlb_gen_xfer, np.minimum(near, 3)), 0.0)
+        charge(cost, fix, base, us[K.SLOT_FIXUP], t.F)
+        self._count_at("tlb_gen_xfers", e.r, moved)
+        self._count_at("local_full", e.r, fix)
+        put(self.tlb_gen_sharers, e.at, get(self.tlb_gen_sharers, e.at) | fix)
+        self._flush_own(e.cpu, e.r, e.at, fix)
+        put(self.local_gen, e.at, np.where(fix, gen, lg))
+
+    # ---------------------------------------------------------------- TLB state and books
+
+    def _acting(self, cpu):
+        """The initiator of each replicate: ``cpu`` [R], its key() ``at`` and distances ``D``."""
+        return _Acting(cpu, key(cpu, self.ar), distances(self.dist, cpu))
+
+    def _reach(self, cpu, D, u):
+        return reach(self.C, cpu, D, self.grouped, self.t.remote_line, u, K.N_FIXED_SLOTS)
+
+    def _ptes(self, pte):
+        """VM_WRITE and the PTE bits RW, uffd-wp, Dirty, Accessed at ``pte`` (page_range()):
+        copies of the entries, or the [P, R] tables themselves (``pte`` None)."""
+        tables = (self.vma_write, self.pte_write, self.pte_uffd_wp, self.pte_dirty, self.pte_young)
+        return tables if pte is None else tuple(get(a, pte) for a in tables)
+
+    def _store_ptes(self, pte, vma, w, wp, d, y):
+        if pte is None:
+            self.vma_write, self.pte_write, self.pte_uffd_wp, self.pte_dirty, self.pte_young = vma, w, wp, d, y
+            return
+        for table, value in ((self.vma_write, vma), (self.pte_write, w), (self.pte_uffd_wp, wp),
+                             (self.pte_dirty, d), (self.pte_young, y)):
+            put(table, pte, value)
+
+    def _nearest_holder(self, cr, r):
+        """Distance class from each replicate's CPU to the nearest CPU holding the mm->tlb_gen
+        line (0: its own CPU holds it)."""
+        holders = self.tlb_gen_sharers if r is self.ar else self.tlb_gen_sharers[:, r]
+        return nearest(holders, distances(self.dist, cr))
+
+    def _own(self, cpu, mask):
+        """[C, R]: each replicate's acting CPU, where ``mask``."""
+        return (self.cpu_ids == cpu) & mask
+
+    def _flush_acting(self, me, partial, full, span):
+        """On each replicate's CPU ``me``: INVLPG ``span`` where ``partial``, flush everything
+        where ``full`` (masks [R])."""
+        if len(me.at) == 1:
+            if partial.any():
+                self.tlb_valid[me.at] &= ~(span & partial)
+            if full.any():
+                self.tlb_valid[me.at] &= ~full
+                self.ws_cached[me.at] = np.where(full, 0, self.ws_cached[me.at])
+        else:
+            self._flush_rows(self._own(me.cpu, partial), self._own(me.cpu, full), span)
+
+    def _flush_rows(self, partial, full, span=None, rows=slice(None)):
+        """INVLPG ``span`` on CPUs ``partial`` (or None), flush everything on CPUs ``full``
+        (rows ``rows`` of [C, R]); a full flush drops the working set."""
+        if partial is not None and partial.any():
+            self.tlb_valid[rows] &= ~(partial[:, None, :] & span[None, :, :])
+        if full.any():
+            self.tlb_valid[rows] &= ~full[:, None, :]
+            self.ws_cached[rows][full] = 0
+
+    def _flush_own(self, cr, r, at, full):
+        """Flush everything on each replicate's own CPU where ``full`` (replicates ``r`` on
+        CPUs ``cr``, keys ``at`` of the per-CPU arrays; ``full`` [n]).  When every replicate
+        acts on one CPU and not just a few act, on that CPU's whole [P, R] slab with a mask
+        over replicates (one contiguous pass); else entry by entry."""
+        if not full.any():
+            return
+        c0 = cr[0]
+        if (cr == c0).all() and 4 * r.size >= self.R:
+            if r is self.ar:
+                mask = full
+            else:
+                mask = np.zeros(self.R, bool)
+                mask[r[full]] = True
+            self.tlb_valid[c0] &= ~mask
+            self.ws_cached[c0] = np.where(mask, 0, self.ws_cached[c0])
+        else:
+            self.tlb_valid[cr[full], :, r[full]] = False
+            self.ws_cached.put(at[full], 0)
+
+    def _count(self, name, values):
+        self.counters[name] += values
+
+    def _count_at(self, name, r, values):
+        """``counters[name] += values`` for replicates ``r`` (from lockstep.replicates())."""
+        if r is self.ar:
+            self.counters[name] += values
+        else:
+            self.counters[name][r] += values
+
+    def _count_pages(self, pages):
+        """Pages invalidated by a partial flush: INVLPG, plus INVPCID of the user ASID with PTI."""
+        self._count("invlpg", pages)
+        if self.t.pti:
+            self._count("invpcid", pages)
 
 
-def _get(a, idx):
-    """``a``'s entries at ``idx``, copied: flat indices (an index array), or a row key (a tuple,
-    when every replicate's entry is in one row)."""
-    return a[idx].copy() if isinstance(idx, tuple) else a.take(idx)
+class _Acting:
+    """The acting CPU of each replicate: ``cpu`` [R], its key ``at`` into per-CPU arrays and its
+    distances ``D`` to every CPU (lockstep.key(), lockstep.distances())."""
 
+    __slots__ = ("cpu", "at", "D")
 
-def _put(a, idx, values):
-    """Store ``values`` at ``idx`` (as for _get)."""
-    if isinstance(idx, tuple):
-        a[idx] = values
-    else:
-        a.put(idx, values)
-
-
-def _n_rows(mask):
-    """np.count_nonzero(mask, axis=0) of a [k, R] mask; one row is a cast (3x faster)."""
-    if mask.shape[0] == 1:
-        return mask[0].astype(np.intp)
-    return np.count_nonzero(mask, axis=0)
-
-
-def _per_cpu(x):
-    """A per-replicate cycle value ([R], or [K, 1] / [K, R] with cost sets) made to broadcast
-    against per-CPU temporaries ([C, R], with cost sets [K, C, R])."""
-    return x[:, None, :] if isinstance(x, np.ndarray) and x.ndim == 2 else x
-
-
-class _Switches:
-    """A policy's switches for one run: bools, or bool arrays over replicates."""
-
-    def __init__(self, **switches):
-        self.__dict__.update(switches)
-
-
-def _switches(policy, R):
-    """The behaviour's rules; per-replicate behaviours give arrays where replicates disagree."""
-    if not isinstance(policy, (list, tuple)):
-        return _Switches(**{f.name: bool(getattr(policy, f.name)) for f in dataclasses.fields(policy)})
-    if len(policy) != R:
-        raise ValueError(f"per-replicate policies: {len(policy)} given for {R} replicates")
-    # a run's lanes repeat a few policy objects R times each: read each object's switches once
-    first: dict[int, int] = {}
-    which = np.fromiter((first.setdefault(id(p), len(first)) for p in policy), np.intp, len(policy))
-    distinct = list({id(p): p for p in policy}.values())
-    out = {}
-    for name in (f.name for f in dataclasses.fields(distinct[0])):
-        values = np.array([bool(getattr(p, name)) for p in distinct])[which]
-        out[name] = bool(values[0]) if (values == values[0]).all() else values
-    return _Switches(**out)
-
-
-def _unless(off, mask, none):
-    """``mask`` where switch ``off`` is False: per replicate when ``off`` is an array."""
-    if off is False:
-        return mask
-    if off is True:
-        return none
-    return mask & ~off
-
-
-def _if(on, mask, none):
-    """``mask`` where switch ``on`` is True: per replicate when ``on`` is an array."""
-    if on is True:
-        return mask
-    if on is False:
-        return none
-    return mask & on
+    def __init__(self, cpu, at, D):
+        self.cpu, self.at, self.D = cpu, at, D
