@@ -14,10 +14,8 @@ from study.engine.machine import DIRTY_WALKS, Machine, placement_cpus
 from study.engine.reference import ScalarBatch
 from study.engine.vector import VectorEngine
 from study.policies import RELAXED, STRICT, SWITCHES, UNSAFE, Policy
-from study.workloads import lazy_cpus, run_workload
-from study.workloads.madv_free import MadvFree
-from study.workloads.mprotect_toggle import MprotectToggle
-from study.workloads.uffd_wp import UffdWp
+from study.params import declaration
+from study.workloads import WORKLOADS, lazy_cpus, run_workload
 from study.policies import RFC_BASE, behaviour
 
 from fuzz import random_ops, run_random
@@ -73,22 +71,29 @@ def test_random_interleavings_agree(machine, policy, kernel, threads, pages, pla
     assert_same(vec, ref, outs_v, outs_r)
 
 
-workloads = st.one_of(
-    st.builds(MprotectToggle, threads=st.integers(1, 6), pages=st.integers(1, 4),
-              dirty_ratio=st.sampled_from([0.0, 0.5, 1.0]), working_set=st.sampled_from([0, 16]),
-              lazy_share=st.sampled_from([0.0, 0.5]), lazy_wake_rate=st.sampled_from([0.0, 0.5]),
-              remote_access_rate=st.sampled_from([0.0, 0.7]),
-              remote_write_share=st.sampled_from([0.0, 0.5, 1.0]),
-              on_cpu_share=st.sampled_from([1.0, 0.5]),
-              placement=st.sampled_from(["smt", "core", "socket"])),
-    st.builds(UffdWp, threads=st.integers(2, 6), pages=st.integers(1, 4), dirty_ratio=st.sampled_from([0.0, 1.0]),
-              lazy_share=st.sampled_from([0.0, 0.5]), lazy_wake_rate=st.sampled_from([0.0, 1.0]),
-              write_rate=st.sampled_from([0.3, 1.0]), writes_per_round=st.integers(1, 3),
-              write_likely=st.booleans(), on_cpu_share=st.sampled_from([1.0, 0.5]),
-              placement=st.sampled_from(["smt", "core", "socket"])),
-    st.builds(MadvFree, threads=st.integers(1, 4), pages=st.integers(1, 6),
-              dirty_ratio=st.sampled_from([0.0, 0.1, 0.5, 1.0]), on_cpu_share=st.sampled_from([1.0, 0.3])),
-)
+def _knob_values(f):
+    """Small valid values of one declared knob: its choices, true/false, or a few numbers of its range."""
+    spec = declaration(f)
+    if spec.choices is not None:
+        return st.sampled_from(list(spec.choices))
+    kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool}.get(f.type, str)
+    if kind is bool:
+        return st.booleans()
+    low = spec.low if spec.low is not None else 0
+    if kind is int:
+        return st.integers(int(low), int(min(spec.high if spec.high is not None else low + 5, low + 5)))
+    high = spec.high if spec.high is not None else low + 1.0
+    return st.sampled_from(sorted({float(low), (low + high) / 2, float(high)}))
+
+
+def registry_workload(cls):
+    """Any registered workload at small knob values drawn from its own declarations, so that a new
+    workload is compared between the engines without an edit here."""
+    knobs = {f.name: _knob_values(f) for f in dataclasses.fields(cls) if f.name != "name" and declaration(f)}
+    return st.builds(cls, **knobs)
+
+
+workloads = st.one_of(*(registry_workload(cls) for _, cls in sorted(WORKLOADS.items())))
 
 
 @settings(max_examples=40, deadline=None)

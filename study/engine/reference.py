@@ -10,6 +10,8 @@ vector engine's, by the same names (the kernel functions they model) and in the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from study.engine import costs as K
@@ -30,13 +32,15 @@ from study.engine.ops import (
 )
 
 
+@dataclass(slots=True)
 class Pte:
-    __slots__ = ("write", "dirty", "young", "uffd_wp")
+    """One PTE's bits.  The default is a private anonymous page after its first write:
+    do_anonymous_page() maps it writable and dirty, the retried write's walk sets Accessed."""
 
-    def __init__(self):
-        # A private anonymous page after its first write: do_anonymous_page() maps it
-        # writable and dirty, the retried write's walk sets Accessed.
-        self.write, self.dirty, self.young, self.uffd_wp = True, True, True, False
+    write: bool = True
+    dirty: bool = True
+    young: bool = True
+    uffd_wp: bool = False
 
 
 class TlbEntry:
