@@ -235,3 +235,64 @@ def test_calibration_predicts_shootdowns_from_the_on_cpu_share_never_from_the_tl
     t = Target("c", "mprotect_ro", "fit", 5000.0, 4000.0, 6000.0, 5000.0, 0.2, 0.3)
     alone = simulate_targets(kvm, specs, [t], STRICT, measured_on_cpu=False, **size)[1][0]
     assert alone > high and dataclasses.replace(specs["c"]).on_cpu_share == 1.0
+
+
+def _grid_cells(grid):
+    from study.engine.machine import Machine
+    from study.measure.grid import expand, measure_config
+
+    data = dict(yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "conf", "measure", "tiny.yaml"))))
+    data["grids"] = grid
+    cpus = [HostCpu(0, 0, 0, 0), HostCpu(1, 0, 1, 0)]
+    return expand(measure_config(data), cpus, Machine(name="h", sockets=1, cores_per_socket=2, smt=1))
+
+
+def test_host_loops_are_named_like_the_grid_and_map_onto_the_engine_workload():
+    cells = _grid_cells([{"workload": ["refill"], "pages": [1, 64], "working_set": [16, 4096], "rounds": [100]},
+                         {"workload": ["lazy_wake"], "working_set": [64]},
+                         {"workload": ["mprotect_vma"], "threads": [1, 2], "vma": [1, 9]}])
+    by_name = {c.name: c for c in cells}
+    assert list(by_name) == ["refill/t2-core-busy/p1/n16", "refill/t2-core-busy/p1/n4096",
+                             "refill/t2-core-busy/p64/n16", "refill/t2-core-busy/p64/n4096",
+                             "lazy_wake/t2-core-idle/p1/n64", "mprotect_vma/t1/p1/v1", "mprotect_vma/t1/p1/v9",
+                             "mprotect_vma/t2-core-busy/p1/v1", "mprotect_vma/t2-core-busy/p1/v9"]
+    refill = by_name["refill/t2-core-busy/p64/n4096"]
+    assert refill.workload.name == "mprotect_toggle" and refill.workload.working_set == 4096
+    assert refill.workload.pages == 64 and refill.rounds == 100 and not refill.modelled
+    assert "workload=refill" in refill.bench_args(2, 100, 1, 1, 1) and "ws=4096" in refill.bench_args(2, 100, 1, 1, 1)
+    lazy = by_name["lazy_wake/t2-core-idle/p1/n64"]
+    assert lazy.others == "idle" and lazy.workload.lazy_share == 1.0 and lazy.workload.lazy_wake_rate == 1.0
+    split = by_name["mprotect_vma/t1/p1/v9"]
+    assert split.knobs == (("vma", 9),) and split.workload.pages == 1 and split.rounds is None
+    # the engine's own workloads stay as they were: modelled, the loop is the workload
+    plain = _grid_cells([{"workload": ["mprotect_toggle"], "pages": [1]}])[0]
+    assert plain.modelled and plain.loop == "mprotect_toggle" and plain.knobs == () and plain.rounds is None
+
+
+@pytest.mark.parametrize("grid, key", [
+    ({"workload": ["mprotect_toggle"], "working_set": [16]}, "working_set"),
+    ({"workload": ["madv_free"], "vma": [4]}, "vma"),
+    ({"workload": ["refill"], "threads": [1]}, "threads"),
+    ({"workload": ["lazy_wake"], "others": ["busy"]}, "others"),
+    ({"workload": ["refill"], "working_set": [0]}, "working_set"),
+    ({"workload": ["mprotect_vma"], "pages": [4], "vma": [2]}, "vma"),
+    ({"workload": ["refill"], "dirty": [0.0]}, "dirty"),
+    ({"workload": ["mprotect_toggle"], "rounds": [0]}, "rounds"),
+])
+def test_host_loop_settings_out_of_place_are_config_errors(grid, key):
+    with pytest.raises(ConfigError) as err:
+        _grid_cells([grid])
+    assert err.value.key.endswith(key)
+
+
+def test_calibration_leaves_out_the_cells_the_engine_does_not_model(tmp_path):
+    from study.calibration.host import targets
+    from study.measure.store import Measurement
+
+    stats = {f"lat_mprotect_ro.{s}": [5000.0, 6000.0] for s in ("mean", "ci_low", "ci_high", "median")}
+    cells = pd.DataFrame({"measure_cell": ["mprotect_toggle/t1/p1/d1", "mprotect_vma/t1/p1/v9"],
+                          "tlb_per_call.mean": [0.0, 0.0], **stats})
+    manifest = {"cells": [{"name": "mprotect_toggle/t1/p1/d1", "modelled": True},
+                          {"name": "mprotect_vma/t1/p1/v9", "modelled": False}]}
+    found = targets(Measurement(tmp_path, cells, pd.DataFrame(), manifest), ["*"])
+    assert [(t.cell, t.role) for t in found] == [("mprotect_toggle/t1/p1/d1", "fit")]

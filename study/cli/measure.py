@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -71,6 +72,7 @@ def main(argv: list[str]) -> int:
     from study.config import RunConfig
     from study.config.cell import Cell
     from study.measure import run as bench_run
+    from study.measure.grid import HOST
     from study.measure.machine import UNMODELLED_FACTS
     from study.policies import STRICT
     from study.runner.grid import GridCell
@@ -135,6 +137,7 @@ def main(argv: list[str]) -> int:
         "timer_overhead_cycles": overhead,
         "spin_rate_per_cycle": float(probe.get("spin_rate", 0.0)),
         "userfaultfd": bench_run.userfaultfd(probe),
+        "host_loops": {m.cell.loop: HOST[m.cell.loop].doc for m in results if m.cell.loop in HOST},
         "skipped": skipped,
         "build": build_info,
         "loadavg_before": before,
@@ -144,7 +147,8 @@ def main(argv: list[str]) -> int:
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     entries = [{"name": m.cell.name, "cpus": list(m.cell.cpus), "others": m.cell.others,
-                "spec": dataclasses.asdict(m.cell.workload)} for m in results]
+                "spec": dataclasses.asdict(m.cell.workload), "loop": m.cell.loop, "knobs": dict(m.cell.knobs),
+                "modelled": m.cell.modelled, "rounds": m.result.rounds} for m in results]
     meta = {"format_version": tables.FORMAT_VERSION, "sweep": sweep_name, "kind": "measurement",
             "host": machine.name}
     target.mkdir(parents=True, exist_ok=True)
@@ -165,8 +169,34 @@ def main(argv: list[str]) -> int:
                   f"[{row[key + '.ci_low']:7.0f},{row[key + '.ci_high']:7.0f}] {row[key + '.median']:8.0f} "
                   f"{row[key + '.p99']:8.0f} {row['tlb_per_call.mean']:8.3f} {row['cal_per_call.mean']:8.3f} "
                   f"{row.get('other_on_cpu_share.mean', float('nan')):6.3f}")
+    print_passes(frame, results)
     print(f"\nwrote {target}/ ({len(results)} cells, {wall:.0f} s; load average before {before}, after {after})")
     return EXIT_OK
+
+
+def _mean(row, metric: str) -> float:
+    value = row.get(f"{metric}.mean", math.nan)
+    return float(value) if value is not None else math.nan
+
+
+def print_passes(frame, results) -> None:
+    """The refill and lazy_wake cells: what the other thread loses after a flushing call."""
+    rows = [m for m in results if "lat_ws_pass" in m.result.metrics]
+    if not rows:
+        return
+    print("\nthe other thread's pass over its own buffer, right after a flushing call and quiet (cycles per pass; "
+          "95% CI over trials):")
+    print(f"{'cell':40s} {'after call':>10s} {'quiet':>8s} {'extra':>8s} {'95% CI':>17s} "
+          f"{'wake extra':>10s} {'95% CI':>17s}")
+    for m in rows:
+        row = frame[frame["measure_cell"] == m.cell.name].iloc[0]
+
+        def ci(metric):
+            return f"[{row.get(metric + '.ci_low', math.nan):7.0f},{row.get(metric + '.ci_high', math.nan):7.0f}]"
+
+        print(f"{m.cell.name:40s} {_mean(row, 'lat_ws_pass'):10.0f} {_mean(row, 'lat_ws_pass_quiet'):8.0f} "
+              f"{_mean(row, 'ws_pass_extra_cycles'):8.0f} {ci('ws_pass_extra_cycles')} "
+              f"{_mean(row, 'wake_extra_cycles'):10.0f} {ci('wake_extra_cycles')}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ remote CPU's request: shootdowns received) and the ``CAL`` row (function-call IP
 received) are summed over CPUs per trial; per flushing call they are the metrics
 ``tlb_per_call`` and ``cal_per_call``.  Those rows count every process on the host, so a
 busy machine adds other processes' shootdowns: the manifest records the load average.
+
+The refill and lazy_wake cells add what the other thread's passes over its own buffer lose
+after a flushing call (``ws_pass`` minus ``ws_pass_quiet``) and, for lazy_wake, what its
+wake-up does (``wake`` minus ``wake_quiet``).
 """
 
 from __future__ import annotations
@@ -35,16 +39,25 @@ class MeasureCell:
     workload: WorkloadSpec
     others: str                      # busy | idle (idle threads sleep: their CPUs are lazy)
     cpus: tuple[int, ...]            # host CPU of each thread, thread 0 first
+    bench: str = ""                  # the benchmark's loop (study/measure/grid.py HOST); "": the workload's
+    knobs: tuple[tuple[str, int], ...] = ()   # the loop's own settings (ws=, vma=)
+    modelled: bool = True            # the workload models the loop (calibrate fits and predicts it)
+    rounds: int | None = None        # the sub-grid's rounds, when it sets them
+
+    @property
+    def loop(self) -> str:
+        return self.bench or self.workload.name
 
     def bench_args(self, trials: int, rounds: int, warmup: int, max_samples: int, seed: int,
                    nice: int = 0, outlier: int = 0, gap: int = 0) -> list[str]:
         w = self.workload
         args = [f"nice={nice}"] + ([f"outlier={outlier}"] if outlier > 0 else []) + (
-            [f"gap={gap}"] if gap > 0 else []) + [f"workload={w.name}", f"pages={w.pages}", f"cpus={','.join(map(str, self.cpus))}",
+            [f"gap={gap}"] if gap > 0 else []) + [f"workload={self.loop}", f"pages={w.pages}", f"cpus={','.join(map(str, self.cpus))}",
                 f"others={self.others}", f"dirty={w.dirty_ratio}", f"rounds={rounds}", f"warmup={warmup}",
                 f"trials={trials}", f"max_samples={max_samples}", f"seed={seed}"]
         if w.name == "uffd_wp":
             args += [f"write_rate={w.write_rate}", f"writes_per_round={w.writes_per_round}"]
+        args += [f"{k}={v}" for k, v in self.knobs]
         return args
 
 
@@ -80,6 +93,7 @@ def probe(binary: Path) -> dict:
 def run_cell(binary: Path, cell: MeasureCell, *, trials: int, rounds: int, warmup: int, max_samples: int,
              seed: int, timer_overhead: float, nice: int = 0, outlier: int = 0, gap: int = 0,
              spin_rate: float = 0.0) -> Measured:
+    rounds = cell.rounds or rounds
     args = [str(binary), "run"] + cell.bench_args(trials, rounds, warmup, max_samples, seed, nice, outlier, gap)
     res = subprocess.run(args, capture_output=True, text=True, timeout=600)
     if res.returncode != 0:
@@ -150,5 +164,19 @@ def to_result(trials: list[dict], rounds: int, timer_overhead: float, spin_rate:
         if t.get("spinners") and spin_rate > 0 else np.nan for t in trials])
     # cycles of the timed calls per round (the initiator's, and the writers' for uffd_wp)
     res.metrics[CellResult.MAIN_METRIC] = total / rounds
+    extra_metrics(res)
     res.counters = {"tlb_received": tlb.astype(np.int64), "cal_received": cal.astype(np.int64)}
     return res
+
+
+def extra_metrics(res: CellResult) -> None:
+    """The other thread's loss after a flushing call (refill, lazy_wake), per trial.
+
+    ``ws_pass_extra_cycles``: its mean pass over its buffer right after a call minus its mean
+    quiet pass (the overhead cancels); ``wake_extra_cycles``: its mean wake-up after a call
+    minus its mean quiet wake-up."""
+    m = res.metrics
+    if "lat_ws_pass" in m and "lat_ws_pass_quiet" in m:
+        m["ws_pass_extra_cycles"] = m["lat_ws_pass"] - m["lat_ws_pass_quiet"]
+    if "lat_wake" in m and "lat_wake_quiet" in m:
+        m["wake_extra_cycles"] = m["lat_wake"] - m["lat_wake_quiet"]

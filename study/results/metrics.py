@@ -49,6 +49,12 @@ METRICS: tuple[Metric, ...] = (
            "share of the looks before a flush that found each other thread on its CPU"),
     Metric("other_on_cpu_time_share", "share (0-1)", "replicate", "the other threads' on-CPU share of time"),
     Metric("other_on_cpu_share_spins", "share (0-1)", "replicate", "the on-CPU share from the loop rate"),
+    # refill and lazy_wake cells (the other thread's passes over its own buffer)
+    Metric("ws_pass_extra_cycles", "cycles per pass", "replicate",
+           "the other thread's mean pass over its buffer right after a flushing call minus its mean quiet pass"),
+    Metric("wake_extra_cycles", "cycles per wake", "replicate",
+           "lazy_wake: the sleeper's mean wake-up (futex wake to running) after thread 0 flushed minus its "
+           "mean quiet wake-up"),
 )
 # the measured cells' own counters
 MEASURED_COUNTERS = {"tlb_received": ("shootdowns", "TLB row of /proc/interrupts, summed over CPUs"),
