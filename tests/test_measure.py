@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -81,6 +82,21 @@ def test_tiny_grid_compiles_runs_and_writes_tables(measured, env):
     for col in ("other_on_cpu_share.mean", "other_on_cpu_time_share.mean"):
         assert cells.loc[busy, col].between(0.0, 1.0).all(), col
         assert cells.loc[~busy, col].isna().all(), col
+    # the kernel's own account when this machine can trace (root, tracefs), else why not
+    facts = manifest["trace"]
+    assert facts["usable"] in (True, False) and (facts["usable"] or facts["why"])
+    if facts["usable"]:
+        assert facts["buffer_size_kb"] > 0 and facts["lost_events"] >= 0 and "set_event_pid" in facts["filter"]
+        assert set(cells["measure_trace"]) <= {"ok"} | {n for n in cells["measure_trace"] if "lost" in n}
+        clean = cells["measure_trace"] == "ok"
+        # every flushing call flushes on thread 0's CPU: a partial (1 page) or full (64) local flush
+        local = cells["trace_initiator_local_partial.mean"] + cells["trace_initiator_local_full.mean"]
+        assert (local[clean] == 1.0).all()
+        one = cells["workload.threads"] == 1
+        assert cells.loc[one, "trace_others_remote_partial.mean"].isna().all()
+        assert not list(Path(facts["tracefs"], "instances").glob(facts["instance"])), "the instance is removed"
+    else:
+        assert not [c for c in cells.columns if c.startswith("trace_")]
 
 
 @needs_cc

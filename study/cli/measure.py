@@ -4,11 +4,16 @@ Compiles the shipped C benchmark, runs the host grid of conf/measure/<NAME>.yaml
 ``default``) and writes ``<out>/measure/<host>/`` in the sweep's table format: cells.parquet
 (+ cells.csv), replicates.parquet (one replicate per trial), calls.parquet (per-call cycles)
 and manifest.json (kernel, CPU, TSC, topology, PTI, virtualization, APIC, load average).
+As root with tracefs (study/measure/trace.py), each trial also records the kernel's
+tlb:tlb_flush and exceptions:page_fault_user events of the benchmark's threads during its
+timed rounds: per cell and CPU role, each kind's count per flushing call (trace_* metrics);
+without it one line says why and the rest is as before.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
@@ -72,6 +77,7 @@ def main(argv: list[str]) -> int:
     from study.config import RunConfig
     from study.config.cell import Cell
     from study.measure import run as bench_run
+    from study.measure import trace as tracing
     from study.measure.grid import HOST
     from study.measure.machine import UNMODELLED_FACTS
     from study.policies import STRICT
@@ -95,29 +101,42 @@ def main(argv: list[str]) -> int:
               f"the TLB/CAL counts include other processes' effects", file=sys.stderr)
         warned = True
     results, skipped = [], {}
-    for cell in tqdm(cells, desc="measure", unit="cell", file=sys.stderr, disable=None):
-        why = bench_run.unavailable(cell, probe)
-        if why is not None:
-            skipped[cell.name] = why
-            continue
-        done = bench_run.run_cell(binary, cell, trials=config.trials, rounds=config.rounds, warmup=config.warmup,
-                                  max_samples=config.max_samples, seed=config.seed, timer_overhead=overhead,
-                                  nice=config.nice, outlier=int(config.outlier_us * 1e-6 * facts.tsc_hz),
-                                  gap=int(config.off_cpu_gap_us * 1e-6 * facts.tsc_hz),
-                                  spin_rate=float(probe.get("spin_rate", 0.0)))
-        if done.result is None:
-            skipped[cell.name] = done.skipped
-            continue
-        results.append(done)
-        now = loadavg()
-        if not warned and now and now[0] > busy:
-            tqdm.write(f"warning: the machine became busy while measuring (load average {now[0]} > {busy:g})",
-                       file=sys.stderr)
-            warned = True
+    with contextlib.ExitStack() as stack:
+        avail, session = open_trace(stack, tracing, cells, config.rounds)
+        if session is not None:
+            print(f"tracing tlb:tlb_flush and exceptions:page_fault_user of the benchmark's threads during the timed "
+                  f"rounds ({session.dir}, {session.kb} KiB per CPU, clock {session.clock})", flush=True)
+        else:
+            print(f"tracing off: {avail.why}; recording cycles and /proc/interrupts only", flush=True)
+        for cell in tqdm(cells, desc="measure", unit="cell", file=sys.stderr, disable=None):
+            why = bench_run.unavailable(cell, probe)
+            if why is not None:
+                skipped[cell.name] = why
+                continue
+            done = bench_run.run_cell(binary, cell, trials=config.trials, rounds=config.rounds, warmup=config.warmup,
+                                      max_samples=config.max_samples, seed=config.seed, timer_overhead=overhead,
+                                      nice=config.nice, outlier=int(config.outlier_us * 1e-6 * facts.tsc_hz),
+                                      gap=int(config.off_cpu_gap_us * 1e-6 * facts.tsc_hz),
+                                      spin_rate=float(probe.get("spin_rate", 0.0)), trace=session)
+            if done.result is None:
+                skipped[cell.name] = done.skipped
+                continue
+            results.append(done)
+            now = loadavg()
+            if not warned and now and now[0] > busy:
+                tqdm.write(f"warning: the machine became busy while measuring (load average {now[0]} > {busy:g})",
+                           file=sys.stderr)
+                warned = True
+        trace_facts = {"usable": session is not None, "why": avail.why, "tracefs": avail.path,
+                       **(session.facts() if session is not None else {})}
     for name, why in skipped.items():
         print(f"skipped {name}: {why}", file=sys.stderr)
     after = loadavg()
     wall = time.monotonic() - start
+    notes = {m.cell.name: tracing.cell_trace(m.raw) for m in results} if trace_facts["usable"] else {}
+    if notes:
+        trace_facts["lost_events"] = int(sum(n.lost for n in notes.values()))
+        trace_facts["cells_with_drops"] = {name: n.note() for name, n in notes.items() if n.flagged}
 
     run = RunConfig(replicates=config.trials, rounds=config.rounds, warmup_rounds=0, seed=config.seed,
                     batch_replicates=config.trials, adaptive=False, ci_target=0.01,
@@ -129,6 +148,9 @@ def main(argv: list[str]) -> int:
     extra = pd.DataFrame({"measure_cell": pd.array([m.cell.name for m in results], dtype="string"),
                           "measure_others": [m.cell.others for m in results],
                           "measure_cpus": [",".join(map(str, m.cell.cpus)) for m in results]})
+    if notes:
+        # per cell: "ok", or how many events its trials lost (their rates are left out)
+        extra["measure_trace"] = pd.array([notes[m.cell.name].note() for m in results], dtype="string")
     manifest = {
         "measure": dataclasses.asdict(config),
         "host": facts.as_dict(),
@@ -137,6 +159,7 @@ def main(argv: list[str]) -> int:
         "timer_overhead_cycles": overhead,
         "spin_rate_per_cycle": float(probe.get("spin_rate", 0.0)),
         "userfaultfd": bench_run.userfaultfd(probe),
+        "trace": trace_facts,
         "host_loops": {m.cell.loop: HOST[m.cell.loop].doc for m in results if m.cell.loop in HOST},
         "skipped": skipped,
         "build": build_info,
@@ -169,14 +192,60 @@ def main(argv: list[str]) -> int:
                   f"[{row[key + '.ci_low']:7.0f},{row[key + '.ci_high']:7.0f}] {row[key + '.median']:8.0f} "
                   f"{row[key + '.p99']:8.0f} {row['tlb_per_call.mean']:8.3f} {row['cal_per_call.mean']:8.3f} "
                   f"{row.get('other_on_cpu_share.mean', float('nan')):6.3f}")
+    if notes:
+        print_events(frame, results, tracing, trace_facts)
     print_passes(frame, results)
     print(f"\nwrote {target}/ ({len(results)} cells, {wall:.0f} s; load average before {before}, after {after})")
     return EXIT_OK
 
 
+def open_trace(stack, tracing, cells, rounds: int):
+    """The tracefs session for the whole measurement (None when tracing is unusable) and why."""
+    avail = tracing.availability()
+    if not avail.usable:
+        return avail, None
+    kb = max(tracing.buffer_kb(c.rounds or rounds) for c in cells) if cells else tracing.MIN_BUFFER_KB
+    try:
+        return avail, stack.enter_context(tracing.Session(Path(avail.path), kb))
+    except tracing.TraceError as err:
+        return tracing.Availability(False, str(err), avail.path), None
+
+
+# the event kinds' columns in the printed table, in order
+SHORT = {"local_partial": "loc.p", "local_full": "loc.F", "local_none": "loc.0", "ipi_send": "send",
+         "remote_partial": "rem.p", "remote_full": "rem.F", "remote_none": "rem.0", "switch_full": "sw.F",
+         "switch_none": "sw.0", "wrong_cpu": "wrong", "fault_write_prot": "f.wP", "fault_write_notpresent": "f.wN",
+         "fault_read_prot": "f.rP", "fault_read_notpresent": "f.rN"}
+
+
 def _mean(row, metric: str) -> float:
     value = row.get(f"{metric}.mean", math.nan)
     return float(value) if value is not None else math.nan
+
+
+def print_events(frame, results, tracing, facts: dict) -> None:
+    from study.measure.run import FLUSH_LABELS
+
+    print("\nkernel events per flushing call (tracepoints of the benchmark's threads; initiator = thread 0's CPU, "
+          "others = the other threads' CPUs):")
+    print("  " + "; ".join(f"{SHORT[k]} = {k}" for k in tracing.KINDS))
+    print(f"{'cell':40s} {'role':9s} " + " ".join(f"{SHORT[k]:>6s}" for k in tracing.KINDS)
+          + f" {'TLB row':>7s} {'lost':>5s}")
+    for m in results:
+        row = frame[frame["measure_cell"] == m.cell.name].iloc[0]
+        for role in tracing.ROLES:
+            if not tracing.roles(m.cell.cpus)[role]:
+                continue
+            rates = [_mean(row, tracing.metric_name(role, k)) for k in tracing.KINDS]
+            tlb = sum(t["tlb"][c] for t in m.raw for c in tracing.roles(m.cell.cpus)[role] if c < len(t["tlb"]))
+            calls = sum(b["n"] + b.get("out", 0) for t in m.raw for label, b in t["labels"].items()
+                        if label in FLUSH_LABELS)
+            lost = sum(t["trace"]["lost"] for t in m.raw if t.get("trace"))
+            print(f"{m.cell.name:40s} {role:9s} " + " ".join(f"{r:6.3f}" for r in rates)
+                  + f" {tlb / max(calls, 1):7.3f} {lost:5d}")
+    drops = facts.get("cells_with_drops") or {}
+    print(f"trace: {facts.get('lost_events', 0)} events lost" + (
+        "; " + "; ".join(f"{k}: {v}" for k, v in drops.items()) if drops else " (no trial flagged)"))
 
 
 def print_passes(frame, results) -> None:
@@ -186,8 +255,8 @@ def print_passes(frame, results) -> None:
         return
     print("\nthe other thread's pass over its own buffer, right after a flushing call and quiet (cycles per pass; "
           "95% CI over trials):")
-    print(f"{'cell':40s} {'after call':>10s} {'quiet':>8s} {'extra':>8s} {'95% CI':>17s} "
-          f"{'wake extra':>10s} {'95% CI':>17s}")
+    print(f"{'cell':40s} {'after call':>10s} {'quiet':>8s} {'extra':>8s} {'95% CI':>17s} {'per flush':>9s} "
+          f"{'95% CI':>17s} {'wake extra':>10s} {'95% CI':>17s}")
     for m in rows:
         row = frame[frame["measure_cell"] == m.cell.name].iloc[0]
 
@@ -196,6 +265,7 @@ def print_passes(frame, results) -> None:
 
         print(f"{m.cell.name:40s} {_mean(row, 'lat_ws_pass'):10.0f} {_mean(row, 'lat_ws_pass_quiet'):8.0f} "
               f"{_mean(row, 'ws_pass_extra_cycles'):8.0f} {ci('ws_pass_extra_cycles')} "
+              f"{_mean(row, 'ws_lost_cycles_per_flush'):9.0f} {ci('ws_lost_cycles_per_flush')} "
               f"{_mean(row, 'wake_extra_cycles'):10.0f} {ci('wake_extra_cycles')}")
 
 
