@@ -312,3 +312,31 @@ def test_calibration_leaves_out_the_cells_the_engine_does_not_model(tmp_path):
                           {"name": "mprotect_vma/t1/p1/v9", "modelled": False}]}
     found = targets(Measurement(tmp_path, cells, pd.DataFrame(), manifest), ["*"])
     assert [(t.cell, t.role) for t in found] == [("mprotect_toggle/t1/p1/d1", "fit")]
+
+
+@needs_cc
+@needs_2cpus
+def test_host_loops_mapping_onto_one_workload_are_distinct_cells(env, tmp_path):
+    # mprotect_vma with vma 1 and 3 and mprotect_toggle itself are one engine mprotect_toggle:
+    # the table set still has three cells, and reads back whole (analyze checks it)
+    from study.results import tables
+
+    out = tmp_path / "out"
+    grid = ("[{workload:[mprotect_toggle],pages:[1]},{workload:[mprotect_vma],vma:[1,3]},"
+            "{workload:[refill],working_set:[16],rounds:[20]},{workload:[lazy_wake],working_set:[16],rounds:[10]}]")
+    assert measure_cli.main(["measure=tiny", f"measure.grids={grid}", "--out", str(out), "--host", HOST]) == 0
+    found = tables.read(out / "measure" / HOST, "--measure", "rerun")
+    cells = found.cells.set_index("measure_cell")
+    assert list(cells.index) == ["mprotect_toggle/t1/p1/d1", "mprotect_vma/t1/p1/v1", "mprotect_vma/t1/p1/v3",
+                                 "refill/t2-core-busy/p1/n16", "lazy_wake/t2-core-idle/p1/n16"]
+    assert cells["cell_id"].is_unique and set(cells["workload"]) == {"mprotect_toggle"}
+    assert cells.loc["refill/t2-core-busy/p1/n16", "rounds"] == 20
+    for name in ("refill/t2-core-busy/p1/n16", "lazy_wake/t2-core-idle/p1/n16"):
+        for metric in ("lat_ws_pass.mean", "lat_ws_pass_quiet.mean", "ws_pass_extra_cycles.mean"):
+            assert np.isfinite(cells.loc[name, metric]), (name, metric)
+    assert np.isfinite(cells.loc["lazy_wake/t2-core-idle/p1/n16", "wake_extra_cycles.mean"])
+    entries = {c["name"]: c for c in found.manifest["cells"]}
+    assert entries["mprotect_vma/t1/p1/v3"]["knobs"] == {"vma": 3} and not entries["mprotect_vma/t1/p1/v3"]["modelled"]
+    assert entries["mprotect_toggle/t1/p1/d1"]["modelled"] and entries["mprotect_toggle/t1/p1/d1"]["loop"] == "mprotect_toggle"
+    assert set(found.manifest["host_loops"]) == {"mprotect_vma", "refill", "lazy_wake"}
+    assert analyze_cli.main(["--out", str(tmp_path / "alone"), "--measure", str(out / "measure" / HOST)]) == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import sys
@@ -141,8 +142,8 @@ def main(argv: list[str]) -> int:
     run = RunConfig(replicates=config.trials, rounds=config.rounds, warmup_rounds=0, seed=config.seed,
                     batch_replicates=config.trials, adaptive=False, ci_target=0.01,
                     max_replicates=config.trials, max_samples=config.max_samples, output_dir=str(args.out))
-    rows = [(GridCell(Cell(machine, m.cell.workload, STRICT, run), 0, (("cell", m.cell.name),)), m.result)
-            for m in results]
+    rows = [(GridCell(measured_cell(Cell, machine, m, STRICT, dataclasses.replace(run, rounds=m.result.rounds)), 0,
+                      (("cell", m.cell.name),)), m.result) for m in results]
     sweep_name = f"measure:{config.name}"
     # the measurement's own columns, after the cell id
     extra = pd.DataFrame({"measure_cell": pd.array([m.cell.name for m in results], dtype="string"),
@@ -197,6 +198,34 @@ def main(argv: list[str]) -> int:
     print_passes(frame, results)
     print(f"\nwrote {target}/ ({len(results)} cells, {wall:.0f} s; load average before {before}, after {after})")
     return EXIT_OK
+
+
+def measured_cell(cell_class, machine, measured, policy, run):
+    """The table row's cell: the engine's Cell of the workload the measured cell maps onto; for
+    one of the benchmark's own loops (its loop is not the workload, or it has knobs) its
+    identity adds the loop and its knobs, since two loops may map onto one engine workload
+    (mprotect_vma with vma 1 and 9, and mprotect_toggle itself, are one mprotect_toggle)."""
+    cell = measured.cell
+    if cell.loop == cell.workload.name and not cell.knobs:
+        return cell_class(machine, cell.workload, policy, run)
+    return _host_loop_cell(cell_class)(machine, cell.workload, policy, run, loop=cell.loop, knobs=tuple(cell.knobs))
+
+
+@functools.lru_cache(maxsize=None)
+def _host_loop_cell(cell_class):
+    @dataclasses.dataclass(frozen=True)
+    class HostLoopCell(cell_class):
+        """A measured cell of one of the benchmark's own loops."""
+
+        loop: str = ""
+        knobs: tuple = ()
+
+        def identity(self, with_policy: bool = True) -> dict:
+            ident = super().identity(with_policy)
+            ident["host_loop"] = {"loop": self.loop, "knobs": dict(self.knobs)}
+            return ident
+
+    return HostLoopCell
 
 
 def open_trace(stack, tracing, cells, rounds: int):
