@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -81,6 +82,21 @@ def test_tiny_grid_compiles_runs_and_writes_tables(measured, env):
     for col in ("other_on_cpu_share.mean", "other_on_cpu_time_share.mean"):
         assert cells.loc[busy, col].between(0.0, 1.0).all(), col
         assert cells.loc[~busy, col].isna().all(), col
+    # the kernel's own account when this machine can trace (root, tracefs), else why not
+    facts = manifest["trace"]
+    assert facts["usable"] in (True, False) and (facts["usable"] or facts["why"])
+    if facts["usable"]:
+        assert facts["buffer_size_kb"] > 0 and facts["lost_events"] >= 0 and "set_event_pid" in facts["filter"]
+        assert set(cells["measure_trace"]) <= {"ok"} | {n for n in cells["measure_trace"] if "lost" in n}
+        clean = cells["measure_trace"] == "ok"
+        # every flushing call flushes on thread 0's CPU: a partial (1 page) or full (64) local flush
+        local = cells["trace_initiator_local_partial.mean"] + cells["trace_initiator_local_full.mean"]
+        assert (local[clean] == 1.0).all()
+        one = cells["workload.threads"] == 1
+        assert cells.loc[one, "trace_others_remote_partial.mean"].isna().all()
+        assert not list(Path(facts["tracefs"], "instances").glob(facts["instance"])), "the instance is removed"
+    else:
+        assert not [c for c in cells.columns if c.startswith("trace_")]
 
 
 @needs_cc
@@ -235,3 +251,92 @@ def test_calibration_predicts_shootdowns_from_the_on_cpu_share_never_from_the_tl
     t = Target("c", "mprotect_ro", "fit", 5000.0, 4000.0, 6000.0, 5000.0, 0.2, 0.3)
     alone = simulate_targets(kvm, specs, [t], STRICT, measured_on_cpu=False, **size)[1][0]
     assert alone > high and dataclasses.replace(specs["c"]).on_cpu_share == 1.0
+
+
+def _grid_cells(grid):
+    from study.engine.machine import Machine
+    from study.measure.grid import expand, measure_config
+
+    data = dict(yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "conf", "measure", "tiny.yaml"))))
+    data["grids"] = grid
+    cpus = [HostCpu(0, 0, 0, 0), HostCpu(1, 0, 1, 0)]
+    return expand(measure_config(data), cpus, Machine(name="h", sockets=1, cores_per_socket=2, smt=1))
+
+
+def test_host_loops_are_named_like_the_grid_and_map_onto_the_engine_workload():
+    cells = _grid_cells([{"workload": ["refill"], "pages": [1, 64], "working_set": [16, 4096], "rounds": [100]},
+                         {"workload": ["lazy_wake"], "working_set": [64]},
+                         {"workload": ["mprotect_vma"], "threads": [1, 2], "vma": [1, 9]}])
+    by_name = {c.name: c for c in cells}
+    assert list(by_name) == ["refill/t2-core-busy/p1/n16", "refill/t2-core-busy/p1/n4096",
+                             "refill/t2-core-busy/p64/n16", "refill/t2-core-busy/p64/n4096",
+                             "lazy_wake/t2-core-idle/p1/n64", "mprotect_vma/t1/p1/v1", "mprotect_vma/t1/p1/v9",
+                             "mprotect_vma/t2-core-busy/p1/v1", "mprotect_vma/t2-core-busy/p1/v9"]
+    refill = by_name["refill/t2-core-busy/p64/n4096"]
+    assert refill.workload.name == "mprotect_toggle" and refill.workload.working_set == 4096
+    assert refill.workload.pages == 64 and refill.rounds == 100 and not refill.modelled
+    assert "workload=refill" in refill.bench_args(2, 100, 1, 1, 1) and "ws=4096" in refill.bench_args(2, 100, 1, 1, 1)
+    lazy = by_name["lazy_wake/t2-core-idle/p1/n64"]
+    assert lazy.others == "idle" and lazy.workload.lazy_share == 1.0 and lazy.workload.lazy_wake_rate == 1.0
+    split = by_name["mprotect_vma/t1/p1/v9"]
+    assert split.knobs == (("vma", 9),) and split.workload.pages == 1 and split.rounds is None
+    # the engine's own workloads stay as they were: modelled, the loop is the workload
+    plain = _grid_cells([{"workload": ["mprotect_toggle"], "pages": [1]}])[0]
+    assert plain.modelled and plain.loop == "mprotect_toggle" and plain.knobs == () and plain.rounds is None
+
+
+@pytest.mark.parametrize("grid, key", [
+    ({"workload": ["mprotect_toggle"], "working_set": [16]}, "working_set"),
+    ({"workload": ["madv_free"], "vma": [4]}, "vma"),
+    ({"workload": ["refill"], "threads": [1]}, "threads"),
+    ({"workload": ["lazy_wake"], "others": ["busy"]}, "others"),
+    ({"workload": ["refill"], "working_set": [0]}, "working_set"),
+    ({"workload": ["mprotect_vma"], "pages": [4], "vma": [2]}, "vma"),
+    ({"workload": ["refill"], "dirty": [0.0]}, "dirty"),
+    ({"workload": ["mprotect_toggle"], "rounds": [0]}, "rounds"),
+])
+def test_host_loop_settings_out_of_place_are_config_errors(grid, key):
+    with pytest.raises(ConfigError) as err:
+        _grid_cells([grid])
+    assert err.value.key.endswith(key)
+
+
+def test_calibration_leaves_out_the_cells_the_engine_does_not_model(tmp_path):
+    from study.calibration.host import targets
+    from study.measure.store import Measurement
+
+    stats = {f"lat_mprotect_ro.{s}": [5000.0, 6000.0] for s in ("mean", "ci_low", "ci_high", "median")}
+    cells = pd.DataFrame({"measure_cell": ["mprotect_toggle/t1/p1/d1", "mprotect_vma/t1/p1/v9"],
+                          "tlb_per_call.mean": [0.0, 0.0], **stats})
+    manifest = {"cells": [{"name": "mprotect_toggle/t1/p1/d1", "modelled": True},
+                          {"name": "mprotect_vma/t1/p1/v9", "modelled": False}]}
+    found = targets(Measurement(tmp_path, cells, pd.DataFrame(), manifest), ["*"])
+    assert [(t.cell, t.role) for t in found] == [("mprotect_toggle/t1/p1/d1", "fit")]
+
+
+@needs_cc
+@needs_2cpus
+def test_host_loops_mapping_onto_one_workload_are_distinct_cells(env, tmp_path):
+    # mprotect_vma with vma 1 and 3 and mprotect_toggle itself are one engine mprotect_toggle:
+    # the table set still has three cells, and reads back whole (analyze checks it)
+    from study.results import tables
+
+    out = tmp_path / "out"
+    grid = ("[{workload:[mprotect_toggle],pages:[1]},{workload:[mprotect_vma],vma:[1,3]},"
+            "{workload:[refill],working_set:[16],rounds:[20]},{workload:[lazy_wake],working_set:[16],rounds:[10]}]")
+    assert measure_cli.main(["measure=tiny", f"measure.grids={grid}", "--out", str(out), "--host", HOST]) == 0
+    found = tables.read(out / "measure" / HOST, "--measure", "rerun")
+    cells = found.cells.set_index("measure_cell")
+    assert list(cells.index) == ["mprotect_toggle/t1/p1/d1", "mprotect_vma/t1/p1/v1", "mprotect_vma/t1/p1/v3",
+                                 "refill/t2-core-busy/p1/n16", "lazy_wake/t2-core-idle/p1/n16"]
+    assert cells["cell_id"].is_unique and set(cells["workload"]) == {"mprotect_toggle"}
+    assert cells.loc["refill/t2-core-busy/p1/n16", "rounds"] == 20
+    for name in ("refill/t2-core-busy/p1/n16", "lazy_wake/t2-core-idle/p1/n16"):
+        for metric in ("lat_ws_pass.mean", "lat_ws_pass_quiet.mean", "ws_pass_extra_cycles.mean"):
+            assert np.isfinite(cells.loc[name, metric]), (name, metric)
+    assert np.isfinite(cells.loc["lazy_wake/t2-core-idle/p1/n16", "wake_extra_cycles.mean"])
+    entries = {c["name"]: c for c in found.manifest["cells"]}
+    assert entries["mprotect_vma/t1/p1/v3"]["knobs"] == {"vma": 3} and not entries["mprotect_vma/t1/p1/v3"]["modelled"]
+    assert entries["mprotect_toggle/t1/p1/d1"]["modelled"] and entries["mprotect_toggle/t1/p1/d1"]["loop"] == "mprotect_toggle"
+    assert set(found.manifest["host_loops"]) == {"mprotect_vma", "refill", "lazy_wake"}
+    assert analyze_cli.main(["--out", str(tmp_path / "alone"), "--measure", str(out / "measure" / HOST)]) == 0

@@ -4,7 +4,9 @@
 format (the columns of study/analysis/schema.py), and writes into ``<out>/analysis/``:
 
 * ``this_machine_cells.csv``: every measured cell, its calls' mean cycles with CI, median,
-  p99, and TLB shootdowns / function-call IPIs per flushing call (the measured table);
+  p99, and TLB shootdowns / function-call IPIs per flushing call (the measured table), and
+  when the measurement traced the kernel's events, each ``trace_<role>_<kind>`` (events per
+  flushing call, the mean over trials) and ``measure_trace`` (``ok`` or the trials that lost events);
 * ``this_machine.csv``: measured against predicted per (cell, call), fit or held-out,
   shootdowns per call measured against modelled, and the relaxed policy's predicted change
   (copied from ``calibrate --from``'s output; absent until the machine is calibrated);
@@ -47,6 +49,7 @@ def flush_labels(manifest: dict) -> list[str]:
 def cells_frame(cells: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     """One row per (cell, call) with the measured statistics."""
     rows = []
+    traced = [c[:-len(".mean")] for c in cells.columns if c.startswith("trace_") and c.endswith(".mean")]
     for _, row in cells.iterrows():
         for label in labels:
             if f"lat_{label}.mean" not in row or pd.isna(row[f"lat_{label}.mean"]):
@@ -56,7 +59,9 @@ def cells_frame(cells: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
                          **{s: row[f"lat_{label}.{s}"] for s in STAT_COLUMNS},
                          "trials": row[f"lat_{label}.n"],
                          "tlb_per_call": row.get("tlb_per_call.mean"), "cal_per_call": row.get("cal_per_call.mean"),
-                         "outlier_share": row.get("outlier_share.mean")})
+                         "outlier_share": row.get("outlier_share.mean"),
+                         **({"measure_trace": row.get("measure_trace")} if "measure_trace" in row else {}),
+                         **{name: row[f"{name}.mean"] for name in traced}})
     return pd.DataFrame(rows)
 
 

@@ -128,12 +128,17 @@ def with_on_cpu(spec: WorkloadSpec, t: "Target", machine: Machine) -> WorkloadSp
 
 
 def targets(meas: Measurement, train: list[str]) -> list[Target]:
+    """The measured calls to fit or predict: every modelled cell's (a host loop the engine does
+    not model, study.measure.grid.HOST, is left out: its manifest entry says ``modelled: false``)."""
     cells = meas.cells
-    names = list(cells["measure_cell"])
+    unmodelled = {c["name"] for c in meas.manifest.get("cells", []) if c.get("modelled") is False}
+    names = [n for n in cells["measure_cell"] if n not in unmodelled]
     fit_names = set(select(names, train))
     out = []
     for _, row in cells.iterrows():
         name = row["measure_cell"]
+        if name in unmodelled:
+            continue
         share = float(row.get("tlb_per_call.mean", float("nan")))
         on_cpu = float(row.get("other_on_cpu_share.mean", float("nan")))
         for label in TARGET_LABELS:

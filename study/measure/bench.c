@@ -8,17 +8,26 @@
  *       userfaultfd write-protect works here (UFFD_FEATURE_PAGEFAULT_FLAG_WP, UFFDIO_WRITEPROTECT).
  *   bench run workload=W pages=P cpus=C0,C1,.. others=busy|idle dirty=D rounds=R warmup=W
  *             trials=T max_samples=M seed=S [write_rate=X writes_per_round=N] [gap=G]
+ *             [ws=N] [vma=V] [trace=DIR]
  *       one JSON line per trial: per-label call count, cycle sum and up to M samples
  *       (cycles per call, rdtsc), and the TLB / CAL rows of /proc/interrupts per CPU
  *       (deltas over the trial), and the cycles the other threads spent off their CPUs
  *       (gaps longer than G cycles in their loops' TSC reads; see watch()).
+ *
+ * trace=DIR: a tracefs instance (study.measure.trace sets it up: events, buffer, CPUs).
+ * Before it starts a thread the benchmark writes its pid into DIR/set_event_pid (with
+ * options/event-fork on, its threads join the list as they are created); around the timed
+ * rounds of each recorded trial (never setup or warm-up) it turns DIR/tracing_on on and
+ * writes "study: trial T begin" / "study: trial T end" into DIR/trace_marker; after each
+ * trial's JSON line it waits for a line on stdin (the caller reads and clears the trace).
  *
  * Thread 0 (the initiator / uffd monitor) runs on C0; one more thread of the same mm per
  * further CPU.  "busy" threads spin in the mm (their CPU stays in mm_cpumask and is not
  * lazy, so flush_tlb_mm_range() must IPI it); "idle" threads sleep, their CPU goes idle
  * in lazy TLB mode, and the shootdown skips it (should_flush_tlb() / is_lazy).
  *
- * Workloads (the modules of study/workloads model each one):
+ * Workloads (the first three are the engine's, study/workloads models each; the others are host
+ * cells that study/measure/grid.py maps onto the engine's mprotect_toggle):
  *   mprotect_toggle  mprotect(PROT_READ); mprotect(PROT_READ|PROT_WRITE); then each page is
  *                    written with probability dirty.  dirty=0: the range is MADV_FREE'd once
  *                    after being populated and never written again (clean PTEs).
@@ -28,10 +37,29 @@
  *                    writes a random page with probability write_rate, writes_per_round times;
  *                    a write to a protected page takes a uffd-wp fault that the monitor
  *                    resolves (UFFDIO_WRITEPROTECT without _MODE_WP, which wakes the writer).
+ *   mprotect_vma     mprotect_toggle's round on a range of P pages in the middle of a VMA of
+ *                    V pages (vma=V) fenced by PROT_NONE pages: V > P splits the VMA in three
+ *                    at mprotect(PROT_READ) and merges it back at mprotect(PROT_READ|PROT_WRITE);
+ *                    V = P toggles the whole VMA (nothing splits, the fences stop a merge).
+ *   refill           thread 1 (busy) owns a buffer of N pages (ws=N) and makes one pass over
+ *                    it (a read per page) each time thread 0 hands it a token; a round is
+ *                    mprotect(PROT_READ), pass, mprotect(PROT_READ|PROT_WRITE), writes, pass
+ *                    (the passes booked as ws_pass: right after a flushing call) then two
+ *                    quiet passes with no call before them (ws_pass_quiet).  The flush of a
+ *                    call is done (its IPI acknowledged) before the pass starts, so a pass
+ *                    after a call minus a quiet pass is the refill the flush caused.
+ *   lazy_wake        thread 1 sleeps (futex) with the mm loaded, its CPU idle in lazy TLB mode;
+ *                    a round is: thread 0 waits until thread 1 sleeps, calls mprotect(PROT_READ)
+ *                    and mprotect(PROT_READ|PROT_WRITE) (the generation moves, the lazy CPU gets
+ *                    no IPI), writes, wakes thread 1 (wake: futex wake to thread 1 running,
+ *                    its switch_mm_irqs_off() flushing fully), which makes one pass over its
+ *                    N pages (ws_pass); then the same wake with no call before it
+ *                    (wake_quiet, ws_pass_quiet).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
@@ -112,9 +140,11 @@ static void read_irq_rows(long *tlb, long *cal)
 }
 
 /* ---- per-label books of one trial ---- */
-enum { L_RO, L_RW, L_WRITE, L_MADV, L_UFFD_PROT, L_UFFD_RESOLVE, L_UFFD_WRITE, L_UNPROT, N_LABELS };
+enum { L_RO, L_RW, L_WRITE, L_MADV, L_UFFD_PROT, L_UFFD_RESOLVE, L_UFFD_WRITE, L_UNPROT,
+       L_PASS, L_PASS_QUIET, L_WAKE, L_WAKE_QUIET, N_LABELS };
 static const char *label_names[N_LABELS] = {"mprotect_ro", "mprotect_rw", "write", "madv_free",
-					    "uffd_protect", "uffd_resolve", "uffd_write", "uffd_unprotect"};
+					    "uffd_protect", "uffd_resolve", "uffd_write", "uffd_unprotect",
+					    "ws_pass", "ws_pass_quiet", "wake", "wake_quiet"};
 struct book { long n; double sum; long kept; long out; uint64_t *s; };
 static struct book books[N_LABELS];
 static long max_samples = 2048;
@@ -193,6 +223,13 @@ static void book(int label, uint64_t cycles)
 
 /* ---- configuration ---- */
 static const char *workload = "mprotect_toggle";
+enum { W_TOGGLE, W_MADV, W_UFFD, W_VMA, W_REFILL, W_LAZY, N_MODES };
+static const char *mode_names[N_MODES] = {"mprotect_toggle", "madv_free", "uffd_wp", "mprotect_vma", "refill",
+					  "lazy_wake"};
+static int mode = W_TOGGLE;
+static long ws_pages = 0;      /* refill, lazy_wake: pages of thread 1's own buffer */
+static long vma_pages = 0;     /* mprotect_vma: pages of the VMA around the range */
+static char *ws;               /* thread 1's buffer */
 static long pages = 1, rounds = 1000, warmup = 100, trials = 5, writes_per_round = 4;
 static double dirty = 1.0, write_rate = 0.5;
 static int cpus[MAX_CPUS], ncpus;
@@ -217,6 +254,145 @@ static void pin(int cpu)
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
 	if (sched_setaffinity(0, sizeof(set), &set)) die("sched_setaffinity");
+}
+
+/* ---- tracefs (trace=DIR): the kernel's own account of the timed rounds ---- */
+static const char *trace_dir;
+static int trace_on_fd = -1, trace_marker_fd = -1;
+
+static int trace_open(const char *name, int flags)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", trace_dir, name);
+	int fd = open(path, flags | O_CLOEXEC);
+	if (fd < 0) die(path);
+	return fd;
+}
+
+static void trace_write(int fd, const char *text)
+{
+	size_t n = strlen(text);
+	if (write(fd, text, n) != (ssize_t)n) die("write to tracefs");
+}
+
+/* Before any thread exists: this process's pid is the instance's pid filter (event-fork
+ * adds each thread as it is created). */
+static void trace_setup(void)
+{
+	char pid[32];
+	snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+	int fd = trace_open("set_event_pid", O_WRONLY | O_TRUNC);
+	trace_write(fd, pid);
+	close(fd);
+	trace_on_fd = trace_open("tracing_on", O_WRONLY);
+	trace_marker_fd = trace_open("trace_marker", O_WRONLY);
+}
+
+static void trace_mark(long trial, const char *what)
+{
+	char text[64];
+	snprintf(text, sizeof text, "study: trial %ld %s\n", trial, what);
+	trace_write(trace_marker_fd, text);
+}
+
+static void trace_begin(long trial)
+{
+	if (!trace_dir) return;
+	trace_write(trace_on_fd, "1");
+	trace_mark(trial, "begin");
+}
+
+static void trace_end(long trial)
+{
+	if (!trace_dir) return;
+	trace_mark(trial, "end");
+	trace_write(trace_on_fd, "0");
+}
+
+/* The caller reads and clears the trial's trace, then sends a line. */
+static void trace_sync(void)
+{
+	char line[64];
+	if (!trace_dir) return;
+	if (!fgets(line, sizeof line, stdin)) {
+		fprintf(stderr, "bench: stdin closed while waiting for the trace to be read\n");
+		exit(1);
+	}
+}
+
+/* ---- refill and lazy_wake: thread 1's passes over its own buffer ---- */
+static atomic_long tok_go, tok_done;   /* thread 0 hands thread 1 a token; thread 1 hands it back */
+static atomic_int tok_quiet;           /* no flushing call came before this token's pass */
+static atomic_int asleep;              /* lazy_wake: thread 1 is about to block (or blocked) */
+static atomic_int wake_word;           /* lazy_wake: the futex word, one more per wake */
+static _Atomic uint64_t wake_sent;     /* lazy_wake: thread 0's TSC when it woke thread 1 */
+static volatile unsigned long ws_sink;
+#define SETTLE_NS 50000                /* lazy_wake: time for the sleeper's CPU to go idle */
+
+/* One read per page; the offsets walk the cache sets, so the pass misses the TLB, not the
+ * L1 (every page at one offset would compete for one set). */
+static unsigned long ws_pass(void)
+{
+	unsigned long sum = 0;
+	for (long i = 0; i < ws_pages; i++) sum += (unsigned char)ws[i * PAGE + ((i * 64) & (PAGE - 1))];
+	return sum;
+}
+
+static void refill_main(int index)
+{
+	uint64_t last = __builtin_ia32_rdtsc();
+	long seen = 0;
+	atomic_fetch_add(&watchers, 1);
+	for (;;) {
+		long g;
+		while ((g = atomic_load_explicit(&tok_go, memory_order_acquire)) == seen &&
+		       !atomic_load_explicit(&stop_threads, memory_order_relaxed))
+			watch(&last, index);
+		if (atomic_load(&stop_threads)) break;
+		seen = g;
+		int quiet = atomic_load(&tok_quiet);
+		uint64_t t0 = t_start();
+		ws_sink += ws_pass();
+		uint64_t t1 = t_stop();
+		book(quiet ? L_PASS_QUIET : L_PASS, t1 - t0);
+		/* the pass ran on this CPU: no gap */
+		last = t1;
+		atomic_store_explicit(&heartbeat[index], t1, memory_order_relaxed);
+		atomic_store_explicit(&tok_done, g, memory_order_release);
+	}
+}
+
+static void lazy_main(void)
+{
+	int seen = 0;
+	for (;;) {
+		atomic_store(&asleep, 1);
+		while (atomic_load(&wake_word) == seen && !atomic_load(&stop_threads))
+			syscall(SYS_futex, &wake_word, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+		uint64_t now = t_stop();
+		atomic_store(&asleep, 0);
+		if (atomic_load(&stop_threads)) break;
+		seen = atomic_load(&wake_word);
+		int quiet = atomic_load(&tok_quiet);
+		book(quiet ? L_WAKE_QUIET : L_WAKE, now - atomic_load(&wake_sent));
+		uint64_t t0 = t_start();
+		ws_sink += ws_pass();
+		book(quiet ? L_PASS_QUIET : L_PASS, t_stop() - t0);
+		atomic_store(&tok_done, seen);
+	}
+}
+
+/* A region of n read-write pages between two PROT_NONE pages: it cannot merge with a
+ * neighbouring mapping, so it is a VMA of its own. */
+static char *fenced_map(long n)
+{
+	char *base = mmap(NULL, (n + 2) * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED) die("mmap");
+	char *inner = base + PAGE;
+	if (mprotect(inner, n * PAGE, PROT_READ | PROT_WRITE)) die("mprotect");
+	madvise(inner, n * PAGE, MADV_NOHUGEPAGE);
+	for (long i = 0; i < n; i++) inner[i * PAGE] = 1;
+	return inner;
 }
 
 /* ---- uffd state ---- */
@@ -294,7 +470,15 @@ static void *other_main(void *arg)
 	volatile char sink = range[0];   /* run in the mm once: this CPU joins mm_cpumask */
 	(void)sink;
 	atomic_fetch_add(&started, 1);
-	if (!strcmp(workload, "uffd_wp")) {
+	if (mode == W_REFILL && o->index == 1) {
+		refill_main(o->index);
+		return NULL;
+	}
+	if (mode == W_LAZY && o->index == 1) {
+		lazy_main();
+		return NULL;
+	}
+	if (mode == W_UFFD) {
 		uint64_t s = seed * 7919 + o->index;
 		long seen = 0;
 		uint64_t last = __builtin_ia32_rdtsc();
@@ -375,6 +559,65 @@ static void round_madv_free(void)
 	write_pages(dirty);
 	timed_mprotect(PROT_READ, L_RO);
 	timed_mprotect(PROT_READ | PROT_WRITE, L_RW);
+}
+
+/* thread 1 makes one pass; ``quiet``: no flushing call came before it */
+static void hand_token(int quiet)
+{
+	atomic_store(&tok_quiet, quiet);
+	long g = atomic_fetch_add_explicit(&tok_go, 1, memory_order_acq_rel) + 1;
+	while (atomic_load_explicit(&tok_done, memory_order_acquire) != g) {
+	}
+}
+
+static void round_refill(void)
+{
+	timed_mprotect(PROT_READ, L_RO);
+	hand_token(0);
+	timed_mprotect(PROT_READ | PROT_WRITE, L_RW);
+	if (dirty > 0.0) write_pages(dirty);
+	hand_token(0);
+	hand_token(1);
+	hand_token(1);
+}
+
+/* lazy_wake: until thread 1 blocks, then long enough for its CPU to go idle (lazy) */
+static void wait_asleep(void)
+{
+	struct timespec a, b;
+	while (!atomic_load(&asleep)) {
+	}
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	do clock_gettime(CLOCK_MONOTONIC, &b);
+	while ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec) < SETTLE_NS);
+}
+
+static void wake_sleeper(int quiet)
+{
+	atomic_store(&tok_quiet, quiet);
+	int g = atomic_load(&wake_word) + 1;
+	atomic_store(&wake_sent, t_start());
+	atomic_store(&wake_word, g);
+	syscall(SYS_futex, &wake_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	while (atomic_load(&tok_done) != g) {
+	}
+}
+
+static void round_lazy_wake(void)
+{
+	wait_asleep();
+	uint64_t t0 = __builtin_ia32_rdtsc();
+	timed_mprotect(PROT_READ, L_RO);
+	timed_mprotect(PROT_READ | PROT_WRITE, L_RW);
+	if (dirty > 0.0) write_pages(dirty);
+	uint64_t calls = __builtin_ia32_rdtsc() - t0;
+	wake_sleeper(0);
+	/* the quiet wake comes after as long a sleep: a vCPU halted longer may wake slower */
+	wait_asleep();
+	t0 = __builtin_ia32_rdtsc();
+	while (__builtin_ia32_rdtsc() - t0 < calls) {
+	}
+	wake_sleeper(1);
 }
 
 static long uffd_round_no;
@@ -510,22 +753,46 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "seed")) seed = strtoull(v, NULL, 10);
 		else if (!strcmp(k, "write_rate")) write_rate = atof(v);
 		else if (!strcmp(k, "writes_per_round")) writes_per_round = atol(v);
+		else if (!strcmp(k, "ws")) ws_pages = atol(v);
+		else if (!strcmp(k, "vma")) vma_pages = atol(v);
+		else if (!strcmp(k, "trace")) trace_dir = v;
 		else { fprintf(stderr, "bench: unknown key %s\n", k); return 2; }
 	}
 	if (ncpus < 1 || pages < 1 || rounds < 1 || trials < 1) {
 		fprintf(stderr, "bench: need cpus, pages, rounds, trials >= 1\n");
 		return 2;
 	}
+	for (mode = 0; mode < N_MODES && strcmp(workload, mode_names[mode]); mode++) {
+	}
+	if (mode == N_MODES) {
+		fprintf(stderr, "bench: unknown workload %s\n", workload);
+		return 2;
+	}
+	if ((mode == W_REFILL || mode == W_LAZY) && (ncpus < 2 || ws_pages < 1)) {
+		fprintf(stderr, "bench: %s needs 2 cpus and ws >= 1\n", workload);
+		return 2;
+	}
+	if (mode == W_VMA && vma_pages < pages) {
+		fprintf(stderr, "bench: mprotect_vma needs vma >= pages\n");
+		return 2;
+	}
 	s0 = seed * 2654435761ULL + 1;
 	for (int l = 0; l < N_LABELS; l++) books[l].s = calloc(max_samples > 0 ? max_samples : 1, sizeof(uint64_t));
+	if (trace_dir) trace_setup();
 	pin(cpus[0]);
 	size_t len = pages * PAGE;
-	range = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (range == MAP_FAILED) die("mmap");
-	/* no transparent huge page: the model's range is 4 KiB PTEs */
-	madvise(range, len, MADV_NOHUGEPAGE);
-	for (long i = 0; i < pages; i++) range[i * PAGE] = 1;
-	int is_uffd = !strcmp(workload, "uffd_wp");
+	if (mode == W_VMA) {
+		/* the range in the middle of a VMA of its own */
+		range = fenced_map(vma_pages) + ((vma_pages - pages) / 2) * PAGE;
+	} else {
+		range = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (range == MAP_FAILED) die("mmap");
+		/* no transparent huge page: the model's range is 4 KiB PTEs */
+		madvise(range, len, MADV_NOHUGEPAGE);
+		for (long i = 0; i < pages; i++) range[i * PAGE] = 1;
+	}
+	if (mode == W_REFILL || mode == W_LAZY) ws = fenced_map(ws_pages);
+	int is_uffd = mode == W_UFFD;
 	if (is_uffd) {
 		const char *why = uffd_setup(range, len);
 		if (why) {
@@ -534,11 +801,8 @@ int main(int argc, char **argv)
 		}
 		unprotected = calloc(pages, 1);
 		if (ncpus < 2) { fprintf(stderr, "bench: uffd_wp needs a monitor and a writer (2 cpus)\n"); return 2; }
-	} else if (strcmp(workload, "mprotect_toggle") && strcmp(workload, "madv_free")) {
-		fprintf(stderr, "bench: unknown workload %s\n", workload);
-		return 2;
 	}
-	if (!strcmp(workload, "mprotect_toggle") && dirty == 0.0 && madvise(range, len, MADV_FREE))
+	if ((mode == W_TOGGLE || mode == W_VMA) && dirty == 0.0 && madvise(range, len, MADV_FREE))
 		die("madvise(MADV_FREE)");
 	struct other others[MAX_CPUS];
 	for (int i = 1; i < ncpus; i++) {
@@ -556,19 +820,30 @@ int main(int argc, char **argv)
 		on_samples = on_hits = 0;
 		read_irq_rows(tlb0, cal0);
 		unsigned long spin0 = spin_work, off0 = atomic_load(&off_cycles);
+		if (recording) trace_begin(t);
 		uint64_t c0 = t_start();
 		off0 += open_gaps(c0);
 		for (long r = 0; r < n; r++) {
-			if (is_uffd) round_uffd_wp(ncpus - 1);
-			else if (workload[0] == 'm' && workload[1] == 'p') round_mprotect_toggle();
-			else round_madv_free();
+			switch (mode) {
+			case W_UFFD: round_uffd_wp(ncpus - 1); break;
+			case W_MADV: round_madv_free(); break;
+			case W_REFILL: round_refill(); break;
+			case W_LAZY: round_lazy_wake(); break;
+			default: round_mprotect_toggle(); break;   /* mprotect_toggle, mprotect_vma */
+			}
 		}
 		uint64_t c1 = t_stop();
+		if (recording) trace_end(t);
 		unsigned long spin1 = spin_work, off1 = atomic_load(&off_cycles) + open_gaps(c1);
 		read_irq_rows(tlb1, cal1);
-		if (t >= 0) print_trial(t, tlb0, cal0, tlb1, cal1, c1 - c0, spin1 - spin0, off1 - off0);
+		if (t >= 0) {
+			print_trial(t, tlb0, cal0, tlb1, cal1, c1 - c0, spin1 - spin0, off1 - off0);
+			trace_sync();
+		}
 	}
 	atomic_store(&stop_threads, 1);
+	atomic_fetch_add(&wake_word, 1);
+	syscall(SYS_futex, &wake_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 	pthread_mutex_lock(&idle_lock);
 	pthread_cond_broadcast(&idle_cond);
 	pthread_mutex_unlock(&idle_lock);

@@ -1,4 +1,14 @@
-"""The measurement config (conf/measure/*.yaml): its settings and its grid of host cells."""
+"""The measurement config (conf/measure/*.yaml): its settings and its grid of host cells.
+
+A cell's ``workload`` is one of the benchmark's loops (study/measure/bench.c): the engine's
+workloads it runs as they are (mprotect_toggle, madv_free, uffd_wp), or a host loop of its own
+(``HOST``), each mapped here onto the engine workload that comes nearest, with the knobs it
+sets: ``mprotect_vma`` (the range inside a bigger VMA: a split and merge per call),
+``refill`` (the other thread's passes over a buffer of its own after each flushing call) and
+``lazy_wake`` (a sleeping thread woken after the mm's generation moved).  Their cells are not
+``modelled``: calibrate neither fits nor predicts them (the engine has no VMA split, no quiet
+passes or wake-ups to compare with); they are the kernel's account for the next fits.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +23,36 @@ from study.measure.host import HostCpu, placement_host_cpus
 from study.measure.run import MeasureCell
 from study.workloads.spec import workload_from_dict
 
-AXES = ("workload", "threads", "placement", "others", "pages", "dirty", "write_rate", "writes_per_round")
+AXES = ("workload", "threads", "placement", "others", "pages", "dirty", "write_rate", "writes_per_round",
+        "working_set", "vma", "rounds")
+MAX_WS_PAGES = 65536      # the other thread's buffer (256 MiB): far beyond any STLB
+MAX_VMA_PAGES = 65536
+
+
+@dataclass(frozen=True)
+class HostLoop:
+    """A loop of the benchmark's own: the engine workload it maps onto and what it fixes."""
+
+    workload: str                 # the engine workload that comes nearest
+    knob: str                     # its axis (in the name's tail)
+    threads: int | None           # the threads it needs (None: any)
+    others: str | None            # the other threads it needs (None: either)
+    doc: str
+
+
+HOST: dict[str, HostLoop] = {
+    "mprotect_vma": HostLoop("mprotect_toggle", "vma", None, None,
+                             "mprotect_toggle's round on a range in the middle of a VMA of `vma` pages (fenced by "
+                             "PROT_NONE pages): more pages than the range split the VMA at each mprotect(PROT_READ) "
+                             "and merge it back at mprotect(PROT_READ|PROT_WRITE); as many toggle the whole VMA"),
+    "refill": HostLoop("mprotect_toggle", "working_set", 2, "busy",
+                       "thread 1 makes a pass over `working_set` pages of its own after each of thread 0's "
+                       "mprotect calls and twice more with no call before (ws_pass, ws_pass_quiet)"),
+    "lazy_wake": HostLoop("mprotect_toggle", "working_set", 2, "idle",
+                          "thread 1 sleeps (its CPU lazy) while thread 0 calls mprotect twice, then wakes and makes "
+                          "a pass over `working_set` pages; and the same wake and pass with no call (wake, "
+                          "wake_quiet, ws_pass, ws_pass_quiet)"),
+}
 OTHERS = ("busy", "idle")
 SETTINGS = {"name": str, "description": str, "trials": int, "rounds": int, "warmup": int, "max_samples": int,
             "seed": int, "busy_load": float, "nice": int, "outlier_us": float, "off_cpu_gap_us": float,
@@ -77,9 +116,15 @@ def measure_config(data: Any) -> MeasureConfig:
 
 
 def cell_name(workload: str, threads: int, placement: str, others: str, pages: int, dirty: float,
-              write_rate: float | None = None, writes_per_round: int | None = None) -> str:
+              write_rate: float | None = None, writes_per_round: int | None = None,
+              working_set: int | None = None, vma: int | None = None) -> str:
     where = "t1" if threads == 1 else f"t{threads}-{placement}-{others}"
-    tail = f"w{write_rate:g}x{writes_per_round}" if workload == "uffd_wp" else f"d{dirty:g}"
+    if workload == "uffd_wp":
+        tail = f"w{write_rate:g}x{writes_per_round}"
+    elif workload in HOST:
+        tail = f"n{working_set}" if HOST[workload].knob == "working_set" else f"v{vma}"
+    else:
+        tail = f"d{dirty:g}"
     return f"{workload}/{where}/p{pages}/{tail}"
 
 
@@ -105,11 +150,34 @@ def expand(config: MeasureConfig, cpus: list[HostCpu], machine: Machine) -> list
     return cells
 
 
+def _int_axis(point: dict, axis: str, where: str, low: int, high: int, default: int | None = None) -> int | None:
+    value = point.get(axis, default)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{where}.{axis}", f"must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
 def _cell(point: dict, cpus: list[HostCpu], machine: Machine, where: str) -> MeasureCell:
     workload = point.get("workload", "mprotect_toggle")
-    threads = point.get("threads", 1)
+    loop = HOST.get(workload)
+    threads = point.get("threads", loop.threads if loop and loop.threads else 1)
     placement = point.get("placement", "core")
-    others = point.get("others", "busy")
+    others = point.get("others", loop.others if loop and loop.others else "busy")
+    rounds = _int_axis(point, "rounds", where, 1, 10**7)
+    for axis in ("working_set", "vma"):
+        if axis in point and (loop is None or loop.knob != axis):
+            owners = [name for name, h in HOST.items() if h.knob == axis]
+            raise ConfigError(f"{where}.{axis}", f"only {' and '.join(owners)} take {axis}")
+    if loop is not None:
+        if loop.threads is not None and threads != loop.threads:
+            raise ConfigError(f"{where}.threads", f"{workload} runs {loop.threads} threads, got {threads!r}")
+        if loop.others is not None and others != loop.others:
+            raise ConfigError(f"{where}.others", f"{workload}'s other thread is {loop.others}, got {others!r}")
+        if float(point.get("dirty", 1.0)) != 1.0:
+            raise ConfigError(f"{where}.dirty", f"{workload}'s thread 0 writes its pages every round: only 1.0")
+        return _host_cell(workload, loop, point, threads, placement, others, rounds, cpus, machine, where)
     if others not in OTHERS:
         raise ConfigError(f"{where}.others", f"must be one of {', '.join(OTHERS)}, got {others!r}")
     if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= len(cpus):
@@ -129,7 +197,39 @@ def _cell(point: dict, cpus: list[HostCpu], machine: Machine, where: str) -> Mea
     ws = workload_from_dict(spec, machine, prefix=where)
     name = cell_name(workload, threads, placement, others if threads > 1 else "", ws.pages, ws.dirty_ratio,
                      spec.get("write_rate"), spec.get("writes_per_round"))
-    return MeasureCell(name=name, workload=ws, others=others if threads > 1 else "busy", cpus=tuple(host_cpus))
+    return MeasureCell(name=name, workload=ws, others=others if threads > 1 else "busy", cpus=tuple(host_cpus),
+                       rounds=rounds)
+
+
+def _host_cell(workload: str, loop: HostLoop, point: dict, threads, placement: str, others: str,
+               rounds: int | None, cpus: list[HostCpu], machine: Machine, where: str) -> MeasureCell:
+    """A host loop's cell: the engine workload it maps onto, with the knobs it sets."""
+    if others not in OTHERS:
+        raise ConfigError(f"{where}.others", f"must be one of {', '.join(OTHERS)}, got {others!r}")
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= len(cpus):
+        raise ConfigError(f"{where}.threads", f"must be between 1 and this host's {len(cpus)} online CPUs, "
+                                              f"got {threads!r}")
+    host_cpus = placement_host_cpus(cpus, threads, placement)
+    pages = point.get("pages", 1)
+    idle = others == "idle" and threads > 1
+    spec = {"name": loop.workload, "threads": threads, "placement": placement if threads > 1 else "core",
+            "pages": pages, "dirty_ratio": 1.0, "lazy_share": 1.0 if idle else 0.0}
+    knobs: tuple[tuple[str, int], ...]
+    if loop.knob == "working_set":
+        n = _int_axis(point, "working_set", where, 1, MAX_WS_PAGES, default=64)
+        spec["working_set"] = n
+        if workload == "lazy_wake":
+            spec["lazy_wake_rate"] = 1.0
+        knobs, tail = (("ws", n),), {"working_set": n}
+    else:
+        vma = _int_axis(point, "vma", where, 1, MAX_VMA_PAGES, default=pages if isinstance(pages, int) else 1)
+        if isinstance(pages, int) and vma < pages:
+            raise ConfigError(f"{where}.vma", f"the VMA holds the range: must be >= pages ({pages}), got {vma}")
+        knobs, tail = (("vma", vma),), {"vma": vma}
+    ws = workload_from_dict(spec, machine, prefix=where)
+    name = cell_name(workload, threads, placement, others if threads > 1 else "", ws.pages, ws.dirty_ratio, **tail)
+    return MeasureCell(name=name, workload=ws, others=others if threads > 1 else "busy", cpus=tuple(host_cpus),
+                       bench=workload, knobs=knobs, modelled=False, rounds=rounds)
 
 
 def select(names: list[str], patterns: list[str]) -> list[str]:

@@ -27,6 +27,39 @@ class Metric:
     family: bool = False   # a prefix followed by a call label
 
 
+# The kernel's own account of a measured cell (study.measure.trace: tlb:tlb_flush and
+# exceptions:page_fault_user of the benchmark's threads during the timed rounds): one metric
+# per event kind and CPU role, ``trace_<role>_<kind>``, in events per flushing call.
+TRACE_ROLES: dict[str, str] = {
+    "initiator": "thread 0's CPU (the caller of the flushing calls)",
+    "others": "the other threads' CPUs, summed",
+}
+TRACE_KINDS: dict[str, str] = {
+    "local_partial": "flush_tlb_func() on the initiating CPU (reason 2 or 3) flushing pages one by one",
+    "local_full": "flush_tlb_func() on the initiating CPU (reason 2 or 3) flushing the whole TLB (pages -1)",
+    "local_none": "flush_tlb_func() on the initiating CPU (reason 2 or 3) finding the TLB up to date (pages 0)",
+    "remote_partial": "a shootdown received (reason 1) flushing pages one by one",
+    "remote_full": "a shootdown received (reason 1) flushing the whole TLB (pages -1)",
+    "remote_none": "a shootdown received (reason 1) finding the TLB up to date (pages 0)",
+    "ipi_send": "native_flush_tlb_multi() (reason 4): once per call that looks at other CPUs, whether or not "
+                "an IPI goes out (a lazy or switched-away CPU stays in mm_cpumask)",
+    "switch_full": "switch_mm_irqs_off() loading the mm with a full flush (reason 0, pages -1): its generation "
+                   "was behind (a lazy CPU waking, a thread back on its CPU after another mm ran there)",
+    "switch_none": "switch_mm_irqs_off() loading the mm without a flush (reason 0, pages 0)",
+    "wrong_cpu": "an IPI for an mm no longer loaded on the CPU (reason 5): kept only while a benchmark thread "
+                 "runs there, so another mm's late IPI",
+    "fault_write_prot": "a user page fault: a write to a present page (error code W and P)",
+    "fault_write_notpresent": "a user page fault: a write to a page not present (W, not P)",
+    "fault_read_prot": "a user page fault: a read or fetch of a present page (P, not W)",
+    "fault_read_notpresent": "a user page fault: a read or fetch of a page not present (neither W nor P)",
+}
+
+
+def trace_metric(role: str, kind: str) -> str:
+    """The metric of event ``kind`` on the CPUs of ``role``, per flushing call."""
+    return f"trace_{role}_{kind}"
+
+
 METRICS: tuple[Metric, ...] = (
     Metric("total_cycles_per_round", "cycles per round", "round",
            "cycles of one loop iteration on every CPU: initiator + other threads + stolen by flush handlers"),
@@ -49,6 +82,21 @@ METRICS: tuple[Metric, ...] = (
            "share of the looks before a flush that found each other thread on its CPU"),
     Metric("other_on_cpu_time_share", "share (0-1)", "replicate", "the other threads' on-CPU share of time"),
     Metric("other_on_cpu_share_spins", "share (0-1)", "replicate", "the on-CPU share from the loop rate"),
+    *(Metric(trace_metric(role, kind), "events per flushing call", "replicate",
+             f"{words}; on {where}; counted between the trial's markers (timed rounds only)")
+      for role, where in TRACE_ROLES.items() for kind, words in TRACE_KINDS.items()),
+    Metric("trace_lost_events", "events", "replicate",
+           "trace events the ring buffer lost in the trial (overrun, commit overrun, dropped; or a marker "
+           "missing): its trace_* rates are NaN"),
+    # refill and lazy_wake cells (the other thread's passes over its own buffer)
+    Metric("ws_pass_extra_cycles", "cycles per pass", "replicate",
+           "the other thread's mean pass over its buffer right after a flushing call minus its mean quiet pass"),
+    Metric("ws_lost_cycles_per_flush", "cycles per flush", "replicate",
+           "ws_pass_extra_cycles times the passes after a call, over the flushes the other CPUs took (trace: "
+           "remote partial and full, full switch flushes); NaN without a usable trace"),
+    Metric("wake_extra_cycles", "cycles per wake", "replicate",
+           "lazy_wake: the sleeper's mean wake-up (futex wake to running) after thread 0 flushed minus its "
+           "mean quiet wake-up"),
 )
 # the measured cells' own counters
 MEASURED_COUNTERS = {"tlb_received": ("shootdowns", "TLB row of /proc/interrupts, summed over CPUs"),
