@@ -36,7 +36,8 @@ SEED_TABLE: tuple[SeedCell, ...] = (
 # The seed's benchmark as a workload: one page, the loop of the cover letter, the second
 # thread running in the mm on another core of the same socket and not touching the page.
 SEED_WORKLOAD = dict(name="mprotect_toggle", pages=1, dirty_ratio=1.0, placement="core",
-                     working_set=0, lazy_share=0.0, remote_access_rate=0.0, remote_write_share=0.0)
+                     working_set=0, initiator_working_set=0, lazy_share=0.0, remote_access_rate=0.0,
+                     remote_write_share=0.0)
 SEED_MACHINE = "haswell_2s"
 # The seed's "Before" column ran the RFC's own base: 5.19-rc4 plus MM_CP_TRY_CHANGE_WRITABLE
 # for dirty exclusive anonymous pages (conf/kernel/rfc_base.yaml).

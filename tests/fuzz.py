@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from study.engine.costs import draw_slots
-from study.engine.ops import OP_ACCESS, OP_MADV_FREE, OP_MPROTECT, OP_SWITCH_MM, OP_UFFD_WP
+from study.engine.ops import ACCESS_RETRY, OP_ACCESS, OP_MADV_FREE, OP_MPROTECT, OP_SWITCH_MM, OP_UFFD_WP
 
 
 def random_ops(rng: np.random.Generator, R: int, C: int, P: int, steps: int, lazy_ops: bool = True,
@@ -31,6 +31,10 @@ def random_ops(rng: np.random.Generator, R: int, C: int, P: int, steps: int, laz
         # a uffd unprotect carries the write-likely hint (arg 2) half of the time
         hinted = rng.integers(0, 2, R).astype(bool)
         arg = np.where((kind == OP_UFFD_WP) & (arg == 0) & hinted, 2, arg).astype(np.int8)
+        # a sixth of the accesses are a write retried after handle_userfault() returned
+        # VM_FAULT_RETRY (the monitor resolved it)
+        retried = (kind == OP_ACCESS) & (rng.integers(0, 6, R) == 0)
+        arg = np.where(retried, ACCESS_RETRY, arg).astype(np.int8)
         # a switch_mm never puts the caller of an mm-wide call to sleep mid-call: CPU 0
         # stays awake so that some CPU always runs the mm
         cpu = np.where((kind == OP_SWITCH_MM) & (cpu == 0), 1 % C, cpu)

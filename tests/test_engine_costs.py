@@ -42,40 +42,55 @@ def steps(machine, threads, ops, pages=40, working_set=0, placement="core", u_ho
                                     full(arg, np.int8), u)
             lats.append(lat.copy())
         out.append((lats, {k: v.copy() for k, v in engine.counters.items()}, engine))
-    (lv, cv, _), (lr, cr, _) = out
+    (lv, cv, ev), (lr, cr, er) = out
     for a, b in zip(lv, lr):
         np.testing.assert_array_equal(a, b)
     for k in cv:
         np.testing.assert_array_equal(cv[k], cr[k], err_msg=k)
+    for book in ("stolen", "refill_initiator", "refill_others"):
+        np.testing.assert_array_equal(getattr(ev, book), getattr(er, book), err_msg=book)
     return [int(x[0]) for x in lv], {k: int(v[0]) for k, v in cv.items()}, out[0][2]
 
 
 # ------------------------------------------------------------------ working sets
 
 
-def test_a_full_flush_costs_the_working_set_on_the_next_access():
+def test_a_full_flush_costs_every_flushed_cpu_its_working_set():
     c = QUIET.costs
     ws = 100
     # mprotect(PROT_READ) of 40 pages > the 33-page ceiling: a full flush on both CPUs
     ops_full = [(OP_MPROTECT, 0, 0, 40, 0), (OP_ACCESS, 1, 0, 1, 0), (OP_ACCESS, 1, 1, 1, 0)]
-    lat_full, cnt_full, _ = steps(QUIET, 2, ops_full, working_set=ws)
-    # one page: a partial flush, the working set survives
+    lat_full, cnt_full, eng_full = steps(QUIET, 2, ops_full, working_set=ws)
+    # one page: a partial flush, the working sets survive
     ops_part = [(OP_MPROTECT, 0, 0, 1, 0), (OP_ACCESS, 1, 5, 1, 0), (OP_ACCESS, 1, 6, 1, 0)]
-    lat_part, cnt_part, _ = steps(QUIET, 2, ops_part, working_set=ws)
+    lat_part, cnt_part, eng_part = steps(QUIET, 2, ops_part, working_set=ws)
     assert cnt_full["remote_full"] == 1 and cnt_part["remote_partial"] == 1
-    # the first access after the full flush refills all ws entries (one page walk each) and
-    # walks for its own page; the one after it pays only its own walk
-    assert lat_full[1] == ws * c.page_walk + c.page_walk
-    assert lat_full[2] == c.page_walk
+    # each thread refills its ws entries (one page walk each) after the flush, booked to it,
+    # whether or not it touches the range again; its accesses pay only their own walks
+    assert eng_full.refill_initiator[0] == ws * c.page_walk
+    assert eng_full.refill_others[0] == ws * c.page_walk
+    assert cnt_full["ws_refills"] == 2
+    assert lat_full[1] == lat_full[2] == c.page_walk
     assert lat_part[1] == c.page_walk
-    assert cnt_full["tlb_misses"] - cnt_part["tlb_misses"] == ws
+    assert eng_part.refill_initiator[0] == eng_part.refill_others[0] == 0
+    assert cnt_full["tlb_misses"] - cnt_part["tlb_misses"] == 2 * ws
+
+
+def test_each_thread_refills_its_own_working_set():
+    c = QUIET.costs
+    # thread 0 keeps 10 entries hot, the other 300: the same full flush costs them that
+    _, cnt, eng = steps(QUIET, 2, [(OP_MPROTECT, 0, 0, 40, 0)], working_set=[10, 300])
+    assert eng.refill_initiator[0] == 10 * c.page_walk
+    assert eng.refill_others[0] == 300 * c.page_walk
+    assert cnt["tlb_misses"] == 310
 
 
 def test_the_stlb_bounds_the_refill():
     small_stlb = dataclasses.replace(QUIET, stlb_entries=16)
-    lat, cnt, _ = steps(small_stlb, 2, [(OP_MPROTECT, 0, 0, 40, 0), (OP_ACCESS, 1, 0, 1, 0)], working_set=500)
-    assert lat[1] == 16 * QUIET.costs.page_walk + QUIET.costs.page_walk
-    assert cnt["tlb_misses"] == 17
+    lat, cnt, eng = steps(small_stlb, 2, [(OP_MPROTECT, 0, 0, 40, 0), (OP_ACCESS, 1, 0, 1, 0)], working_set=500)
+    assert eng.refill_others[0] == 16 * QUIET.costs.page_walk
+    assert lat[1] == QUIET.costs.page_walk
+    assert cnt["tlb_misses"] == 16 + 16 + 1
 
 
 # ------------------------------------------------------------------ the IPI send path
@@ -179,17 +194,18 @@ def test_pv_flush_skips_a_preempted_vcpu_and_it_flushes_when_it_resumes():
     ws = 50
     # the target caches page 0, then the initiator write-protects it (a strict flush)
     ops = [(OP_ACCESS, 1, 0, 1, 0), (OP_MPROTECT, 0, 0, 1, 0), (OP_ACCESS, 1, 0, 1, 0)]
-    lat_p, cnt_p, eng = steps(KVM, 2, ops, working_set=ws, u_hook=preempted(1, True))
-    lat_r, cnt_r, _ = steps(KVM, 2, ops, working_set=ws, u_hook=preempted(1, False))
+    lat_p, cnt_p, eng = steps(KVM, 2, ops, working_set=[0, ws], u_hook=preempted(1, True))
+    lat_r, cnt_r, eng_r = steps(KVM, 2, ops, working_set=[0, ws], u_hook=preempted(1, False))
+    assert eng_r.refill_others[0] == 0
     assert cnt_p["ipis"] == 0 and cnt_p["pv_flush_deferred"] == 1 and cnt_p["vm_exits"] == 0
     assert cnt_r["ipis"] == 1 and cnt_r["pv_flush_deferred"] == 0 and cnt_r["vm_exits"] == 1
     # no IPI to wait for: the initiator is done sooner
     assert lat_p[1] < lat_r[1]
-    # the host flushed the whole vCPU on its return: its next access walks for the page and
-    # refills its working set; a vCPU that took the IPI's partial flush only walks for the page
+    # the host flushed the whole vCPU on its return: its thread refills its working set; a
+    # vCPU that took the IPI's partial flush keeps it.  Either walks for the page it reads.
     c = KVM.costs
-    assert lat_p[2] == ws * c.page_walk + c.page_walk
-    assert lat_r[2] == c.page_walk
+    assert eng.refill_others[0] == ws * c.page_walk
+    assert lat_p[2] == lat_r[2] == c.page_walk
     # its kernel's generation stayed behind (nothing ran flush_tlb_func there)
     assert eng.local_gen[1, 0] < eng.tlb_gen[0]
 
@@ -247,17 +263,18 @@ def test_a_thread_off_its_cpu_gets_no_ipi_and_flushes_when_it_runs_again(machine
     ws = 50
     # the target caches page 0, the initiator write-protects it (strict), the target reads it
     ops = [(OP_ACCESS, 1, 0, 1, 0), (OP_MPROTECT, 0, 0, 1, 0), (OP_ACCESS, 1, 0, 1, 0)]
-    lat_o, cnt_o, eng = steps(machine, 2, ops, working_set=ws, u_hook=off_cpu(1), on_cpu_share=0.5)
-    lat_r, cnt_r, _ = steps(machine, 2, ops, working_set=ws, u_hook=off_cpu(-1), on_cpu_share=0.5)
+    lat_o, cnt_o, eng = steps(machine, 2, ops, working_set=[0, ws], u_hook=off_cpu(1), on_cpu_share=0.5)
+    lat_r, cnt_r, eng_r = steps(machine, 2, ops, working_set=[0, ws], u_hook=off_cpu(-1), on_cpu_share=0.5)
     # should_flush_tlb(): another mm loaded there, no IPI, no shootdown
     assert cnt_o["ipis"] == 0 and cnt_o["shootdowns"] == 0 and cnt_o["off_cpu_skipped"] == 1
     assert cnt_r["ipis"] == 1 and cnt_r["shootdowns"] == 1 and cnt_r["off_cpu_skipped"] == 0
     assert lat_o[1] < lat_r[1]
     # its next access switches the mm back in first: switch_mm_irqs_off() with a full flush
-    # (its generation was behind) and the tlb_gen line, then refills its working set
+    # (its generation was behind) and the tlb_gen line; then its thread refills its working set
     c = machine.costs
-    assert lat_o[2] == c.context_switch + c.flush_full + c.tlb_gen_xfer.core + ws * c.page_walk + c.page_walk
-    assert lat_r[2] == c.page_walk
+    assert lat_o[2] == c.context_switch + c.flush_full + c.tlb_gen_xfer.core + c.page_walk
+    assert eng.refill_others[0] == ws * c.page_walk
+    assert lat_r[2] == c.page_walk and eng_r.refill_others[0] == 0
     assert cnt_o["local_full"] == cnt_r["local_full"] + 1
     assert (eng.local_gen[1] == eng.tlb_gen).all() and not eng.off_cpu.any()
 

@@ -51,14 +51,27 @@ def assert_same(vec, ref, outs_v, outs_r):
     for name, values in ref.counters.items():
         np.testing.assert_array_equal(vec.counters[name], values, err_msg=name)
     np.testing.assert_array_equal(vec.stolen, ref.stolen)
+    np.testing.assert_array_equal(vec.refill_initiator, ref.refill_initiator)
+    np.testing.assert_array_equal(vec.refill_others, ref.refill_others)
+
+
+# hot sets: one for every thread, or one per thread (the workloads' roles)
+hot_sets = st.sampled_from([0, 7, "per thread"])
+
+
+def hot(working_set, threads, seed):
+    if working_set != "per thread":
+        return working_set
+    return np.random.default_rng(seed + 1).choice([0, 3, 7], threads)
 
 
 @settings(max_examples=60, deadline=None)
 @given(machine=machines, policy=policies, kernel=kernels, threads=st.integers(1, 18), pages=st.integers(1, 5),
        placement=st.sampled_from(["smt", "core", "socket"]), seed=st.integers(0, 2**32 - 1),
-       working_set=st.sampled_from([0, 7]), on_cpu=st.sampled_from([1.0, 0.6, 0.0]))
+       working_set=hot_sets, on_cpu=st.sampled_from([1.0, 0.6, 0.0]))
 def test_random_interleavings_agree(machine, policy, kernel, threads, pages, placement, seed, working_set, on_cpu):
     threads = min(threads, machine.n_cpus)
+    working_set = hot(working_set, threads, seed)
     cpus = placement_cpus(machine, threads, placement)
     lazy = np.random.default_rng(seed).random(threads) < 0.3
     lazy[0] = False
@@ -106,7 +119,7 @@ def test_workloads_agree(workload, policy, kernel, seed, machine):
     R = 4
     results = []
     for Engine in (VectorEngine, ScalarBatch):
-        engine = Engine(machine, behaviour(kernel, policy), cpus, workload.pages, R, working_set=workload.working_set,
+        engine = Engine(machine, behaviour(kernel, policy), cpus, workload.pages, R, working_set=workload.working_sets(),
                         lazy=lazy_cpus(workload), on_cpu_share=workload.on_cpu_share)
         results.append(run_workload(engine, workload, rounds=5, seed=np.random.SeedSequence(seed)))
     vec, ref = results
@@ -143,10 +156,11 @@ def scaled_costs(machine: Machine, scales) -> Machine:
 @given(machine=machines, per_policy=st.lists(policies, min_size=5, max_size=5),
        scales=st.lists(cost_scales, min_size=1, max_size=6), kernel=kernels, threads=st.integers(1, 18),
        pages=st.integers(1, 5), placement=st.sampled_from(["smt", "core", "socket"]),
-       seed=st.integers(0, 2**32 - 1), working_set=st.sampled_from([0, 7]), on_cpu=st.sampled_from([1.0, 0.6]))
+       seed=st.integers(0, 2**32 - 1), working_set=hot_sets, on_cpu=st.sampled_from([1.0, 0.6]))
 def test_per_replicate_policy_and_cost_sets_agree(machine, per_policy, scales, kernel, threads, pages, placement,
                                                   seed, working_set, on_cpu):
     threads = min(threads, machine.n_cpus)
+    working_set = hot(working_set, threads, seed)
     cpus = placement_cpus(machine, threads, placement)
     lazy = np.random.default_rng(seed).random(threads) < 0.3
     lazy[0] = False
@@ -168,6 +182,8 @@ def test_per_replicate_policy_and_cost_sets_agree(machine, per_policy, scales, k
     for name, values in ref.counters.items():
         np.testing.assert_array_equal(np.tile(vec.counters[name], K), values, err_msg=name)
     np.testing.assert_array_equal(vec.stolen, ref.stolen.reshape(K, R))
+    np.testing.assert_array_equal(vec.refill_initiator, ref.refill_initiator.reshape(K, R))
+    np.testing.assert_array_equal(vec.refill_others, ref.refill_others.reshape(K, R))
 
 
 def test_lane_machines_must_share_hardware_facts():

@@ -40,7 +40,7 @@ from study.engine.machine import placement_cpus
 from study.policies import behaviour
 
 from fuzz import random_ops
-from test_engine_equivalence import kernels, machines, policies, scaled_costs
+from test_engine_equivalence import hot, hot_sets, kernels, machines, policies, scaled_costs
 
 R = 5
 CHECK = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -88,7 +88,7 @@ def worlds(draw):
     seed = draw(st.integers(0, 2**32 - 1))
     lazy = np.random.default_rng(seed).random(threads) < 0.3
     lazy[0] = False
-    kw = dict(working_set=draw(st.sampled_from([0, 7])), lazy=lazy,
+    kw = dict(working_set=hot(draw(hot_sets), threads, seed), lazy=lazy,
               on_cpu_share=draw(st.sampled_from([1.0, 0.6, 0.0])))
     if draw(st.booleans()):
         rules = behaviour(kernel, draw(policies))
@@ -113,10 +113,15 @@ def worlds(draw):
 
 # ---------------------------------------------------------------- comparing the two engines
 
+# the cycles booked outside the acting CPU's latency: stolen from the others' CPUs, and the
+# threads' refills of their hot sets
+BOOKS = ("stolen", "refill_initiator", "refill_others")
+
+
 def vec_state(v: VectorEngine) -> dict:
     s = {name: getattr(v, name).copy() for name in (
         "vma_write", "pte_write", "pte_dirty", "pte_young", "pte_uffd_wp", "tlb_gen", "mm_cpumask",
-        "tlb_gen_sharers", "local_gen", "is_lazy", "off_cpu", "ws_cached", "tlb_valid")}
+        "tlb_gen_sharers", "local_gen", "is_lazy", "off_cpu", "owed", "tlb_valid")}
     # an invalid entry's bits are never read
     s["tlb_write"] = v.tlb_write & v.tlb_valid
     s["tlb_dirty"] = v.tlb_dirty & v.tlb_valid
@@ -139,7 +144,7 @@ def ref_state(engines, C, P) -> dict:
         local_gen=per(lambda e: [c.local_gen for c in e.cpus]),
         is_lazy=per(lambda e: [c.is_lazy for c in e.cpus]),
         off_cpu=per(lambda e: [c.off_cpu for c in e.cpus]),
-        ws_cached=per(lambda e: [c.ws_cached for c in e.cpus]),
+        owed=per(lambda e: [c.owed for c in e.cpus]),
         tlb_valid=per(lambda e: [[p in c.tlb for p in range(P)] for c in e.cpus]),
         tlb_write=per(lambda e: [[entry(e, i, p, "write") for p in range(P)] for i in range(C)]),
         tlb_dirty=per(lambda e: [[entry(e, i, p, "dirty") for p in range(P)] for i in range(C)]),
@@ -153,7 +158,9 @@ def load(w: World) -> None:
         getattr(v, name)[...] = value
     for name in COUNTERS:
         v.counters[name][...] = [w.engine(0, r).counters[name] for r in range(R)]
-    v.stolen[...] = books(w, on_ref(w, lambda e, r: e.stolen))
+    for name in BOOKS:
+        getattr(v, name)[...] = books(w, on_ref(w, lambda e, r: getattr(e, name)))
+    v._owing = bool(v.owed.any())
     assert_state(w, "loading the reference's state")
 
 
@@ -168,7 +175,9 @@ def assert_state(w: World, fn: str) -> None:
         for name in COUNTERS:
             np.testing.assert_array_equal(w.vec.counters[name], [w.engine(k, r).counters[name] for r in range(R)],
                                           err_msg=f"{fn}: counters[{name!r}]{where}")
-    np.testing.assert_array_equal(w.vec.stolen, books(w, on_ref(w, lambda e, r: e.stolen)), err_msg=f"{fn}: stolen")
+    for name in BOOKS:
+        np.testing.assert_array_equal(getattr(w.vec, name), books(w, on_ref(w, lambda e, r: getattr(e, name))),
+                                      err_msg=f"{fn}: {name}")
 
 
 def on_ref(w: World, call, who=None) -> list:
@@ -422,11 +431,13 @@ def test_tlb_finish_mmu(w, data):
     pte, inr = page_range(lo, n, m, v.pg, v.ar)
     need = np.where(inr, w.rng.integers(0, 3, inr.shape), FLUSH_NONE)
     cost = np.zeros(v.shape)
-    strict, relaxed = v.tlb_finish_mmu(m, pte, lo, need == FLUSH_STRICT, need == FLUSH_RELAXED, cpu, u, cost)
+    walk = data.draw(st.booleans(), label="changed by change_pte_range()")
+    strict, relaxed = v.tlb_finish_mmu(m, pte, lo, n, need == FLUSH_STRICT, need == FLUSH_RELAXED, cpu, u, cost,
+                                       walk=walk)
 
     def ref(e, r):
         needs = [int(need[r])] if pte is not None else [int(x) for x in need[lo[r]:lo[r] + n[r], r]]
-        return e.tlb_finish_mmu(int(lo[r]), needs, int(cpu[r]), column(u, r))
+        return e.tlb_finish_mmu(int(lo[r]), needs, int(cpu[r]), column(u, r), walk=walk)
     out = on_ref(w, ref, m)
     np.testing.assert_array_equal(cost, books(w, out, lambda x: x[0]), err_msg="tlb_finish_mmu: cycles")
     flush = np.where(strict, FLUSH_STRICT, np.where(relaxed, FLUSH_RELAXED, FLUSH_NONE))
@@ -718,18 +729,53 @@ class Rows:
         return out
 
 
+def some_owed(w: World, data):
+    """Full flushes owed by random CPUs of every replicate (0-3 each), set in the reference."""
+    owed = w.rng.integers(0, 4, (w.C, R)) * (w.rng.random((w.C, R)) < 0.6)
+    for k in range(w.K):
+        for r in range(R):
+            for i in range(w.C):
+                w.engine(k, r).cpus[i].owed = int(owed[i, r])
+    load(w)
+    return owed
+
+
 @CHECK
 @given(w=worlds(), data=st.data())
 def test_refill_working_set(w, data):
-    a = Rows(w, data)
-    cost, missing = w.vec.refill_working_set(a.e, a.us)
-    out = a.each(w, lambda e, cpu, page, u: e.refill_working_set(cpu, u))
-    np.testing.assert_array_equal(in_rows(w, a.r, cost), books(w, out, lambda v: v[0]),
-                                  err_msg="refill_working_set: cycles")
-    np.testing.assert_array_equal(a.in_rows(missing),
-                                  counts(w, "refill_working_set", "misses", out, lambda v: v[1]),
-                                  err_msg="refill_working_set: misses")
+    some_owed(w, data)
+    cpu, u = a_cpu(w, data), draws(w)
+    w.vec.refill_working_set(cpu, u)
+    on_ref(w, lambda e, r: e.refill_working_set(int(cpu[r]), K.SLOT_REFILL, column(u, r)))
     assert_state(w, "refill_working_set")
+
+
+@CHECK
+@given(w=worlds(), data=st.data())
+def test_refill_rows(w, data):
+    some_owed(w, data)
+    v, x = w.vec, a_flush(w, data, strict_only=True)
+    reach = v._reach(x.cpu, v._acting(x.cpu).D, x.u)
+    v.refill_rows(reach)
+    on_ref(w, lambda e, r: e.refill_rows(int(x.cpu[r]), column(x.u, r)))
+    assert_state(w, "refill_rows")
+
+
+@CHECK
+@given(w=worlds(), data=st.data())
+def test_retry_after_userfault(w, data):
+    m, cpu, u = a_mask(w, data, "retrying"), a_cpu(w, data), draws(w)
+    page = np.full(R, data.draw(st.integers(0, w.P - 1))) if (cpu == cpu[0]).all() else w.rng.integers(0, w.P, R)
+    lat, pending = np.zeros(w.vec.shape), np.zeros(R, bool)
+    again = w.vec.retry_after_userfault(m, cpu, page, u, lat, pending)
+    out = on_ref(w, lambda e, r: e.retry_after_userfault(int(cpu[r]), int(page[r]), column(u, r)), m)
+    fn = "retry_after_userfault"
+    np.testing.assert_array_equal(lat, books(w, out, lambda v: v[0]), err_msg=f"{fn}: latency")
+    np.testing.assert_array_equal(pending, counts(w, fn, "uffd-wp pending", out, lambda v: v[1], False),
+                                  err_msg=f"{fn}: uffd-wp fault pending")
+    np.testing.assert_array_equal(again, counts(w, fn, "write re-executes", out, lambda v: v[2], False),
+                                  err_msg=f"{fn}: the write re-executes")
+    assert_state(w, fn)
 
 
 @CHECK

@@ -153,7 +153,8 @@ def workload_common() -> str:
 
 
 def workloads() -> str:
-    """Per workload: its words, the knobs it adds or redeclares, its calls and its analysis hooks."""
+    """Per workload: its words, the knobs it adds or redeclares, its threads' roles, its calls and its
+    analysis hooks."""
     common = _declared(WorkloadSpec)
     parts = []
     for name, cls in WORKLOADS.items():
@@ -166,6 +167,9 @@ def workloads() -> str:
                                [[code(k) + ("" if k not in common else " (redeclared)"), cell(d["type"]),
                                  cell(d["unit"]), cell(defaults[k]), allowed(d), cell(d["doc"])]
                                 for k, d in own.items()]))
+        parts.append(table(["thread role", "hot set knob", "default", "who"],
+                           [[cell(role), code(r["knob"]), cell(defaults[r["knob"]]), cell(r["words"])]
+                            for role, r in desc["roles"].items()]))
         parts.append(table(["call", "metric", "what it is", "may flush"],
                            [[cell(c["text"]), code(f"lat_{label}"), cell(c["doc"]), cell(c["flushes"])]
                             for label, c in desc["calls"].items()]))

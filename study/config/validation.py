@@ -98,4 +98,6 @@ def build_parts(machine: Any, workload: Any, policy: Any, kernel: Any) -> tuple[
             raise ConfigError(group, f"must be a mapping (choose an option: {group}=<name>), got {node!r}")
     machine_obj = Machine.from_dict(machine, prefix="machine")
     workload_obj = workload_from_dict(workload, machine_obj, prefix="workload")
-    return machine_obj, workload_obj, Policy.from_dict(policy, prefix="policy"), Kernel.from_dict(kernel, prefix="kernel")
+    kernel_obj = Kernel.from_dict(kernel, prefix="kernel")
+    workload_obj.check_kernel(kernel_obj, prefix="workload")
+    return machine_obj, workload_obj, Policy.from_dict(policy, prefix="policy"), kernel_obj

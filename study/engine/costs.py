@@ -28,7 +28,7 @@ SLOT_PTE = 1         # change_pte_range() over the range
 SLOT_TLBGEN = 2      # ++mm->tlb_gen: moving the cache line to the initiator
 SLOT_SEND = 3        # is_lazy reads, csd enqueues and the IPI send (smp_call_function_many_cond)
 SLOT_LOCAL = 4       # the initiator's own flush_tlb_func
-SLOT_REFILL = 5      # working-set refill after a full flush
+SLOT_REFILL = 5      # the acting CPU's working-set refill after its full flushes
 SLOT_ACCESS = 6      # TLB hit or page walk
 SLOT_DIRTY = 7       # the hardware dirty-bit walk
 SLOT_FAULT = 8       # page-fault entry/exit
@@ -39,10 +39,14 @@ SLOT_EXTRA = 12      # SIGSEGV delivery
 N_FIXED_SLOTS = 13
 
 
+PER_CPU_SLOTS = 4
+
+
 def slot_count(n_cpus: int) -> int:
-    """Slots per step: the fixed ones, then per CPU an IPI-delivery slot, a handler slot and a
-    "is this vCPU preempted" slot (virt=kvm; drawn always so the streams never depend on it)."""
-    return N_FIXED_SLOTS + 3 * n_cpus
+    """Slots per step: the fixed ones, then per CPU an IPI-delivery slot, a handler slot, a
+    "is this vCPU preempted" slot (virt=kvm; drawn always so the streams never depend on it)
+    and a slot for the refill of its working set after the full flushes a shootdown gave it."""
+    return N_FIXED_SLOTS + PER_CPU_SLOTS * n_cpus
 
 
 def op_slot_count(kind, n_cpus: int, arg=None) -> int:
@@ -69,6 +73,10 @@ def handler_slot(n_cpus: int, i: int) -> int:
 
 def preempt_slot(n_cpus: int, i: int) -> int:
     return N_FIXED_SLOTS + 2 * n_cpus + i
+
+
+def refill_slot(n_cpus: int, i: int) -> int:
+    return N_FIXED_SLOTS + 3 * n_cpus + i
 
 
 @lru_cache(maxsize=None)
@@ -277,7 +285,7 @@ def _check_lanes(machines) -> None:
 
 
 # A step's per-CPU draws are generated only when read (Draws) where they are many: at least
-# LAZY_PER_CPU_SLOTS per replicate (3 per CPU; fewer are a small part of a step's draws, and a
+# LAZY_PER_CPU_SLOTS per replicate (4 per CPU; fewer are a small part of a step's draws, and a
 # strict flush that reads them would pay for the skip: the seed's 2 CPUs ran 7% slower lazily)
 # and LAZY_PER_CPU_DRAWS in all.  Below that, drawing them outright costs less.
 LAZY_PER_CPU_SLOTS = 2 * N_FIXED_SLOTS

@@ -214,8 +214,8 @@ class Reach(NamedTuple):
 
     ``rows``: a slice (every per-CPU temporary of the walk is a view [b - a, R]); ``D``: their
     distance classes from the initiator, [b - a, R] or [b - a, 1]; ``rl``: the cost of one
-    remote cache line at those distances; ``deliver``, ``handler``, ``preempt``: their
-    per-CPU draw slots (study.engine.costs), [b - a, R]."""
+    remote cache line at those distances; ``deliver``, ``handler``, ``preempt``, ``refill``:
+    their per-CPU draw slots (study.engine.costs), [b - a, R]."""
 
     rows: slice
     D: np.ndarray
@@ -223,6 +223,7 @@ class Reach(NamedTuple):
     deliver: np.ndarray
     handler: np.ndarray
     preempt: np.ndarray
+    refill: np.ndarray
 
 
 def shootdown_rows(C, cpu, D, grouped):
@@ -242,12 +243,12 @@ def shootdown_rows(C, cpu, D, grouped):
 
 def reach(C, cpu, D, grouped, remote_line, u, first_slot):
     """The Reach of a shootdown from ``cpu``; ``u``: the step's draws, whose per-CPU slots
-    start at ``first_slot`` (deliver, then handler, then preempt slots, C each)."""
+    start at ``first_slot`` (deliver, then handler, preempt and refill slots, C each)."""
     a, b = shootdown_rows(C, cpu, D, grouped)
     D = D[a:b]
     x = first_slot + a
     return Reach(slice(a, b), D, by_distance(remote_line, D), u[x:x + b - a], u[x + C:x + C + b - a],
-                 u[x + 2 * C:x + 2 * C + b - a])
+                 u[x + 2 * C:x + 2 * C + b - a], u[x + 3 * C:x + 3 * C + b - a])
 
 
 # ---------------------------------------------------------------- switches

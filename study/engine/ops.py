@@ -2,7 +2,9 @@
 
 OP_NOP = 0
 OP_MPROTECT = 1      # arg: 1 = PROT_READ|PROT_WRITE, 0 = PROT_READ
-OP_ACCESS = 2        # arg: 1 = write, 0 = read; lo = the page
+OP_ACCESS = 2        # arg: 1 = write, 0 = read, 2 = the write retried in the same exception after
+                     # handle_userfault() (ACCESS_RETRY); lo = the page
+ACCESS_RETRY = 2
 OP_UFFD_WP = 3       # arg: 1 = protect (RW->RO + uffd-wp), 0 = unprotect, 2 = unprotect with the
                      # write-likely hint (UFFD_FLAGS_WRITE_LIKELY, RFC patches 1-2)
 OP_MADV_FREE = 4     # clears Dirty and Accessed, keeps RW
@@ -25,6 +27,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "remote_full": ("flushes", "full flushes in a remote flush_tlb_func"),
     "tlb_hits": ("accesses", "TLB hits on the range's pages"),
     "tlb_misses": ("page walks", "misses on the range's pages and working-set refills"),
+    "ws_refills": ("refills", "a thread's refill of its hot set after a full flush of its CPU"),
     "dirty_walks": ("walks", "hardware walks that set a PTE's Dirty bit"),
     "spurious_faults": ("faults", "faults whose PTE already allowed the access (a stale entry)"),
     "reuse_faults": ("faults", "write faults on a read-only PTE of a writable VMA: do_wp_page -> wp_page_reuse"),

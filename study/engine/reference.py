@@ -18,6 +18,7 @@ from study.engine import costs as K
 from study.engine.costs import CostTables
 from study.engine.machine import Machine, distance_matrix
 from study.engine.ops import (
+    ACCESS_RETRY,
     COUNTERS,
     FLUSH_NONE,
     FLUSH_RELAXED,
@@ -51,14 +52,15 @@ class TlbEntry:
 
 
 class Cpu:
-    __slots__ = ("local_gen", "is_lazy", "tlb", "ws_cached", "off_cpu")
+    __slots__ = ("local_gen", "is_lazy", "tlb", "off_cpu", "working_set", "owed")
 
     def __init__(self, lazy, working_set):
         self.local_gen = 1
         self.off_cpu = False   # missed a shootdown with its thread off the CPU, not back since
         self.is_lazy = lazy
         self.tlb: dict[int, TlbEntry] = {}
-        self.ws_cached = working_set
+        self.working_set = working_set   # TLB entries its thread keeps hot
+        self.owed = 0                    # full flushes since its thread last refilled
 
 
 class ScalarEngine:
@@ -80,7 +82,8 @@ class ScalarEngine:
         self.n_cpus = len(cpus)
         self.groups = self.t.send_groups(cpus)
         # entries beyond the STLB miss whether or not a flush came: only these are kept hot
-        self.working_set = min(int(working_set), self.t.stlb_entries)
+        ws = np.broadcast_to(np.asarray(working_set, np.int64), (len(cpus),))
+        self.working_set = [min(int(x), self.t.stlb_entries) for x in ws]
         lazy = [False] * self.n_cpus if lazy is None else [bool(x) for x in lazy]
         self.ptes = [Pte() for _ in range(pages)]
         # VM_WRITE of the VMA over each page (mprotect changes it; uffd-wp does not)
@@ -88,9 +91,10 @@ class ScalarEngine:
         self.tlb_gen = 1
         self.mm_cpumask = set(range(self.n_cpus))
         self.tlb_gen_sharers = {0}
-        self.cpus = [Cpu(lazy[i], self.working_set) for i in range(self.n_cpus)]
+        self.cpus = [Cpu(lazy[i], self.working_set[i]) for i in range(self.n_cpus)]
         self.counters = {name: 0 for name in COUNTERS}
         self.stolen = 0
+        self.refill_initiator = self.refill_others = 0   # the threads' refill cycles
 
     def cost(self, base, u, table=None):
         """rint(base * F[u]) cycles (Python's round() rounds half to even, as np.rint does)."""
@@ -98,11 +102,22 @@ class ScalarEngine:
 
     def step(self, kind, cpu, lo, n, arg, u):
         """One operation; returns (latency, flush type, uffd-wp fault pending)."""
+        out = self._step(kind, cpu, lo, n, arg, u)
+        if self.cpus[cpu].owed:
+            self.refill_working_set(cpu, K.SLOT_REFILL, u)
+        return out
+
+    def _step(self, kind, cpu, lo, n, arg, u):
         if kind in (OP_MPROTECT, OP_UFFD_WP, OP_MADV_FREE):
             return (*self.change_protection(kind, cpu, lo, n, arg, u), False)
         if kind == OP_ACCESS:
-            lat, pending = self.access(cpu, lo, bool(arg), u)
-            return lat, FLUSH_NONE, pending
+            lat, pending = 0, False
+            if arg == ACCESS_RETRY:
+                lat, pending, again = self.retry_after_userfault(cpu, lo, u)
+                if not again:
+                    return lat, FLUSH_NONE, pending
+            more, pending_ = self.access(cpu, lo, bool(arg), u)
+            return lat + more, FLUSH_NONE, pending or pending_
         if kind == OP_SWITCH_MM:
             return self.switch_mm_irqs_off(cpu, bool(arg), u), FLUSH_NONE, False
         return 0, FLUSH_NONE, False
@@ -124,7 +139,7 @@ class ScalarEngine:
             syscall = c.syscall_mprotect if kind == OP_MPROTECT else c.syscall_uffd_wp
         lat = self.cost(syscall, u[K.SLOT_SYSCALL])
         lat += self.cost(n * c.pte_update + checks * c.pte_mkwrite_check, u[K.SLOT_PTE])
-        flush_lat, flush = self.tlb_finish_mmu(lo, needs, cpu, u)
+        flush_lat, flush = self.tlb_finish_mmu(lo, needs, cpu, u, walk=kind != OP_MADV_FREE)
         return lat + flush_lat, flush
 
     def change_pte_range(self, kind, lo, n, arg):
@@ -148,8 +163,8 @@ class ScalarEngine:
                 pte.write = False
             else:
                 pte.uffd_wp = False   # a software bit: needs no flush
-                if hint and pol.uffd_unprotect_mkdirty and self.vma_write[p]:
-                    pte.dirty = pte.young = True          # RFC patch 1
+                if hint and pol.uffd_unprotect_mkdirty:
+                    pte.young = True                      # RFC patch 1: MM_CP_WILL_NEED
                 # RFC patch 2 (with the hint) or uffd_wp_range() since 6.3 (always)
                 try_writable = ((pol.uffd_unprotect_writable_unhinted or (hint and pol.uffd_unprotect_writable))
                                 and not pte.write and self.vma_write[p])
@@ -157,6 +172,8 @@ class ScalarEngine:
                 checks += 1
                 if self.can_change_pte_writable(pte):
                     pte.write = True
+                    if hint and pol.uffd_unprotect_mkdirty:
+                        pte.dirty = True                  # RFC patch 1: only where made writable
         return checks
 
     def can_change_pte_writable(self, pte):
@@ -189,15 +206,18 @@ class ScalarEngine:
             pte.dirty = pte.young = False
         return needs
 
-    def tlb_finish_mmu(self, lo, needs, cpu, u):
-        """The call's one flush, for the PTE changes ``needs`` of pages lo, lo + 1, ...:
-        (latency, flush type)."""
+    def tlb_finish_mmu(self, lo, needs, cpu, u, walk=True):
+        """The call's one flush, for the PTE changes ``needs`` of pages lo, lo + 1, ...
+        (``walk``: changed by change_pte_range(), not madvise): (latency, flush type)."""
         # tlb_flush_pte_range() widens tlb->start..end only for PTEs whose change needs one
         first = last = None
+        strict_seen = False
         for p, need in enumerate(needs, lo):
-            if need != FLUSH_NONE:
+            if need != FLUSH_NONE or (strict_seen and walk and self.policy.strict_extends_span):
+                # (RFC patch 13: after a strict PTE, every later PTE of the walk is flushed)
                 first = p if first is None else first
                 last = p
+            strict_seen = strict_seen or need == FLUSH_STRICT
         if first is None:
             return 0, FLUSH_NONE
         if FLUSH_STRICT in needs:
@@ -223,6 +243,7 @@ class ScalarEngine:
         done = self.csd_lock_wait(cpu, targets, offsets, handlers, u)
         for i in flagged:
             self.kvm_vcpu_flush_tlb_guest(i, u)
+        self.refill_rows(cpu, u)
         # the initiator sends, flushes locally meanwhile, then waits for the slowest target
         return cost + max(send + local, done)
 
@@ -434,9 +455,8 @@ class ScalarEngine:
         if me.off_cpu:
             # it missed a shootdown off its CPU: switch_mm_irqs_off() first, like a lazy wake-up
             lat = self.switch_mm_irqs_off(cpu, False, u)
-        refill, missing = self.refill_working_set(cpu, u)
         walk, entry, hit = self.tlb_lookup(cpu, page, u)
-        lat += refill + walk
+        lat += walk
         pending = retry = False
         if write:
             dirty_walk, fault = self.dirty_bit_walk(entry, self.ptes[page], u)
@@ -451,17 +471,9 @@ class ScalarEngine:
             # the retried write walks again; the PTE is dirty now, so no dirty-bit walk
             lat += self.cost(c.page_walk, u[K.SLOT_RETRY])
             me.tlb[page] = TlbEntry(True, True)
-        # STLB misses: the working set's refill, this access's walk, a retried write's walk
-        self.counters["tlb_misses"] += missing + (not hit) + retry
+        # STLB misses: this access's walk, a retried write's walk
+        self.counters["tlb_misses"] += (not hit) + retry
         return lat, pending
-
-    def refill_working_set(self, cpu, u):
-        """Application work between accesses refills the working set a full flush dropped:
-        one STLB miss and page walk per entry.  Returns (cycles, misses)."""
-        me = self.cpus[cpu]
-        missing = self.working_set - me.ws_cached
-        me.ws_cached = self.working_set
-        return self.cost(missing * self.t.c.page_walk, u[K.SLOT_REFILL]), missing
 
     def tlb_lookup(self, cpu, page, u):
         """The TLB lookup of ``page`` on CPU ``cpu``: (cycles, the entry, whether it hit)."""
@@ -559,6 +571,50 @@ class ScalarEngine:
         me.local_gen = self.tlb_gen
         return self.cost(base, u[K.SLOT_FIXUP])
 
+    def retry_after_userfault(self, cpu, page, u):
+        """do_user_addr_fault() once handle_userfault() returned VM_FAULT_RETRY: the woken writer
+        retries handle_mm_fault() in the same exception (FAULT_FLAG_TRIED), on the PTE as the
+        monitor left it: (cycles, uffd-wp pending again, whether the write then re-executes)."""
+        c = self.t.c
+        pte = self.ptes[page]
+        if not pte.write and not self.vma_write[page]:
+            self.counters["prot_faults"] += 1
+            return self.cost(c.sigsegv, u[K.SLOT_EXTRA]), False, False
+        if not pte.write:
+            lat, pending, retry = self.do_wp_page(page, u)   # wp_page_reuse(), or the monitor again
+            return lat, pending, retry
+        if not (pte.dirty and pte.young):
+            # pte_mkyoung(pte_mkdirty()) changes it: stored; else FAULT_FLAG_TRIED: no fix-up
+            pte.dirty = pte.young = True
+            return self.cost(c.pte_update, u[K.SLOT_FIXUP]), False, True
+        return 0, False, True
+
+    # ------------------------------------------------------------------ working sets
+
+    def refill_working_set(self, i, slot, u):
+        """CPU ``i``'s thread refills the hot set its full flushes dropped (one page walk per
+        entry, with the draw ``slot``), booked to that thread."""
+        me = self.cpus[i]
+        owed, me.owed = me.owed, 0
+        entries = owed * me.working_set
+        if not entries:
+            return
+        cost = self.cost(entries * self.t.c.page_walk, u[slot])
+        if i == 0:
+            self.refill_initiator += cost
+        else:
+            self.refill_others += cost
+        self.counters["ws_refills"] += owed
+        self.counters["tlb_misses"] += entries
+
+    def refill_rows(self, cpu, u):
+        """Every other CPU the shootdown from ``cpu`` flushed fully goes on running its thread,
+        which refills (each with its own refill draw); the initiator's waits for the end of
+        its step."""
+        for i in range(self.n_cpus):
+            if i != cpu and self.cpus[i].owed:
+                self.refill_working_set(i, K.refill_slot(self.n_cpus, i), u)
+
     # ------------------------------------------------------------------ TLB state
 
     def count_pages(self, n):
@@ -571,8 +627,9 @@ class ScalarEngine:
             cpu_state.tlb.pop(p, None)
 
     def flush_all(self, cpu_state):
+        """A full flush: every entry goes, and the thread owes the refill of its hot set."""
         cpu_state.tlb.clear()
-        cpu_state.ws_cached = 0
+        cpu_state.owed += 1
 
 
 class ScalarBatch:
@@ -607,3 +664,11 @@ class ScalarBatch:
     @property
     def stolen(self):
         return np.array([e.stolen for e in self.engines], np.int64)
+
+    @property
+    def refill_initiator(self):
+        return np.array([e.refill_initiator for e in self.engines], np.int64)
+
+    @property
+    def refill_others(self):
+        return np.array([e.refill_others for e in self.engines], np.int64)

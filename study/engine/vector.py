@@ -24,9 +24,11 @@ in call-chain order:
         csd_lock_wait()              the initiator's wait for the slowest target
         kvm_vcpu_flush_tlb_guest()   the host's flush of a flagged vCPU (arch/x86/kvm/x86.c)
     switch_mm_irqs_off(), switch_mm_irqs_off_remote()
-    access()                         the hardware: refill_working_set(), tlb_lookup(), dirty_bit_walk()
+    access()                         the hardware: tlb_lookup(), dirty_bit_walk()
         do_user_addr_fault()         arch/x86/mm/fault.c
             handle_pte_fault() -> do_wp_page(), flush_tlb_fix_spurious_fault()   (mm/memory.c)
+        retry_after_userfault()      the retry of handle_mm_fault() in the same exception
+    refill_working_set(), refill_rows()   each CPU's hot set after the full flushes it took
 
 Array shapes and the row and mask mechanics are study.engine.lockstep's.
 
@@ -67,6 +69,7 @@ from study.engine.lockstep import (
 )
 from study.engine.machine import Machine, distance_matrix
 from study.engine.ops import (
+    ACCESS_RETRY,
     COUNTERS,
     FLUSH_NONE,
     FLUSH_RELAXED,
@@ -106,7 +109,9 @@ class VectorEngine:
     draws, and only cycles carry the cost-set axis (study.engine.lockstep).  Set k's books are
     then exactly those of a run with machine k alone.  step() returns latencies [R] for one
     Machine and [K, R] for K sets.  CPU slot i runs application thread i; ``cpus`` gives its
-    (socket, core, smt).
+    (socket, core, smt).  ``working_set``: the TLB entries of other memory the thread of each
+    CPU slot keeps hot (one number for every slot, or one per slot): each full flush its CPU
+    takes costs it one page walk per entry (refill_working_set()).
     """
 
     def __init__(self, machine: Machine, behaviour, cpus, pages: int, replicates: int,
@@ -123,7 +128,9 @@ class VectorEngine:
         self.dist = distance_matrix(list(cpus)).astype(np.int8)   # distance classes DIST_*
         self.by_class = classes_by_cpu(self.dist)
         # entries beyond the STLB miss whether or not a flush came: only these are kept hot
-        self.working_set = min(int(working_set), self.t.stlb_entries)
+        ws = np.broadcast_to(np.asarray(working_set, np.int64), (C,))
+        self.working_set = np.minimum(ws, self.t.stlb_entries)        # [C]
+        self.ws = self.working_set[:, None]                           # [C, 1]
         # the send each CPU slot belongs to (x2APIC cluster or PV window); None: one per CPU
         groups = self.t.send_groups(cpus)
         self.one_group = False
@@ -161,10 +168,17 @@ class VectorEngine:
         self.tlb_valid = np.zeros((C, P, R), bool)
         self.tlb_write = np.zeros((C, P, R), bool)
         self.tlb_dirty = np.zeros((C, P, R), bool)
-        self.ws_cached = np.full((C, R), self.working_set, np.int64)
         # Results.
         self.counters = {name: np.zeros(R, np.int64) for name in COUNTERS}
         self.stolen = np.zeros(self.shape, np.int64)   # cycles remote handlers took from other CPUs
+        # cycles the threads spent refilling their hot sets after full flushes: thread 0's and
+        # the others'
+        self.refill_initiator = np.zeros(self.shape, np.int64)
+        self.refill_others = np.zeros(self.shape, np.int64)
+        # the full flushes each CPU took since its thread last refilled its hot set (zero
+        # between steps: every refill is charged in the step that caused it)
+        self.owed = np.zeros((C, R), np.int64)
+        self._owing = False   # a full flush in this step left some CPU owing
         # Threads off their CPU (workload on_cpu_share < 1): drawn per target at each strict
         # flush (costs.off_cpu_window); off_cpu marks a CPU that missed a shootdown that way
         # and has not switched the mm back in since.
@@ -196,16 +210,22 @@ class VectorEngine:
         lat = np.zeros(self.shape)
         flush = np.full(self.R, FLUSH_NONE, np.int8)
         uffd_pending = np.zeros(self.R, bool)
+        self._owing = False
         for op, m in kinds:
             if op in (OP_MPROTECT, OP_UFFD_WP, OP_MADV_FREE):
                 if m.any():
                     self.change_protection(op, m, cpu, lo, n, arg, u, lat, flush)
             elif op == OP_ACCESS:
+                retried = m & (arg == ACCESS_RETRY)
+                if retried.any():
+                    m = self.retry_after_userfault(retried, cpu, lo, u, lat, uffd_pending) | (m & ~retried)
                 if m.any():
                     self.access(m, cpu, lo, arg.astype(bool), u, lat, uffd_pending)
             elif op == OP_SWITCH_MM:
                 if m.any():
                     self.switch_mm_irqs_off(m, cpu, arg.astype(bool), u, lat)
+        if self._owing:
+            self.refill_working_set(cpu, u)
         return lat.astype(np.int64), flush, uffd_pending
 
     # ---------------------------------------------------------------- change_protection
@@ -231,7 +251,8 @@ class VectorEngine:
         n_checks = np.count_nonzero(try_w, axis=0) if pte is None else try_w.astype(np.int64)
         cost = jittered(np.float64(syscall), u[K.SLOT_SYSCALL], F)
         cost += jittered(n * c.pte_update + n_checks * c.pte_mkwrite_check, u[K.SLOT_PTE], F)
-        strict, relaxed = self.tlb_finish_mmu(m, pte, lo, strict_need, relaxed_need, cpu, u, cost)
+        strict, relaxed = self.tlb_finish_mmu(m, pte, lo, n, strict_need, relaxed_need, cpu, u, cost,
+                                              walk=op != OP_MADV_FREE)
         lat += np.where(m, cost, 0)
         flush[strict] = FLUSH_STRICT
         flush[relaxed] = FLUSH_RELAXED
@@ -256,18 +277,22 @@ class VectorEngine:
             # protect: pte_mkuffd_wp() sets the bit and write-protects; unprotect clears the bit
             # (a software bit: no flush) and, where the kernel or the RFC says so, tries writable
             wp = (wp | pin) & ~uin
-            if pol.uffd_unprotect_mkdirty is not False:
-                # RFC patch 1: the hint says a write comes, so Dirty and Accessed are set now
-                # (no dirty-bit walk at the write; can_change_pte_writable() sees a dirty PTE)
-                mk = when(pol.uffd_unprotect_mkdirty, uin & hint & vma, None)
-                d = d | mk
-                y = y | mk
+            mkdirty = pol.uffd_unprotect_mkdirty
+            if mkdirty is not False:
+                # RFC patch 1: the hint sets MM_CP_WILL_NEED, and every PTE of the walk is made
+                # young (pte_mkyoung(): no Accessed walk at the coming access)
+                y = y | when(mkdirty, uin & hint, None)
             # RFC patch 2 (with the hint) or uffd_wp_range() since 6.3 (always):
             # MM_CP_TRY_CHANGE_WRITABLE on unprotect
             asks = (hint & pol.uffd_unprotect_writable) | pol.uffd_unprotect_writable_unhinted
             try_w = uin & asks & ~w & vma
             down = pin
         up = self.can_change_pte_writable(try_w, d)
+        if op == OP_UFFD_WP and mkdirty is not False:
+            # RFC patch 1: pte_mkdirty() only where the PTE is made writable (inside the
+            # MM_CP_TRY_CHANGE_WRITABLE && can_change_pte_writable() branch), so that the first
+            # write takes no dirty-bit walk; a PTE left read-only stays as clean as it was
+            d = d | when(mkdirty, up & hint, None)
         return vma, (w | up) & ~down, wp, d, y, try_w
 
     def can_change_pte_writable(self, try_w, d):
@@ -307,11 +332,12 @@ class VectorEngine:
         # PTE's Dirty, and reclaim would drop the data
         return d & ~inr, y & ~inr, inr & (d | y)
 
-    def tlb_finish_mmu(self, m, pte, lo, strict_need, relaxed_need, cpu, u, cost):
+    def tlb_finish_mmu(self, m, pte, lo, n, strict_need, relaxed_need, cpu, u, cost, walk=True):
         """The call's one flush by the replicates in ``m``, its cycles added to ``cost``: the
         flush is strict if any PTE needs a strict one, else relaxed if any needs one (the RFC's
         flush type).  Returns the (strict, relaxed) masks [R].  ``pte``, ``lo``: as from
-        page_range()."""
+        page_range(); ``n``: the call's pages; ``walk``: the PTEs were changed by
+        change_pte_range() (not madvise)."""
         if pte is None:
             any_strict, any_relaxed = strict_need.any(0), relaxed_need.any(0)
         else:
@@ -327,7 +353,13 @@ class VectorEngine:
         if pte is None:
             need = strict_need | relaxed_need
             f_lo = np.argmax(need, axis=0)
-            f_n = np.where(f, self.P - np.argmax(need[::-1], axis=0) - f_lo, 0)
+            f_hi = self.P - np.argmax(need[::-1], axis=0)
+            extend = self.policy.strict_extends_span
+            if walk and extend is not False:
+                # RFC patch 13: once tlb->strict is set, every later present PTE of the walk is
+                # flushed strictly without asking pte_flush_type(): the span reaches the walk's end
+                f_hi = np.where(when(extend, strict, np.zeros_like(strict)), lo + n, f_hi)
+            f_n = np.where(f, f_hi - f_lo, 0)
             span = (self.pg >= f_lo) & (self.pg < f_lo + f_n)
         else:
             f_n = f.astype(np.int64)
@@ -361,6 +393,7 @@ class VectorEngine:
         done = self.csd_lock_wait(targets, offset, handler, w)
         if flagged is not None and flagged.any():
             self.kvm_vcpu_flush_tlb_guest(flagged, w)
+        self.refill_rows(w)
         # smp_call_function_many_cond(): the initiator sends, runs its own flush_tlb_func()
         # meanwhile (SCF_RUN_LOCAL), then waits (SCF_WAIT) for the slowest target
         return np.where(strict, cost + np.maximum(send + local, done), relaxed_cost)
@@ -620,7 +653,7 @@ class VectorEngine:
             return
         e = entries(r, cpu, page, self.ar, self.P)
         us = u if r is self.ar else u[:, r]
-        cost, missing = self.refill_working_set(e, us)
+        cost = np.zeros(self.shape[:-1] + (r.size,))
         miss, ew, ed, pte = self.tlb_lookup(e, us, cost)
         W = write.take(r)
         fault = self.dirty_bit_walk(e, W, ew, ed, pte, us, cost)
@@ -633,8 +666,8 @@ class VectorEngine:
             retry = fault
         put(self.pte_dirty, e.pte, pte.dirty)
         put(self.pte_young, e.pte, pte.young)
-        # STLB misses: the working set's refill, this access's walk, a retried write's walk
-        self._count_at("tlb_misses", r, missing + miss + retry)
+        # STLB misses: this access's walk, a retried write's walk
+        self._count_at("tlb_misses", r, miss.astype(np.int64) + retry)
         # A fault invalidated the entry (a retried write caches it again); a completed or
         # retried write leaves it writable and dirty.
         completed_write = (W & ~fault) | retry
@@ -643,14 +676,6 @@ class VectorEngine:
         put(self.tlb_dirty, e.tlb, ed | completed_write)
         add_rows(lat, r, cost, self.ar)
 
-    def refill_working_set(self, e, us):
-        """The application's work between accesses refills the working set a full flush dropped:
-        one STLB miss and page walk per entry.  Returns the cycles and the misses of rows ``e``."""
-        missing = self.working_set - get(self.ws_cached, e.at)
-        put(self.ws_cached, e.at, self.working_set)
-        cost = np.zeros(self.shape[:-1] + (us.shape[-1],))
-        charge(cost, missing > 0, missing * self.t.c.page_walk, us[K.SLOT_REFILL], self.t.F)
-        return cost, missing
 
     def tlb_lookup(self, e, us, cost):
         """The TLB lookup of rows ``e``: (miss, the entry's RW and Dirty, the PTE as the walk
@@ -766,6 +791,84 @@ class VectorEngine:
         self._flush_own(e.cpu, e.r, e.at, fix)
         put(self.local_gen, e.at, np.where(fix, gen, lg))
 
+    def retry_after_userfault(self, m, cpu, page, u, lat, uffd_pending):
+        """do_user_addr_fault() once handle_userfault() returned VM_FAULT_RETRY: the writers of
+        the replicates in ``m`` were woken and retry in the same exception (FAULT_FLAG_TRIED,
+        ``goto retry``): no second fault entry, handle_mm_fault() on the PTE as the monitor left
+        it.  Adds to ``lat``; returns the replicates whose write then re-executes (not those
+        sent SIGSEGV or back to the monitor)."""
+        c, F = self.t.c, self.t.F
+        r = replicates(m, self.ar)
+        e = entries(r, cpu, page, self.ar, self.P)
+        us = u if r is self.ar else u[:, r]
+        cost = np.zeros(self.shape[:-1] + (r.size,))
+        pte = PteRows(get(self.pte_write, e.pte), get(self.pte_dirty, e.pte), get(self.pte_young, e.pte))
+        writable = pte.write.copy()
+        prot = ~writable & ~get(self.vma_write, e.pte)
+        self._count_at("prot_faults", e.r, prot)
+        charge(cost, prot, np.float64(c.sigsegv), us[K.SLOT_EXTRA], F)
+        # still read-only (the unprotect left RW to the fault): do_wp_page() -> wp_page_reuse()
+        reuse = self.do_wp_page(e, ~writable & ~prot, pte, us, cost, uffd_pending)
+        # writable: entry = pte_mkyoung(pte_mkdirty()), stored if that changed it; if nothing
+        # changed, FAULT_FLAG_TRIED skips flush_tlb_fix_spurious_fault()
+        store = writable & ~(pte.dirty & pte.young)
+        charge(cost, store, np.float64(c.pte_update), us[K.SLOT_FIXUP], F)
+        pte.dirty = pte.dirty | store
+        pte.young = pte.young | store
+        put(self.pte_write, e.pte, pte.write)
+        put(self.pte_dirty, e.pte, pte.dirty)
+        put(self.pte_young, e.pte, pte.young)
+        add_rows(lat, r, cost, self.ar)
+        again = np.zeros(self.R, bool)
+        again[r] = writable | reuse
+        return again
+
+    # ---------------------------------------------------------------- working sets
+
+    def refill_working_set(self, cpu, u):
+        """The acting CPU's thread refills the hot set its full flushes of this step dropped: it
+        runs on (the caller after its call, a woken thread, a writer after its fault), and
+        every entry it keeps hot misses the STLB once and is walked again, whether or not it
+        belongs to the range that changed.  Booked to that thread, not to the call."""
+        at = key(cpu, self.ar)
+        owed = get(self.owed, at)
+        put(self.owed, at, 0)
+        self._owing = False
+        ws = self.working_set.take(cpu)
+        entries_ = owed * ws
+        hit = entries_ > 0
+        if not hit.any():
+            return
+        cost = np.zeros(self.shape)
+        charge(cost, hit, entries_ * self.t.c.page_walk, u[K.SLOT_REFILL], self.t.F)
+        self.refill_initiator += np.where(cpu == 0, cost, 0).astype(np.int64)
+        self.refill_others += np.where(cpu == 0, 0, cost).astype(np.int64)
+        self._count("ws_refills", owed * (ws > 0))
+        self._count("tlb_misses", entries_)
+
+    def refill_rows(self, w):
+        """The other CPUs of a shootdown's rows ``w`` refill after the full flushes it gave them
+        (a handler's, a come-back's, the host's of a preempted vCPU): a target's thread runs on
+        after the handler, the others run again; each takes one page walk per hot entry,
+        booked to that thread.  The initiator's own refill waits for the end of its step
+        (refill_working_set())."""
+        owed = np.where(w.D > 0, self.owed[w.rows], 0)
+        if not owed.any():
+            return
+        self.owed[w.rows] -= owed
+        ws = self.ws[w.rows]
+        entries_ = owed * ws
+        if entries_.any():
+            t = self.t
+            cost = np.where(entries_ > 0, jittered(entries_ * per_cpu(t.c.page_walk), w.refill, t.F), 0.0)
+            if w.rows.start in (0, None):   # CPU 0's row: thread 0's own refill
+                self.refill_initiator += cost[..., 0, :].astype(np.int64)
+                self.refill_others += cost[..., 1:, :].sum(-2).astype(np.int64)
+            else:
+                self.refill_others += cost.sum(-2).astype(np.int64)
+        self._count("ws_refills", (owed * (ws > 0)).sum(0))
+        self._count("tlb_misses", entries_.sum(0))
+
     # ---------------------------------------------------------------- TLB state and books
 
     def _acting(self, cpu):
@@ -807,18 +910,20 @@ class VectorEngine:
                 self.tlb_valid[me.at] &= ~(span & partial)
             if full.any():
                 self.tlb_valid[me.at] &= ~full
-                self.ws_cached[me.at] = np.where(full, 0, self.ws_cached[me.at])
+                self.owed[me.at] += full
+                self._owing = True
         else:
             self._flush_rows(self._own(me.cpu, partial), self._own(me.cpu, full), span)
 
     def _flush_rows(self, partial, full, span=None, rows=slice(None)):
         """INVLPG ``span`` on CPUs ``partial`` (or None), flush everything on CPUs ``full``
-        (rows ``rows`` of [C, R]); a full flush drops the working set."""
+        (rows ``rows`` of [C, R])."""
         if partial is not None and partial.any():
             self.tlb_valid[rows] &= ~(partial[:, None, :] & span[None, :, :])
         if full.any():
             self.tlb_valid[rows] &= ~full[:, None, :]
-            self.ws_cached[rows][full] = 0
+            self.owed[rows] += full
+            self._owing = True
 
     def _flush_own(self, cr, r, at, full):
         """Flush everything on each replicate's own CPU where ``full`` (replicates ``r`` on
@@ -835,10 +940,11 @@ class VectorEngine:
                 mask = np.zeros(self.R, bool)
                 mask[r[full]] = True
             self.tlb_valid[c0] &= ~mask
-            self.ws_cached[c0] = np.where(mask, 0, self.ws_cached[c0])
+            self.owed[c0] += mask
         else:
             self.tlb_valid[cr[full], :, r[full]] = False
-            self.ws_cached.put(at[full], 0)
+            self.owed[cr[full], r[full]] += 1
+        self._owing = True
 
     def _count(self, name, values):
         self.counters[name] += values

@@ -55,17 +55,23 @@ class Fact:
     doc: str
     # the Behaviour fields a kernel carrying it turns on; empty: its own field of that name
     turns_on: tuple[str, ...] = ()
+    # False: a fact of the kernel's interface that the configuration checks (a flag the uAPI
+    # has or not), no rule of the engines
+    engine: bool = True
 
     @property
     def behaviours(self) -> tuple[str, ...]:
+        if not self.engine:
+            return ()
         return self.turns_on or (self.name,)
 
 
 PATCHES: tuple[Patch, ...] = (
     Patch("uffd_unprotect_mkdirty", "1", "userfaultfd: set dirty and young on writeprotect",
           "change_pte_range() (uffd_wp_resolve)",
-          "UFFDIO_WRITEPROTECT unprotect with the write-likely hint sets Dirty and Accessed, so the first "
-          "write takes no dirty-bit walk and can_change_pte_writable() sees a dirty PTE"),
+          "UFFDIO_WRITEPROTECT unprotect with the write-likely hint sets Accessed, and Dirty only where it "
+          "makes the PTE writable (the MM_CP_TRY_CHANGE_WRITABLE branch, can_change_pte_writable() allowing): "
+          "that write takes no dirty-bit walk"),
     Patch("uffd_unprotect_writable", "2", "userfaultfd: try to map write-unprotected pages",
           "uffd_wp_range()",
           "unprotect with the hint passes MM_CP_TRY_CHANGE_WRITABLE: the PTE is mapped writable when "
@@ -85,6 +91,10 @@ PATCHES: tuple[Patch, ...] = (
           "pte_flush_type()",
           "RW->RO of a clean PTE needs no flush: relies on the dirty-bit walk faulting on a read-only PTE "
           "(Machine.dirty_walk)"),
+    Patch("strict_extends_span", "13", "mm/mprotect: do not check flush type if a strict is needed",
+          "change_pte_range()",
+          "once a PTE of the walk needs a strict flush (tlb->strict), every later present PTE of the walk is "
+          "flushed strictly without pte_flush_type(): the flushed span reaches the end of the walk"),
     Patch("unsafe_dirty_demote", "", "negative control (never safe)", "pte_flush_type()",
           "no flush at all on a dirty RW->RO: a stale dirty writable entry lets a write land on a "
           "read-only page", relaxed=False),
@@ -107,6 +117,13 @@ FACTS: tuple[Fact, ...] = (
          "flush_tlb_fix_spurious_fault()",
          "a spurious fault on a CPU behind mm->tlb_gen flushes it; a no-op on every kernel this study names",
          turns_on=("fix_spurious_fault",)),
+    Fact("uffd_access_hints",
+         "the RFC's own tree: Nadav Amit's \"userfaultfd: support access/write hints\" (mm-unstable, June 2022; "
+         "never in a release)",
+         "mwriteprotect_range()",
+         "UFFDIO_WRITEPROTECT takes UFFD_FLAGS_ACCESS_LIKELY / UFFD_FLAGS_WRITE_LIKELY, the hints the RFC's patches "
+         "1-2 act on; released kernels' uAPI has only UFFDIO_WRITEPROTECT_MODE_WP and MODE_DONTWAKE",
+         engine=False),
     Fact("flush_skips_tlb_gen_read", "aa44284960d5 \"x86/mm/tlb: Avoid reading mm_tlb_gen when possible\" (v6.0)",
          "flush_tlb_func()",
          "return before reading mm->tlb_gen when the request is already <= the CPU's generation; recorded, "

@@ -40,7 +40,7 @@ Kernel = make_dataclass(
                "from_dict": classmethod(_from_dict), "facts": _facts})
 Kernel.__module__ = __name__   # pickled by name (Ray ships cells)
 
-RFC_BASE = Kernel()
+RFC_BASE = Kernel(uffd_access_hints=True)
 MAINLINE = Kernel(name="mainline", release="mainline as of v6.3+ (flush path as far as this study models it)",
                   clean_anon_writable=True, uffd_unprotect_writable=True, fix_spurious_fault=False,
                   flush_skips_tlb_gen_read=True)

@@ -63,11 +63,17 @@ def trace_metric(role: str, kind: str) -> str:
 METRICS: tuple[Metric, ...] = (
     Metric("total_cycles_per_round", "cycles per round", "round",
            "cycles of one loop iteration on every CPU: initiator + other threads + stolen by flush handlers"),
-    Metric("initiator_cycles_per_round", "cycles per round", "round", "the calling thread's (thread 0's) own cycles"),
+    Metric("initiator_cycles_per_round", "cycles per round", "round",
+           "the calling thread's (thread 0's) own cycles, its refills included"),
     Metric("other_cycles_per_round", "cycles per round", "round",
            "the other threads' own cycles (their accesses, faults, refills, switches back to the mm)"),
     Metric("stolen_cycles_per_round", "cycles per round", "round",
            "cycles remote flush_tlb_func handlers (and PV-deferred host flushes) took from the other CPUs"),
+    Metric("initiator_refill_cycles_per_round", "cycles per round", "round",
+           "of thread 0's cycles, those refilling its hot set after the full flushes its CPU took"),
+    Metric("other_refill_cycles_per_round", "cycles per round", "round",
+           "of the other threads' cycles, those refilling their hot sets after the full flushes their CPUs took "
+           "(a busy thread pays them whether or not it touches the range)"),
     Metric("lat_", "cycles per call", "call", "mean latency of the label's calls on the acting CPU", family=True),
     Metric("strict_share_", "share of calls (0-1)", "call", "share of the label's calls that took the strict path",
            family=True),

@@ -33,12 +33,8 @@ __all__ = ["simulate_cell", "simulate_lanes", "CellResult", "LABELS", "WORKLOADS
 
 
 def lazy_cpus(spec: WorkloadSpec) -> np.ndarray:
-    """Which CPU slots sleep with the mm loaded: the last lazy_share of threads 1..T-1."""
-    lazy = np.zeros(spec.threads, bool)
-    n_lazy = int(round(spec.lazy_share * (spec.threads - 1)))
-    if n_lazy:
-        lazy[spec.threads - n_lazy:] = True
-    return lazy
+    """Which CPU slots sleep with the mm loaded (WorkloadSpec.sleepers())."""
+    return np.array(spec.sleepers(), bool)
 
 
 def run_workload(engine, spec: WorkloadSpec, *, rounds: int, seed: np.random.SeedSequence,
@@ -118,9 +114,12 @@ def simulate_cell(machine: Machine, workload: WorkloadSpec, policy, *, replicate
     """
     if replicates < 1 or rounds < 1 or warmup_rounds < 0:
         raise ValueError("replicates and rounds must be >= 1, warmup_rounds >= 0")
+    kernel = kernel or RFC_BASE
+    workload.check_kernel(kernel)   # nothing runs a uAPI the kernel lacks
     cpus = placement_cpus(machine, workload.threads, workload.placement)
-    engine = VectorEngine(machine, behaviour(kernel or RFC_BASE, policy), cpus, workload.pages, replicates,
-                          working_set=workload.working_set, lazy=lazy_cpus(workload), on_cpu_share=workload.on_cpu_share)
+    engine = VectorEngine(machine, behaviour(kernel, policy), cpus, workload.pages, replicates,
+                          working_set=workload.working_sets(), lazy=lazy_cpus(workload),
+                          on_cpu_share=workload.on_cpu_share)
     return run_workload(engine, workload, rounds=rounds, seed=seed, max_samples=max_samples,
                         label_counters=label_counters, warmup_rounds=warmup_rounds)
 
@@ -168,6 +167,7 @@ def simulate_lanes(machine: Machine, workload: WorkloadSpec, lanes, *, replicate
         policy, costs = lane[:2]
         lane_workload, lane_seed = lane[2:] if len(lane) > 2 else (workload, seed)
         _check_setting(workload, lane_workload)
+        lane_workload.check_kernel(kernel or RFC_BASE)
         lane_seed = seeds.setdefault((str(lane_seed.entropy), tuple(lane_seed.spawn_key)), lane_seed)
         lane_machine = costs if isinstance(costs, Machine) else dataclasses.replace(machine, costs=costs)
         key = (policy, lane_workload, lane_seed)
@@ -183,7 +183,8 @@ def simulate_lanes(machine: Machine, workload: WorkloadSpec, lanes, *, replicate
     settings = [(w, s) for _, w, s in runs]
     cpus = placement_cpus(machine, workload.threads, workload.placement)
     engine = VectorEngine(sets if len(sets) > 1 else sets[0], per_policy, cpus, workload.pages, L * R,
-                          working_set=workload.working_set, lazy=lazy_cpus(workload), on_cpu_share=workload.on_cpu_share)
+                          working_set=workload.working_sets(), lazy=lazy_cpus(workload),
+                          on_cpu_share=workload.on_cpu_share)
     out = run_workload(engine, settings[0][0], rounds=rounds, seed=settings[0][1], max_samples=max_samples,
                        warmup_rounds=warmup_rounds, lanes=L, settings=settings if L > 1 else None)
     out = out if isinstance(out, list) else [out]

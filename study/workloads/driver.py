@@ -171,6 +171,7 @@ class Driver:
         self._idle = (np.zeros(self.shape, np.int64), np.zeros(self.R, np.int8), np.zeros(self.R, bool))
         self._base_counters = {k: np.zeros(self.R, np.int64) for k in engine.counters}
         self._base_stolen = np.zeros(self.shape, np.int64)
+        self._base_refill = (np.zeros(self.shape, np.int64), np.zeros(self.shape, np.int64))
 
     def start_measuring(self):
         """Forget what a workload's setup and warm-up cost: books start from here."""
@@ -178,6 +179,7 @@ class Driver:
         self.other_cycles[:] = 0
         self._base_counters = {k: v.copy() for k, v in self.engine.counters.items()}
         self._base_stolen = self.engine.stolen.copy()
+        self._base_refill = (self.engine.refill_initiator.copy(), self.engine.refill_others.copy())
         for books in (self.lat_sum, self.calls, self.strict, self.samples, self.n_samples):
             books.clear()
         if self.label_counters is not None:
@@ -354,12 +356,14 @@ class Driver:
         of the run so far."""
         e = self.engine
         stolen = e.stolen - self._base_stolen
+        refills = (e.refill_initiator - self._base_refill[0], e.refill_others - self._base_refill[1])
         counters = {k: v - self._base_counters[k] for k, v in e.counters.items()}
         sets = [None] if self.sets is None else range(self.sets)
-        by_lane = [self._lane_results(rounds, flush_labels, lane, stolen, counters, sets) for lane in range(self.L)]
+        by_lane = [self._lane_results(rounds, flush_labels, lane, stolen, refills, counters, sets)
+                   for lane in range(self.L)]
         return [by_lane[lane][i] for i in range(len(sets)) for lane in range(self.L)]
 
-    def _lane_results(self, rounds, flush_labels, lane, stolen, counters, sets) -> list[CellResult]:
+    def _lane_results(self, rounds, flush_labels, lane, stolen, refills, counters, sets) -> list[CellResult]:
         """Lane ``lane``'s result for each cost set in ``sets`` (None: the only one).  Cycle
         metrics are computed for every set at once ([K, R_lane]) and handed out by row."""
         sl = slice(lane * self.R_lane, (lane + 1) * self.R_lane)
@@ -375,7 +379,13 @@ class Driver:
                     metrics[M.strict_share(label)] = np.where(
                         calls > 0, self.strict[label][sl] / np.maximum(calls, 1), np.nan)
                 samples[label] = self._lane_samples(label, lane)
-        ini, oth, st = self.initiator_cycles[..., sl], self.other_cycles[..., sl], stolen[..., sl]
+        # each thread's refills of its hot set are its own cycles, outside any call's latency
+        ref_ini, ref_oth = refills[0][..., sl], refills[1][..., sl]
+        ini = self.initiator_cycles[..., sl] + ref_ini
+        oth = self.other_cycles[..., sl] + ref_oth
+        st = stolen[..., sl]
+        metrics["initiator_refill_cycles_per_round"] = ref_ini / rounds
+        metrics["other_refill_cycles_per_round"] = ref_oth / rounds
         metrics["initiator_cycles_per_round"] = ini / rounds
         metrics["other_cycles_per_round"] = oth / rounds
         metrics["stolen_cycles_per_round"] = st / rounds

@@ -31,6 +31,12 @@ class MadvFree(WorkloadSpec):
                                              "every clean page at write-protect time was cleaned by MADV_FREE",
                                low=0.0, high=1.0)
 
+    ROLES: ClassVar[dict[str, tuple[str, str]]] = {
+        "initiator": ("thread 0, the allocator that frees, reuses and write-protects the range",
+                      "initiator_working_set"),
+        "others": ("the other threads of the program, busy in the mm without touching the range", "working_set"),
+        "sleepers": ("the other threads asleep with the mm loaded (lazy_share)", "sleeper_working_set"),
+    }
     CALLS: ClassVar[dict[str, Call]] = {
         "madv_free": Call("madvise(MADV_FREE)", "thread 0 frees the range", flushes=True),
         "write": Call("a write", "thread 0 rewrites a page it reuses"),

@@ -38,6 +38,12 @@ class MprotectToggle(WorkloadSpec):
     remote_write_share: float = param(0.0, "share", "share of those touches that are writes (only in the "
                                                     "writable window)", low=0.0, high=1.0)
 
+    ROLES: ClassVar[dict[str, tuple[str, str]]] = {
+        "initiator": ("thread 0, the caller of the mprotect loop", "initiator_working_set"),
+        "others": ("the other threads, busy in the mm (reading or writing the range at remote_access_rate)",
+                   "working_set"),
+        "sleepers": ("the other threads asleep with the mm loaded (lazy_share)", "sleeper_working_set"),
+    }
     CALLS: ClassVar[dict[str, Call]] = {
         "mprotect_ro": Call("mprotect(PROT_READ)", "thread 0 write-protects the range", flushes=True),
         "mprotect_rw": Call("mprotect(PROT_READ|PROT_WRITE)", "thread 0 makes the range writable again",

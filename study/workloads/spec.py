@@ -75,9 +75,15 @@ class WorkloadSpec:
     dirty_ratio: float = param(1.0, "share", "the share of pages dirty when the workload write-protects them; "
                                              "every other page is clean because the workload MADV_FREE'd it "
                                              "(each workload's docstring says how)", low=0.0, high=1.0)
-    working_set: int = param(0, "TLB entries", "TLB entries of other memory each thread keeps hot; a full flush "
-                                               "loses them and the thread's next access refills them by page walks",
-                             low=0, high=MAX_WORKING_SET)
+    working_set: int = param(0, "TLB entries", "the hot set of each running thread other than thread 0: TLB "
+                                               "entries of other memory it keeps hot; every full flush of its CPU "
+                                               "costs it one STLB miss and page walk per entry, whether or not it "
+                                               "touches the range", low=0, high=MAX_WORKING_SET)
+    initiator_working_set: int = param(0, "TLB entries", "thread 0's hot set (the thread that makes the calls), "
+                                                         "refilled after each full flush of its CPU",
+                                       low=0, high=MAX_WORKING_SET)
+    sleeper_working_set: int = param(0, "TLB entries", "the hot set of each sleeping thread (lazy_share), refilled "
+                                                       "when it wakes after a full flush", low=0, high=MAX_WORKING_SET)
     lazy_share: float = param(0.0, "share", "share of the threads other than thread 0 that sleep with the mm "
                                             "loaded (lazy CPUs)", low=0.0, high=1.0)
     lazy_wake_rate: float = param(0.0, "chance per round", "chance per round that each sleeping thread wakes up "
@@ -98,6 +104,12 @@ class WorkloadSpec:
         "lazy_wakeup": Call("switch_mm_irqs_off()", "a sleeping thread's CPU switching the mm back in"),
     }
     CALLS: ClassVar[dict[str, Call]] = {}
+    # the roles of the threads, in the workload's own words, and the knob of each role's hot set
+    ROLES: ClassVar[dict[str, tuple[str, str]]] = {
+        "initiator": ("thread 0, which makes the calls", "initiator_working_set"),
+        "others": ("the other threads, running in the mm", "working_set"),
+        "sleepers": ("the other threads asleep with the mm loaded (lazy_share)", "sleeper_working_set"),
+    }
     CROSSOVER: ClassVar[tuple[str, ...]] = ()
     # the second knob of a crossover, most telling first: a big working set is what a full
     # flush throws away
@@ -144,7 +156,23 @@ class WorkloadSpec:
     def events_per_round(self, n_cpus: int) -> float:
         """A generous bound on the events one round charges: each page and working-set entry of
         each thread, a few syscalls and faults, and per CPU an IPI and a handler."""
-        return (self.pages + self.working_set + 16) * (self.threads + 2) + 4 * n_cpus
+        hot = max(self.working_set, self.initiator_working_set, self.sleeper_working_set)
+        return (self.pages + hot + 16) * (self.threads + 2) + 4 * n_cpus
+
+    def sleepers(self):
+        """Which threads sleep with the mm loaded: the last lazy_share of threads 1..T-1."""
+        n = int(round(self.lazy_share * (self.threads - 1)))
+        return [i >= self.threads - n and i > 0 for i in range(self.threads)]
+
+    def working_sets(self) -> list[int]:
+        """Each thread's hot set, by its role: thread 0's, a sleeper's, a running thread's."""
+        asleep = self.sleepers()
+        return [self.initiator_working_set if i == 0 else self.sleeper_working_set if asleep[i] else self.working_set
+                for i in range(self.threads)]
+
+    def check_kernel(self, kernel, prefix: str = "workload") -> None:
+        """A rule between the workload and the kernel it runs on (a uAPI flag the kernel lacks):
+        raise ConfigError naming the knob; by default none."""
 
     def booked_cycles_per_round(self) -> float:
         """Cycles a round books outside the engine's events (a monitor's round trip, say)."""
@@ -184,6 +212,7 @@ class WorkloadSpec:
             "knobs": describe(cls, skip=("name",)),
             "calls": {label: dataclasses.asdict(call) for label, call in cls.calls().items()},
             "lane_fields": list(cls.LANE_FIELDS),
+            "roles": {role: {"words": words, "knob": knob} for role, (words, knob) in cls.ROLES.items()},
             "crossover": list(cls.CROSSOVER), "crossover_y": list(cls.CROSSOVER_Y),
             "panel": dataclasses.asdict(cls.PANEL) if cls.PANEL is not None else None,
             "predicted_strict_share": cls.PREDICTED_STRICT_SHARE,
@@ -209,6 +238,8 @@ def problems(cls: type[WorkloadSpec]) -> list[str]:
         if not spec.events_per_round(spec.threads) > 0:
             out.append("events_per_round(): must be > 0 at the defaults")
     knobs = {f"workload.{k}" for k in cls.knobs()}
+    out += [f"ROLES: {role}'s knob {knob} is not a knob" for role, (_, knob) in cls.ROLES.items()
+            if f"workload.{knob}" not in knobs]
     for hook in ("CROSSOVER", "CROSSOVER_Y"):
         out += [f"{hook}: {k} is not a knob" for k in getattr(cls, hook) if k not in knobs]
     if cls.PANEL is not None:

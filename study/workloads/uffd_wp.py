@@ -25,6 +25,7 @@ from typing import ClassVar
 import numpy as np
 
 from study.engine.ops import (
+    ACCESS_RETRY,
     OP_ACCESS,
     OP_MADV_FREE,
     OP_SWITCH_MM,
@@ -50,9 +51,15 @@ class UffdWp(WorkloadSpec):
                                               "monitor", low=1, high=100_000)
     fault_roundtrip: int = param(8000, "cycles", "cycles from the fault to the monitor reading the event, plus "
                                                  "waking the thread after", low=0, high=100_000_000)
-    write_likely: bool = param(True, "flag", "the monitor passes UFFD_FLAGS_WRITE_LIKELY when it unprotects (the "
-                                             "RFC's hint; kernels without patches 1-2 ignore it)")
+    write_likely: bool = param(False, "flag", "the monitor passes UFFD_FLAGS_WRITE_LIKELY when it unprotects: the "
+                                              "hint of the RFC's own tree (an unmerged series), which only a kernel "
+                                              "with uffd_access_hints has; QEMU and released kernels pass none")
 
+    ROLES: ClassVar[dict[str, tuple[str, str]]] = {
+        "initiator": ("thread 0, the monitor that write-protects and resolves the faults", "initiator_working_set"),
+        "others": ("the application threads, writing into the range", "working_set"),
+        "sleepers": ("application threads asleep with the mm loaded (lazy_share)", "sleeper_working_set"),
+    }
     CALLS: ClassVar[dict[str, Call]] = {
         "uffd_protect": Call("UFFDIO_WRITEPROTECT (protect)", "the monitor write-protects the range", flushes=True),
         "uffd_resolve": Call("a write that took a uffd-wp fault", "an application write from its fault until it "
@@ -78,6 +85,13 @@ class UffdWp(WorkloadSpec):
         if self.threads < 2:   # before the range check: say why
             raise ConfigError(f"{prefix}.threads", "uffd_wp needs >= 2 threads (a monitor and an application thread)")
         return super().validate(machine, prefix)
+
+    def check_kernel(self, kernel, prefix="workload"):
+        if self.write_likely and not getattr(kernel, "uffd_access_hints", False):
+            raise ConfigError(f"{prefix}.write_likely",
+                              f"kernel {kernel.name} has no UFFD_FLAGS_WRITE_LIKELY: the hint exists only in the RFC's "
+                              "own tree (the unmerged access/write hints series; kernel fact uffd_access_hints); "
+                              "set workload.write_likely=false")
 
     def loop_steps(self) -> int:
         # per writer and write step: the write, and (with a fault pending in some replicate)
@@ -121,6 +135,8 @@ class UffdWp(WorkloadSpec):
                 unprotect = UFFD_UNPROTECT_WRITE_LIKELY if self.write_likely else UFFD_UNPROTECT
                 resolve, _, _ = d.op(OP_UFFD_WP, 0, page, 1, unprotect, active=pending)
                 wake, _, _ = d.op(OP_SWITCH_MM, cpu, arg=0, active=pending)
-                retry, _, _ = d.op(OP_ACCESS, cpu, page, 1, 1, active=pending)
+                # handle_userfault() returned VM_FAULT_RETRY: the write retries in the same
+                # exception (FAULT_FLAG_TRIED), then re-executes
+                retry, _, _ = d.op(OP_ACCESS, cpu, page, 1, ACCESS_RETRY, active=pending)
                 d.initiator_cycles += np.where(pending, self.fault_roundtrip, 0)
                 d.record("uffd_resolve", lat + self.fault_roundtrip + resolve + wake + retry, active=pending)
