@@ -547,7 +547,7 @@ def test_killed_ray_worker_is_retried_and_the_tables_are_identical(tmp_path, mon
 @pytest.mark.slow
 def test_sigterm_stops_the_sweep_like_ctrl_c(tmp_path, study_env):
     args = [sys.executable, "-m", "study", "sweep", "sweep=quick", f"run.output_dir={tmp_path / 'out'}",
-            "ray.num_cpus=1", "ray.cells_per_task=1", "run.rounds=800"]
+            "ray.num_cpus=1", "ray.cells_per_task=1", "run.rounds=3000"]
     cache = tmp_path / "out" / "sweep" / "quick" / "cells"
     proc = subprocess.Popen(args, cwd=tmp_path, env=study_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

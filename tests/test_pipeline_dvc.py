@@ -33,14 +33,18 @@ def _inside(path: str, other: str) -> bool:
 
 def test_stages_run_the_cli_in_order(dvc):
     stages = dvc["stages"]
-    assert list(stages) == ["sweep", "ensemble", "analyze", "report"]
+    assert list(stages) == ["sweep", "ensemble", "conditions", "analyze", "report"]
     assert stages["ensemble"]["cmd"].startswith("python -m study ensemble --sweep default")
+    assert stages["conditions"]["cmd"].startswith("python -m study conditions --sweep default")
     assert stages["sweep"]["cmd"] == "python -m study sweep sweep=default --no-user-config"
     assert stages["analyze"]["cmd"].startswith("python -m study analyze --sweep default")
     assert stages["report"]["cmd"].startswith("python -m study report")
-    sweep_outs = _paths(stages["sweep"]["outs"]) + _paths(stages["ensemble"]["outs"])
-    assert all(any(_inside(d, o) for o in sweep_outs) for d in _paths(stages["analyze"]["deps"])
-               if d.startswith("outputs/"))
+    # each stage reads only what the stages before it wrote
+    written = []
+    for name in ("sweep", "ensemble", "conditions", "analyze"):
+        reads = [d for d in _paths(stages[name]["deps"]) if d.startswith("outputs/")]
+        assert all(any(_inside(d, o) for o in written) for d in reads), name
+        written += _paths(stages[name]["outs"])
     analyze_outs = _paths(stages["analyze"]["outs"]) + _paths(stages["analyze"]["metrics"])
     assert {d for d in _paths(stages["report"]["deps"]) if d.startswith("outputs/")} <= set(analyze_outs)
 
@@ -170,5 +174,5 @@ def test_dvc_reads_the_pipeline():
     """DVC itself parses dvc.yaml (a key given twice, which YAML loaders accept, is an error to it)."""
     res = subprocess.run(["dvc", "stage", "list"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert {line.split()[0] for line in res.stdout.splitlines() if line.strip()} == {"sweep", "ensemble", "analyze",
-                                                                                     "report"}
+    assert {line.split()[0] for line in res.stdout.splitlines() if line.strip()} == {
+        "sweep", "ensemble", "conditions", "analyze", "report"}

@@ -1,4 +1,4 @@
-"""The whole pipeline through the real CLI: sweep=quick -> analyze -> report."""
+"""The whole pipeline through the real CLI: sweep=quick -> ensemble -> conditions -> analyze -> report."""
 
 import json
 import re
@@ -26,6 +26,8 @@ def test_quick_sweep_to_report(tmp_path, study_env):
     _study("sweep", "sweep=quick", f"run.output_dir={out}", "ray.num_cpus=2", cwd=tmp_path, env=study_env)
     _study("ensemble", "--sweep", "quick", "--out", str(out), "--members", "4", "--serial", cwd=tmp_path,
            env=study_env)
+    _study("conditions", "--sweep", "quick", "--out", str(out), "--replicates", "16", "--rounds", "3", "--serial",
+           cwd=tmp_path, env=study_env)
     _study("analyze", "--sweep", "quick", "--out", str(out), cwd=tmp_path, env=study_env)
     _study("report", "--out", str(out), cwd=tmp_path, env=study_env)
 
@@ -49,6 +51,10 @@ def test_quick_sweep_to_report(tmp_path, study_env):
     seed_setting = metrics["speedup"]["seed_setting"]
     assert seed_setting["model_low"] is not None and seed_setting["model_low"] <= seed_setting["model_high"]
     assert "model [" in html
+    # each headline carries its conditions, on page 1 too
+    assert set(metrics["conditions"]) == set(metrics["speedup"])
+    page1 = html.split('id="question"')[0]
+    assert page1.count("Conditions at the fitted costs:") == len(metrics["speedup"])
 
     # the seed table: all 8 cells from the sweep, each with its interval
     assert len(metrics["seed"]) == len(SEED_TABLE)

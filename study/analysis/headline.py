@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.analysis import grid, schema, seedtable, verdict
+from study.analysis import conditions, grid, schema, seedtable, verdict
 from study.analysis.results import Results
 
 
@@ -156,7 +156,10 @@ def safety(results: Results) -> dict:
 def headline(results: Results) -> tuple[dict, dict]:
     """(metrics.json content, descriptions of where each speedup was measured)."""
     speed, where = speedups(results)
+    held, words = conditions.for_headlines(results.conditions, where)
+    for key, text in words.items():
+        where[key]["conditions"] = text
     metrics = dict(seed=seed_metrics(results), seed_reduction_2t=seed_reductions(results), speedup=speed,
-                   crossover=crossover_metrics(results), attribution=attribution_metrics(results),
+                   conditions=held, crossover=crossover_metrics(results), attribution=attribution_metrics(results),
                    grid=grid_counts(results), violations_per_round_max=safety(results))
     return clean(metrics), clean(where)

@@ -28,6 +28,10 @@ class Results:
     members: object = None
     crossover_members: object = None            # per crossover line: each member's boundary
     sensitivity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # where each scanned setting's verdict flips along its conditions (study.analysis.conditions):
+    # per setting and knob, and per value
+    conditions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    condition_lines: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def cells(self) -> pd.DataFrame:

@@ -13,8 +13,8 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-from study.analysis import (attribution, cells, crossover, headline, identifiability, paired, plots, seedtable, series,
-                            stats, uncertainty, verdict)
+from study.analysis import (attribution, cells, conditions, crossover, headline, identifiability, paired, plots,
+                            seedtable, series, stats, uncertainty, verdict)
 from study.analysis.arms import Arms
 from study.analysis.figures import save_csv
 from study.analysis.load import Sweep, load_sweep
@@ -24,7 +24,7 @@ from study.results.files import atomic_write_text
 
 FORMAT_VERSION = 1
 TABLES = ("seed_table", "cells_summary", "paired", "crossover", "attribution", "attribution_pairs",
-          "identifiability", "sensitivity")
+          "identifiability", "sensitivity", "conditions", "condition_lines")
 VERSIONED = ("study", "numpy", "scipy", "pandas", "pyarrow", "matplotlib", "seaborn")
 
 
@@ -49,6 +49,7 @@ def compute(sweep: Sweep, seed_fallback: Path | None = None) -> Results:
                       crossover_members=per_member)
     _, where = headline.speedups(results)
     results.sensitivity = uncertainty.sensitivity_table(results, where, headline.crossover_key)
+    results.conditions, results.condition_lines = conditions.build(sweep)
     return results
 
 
@@ -138,7 +139,8 @@ def _write_into(results: Results, target: Path, measure: Path | None = None) -> 
     frames = dict(seed_table=results.seed, cells_summary=results.summary, paired=results.comparisons.table,
                   crossover=results.crossover.boundary, attribution=results.attribution,
                   attribution_pairs=results.attribution_pairs, identifiability=results.identifiability,
-                  sensitivity=results.sensitivity)
+                  sensitivity=results.sensitivity, conditions=results.conditions,
+                  condition_lines=results.condition_lines)
     for name in TABLES:
         save_csv(frames[name], target / f"{name}.csv")
     index = plots.render_all(results, target / "plots")

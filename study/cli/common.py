@@ -33,6 +33,32 @@ def check_replicates_rounds(replicates: int, rounds: int, limits) -> None:
                                       f"raise it with limits.{key}=N to go further")
 
 
+def add_ray_options(parser: argparse.ArgumentParser) -> None:
+    """``--num-cpus`` and ``--serial`` of a command that runs its tasks on a local Ray instance."""
+    parser.add_argument("--num-cpus", type=int, default=None,
+                        help="CPUs of the local Ray instance, at most this machine's (default: all)")
+    parser.add_argument("--serial", action="store_true", help="run in this process, without Ray")
+
+
+def check_ray_options(args) -> None:
+    """``--num-cpus`` between 1 and this machine's CPUs: Ray never schedules on 0, and more
+    workers than CPUs only adds contention."""
+    import os
+
+    most = os.cpu_count() or 1
+    if args.num_cpus is not None and not 1 <= args.num_cpus <= most:
+        raise ConfigError("--num-cpus", f"an integer in [1, {most}] (this machine's CPUs), got {args.num_cpus}")
+
+
+def require_sweep(out: Path, sweep: str) -> Path:
+    """``out/sweep/<sweep>/``, which a command reading a sweep's cells needs to exist."""
+    sweep_dir = out / "sweep" / sweep
+    if not (sweep_dir / "cells.parquet").exists():
+        raise ConfigError("--sweep", f"no sweep {sweep!r} under {out}/sweep/: run "
+                                     f"`python -m study sweep sweep={sweep}` first")
+    return sweep_dir
+
+
 def parse(parser: argparse.ArgumentParser, argv: list[str]):
     """Options for ``parser``; every ``key=value`` word is a Hydra override."""
     parser.add_argument("overrides", nargs="*", help="Hydra-style key=value overrides, e.g. workload.threads=4")
@@ -48,3 +74,16 @@ def write_json_atomic(path: Path, data) -> None:
     from study.results.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def merge_run_info(path: Path, **fields) -> None:
+    """Merge ``fields`` (timings, reuse counts) into the JSON file ``path``: a command's run
+    information, kept outside its DVC outputs so that the same inputs give the same bytes."""
+    from study.results.files import atomic_write_text
+
+    try:
+        info = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        info = {}
+    info.update(fields)
+    atomic_write_text(path, json.dumps(info, indent=1, sort_keys=True) + "\n")

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from study.cli import EXIT_OK, EXIT_USAGE, command, config_error
-from study.cli.common import Parser
+from study.cli.common import Parser, add_ray_options, check_ray_options, merge_run_info, require_sweep
 from study.errors import ConfigError
 
 FORMAT_VERSION = 1
@@ -38,8 +38,7 @@ def parser() -> argparse.ArgumentParser:
                    help="every seed cell within this relative error (default: %(default)s)")
     p.add_argument("--replicates", type=int, default=8, help="replicates per member and cell (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=10, help="rounds per replicate (default: %(default)s)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
-    p.add_argument("--serial", action="store_true", help="run in this process, without Ray")
+    add_ray_options(p)
     p.add_argument("--members-only", action="store_true", help="build the parameter sets only, run nothing")
     return p
 
@@ -54,27 +53,16 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--tolerance", "a relative error in (0, 1), e.g. 0.03")
         if args.replicates < 2 or args.rounds < 1:
             raise ConfigError("--replicates/--rounds", "need >= 2 replicates and >= 1 round")
-        sweep_dir = args.out / "sweep" / args.sweep
-        if not args.members_only and not (sweep_dir / "cells.parquet").exists():
-            raise ConfigError("--sweep", f"no sweep {args.sweep!r} under {args.out}/sweep/: run "
-                                         f"`python -m study sweep sweep={args.sweep}` first")
+        check_ray_options(args)
+        if not args.members_only:
+            require_sweep(args.out, args.sweep)
     except ConfigError as err:
         return config_error(err)
     return run(args)
 
 
 def _run_info(args, **fields) -> None:
-    """Timings and reuse counts of this run, merged into ``<out>/ensemble_run_info.json``: outside
-    ``<out>/ensemble/`` (a DVC output), so that the same inputs give byte-identical outputs."""
-    from study.results.files import atomic_write_text
-
-    path = args.out / RUN_INFO
-    try:
-        info = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        info = {}
-    info.update(fields, sweep=args.sweep)
-    atomic_write_text(path, json.dumps(info, indent=1, sort_keys=True) + "\n")
+    merge_run_info(args.out / RUN_INFO, **fields, sweep=args.sweep)
 
 
 def _calibration_code() -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from study.report import provenance, sections, this_machine, verdict
+from study.report import conditions, provenance, sections, this_machine, verdict
 from study.report.doc import Document, Heading, Outline
 from study.report.inputs import Inputs
 
@@ -17,6 +17,7 @@ SECTIONS = (
     ("scaling", "Scaling with threads and placement", sections.scaling),
     ("workloads", "The workloads", sections.workloads),
     ("loses", "Where relaxed loses", sections.loses),
+    ("conditions", "The conditions of each verdict", conditions.section),
     ("attribution", "Per-patch attribution", sections.attribution),
     ("this-machine", "This machine", this_machine.section),
     ("method", "Statistical method", provenance.method),

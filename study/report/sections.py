@@ -252,13 +252,15 @@ def loses(inputs: Inputs) -> list[Block]:
         "shootdown finds them two generations behind, and `flush_tlb_func` does a full flush instead of "
         "INVLPG (the seed's -6% on PROT_READ); and a remote write into the range after a relaxed "
         "RO\u2192RW takes a spurious fault, which `flush_tlb_fix_spurious_fault` answers with a full flush. "
-        "Each full flush throws away the CPU's working set, which its thread then refills by page walks: "
-        "the larger the working set and the more the other threads touch memory, the more this costs, "
-        "whatever the share of writes. The boundary is where the speedup of total cycles per round reaches 1. "
-        "Working set 0 is the assumption that a full flush is free, shown only as the contrast: every "
-        "workload's default working set is non-zero, with its source in its `conf/workload` file (the L1 data "
-        "TLB's 64 entries for the mprotect loop and the allocator, a full STLB for uffd-wp users), and a "
-        "refill costs one page walk per entry, at most the machine's STLB entries.")]
+        "Each full flush throws away the hot set of the thread on that CPU, which it then refills by page "
+        "walks, whether or not it ever touches the range that changed: a busy thread that keeps N entries hot "
+        "pays N walks per full flush of its CPU (at most the machine's STLB entries), a thread spinning on "
+        "registers, like the seed's second thread, pays none. The larger the hot sets and the more the other "
+        "threads touch the range, the more relaxed costs. The boundary is where the speedup of total cycles "
+        "per round reaches 1. Working set 0 is the assumption that a full flush is free, shown as the "
+        "contrast: every workload's default hot sets are non-zero, with their sources in its `conf/workload` "
+        "file (the L1 data TLB's 64 entries for the mprotect loop and the allocator, a full STLB for uffd-wp "
+        "writers), and the next section says, per setting, at what hot set each verdict flips.")]
     blocks += figure(inputs, "crossover")
     boundary = inputs.table("crossover")
     if not boundary.empty:

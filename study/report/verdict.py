@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from study.analysis import verdict as rule
+from study.report import conditions
 from study.report import numbers as fmt
 from study.report import tables
 from study.report.doc import Block, Items, Para
@@ -216,7 +217,8 @@ def headlines(inputs: Inputs) -> list[Block]:
         drivers = (f"; moved most by {info['drivers']}" if info.get("drivers")
                    and not str(info.get("verdict", "")).startswith(rule.DEPENDS) else "")
         items.append(f"{title}: {_both(entry)} \u2014 {info.get('verdict', '?')} "
-                     f"(`{info.get('setting', '?')}`, {info.get('machine', '?')}{drivers}).")
+                     f"(`{info.get('setting', '?')}`, {info.get('machine', '?')}{drivers}). "
+                     f"{conditions.headline_text(info)}.")
     items += crossover_items(inputs)
     sens = inputs.table("sensitivity")
     if not sens.empty:
@@ -243,5 +245,7 @@ def headlines(inputs: Inputs) -> list[Block]:
     from study.report.sections import figure
 
     return [Para("Each headline: the estimate, its 95% Monte Carlo CI in brackets, the model interval (5\u201395% "
-                 "over the ensemble) after \u201cmodel\u201d, and the verdict with the practical threshold of "
-                 f"{rule.THRESHOLD:.0%}."), Items(items)] + figure(inputs, "sensitivity")
+                 "over the ensemble) after \u201cmodel\u201d, the verdict with the practical threshold of "
+                 f"{rule.THRESHOLD:.0%}, and the conditions it holds under: along each knob that can flip it, "
+                 "where it does (section \u201cThe conditions of each verdict\u201d)."),
+            Items(items)] + figure(inputs, "sensitivity")

@@ -26,6 +26,7 @@ import numpy as np
 from study.config.cell import Cell
 from study.engine.machine import Machine
 from study.runner.store import NpzStore, code_fingerprint
+from study.runner.tasks import map_tasks
 from study.workloads.result import CellResult
 
 # what is kept per member (means over replicates; the replicate values of the main metric)
@@ -121,41 +122,11 @@ def run_ensemble(jobs: list[tuple[Cell, list[Machine]]], members_digest: str, di
     seconds: dict[str, float] = {}
     # the costliest first, so that the tail of the run is short (order never changes results)
     todo.sort(key=lambda job: -(job[0].run.rounds * (4 + job[0].workload.threads)))
-    if todo and serial:
-        for cell, members in todo:
-            cell_id, arrays, elapsed = _task(cell, members, run)
-            store.save(cell_id, arrays)
-            results[cell_id], seconds[cell_id] = arrays, elapsed
-    elif todo:
-        import os
-
-        import ray
-
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        started = False
-        if not ray.is_initialized():
-            import logging
-
-            options = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                           configure_logging=True)
-            address = ray_address or os.environ.get("RAY_ADDRESS")
-            ray.init(address=address or "local", **({} if address else {"num_cpus": num_cpus}), **options)
-            started = True
-        try:
-            task = ray.remote(num_cpus=1, max_retries=0)(_task)
-            pending = [task.remote(c, m, run) for c, m in todo]
-            done_count = 0
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                cell_id, arrays, elapsed = ray.get(done[0])
-                store.save(cell_id, arrays)
-                results[cell_id], seconds[cell_id] = arrays, elapsed
-                done_count += 1
-                if done_count % 10 == 0 or not pending:
-                    log(f"ensemble: {done_count}/{len(todo)} cells ({time.perf_counter() - start:.0f} s)")
-        finally:
-            if started:
-                ray.shutdown()
+    jobs_todo = [(cell, members, run) for cell, members in todo]
+    for _, (cell_id, arrays, elapsed) in map_tasks(_task, jobs_todo, label="ensemble cells", log=log,
+                                                   ray_address=ray_address, num_cpus=num_cpus, serial=serial):
+        store.save(cell_id, arrays)
+        results[cell_id], seconds[cell_id] = arrays, elapsed
     timings = {"compute_s": time.perf_counter() - start, "cells_computed": len(todo),
                "cells_reused": len(jobs) - len(todo), "cell_seconds": seconds}
     return results, timings

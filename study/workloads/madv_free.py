@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from study.engine.ops import OP_ACCESS, OP_MADV_FREE, OP_MPROTECT
 from study.params import param
-from study.workloads.spec import Call, Panel, WorkloadSpec
+from study.workloads.spec import Call, Condition, Panel, WorkloadSpec
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,10 @@ class MadvFree(WorkloadSpec):
         "mprotect_rw": Call("mprotect(PROT_READ|PROT_WRITE)", "thread 0 makes the range writable again",
                             flushes=True),
     }
+    CONDITIONS: ClassVar[tuple[Condition, ...]] = WorkloadSpec.CONDITIONS + (
+        Condition("dirty_ratio", (0.0, 0.1, 0.5, 1.0), "the share of reused pages rewritten: a clean page's "
+                  "write-protect needs no flush under patch 12, a dirty one a strict flush", refine="linear"),
+    )
     CROSSOVER: ClassVar[tuple[str, ...]] = ("workload.threads", "workload.dirty_ratio")
     TITLE: ClassVar[str] = "an allocator's MADV_FREE cycle"
     ABOUT: ClassVar[str] = (

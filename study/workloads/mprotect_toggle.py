@@ -24,7 +24,7 @@ import numpy as np
 
 from study.engine.ops import OP_ACCESS, OP_MADV_FREE, OP_MPROTECT
 from study.params import param
-from study.workloads.spec import Call, Panel, WorkloadSpec
+from study.workloads.spec import Call, Condition, Panel, WorkloadSpec
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,10 @@ class MprotectToggle(WorkloadSpec):
         "write": Call("a write", "thread 0 writes each page it keeps dirty"),
         "remote_access": Call("an access by another thread", "another thread of the mm reads or writes the range"),
     }
+    CONDITIONS: ClassVar[tuple[Condition, ...]] = WorkloadSpec.CONDITIONS + (
+        Condition("remote_access_rate", (0.0, 0.25, 0.5, 1.0), "the other threads touching the range: an entry "
+                  "a relaxed promotion leaves read-only faults on their next write", refine="linear"),
+    )
     # remote writes into the window a relaxed flush leaves open are what make relaxed lose
     CROSSOVER: ClassVar[tuple[str, ...]] = ("workload.remote_write_share", "workload.remote_access_rate",
                                             "workload.threads", "workload.dirty_ratio")

@@ -14,6 +14,9 @@ module of the package, so a new workload needs no other edit.  The class declare
   generous bound on the events one round charges, for the int64 check of ``limits``);
 * ``CROSSOVER`` (and ``CROSSOVER_Y``): the knobs along which a crossover is looked for (and the
   second knob that splits its lines), most telling first;
+* ``ROLES``: its threads' roles in its own words, each with the knob of that role's hot set;
+* ``CONDITIONS``: the knobs that can flip a verdict, with the values to scan them at
+  (``python -m study conditions`` runs strict and relaxed along each, from each headline's setting);
 * report hooks: ``TITLE``, ``ABOUT`` (a paragraph), ``PANEL`` (its figure: metrics along its main
   knob, with the ablation of the patch that matters most to it), ``PREDICTED_STRICT_SHARE``.
 
@@ -45,6 +48,27 @@ class Call:
     text: str            # the call in words, e.g. "mprotect(PROT_READ)"
     doc: str             # who makes it and what it covers
     flushes: bool = False   # may flush: its share of strict flushes is booked (strict_share_<label>)
+
+
+# a scanned value that stands for the machine's tlb_single_page_flush_ceiling (plus one)
+CEILING, PAST_CEILING = "ceiling", "ceiling+1"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A knob that can flip a verdict: the values to run strict and relaxed at (the setting's own
+    value is added), how a flip between two neighbours is narrowed (``refine``: "geometric" or
+    "linear" points between them, "none": the neighbours are as close as the knob allows), and
+    why it matters, in words."""
+
+    knob: str
+    values: tuple
+    why: str
+    refine: str = "none"
+
+
+# at most this many values per knob, refinement included: bounds a scan's runs
+MAX_CONDITION_VALUES = 16
 
 
 @dataclass(frozen=True)
@@ -110,6 +134,18 @@ class WorkloadSpec:
         "others": ("the other threads, running in the mm", "working_set"),
         "sleepers": ("the other threads asleep with the mm loaded (lazy_share)", "sleeper_working_set"),
     }
+    # the knobs that can flip a verdict (the report states each headline's conditions along them);
+    # a workload adds its own to these
+    CONDITIONS: ClassVar[tuple[Condition, ...]] = (
+        Condition("working_set", (0, 16, 64, 256, 1024), "the other threads' hot set, refilled after each full "
+                  "flush of their CPUs", refine="geometric"),
+        Condition("initiator_working_set", (0, 16, 64, 256, 1024), "thread 0's hot set, refilled after each full "
+                  "flush of its CPU", refine="geometric"),
+        Condition("sleeper_working_set", (0, 16, 64, 256, 1024), "the sleeping threads' hot set, refilled when "
+                  "they wake behind mm->tlb_gen", refine="geometric"),
+        Condition("pages", (1, 8, CEILING, PAST_CEILING, 128), "the range against tlb_single_page_flush_ceiling: "
+                  "past it every flush is a full flush", refine="linear"),
+    )
     CROSSOVER: ClassVar[tuple[str, ...]] = ()
     # the second knob of a crossover, most telling first: a big working set is what a full
     # flush throws away
@@ -170,6 +206,34 @@ class WorkloadSpec:
         return [self.initiator_working_set if i == 0 else self.sleeper_working_set if asleep[i] else self.working_set
                 for i in range(self.threads)]
 
+    def conditions(self, machine: Machine, kernel) -> list[tuple[Condition, tuple]]:
+        """The conditions that apply to this setting, each with its values resolved (the machine's
+        ceiling, the setting's own value added, sorted; values the knob's range, the machine or
+        the kernel refuse left out): a role's hot set only if the role has a thread."""
+        asleep = self.sleepers()
+        has = {"initiator_working_set": True, "sleeper_working_set": any(asleep),
+               "working_set": any(not s for s in asleep[1:])}
+        out = []
+        for cond in self.CONDITIONS:
+            if not has.get(cond.knob, True):
+                continue
+            ceiling = machine.tlb_single_page_flush_ceiling
+            wanted = {ceiling if v == CEILING else ceiling + 1 if v == PAST_CEILING else v for v in cond.values}
+            wanted.add(getattr(self, cond.knob))
+            values = tuple(v for v in sorted(wanted) if self.allows(cond.knob, v, machine, kernel))
+            if len(values) > 1:
+                out.append((cond, values))
+        return out
+
+    def allows(self, knob: str, value, machine: Machine, kernel) -> bool:
+        """Whether this setting with ``knob`` = ``value`` is one the configuration accepts."""
+        try:
+            other = dataclasses.replace(self, **{knob: value}).validate(machine)
+            other.check_kernel(kernel)
+        except (ConfigError, TypeError, ValueError):
+            return False
+        return True
+
     def check_kernel(self, kernel, prefix: str = "workload") -> None:
         """A rule between the workload and the kernel it runs on (a uAPI flag the kernel lacks):
         raise ConfigError naming the knob; by default none."""
@@ -214,6 +278,8 @@ class WorkloadSpec:
             "lane_fields": list(cls.LANE_FIELDS),
             "roles": {role: {"words": words, "knob": knob} for role, (words, knob) in cls.ROLES.items()},
             "crossover": list(cls.CROSSOVER), "crossover_y": list(cls.CROSSOVER_Y),
+            "conditions": {c.knob: {"values": list(c.values), "why": c.why, "refine": c.refine}
+                           for c in cls.CONDITIONS},
             "panel": dataclasses.asdict(cls.PANEL) if cls.PANEL is not None else None,
             "predicted_strict_share": cls.PREDICTED_STRICT_SHARE,
         }
@@ -240,6 +306,13 @@ def problems(cls: type[WorkloadSpec]) -> list[str]:
     knobs = {f"workload.{k}" for k in cls.knobs()}
     out += [f"ROLES: {role}'s knob {knob} is not a knob" for role, (_, knob) in cls.ROLES.items()
             if f"workload.{knob}" not in knobs]
+    for cond in cls.CONDITIONS:
+        if f"workload.{cond.knob}" not in knobs:
+            out.append(f"CONDITIONS: {cond.knob} is not a knob")
+        if cond.refine not in ("geometric", "linear", "none") or not cond.why or len(cond.values) < 2:
+            out.append(f"CONDITIONS: {cond.knob} needs >= 2 values, its words and refine geometric|linear|none")
+        if len(cond.values) + 1 > MAX_CONDITION_VALUES:
+            out.append(f"CONDITIONS: {cond.knob} scans more than {MAX_CONDITION_VALUES} values")
     for hook in ("CROSSOVER", "CROSSOVER_Y"):
         out += [f"{hook}: {k} is not a knob" for k in getattr(cls, hook) if k not in knobs]
     if cls.PANEL is not None:

@@ -35,7 +35,7 @@ from study.engine.ops import (
 )
 from study.errors import ConfigError
 from study.params import param
-from study.workloads.spec import Call, Panel, WorkloadSpec
+from study.workloads.spec import Call, Condition, Panel, WorkloadSpec
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,10 @@ class UffdWp(WorkloadSpec):
                                                                   "wake-up and the retry"),
         "uffd_write": Call("a write without a uffd-wp fault", "an application write to a page not protected"),
     }
+    CONDITIONS: ClassVar[tuple[Condition, ...]] = WorkloadSpec.CONDITIONS + (
+        Condition("write_likely", (False, True), "the RFC tree's UFFD_FLAGS_WRITE_LIKELY on unprotect, which only a "
+                  "kernel with uffd_access_hints has: without it the RFC's uffd patches never act"),
+    )
     CROSSOVER: ClassVar[tuple[str, ...]] = ("workload.write_rate", "workload.threads", "workload.dirty_ratio")
     TITLE: ClassVar[str] = "userfaultfd write-protect"
     ABOUT: ClassVar[str] = (
