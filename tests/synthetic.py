@@ -39,6 +39,7 @@ FAULT = 1200.0
 WALK = 40.0
 FLUSH_FULL = 96.0
 DIRTY_WALK = 550.0
+KERNEL_SHOOTDOWN_SCALE = 1.6
 
 
 def _policies(ablations: bool) -> list:
@@ -68,10 +69,10 @@ def _settings(grid: str) -> list[dict]:
     return out
 
 
-def _toy_means(s: dict, pol) -> dict[str, float]:
+def _toy_means(s: dict, pol, shootdown: float = SHOOTDOWN) -> dict[str, float]:
     """Mean cycles per call (lat_*) and per round for one setting under one policy."""
     remote = s["threads"] - 1
-    shoot = 0.0 if remote == 0 else SHOOTDOWN * DISTANCE[s["placement"]] * (1 + 0.45 * (remote - 1))
+    shoot = 0.0 if remote == 0 else shootdown * DISTANCE[s["placement"]] * (1 + 0.45 * (remote - 1))
     relaxed_flush = 120.0 if remote else 0.0
     lat: dict[str, float] = {}
     stolen = 2 * 900.0 * remote if shoot else 0.0
@@ -117,21 +118,26 @@ def _spec(s: dict):
 
 
 def make_sweep(out: Path, name: str = "synthetic", grid: str = "full", replicates: int = 8,
-               rounds: int = 1000, seed: int = 7, ablations: bool = True, samples: int = 200) -> Path:
-    """Write ``<out>/sweep/<name>/`` with cells, replicates, calls and a manifest; return it."""
+               rounds: int = 1000, seed: int = 7, ablations: bool = True, samples: int = 200,
+               kernels=(RFC_BASE,)) -> Path:
+    """Write ``<out>/sweep/<name>/`` with cells, replicates, calls and a manifest; return it.
+
+    With more than one kernel every setting runs on each, the second kernel's shootdowns
+    costing ``KERNEL_SHOOTDOWN_SCALE`` times the first's (a toy difference that a figure
+    pooling the two would average away)."""
     path = Path(out) / "sweep" / name
     run = RunConfig(replicates=replicates, rounds=rounds, warmup_rounds=0, seed=seed, batch_replicates=replicates,
                     adaptive=False, ci_target=0.01, max_replicates=replicates, max_samples=samples,
                     output_dir=str(out))
     rows = []
-    for pair, s in enumerate(_settings(grid)):
+    for (k_index, kernel), (pair, s) in product(enumerate(kernels), enumerate(_settings(grid))):
         workload = _spec(s).validate(MACHINE)
         # common random numbers: one jitter draw per replicate shared by every policy
-        crn = np.random.default_rng([seed, pair])
+        crn = np.random.default_rng([seed, pair] + ([k_index] if k_index else []))
         shared = crn.normal(0.0, 0.03, replicates)
         for k, pol in enumerate(_policies(ablations)):
             noise = np.exp(shared + np.random.default_rng([seed, pair, k]).normal(0.0, 0.004, replicates))
-            toy = _toy_means(s, pol)
+            toy = _toy_means(s, pol, SHOOTDOWN * KERNEL_SHOOTDOWN_SCALE ** k_index)
             result = CellResult(replicates=replicates, rounds=rounds)
             for label, mu in toy["lat"].items():
                 result.metrics[f"lat_{label}"] = mu * noise
@@ -148,7 +154,8 @@ def make_sweep(out: Path, name: str = "synthetic", grid: str = "full", replicate
             # the negative control lets a write land on a read-only page whenever another CPU runs
             per_round["violations"] = np.full(replicates, 0.1 * (s["threads"] - 1) if pol.unsafe_dirty_demote else 0.0)
             result.counters = {c: np.rint(v * rounds).astype(np.int64) for c, v in per_round.items()}
-            rows.append((GridCell(Cell(MACHINE, workload, pol, run, RFC_BASE), 0, (("setting", pair),)), result))
+            point = (("setting", pair),) + ((("kernel", kernel.name),) if k_index else ())
+            rows.append((GridCell(Cell(MACHINE, workload, pol, run, kernel), 0, point), result))
     cells = [gc.cell for gc, _ in rows]
     resolved, keys = resolved_parts(cells)
     meta = {"format_version": tables.FORMAT_VERSION, "kind": "study.sweep", "sweep": name, "root_seed": seed,

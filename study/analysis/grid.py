@@ -19,13 +19,15 @@ def equal(column: pd.Series, value) -> pd.Series:
     return column == value
 
 
-def slice_for(frame: pd.DataFrame, vary: list[str]) -> pd.DataFrame:
-    """Rows of ``frame`` where every knob outside ``vary`` is held at one value.
+def slice_for(frame: pd.DataFrame, vary: list[str], hold: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Rows of ``frame`` where every knob outside ``vary``, and every column of ``hold`` (e.g.
+    ``machine_label``, for a figure that cannot tell two kernels apart), is held at one value.
 
     For each such knob, the value kept is the one whose rows cover the most distinct
     combinations of ``vary`` (ties: more rows, then the smaller value).
     """
-    for knob in schema.varied_knobs(frame):
+    held = [c for c in hold if c in frame and frame[c].nunique(dropna=False) > 1]
+    for knob in held + schema.varied_knobs(frame):
         if knob in vary:
             continue
         best, best_key = None, None

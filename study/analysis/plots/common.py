@@ -84,19 +84,36 @@ def representative_pair(cells: pd.DataFrame, workload: str):
     return part.sort_values(["workload.threads", "pair_id"], kind="stable")["pair_id"].iloc[-1]
 
 
+SERIES_STYLE = "machine_label"  # machine and kernel: a line never mixes two of them
+
+
 def lines_with_ci(ax, frame: pd.DataFrame, x: str, hue: str, colors: dict, y="mean", low="ci_low", high="ci_high",
-                  order=None) -> None:
-    """Mean lines (seaborn) with their CI as a band, one per ``hue`` value."""
-    frame = frame.sort_values([hue, x], kind="stable")
+                  order=None, style: str = SERIES_STYLE) -> None:
+    """Mean lines (seaborn) with their CI as a band, one per ``hue`` value and, where the frame
+    holds more than one, per ``style`` value (the machine and kernel: solid, dashed, ...).
+
+    One drawn point is one row of ``frame``: two rows sharing a line and an x would be averaged
+    by seaborn into a point no cell has, so they are refused (a figure that pools kernels, or a
+    slice that left a knob free, is a bug in the figure)."""
+    style = style if style in frame and frame[style].nunique() > 1 else None
+    series = [hue] + ([style] if style else [])
+    pooled = frame.duplicated(series + [x], keep=False)
+    if pooled.any():
+        raise ValueError(f"lines_with_ci: {int(pooled.sum())} rows share {', '.join(series + [x])}; "
+                         "each drawn point must be one cell")
+    frame = frame.sort_values(series + [x], kind="stable")
     order = [h for h in (order or sorted(frame[hue].unique())) if h in set(frame[hue])]
     palette = {h: colors.get(h, "0.4") for h in order}
-    sns.lineplot(data=frame, x=x, y=y, hue=hue, hue_order=order, palette=palette, marker="o", markersize=4,
-                 errorbar=None, ax=ax, legend="brief")
-    for h in order:
-        part = frame[frame[hue] == h]
+    styles = sorted(frame[style].unique()) if style else None
+    sns.lineplot(data=frame, x=x, y=y, hue=hue, hue_order=order, palette=palette, style=style, style_order=styles,
+                 marker="o", markersize=4, errorbar=None, estimator=None, ax=ax, legend="brief")
+    for key, part in frame.groupby(series, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        if key[0] not in palette:
+            continue
         lo, hi = part[low].to_numpy(float), part[high].to_numpy(float)
         if np.isfinite(lo).all() and np.isfinite(hi).all():
-            ax.fill_between(part[x].to_numpy(float), lo, hi, color=palette[h], alpha=0.2, linewidth=0)
+            ax.fill_between(part[x].to_numpy(float), lo, hi, color=palette[key[0]], alpha=0.2, linewidth=0)
 
 
 def legend_below(fig: plt.Figure, axes, title: str | None = None) -> None:

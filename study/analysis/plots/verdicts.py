@@ -19,6 +19,7 @@ CATEGORIES = ("wins", "none", "loses", "depends", "unresolved")
 CATEGORY_TEXT = {"wins": "relaxed wins", "none": "no practical difference", "loses": "relaxed loses",
                  "depends": "depends on the costs", "unresolved": "unresolved (noise)"}
 COLOURS = {"wins": "#4575b4", "none": "#e0e0e0", "loses": "#d73027", "depends": "#fdae61", "unresolved": "#ffffff"}
+NOT_RUN_EDGE = "0.75"  # hatching of a setting the sweep did not run
 ROWS = ["workload.dirty_ratio"]
 COLUMN = "workload.threads"
 
@@ -71,6 +72,9 @@ def verdict_map(results) -> Plot:
         for r in records:
             z[rows_all.index(r["row"]), columns.index(r[COLUMN])] = CATEGORIES.index(r["category"])
         ax.imshow(np.ma.masked_invalid(z), cmap=cmap, vmin=-0.5, vmax=len(CATEGORIES) - 0.5, aspect="auto")
+        for i, j in zip(*np.nonzero(np.isnan(z))):   # not in the sweep: hatched, never a verdict's colour
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="white", edgecolor=NOT_RUN_EDGE,
+                                   hatch="////", linewidth=0))
         for r in records:
             i, j = rows_all.index(r["row"]), columns.index(r[COLUMN])
             ax.text(j, i, _short(r["speedup"]), ha="center", va="center", fontsize=6)
@@ -82,12 +86,13 @@ def verdict_map(results) -> Plot:
         ax.set_xlabel("threads", fontsize=8)
         ax.set_title(f"kernel {kernel}" if kernel else "", fontsize=8)
     handles = [Patch(facecolor=COLOURS[c], edgecolor="0.5", label=CATEGORY_TEXT[c]) for c in CATEGORIES]
+    handles.append(Patch(facecolor="white", edgecolor=NOT_RUN_EDGE, hatch="////", label="not run"))
     fig.tight_layout()
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=3, frameon=False, fontsize=7)
     caption = (f"Verdict per setting (colour) and speedup strict/relaxed of total cycles per round (number); rows: "
                f"workload and dirty ratio d, columns: threads. A verdict needs the Monte Carlo CI and the "
                f"ensemble's interval beyond the {verdict.THRESHOLD:.0%} practical threshold; outlined cells were re-run "
-               f"over the ensemble, the others are judged at the fitted costs only. Held fixed: " + "; ".join(held)
+               f"over the ensemble, the others are judged at the fitted costs only; hatched: not in the sweep. Held fixed: " + "; ".join(held)
                + f"; {machines_note(data)}.")
     return Plot(MAP_NAME, MAP_TITLE, caption, data, fig)
 

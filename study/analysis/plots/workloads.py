@@ -35,7 +35,8 @@ def _predicting(results: Results):
         share = metrics.strict_share(label)
         rows = cells[(cells["workload"] == name) & (cells["role"] == schema.ROLE_RELAXED)]
         if not rows.empty and rows[DIRTY].nunique() >= 2 and f"{share}.mean" in rows.columns:
-            return name, label, grid.slice_for(rows, [DIRTY, PAGES])
+            # one machine and kernel: the points of two would sit on each other
+            return name, label, grid.slice_for(rows, [DIRTY, PAGES], hold=("machine_label",))
     return None
 
 
