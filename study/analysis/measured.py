@@ -10,6 +10,12 @@ format (the columns of study/analysis/schema.py), and writes into ``<out>/analys
 * ``this_machine.csv``: measured against predicted per (cell, call), fit or held-out,
   shootdowns per call measured against modelled, and the relaxed policy's predicted change
   (copied from ``calibrate --from``'s output; absent until the machine is calibrated);
+* ``this_machine_mechanism.csv``: the kernel's own account of each traced cell, event kind
+  by event kind, against the engine's prediction under strict (copied from ``calibrate
+  --from``'s ``mechanism.csv``: study.calibration.mechanism; absent until calibrated);
+* ``this_machine_refill.{csv,svg}``: the refill curve (cycles a received flush costs a thread
+  against the N pages it keeps hot, partial and full shootdowns) with the lines fitted to it
+  (study.calibration.refill; absent until calibrated or without refill cells);
 * ``this_machine.json``: the host's facts, the load average, the calibration's summary and
   identifiability.
 """
@@ -72,13 +78,20 @@ def write_into(measure_dir: Path, target: Path) -> Path:
     measure_dir = Path(measure_dir)
     cells, manifest = load_cells(measure_dir)
     cells_frame(cells, flush_labels(manifest)).to_csv(target / "this_machine_cells.csv", index=False)
-    predicted = measure_dir / "this_machine.csv"
     calibration_path = measure_dir / "calibration.json"
     calibration = json.loads(calibration_path.read_text()) if calibration_path.is_file() else None
-    if predicted.is_file() and calibration is not None:
-        pd.read_csv(predicted).to_csv(target / "this_machine.csv", index=False)
+    for name, copy in (("this_machine.csv", "this_machine.csv"), ("mechanism.csv", "this_machine_mechanism.csv")):
+        source = measure_dir / name
+        if source.is_file() and calibration is not None:
+            pd.read_csv(source).to_csv(target / copy, index=False)
+        else:
+            (target / copy).unlink(missing_ok=True)
+    refill = (calibration or {}).get("refill")
+    if refill and refill.get("points"):
+        refill_figure(refill, target)
     else:
-        (target / "this_machine.csv").unlink(missing_ok=True)
+        for name in ("this_machine_refill.csv", "this_machine_refill.svg"):
+            (target / name).unlink(missing_ok=True)
     host = manifest.get("host", {})
     summary = {
         "measurement": str(measure_dir),
@@ -93,11 +106,46 @@ def write_into(measure_dir: Path, target: Path) -> Path:
         "calls": {label: schema.Meaning(manifest.get("meaning", {})).call_text(label) for label in flush_labels(manifest)},
         "calibration": None if calibration is None else {
             k: calibration.get(k) for k in ("machine_file", "values", "flagged_at_bound", "train", "summary",
-                                            "identifiability", "unmodelled_facts")},
+                                            "identifiability", "unmodelled_facts", "kernel", "refill",
+                                            "pinned_by_refill")},
     }
     path = target / "this_machine.json"
     path.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
     return path
+
+
+def refill_figure(refill: dict, target: Path) -> None:
+    """The refill curve: per flush kind, the cycles lost per received flush (95% CI) against the
+    hot entries N, with the line fitted below the STLB's reach; the data beside it as CSV."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from study.analysis import figures
+
+    data = pd.DataFrame(refill["points"])
+    figures.save_csv(data, target / "this_machine_refill.csv")
+    with figures.style():
+        fig, ax = plt.subplots(figsize=(figures.WIDTH * 0.7, 2.8))
+        colours = {"partial": "#4575b4", "full": "#d73027"}
+        for kind, part in data.groupby("flush", sort=True):
+            err = np.vstack([part["lost"] - part["lost_low"], part["lost_high"] - part["lost"]]).astype(float)
+            label = "1-page (partial) shootdown" if kind == "partial" else "64-page (full) shootdown"
+            ax.errorbar(part["entries"], part["lost"], yerr=np.clip(np.nan_to_num(err), 0, None), fmt="o",
+                        color=colours.get(kind, "0.4"), capsize=3, ms=4, label=label)
+            fitted = refill.get(kind)
+            if fitted:
+                used = part["entries"][part["entries"] <= refill["stlb_entries"]]
+                xs = np.geomspace(used.min(), used.max(), 50)   # a line, drawn on a log axis
+                ax.plot(xs, fitted["intercept"] + fitted["slope"] * xs, color=colours.get(kind, "0.4"), lw=1,
+                        ls="--", label=f"fit: {fitted['slope']:.1f} cycles per entry")
+        ax.axvline(refill["stlb_entries"], color="0.5", lw=0.8, ls=":", label="stlb_entries")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("pages the other thread keeps hot (N)")
+        ax.set_ylabel("cycles lost per flush received")
+        ax.legend(fontsize=7, loc="upper left")
+        fig.tight_layout()
+        figures.save_svg(fig, target / "this_machine_refill.svg")
+        plt.close(fig)
 
 
 def write_alone(measure_dir: Path, out: Path) -> Path:

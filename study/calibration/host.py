@@ -5,8 +5,9 @@ preset's priors (conf/machine/kvm_guest_2vcpu.yaml for a KVM guest, the generic 
 bare metal).  The costs this host's cells can inform (HOST_PRIORS) are fitted by least
 squares on log(model / measured) of the mean cycles per call of the TRAINING cells named in
 conf/measure/<name>.yaml (``calibrate.train``), with a weak pull of each cost towards its
-prior centre; every other cost keeps the preset's prior.  The host runs today's mainline
-(study.engine.kernel.MAINLINE), simulated with the strict policy.
+prior centre; every other cost keeps the preset's prior.  The host's kernel is the named
+kernel its ``uname -r`` maps to (study.calibration.mechanism.kernel_for_release: mainline on
+a current host), simulated with the strict policy.
 
 One input comes from the measurement and is never fitted: on a cell whose other threads
 are busy, the share of flushing calls at which each other thread was on its CPU (the
@@ -34,6 +35,7 @@ from study.errors import ConfigError
 from study.measure.grid import select
 from study.measure.machine import machine_from_host
 from study.measure.store import Measurement
+from study.calibration.mechanism import kernel_for_release
 from study.policies.kernel import MAINLINE
 from study.policies import RELAXED, STRICT, Policy
 from study.workloads import WORKLOADS, simulate_cell
@@ -105,6 +107,8 @@ class HostFit:
     cost: float
     space: Space | None = None
     fit_size: dict = field(default_factory=dict)
+    kernel: object = MAINLINE        # the named kernel the host runs (kernel_for_release)
+    kernel_note: str = ""
 
     def errors(self, role: str) -> np.ndarray:
         return np.array([p / t.measured - 1.0 for t, p in zip(self.targets, self.predicted) if t.role == role])
@@ -152,12 +156,14 @@ def targets(meas: Measurement, train: list[str]) -> list[Target]:
 
 
 def simulate_targets(machine: Machine, specs: dict[str, WorkloadSpec], tgts: list[Target], policy: Policy, *,
-                     replicates: int, rounds: int, seed: int, measured_on_cpu: bool = True):
+                     replicates: int, rounds: int, seed: int, measured_on_cpu: bool = True, kernel=MAINLINE,
+                     runs: dict | None = None):
     """Per target: the model's cycles per call per replicate, and its shootdowns per flushing call.
 
     ``measured_on_cpu``: each cell runs with the measured on-CPU share of its other threads
-    (on_cpu_knob); False: they are always on their CPUs (the engine alone)."""
-    runs = {}
+    (on_cpu_knob); False: they are always on their CPUs (the engine alone).  ``runs``, when
+    given, receives each cell's CellResult by name (its counters: the mechanism check)."""
+    runs = {} if runs is None else runs
     order = list(specs)
     for t in tgts:
         if t.cell in runs:
@@ -165,7 +171,7 @@ def simulate_targets(machine: Machine, specs: dict[str, WorkloadSpec], tgts: lis
         spec = with_on_cpu(specs[t.cell], t, machine) if measured_on_cpu else specs[t.cell]
         ss = np.random.SeedSequence(seed, spawn_key=(order.index(t.cell),))
         runs[t.cell] = simulate_cell(machine, spec, policy, replicates=replicates, rounds=rounds, seed=ss,
-                                     kernel=MAINLINE)
+                                     kernel=kernel)
     lat, shoot = [], []
     for t in tgts:
         res = runs[t.cell]
@@ -185,6 +191,7 @@ def fit_host(meas: Measurement, *, train: list[str], replicates: int, rounds: in
     ``preset``: the machine whose costs are the priors (the kvm_guest_2vcpu preset for a KVM
     guest); the host's facts override its topology and hardware facts."""
     base = machine_from_host(meas.facts(), base=preset, name=meas.host)
+    kernel, kernel_note = kernel_for_release(meas.facts().kernel_release)
     specs = meas.workloads()
     tgts = targets(meas, train)
     train_t = [t for t in tgts if t.role == "fit"]
@@ -206,7 +213,8 @@ def fit_host(meas: Measurement, *, train: list[str], replicates: int, rounds: in
         calls[0] += 1
         if progress:
             progress(calls[0])
-        lat, _ = simulate_targets(build(u), specs, train_t, STRICT, replicates=replicates, rounds=rounds, seed=seed)
+        lat, _ = simulate_targets(build(u), specs, train_t, STRICT, replicates=replicates, rounds=rounds, seed=seed,
+                                  kernel=kernel)
         return np.log(np.array([m.mean() for m in lat]) / measured)
 
     def residuals(u):
@@ -220,12 +228,13 @@ def fit_host(meas: Measurement, *, train: list[str], replicates: int, rounds: in
     values = {n: float(np.rint(math.exp(v))) for n, v in zip(names, sol.x)}
     values = {n: min(max(v, math.ceil(p.low)), math.floor(p.high)) for (n, v), p in zip(values.items(), priors)}
     fitted = with_costs(base, values)
-    lat, _ = simulate_targets(fitted, specs, tgts, STRICT, replicates=replicates, rounds=rounds, seed=seed)
+    lat, _ = simulate_targets(fitted, specs, tgts, STRICT, replicates=replicates, rounds=rounds, seed=seed,
+                              kernel=kernel)
     busy, _ = simulate_targets(fitted, specs, tgts, STRICT, replicates=replicates, rounds=rounds, seed=seed,
-                               measured_on_cpu=False)
+                               measured_on_cpu=False, kernel=kernel)
     return HostFit(fitted, values, tgts, np.array([m.mean() for m in lat]), np.array([b.mean() for b in busy]),
                    ident, int(sol.nfev), float(sol.cost), Space(names, width),
-                   {"replicates": replicates, "rounds": rounds, "seed": seed})
+                   {"replicates": replicates, "rounds": rounds, "seed": seed}, kernel, kernel_note)
 
 
 def relaxed_change_sd(fit: HostFit, meas: Measurement, step: float = 0.1) -> np.ndarray:
@@ -236,7 +245,7 @@ def relaxed_change_sd(fit: HostFit, meas: Measurement, step: float = 0.1) -> np.
     the posterior covariance of the identifiability analysis (study.calibration.identify).
     """
     specs = meas.workloads()
-    size = fit.fit_size
+    size = dict(fit.fit_size, kernel=fit.kernel)
 
     def changes(machine):
         s, _ = simulate_targets(machine, specs, fit.targets, STRICT, **size)
@@ -262,15 +271,16 @@ def _t_ci(values: np.ndarray) -> tuple[float, float, float]:
 
 
 def prediction_rows(fit: HostFit, meas: Measurement, *, replicates: int, rounds: int, seed: int,
-                    change_sd: np.ndarray | None = None) -> list[dict]:
+                    change_sd: np.ndarray | None = None, runs: dict | None = None) -> list[dict]:
     """Every target: measured, predicted (strict), error, shootdowns, and the relaxed policy's change.
 
     Strict and relaxed runs share their random streams, so the change is paired per replicate;
-    ``change_sd`` (relaxed_change_sd) adds the fit's own uncertainty of the change.
+    ``change_sd`` (relaxed_change_sd) adds the fit's own uncertainty of the change.  ``runs``
+    receives the strict runs by cell (study.calibration.mechanism reads their counters).
     """
     specs = meas.workloads()
-    size = dict(replicates=replicates, rounds=rounds, seed=seed)
-    strict, shoot = simulate_targets(fit.machine, specs, fit.targets, STRICT, **size)
+    size = dict(replicates=replicates, rounds=rounds, seed=seed, kernel=fit.kernel)
+    strict, shoot = simulate_targets(fit.machine, specs, fit.targets, STRICT, runs=runs, **size)
     strict_busy, shoot_busy = simulate_targets(fit.machine, specs, fit.targets, STRICT, measured_on_cpu=False, **size)
     relaxed, relaxed_shoot = simulate_targets(fit.machine, specs, fit.targets, RELAXED, **size)
     rows = []

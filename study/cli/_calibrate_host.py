@@ -4,7 +4,9 @@ Prints the machine built from the host's facts, the fitted costs against their p
 identifiability table, every measured cell beside its prediction (fit and held-out marked)
 and the summary errors.  Writes the fitted machine to
 ``<user config dir>/machine/<host>.yaml`` (usable as ``machine=<host>`` by every command),
-and ``calibration.json`` and ``this_machine.csv`` into the measurement directory.
+and ``calibration.json``, ``this_machine.csv`` and ``mechanism.csv`` (the kernel's own
+account of each cell against the engine's prediction: study.calibration.mechanism) into the
+measurement directory.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from study.calibration import mechanism, refill
+from study.calibration.fit import with_costs
 from study.calibration.host import HOST_PRIORS, TARGET_LABELS, fit_host, prediction_rows, relaxed_change_sd
 from study.calibration.identify import print_table
 from study.cli.common import write_json_atomic
@@ -58,6 +62,18 @@ def run(source: Path, *, dry_run: bool = False) -> int:
           f"{', '.join(p.name for p in HOST_PRIORS)}; every other cost stays at the preset's prior")
     fit = fit_host(meas, preset=preset, train=train, replicates=int(cal.get("replicates", 8)), rounds=int(cal.get("rounds", 12)),
                    seed=int(cal.get("seed", 2022)), max_nfev=int(cal.get("max_nfev", 60)), progress=progress)
+    print(f"strict baseline: {fit.kernel_note}")
+    curve = refill.fit(meas.cells, ceiling=fit.machine.tlb_single_page_flush_ceiling,
+                       stlb_entries=fit.machine.stlb_entries)
+    refill_pinned = []
+    if curve is not None:
+        print(refill.sentence(curve))
+        full = curve["full"]
+        if full and np.isfinite(full["slope_low"]) and full["slope_low"] > 0:
+            # the engine's refill is page_walk cycles per hot entry after a full flush: the slope
+            fit.machine = with_costs(fit.machine, {"page_walk": float(np.rint(full["slope"]))})
+            fit.values["page_walk"] = float(np.rint(full["slope"]))
+            refill_pinned.append("page_walk")
     n_fit = sum(t.role == "fit" for t in fit.targets)
     print(f"\nfitted {len(HOST_PRIORS)} costs to {n_fit} training targets "
           f"({fit.evaluations} model evaluations, {time.monotonic() - started:.0f} s)")
@@ -73,13 +89,16 @@ def run(source: Path, *, dry_run: bool = False) -> int:
     print("\nidentifiability (Jacobian of log model/measured over the training targets, "
           "parameters in prior units):")
     print_table(fit.identifiability)
+    for name in refill_pinned:
+        print(f"{name}: pinned by the refill curve (set to its slope, not by the least-squares fit)")
 
     predict = {"replicates": int(cal.get("predict_replicates", PREDICT_REPLICATES)),
                "rounds": int(cal.get("predict_rounds", PREDICT_ROUNDS))}
     print("propagating the fit's uncertainty to the relaxed policy's change ...", flush=True)
     change_sd = relaxed_change_sd(fit, meas)
+    runs: dict = {}
     rows = prediction_rows(fit, meas, replicates=predict["replicates"], rounds=predict["rounds"], change_sd=change_sd,
-                           seed=int(cal.get("seed", 2022)))
+                           seed=int(cal.get("seed", 2022)), runs=runs)
     print(f"\n{'cell':38s} {'call':13s} {'role':8s} {'measured':>9s} {'95% CI':>17s} {'predicted':>9s} "
           f"{'error':>7s} {'on-CPU err':>10s} {'relaxed':>8s} {'fit sd':>7s}")
     for r in rows:
@@ -112,6 +131,13 @@ def run(source: Path, *, dry_run: bool = False) -> int:
               f"{'met' if ok else 'NOT met'}")
         summary["held_out_target_met"] = bool(ok)
     summary["shootdowns_within_target"] = shoot_ok
+    specs = meas.workloads()
+    runs.update(mechanism.simulate_rest(fit.machine, specs, runs, kernel=fit.kernel, replicates=predict["replicates"],
+                                        rounds=predict["rounds"], seed=int(cal.get("seed", 2022))))
+    mech = mechanism.rows(meas.cells, meas.replicates, runs, specs)
+    mech_summary = mechanism.summary(mech)
+    print_mechanism(mech, mech_summary)
+    summary["mechanism"] = mech_summary
     print("\n'predicted' runs each busy cell with its other threads' on-CPU share measured at the flushes "
           "(heartbeat; the TLB row is only compared); 'on-CPU err' is the error with them always on their CPUs.")
     if dry_run:
@@ -125,13 +151,41 @@ def run(source: Path, *, dry_run: bool = False) -> int:
         "unmodelled_facts": {k: v for k, v in unmodelled(facts).items()},
         "predict": predict,
         "labels": list(TARGET_LABELS),
+        "kernel": {"name": fit.kernel.name, "note": fit.kernel_note},
+        "refill": curve,
+        "pinned_by_refill": refill_pinned,
     }
     write_json_atomic(meas.path / "calibration.json", record)
     frame = pd.DataFrame(rows)
     atomic_write(meas.path / "this_machine.csv", lambda tmp: frame.to_csv(tmp, index=False))
-    print(f"\nwrote {target} (use it as machine={fit.machine.name}), {meas.path / 'calibration.json'} and "
-          f"{meas.path / 'this_machine.csv'}")
+    mech_frame = pd.DataFrame(mech, columns=MECHANISM_COLUMNS)
+    atomic_write(meas.path / "mechanism.csv", lambda tmp: mech_frame.to_csv(tmp, index=False))
+    print(f"\nwrote {target} (use it as machine={fit.machine.name}), {meas.path / 'calibration.json'}, "
+          f"{meas.path / 'this_machine.csv'} and {meas.path / 'mechanism.csv'}")
     return 0
+
+
+MECHANISM_COLUMNS = ["cell", "role", "kind", "trials", "measured", "measured_ci_low", "measured_ci_high", "predicted",
+                     "within", "modelled", "how"]
+
+
+def print_mechanism(table: list[dict], summary: dict) -> None:
+    """The mechanism table: per traced cell and event kind, the measured rate per flushing call
+    (95% CI over trials) beside the engine's prediction under strict."""
+    if not table:
+        print(f"\n{summary['line']}")
+        return
+    print(f"\nthe kernel's own account (tlb:tlb_flush, exceptions:page_fault_user) per flushing call, against "
+          f"the engine under strict:")
+    print(f"{'cell':38s} {'CPUs':9s} {'event':22s} {'measured':>9s} {'95% CI':>17s} {'predicted':>9s}  match")
+    for r in table:
+        if max(abs(r["measured"]), abs(r["predicted"]) if r["modelled"] else 0.0) <= mechanism.SEEN:
+            continue
+        match = ("yes" if r["within"] else "NO") if r["modelled"] else "not modelled"
+        pred = f"{r['predicted']:9.3f}" if r["modelled"] else f"{'-':>9s}"
+        print(f"{r['cell']:38s} {r['role']:9s} {r['kind']:22s} {r['measured']:9.3f} "
+              f"[{r['measured_ci_low']:7.3f},{r['measured_ci_high']:7.3f}] {pred}  {match}")
+    print(summary["line"])
 
 
 def preset_machine(facts):

@@ -23,6 +23,10 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "relaxed_flushes": ("flushes", "relaxed flushes (++tlb_gen, local flush, no IPI)"),
     "local_partial": ("flushes", "INVLPG flushes on the initiator"),
     "local_full": ("flushes", "full flushes on the acting CPU (incl. context switch, spurious fix-up)"),
+    "switch_full": ("flushes", "full flushes in switch_mm_irqs_off() (a lazy CPU waking, a thread back on its "
+                               "CPU behind mm->tlb_gen); also in local_full"),
+    "flush_multi": ("calls", "strict flushes with another CPU in mm_cpumask: flush_tlb_multi() called (whether or "
+                             "not an IPI goes out)"),
     "remote_partial": ("flushes", "INVLPG flushes in a remote flush_tlb_func"),
     "remote_full": ("flushes", "full flushes in a remote flush_tlb_func"),
     "tlb_hits": ("accesses", "TLB hits on the range's pages"),

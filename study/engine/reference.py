@@ -282,6 +282,8 @@ class ScalarEngine:
         its targets, the vCPUs flagged instead of an IPI, the initiator's cycles so far)."""
         t = self.t
         others = [i for i in range(self.n_cpus) if i != cpu and i in self.mm_cpumask]
+        if others:
+            self.counters["flush_multi"] += 1
         base = t.c.cpumask_scan
         flagged = []
         if t.pv_flush:
@@ -421,6 +423,7 @@ class ScalarEngine:
             # "TLB contents went out of date while we were in lazy mode"
             base = base + c.flush_full
             self.counters["local_full"] += 1
+            self.counters["switch_full"] += 1
             self.flush_all(me)
         near = min((self.dist[cpu][s] for s in self.tlb_gen_sharers), default=99)
         if near > 0:
@@ -440,6 +443,7 @@ class ScalarEngine:
             # choose_new_asid(): the ASID's tlb_gen is behind -> need_flush
             base = base + c.flush_full
             self.counters["local_full"] += 1
+            self.counters["switch_full"] += 1
             self.flush_all(me)
         self.stolen += self.cost(base, u[K.SLOT_SWITCH])
         me.local_gen = gen

@@ -438,6 +438,7 @@ class VectorEngine:
         the initiator's cycles so far)."""
         t = self.t
         others = self.mm_cpumask[w.rows] & (w.D > 0) & strict
+        self._count("flush_multi", count_rows(others) > 0)
         # cpumask_any_but() finds another CPU of mm_cpumask; flush_tlb_info is filled in
         base = np.zeros(self.shape) + t.c.cpumask_scan
         flagged = None
@@ -609,6 +610,7 @@ class VectorEngine:
         add_rows(lat, r, jittered(base, u[K.SLOT_SWITCH].take(r), t.F), self.ar)
         self._count_at("tlb_gen_xfers", r, moved)
         self._count_at("local_full", r, behind)
+        self._count_at("switch_full", r, behind)
         self._flush_own(cr, r, at, behind)
         self.tlb_gen_sharers.put(at, True)
         self.local_gen.put(at, gen)
@@ -627,6 +629,7 @@ class VectorEngine:
         base = per_cpu(c.context_switch) + np.where(behind, per_cpu(c.flush_full), 0.0)
         self.stolen += np.where(back, jittered(base, u_switch, self.t.F), 0).sum(-2).astype(np.int64)
         self._count("local_full", np.count_nonzero(behind, axis=0))
+        self._count("switch_full", np.count_nonzero(behind, axis=0))
         self._flush_rows(None, behind, rows=rows)
         local_gen[...] = np.where(back, gen, local_gen)
         self.off_cpu[rows] &= ~back

@@ -11,7 +11,7 @@ import json
 import pandas as pd
 
 from study.report import numbers as fmt
-from study.report.doc import Block, Items, Note, Para, Table
+from study.report.doc import Block, Figure, Items, Note, Para, Table
 from study.report.inputs import Inputs, _read_csv
 
 
@@ -24,6 +24,10 @@ def _load(inputs: Inputs):
     cells = _read_csv(inputs.path / "this_machine_cells.csv")
     pred_path = inputs.path / "this_machine.csv"
     pred = _read_csv(pred_path) if pred_path.is_file() else pd.DataFrame()
+    mech_path = inputs.path / "this_machine_mechanism.csv"
+    summary["mechanism_table"] = _read_csv(mech_path) if mech_path.is_file() else pd.DataFrame()
+    svg = inputs.path / "this_machine_refill.svg"
+    summary["refill_svg"] = svg.read_text() if svg.is_file() else None
     return summary, cells, pred
 
 
@@ -74,8 +78,8 @@ def section(inputs: Inputs) -> list[Block]:
             for r in pred.itertuples()]
     blocks.append(Table(["cell", "call", "role", "measured", "95% CI", "predicted", "error", "error, always on CPU"],
                         rows,
-                        caption="Mean cycles per call, measured against the fitted machine (strict policy: the host "
-                                "runs mainline). `fit` cells trained the costs; `held-out` cells did not. A cell "
+                        caption="Mean cycles per call, measured against the fitted machine (strict policy on "
+                                f"{_kernel_text(cal)}). `fit` cells trained the costs; `held-out` cells did not. A cell "
                                 "with busy other threads runs with their on-CPU share measured at the flushes "
                                 "(the workload's on_cpu_share); \u201cerror, always on CPU\u201d is the same "
                                 "machine with them always on their CPUs.",
@@ -91,6 +95,9 @@ def section(inputs: Inputs) -> list[Block]:
         items.append(f"Held-out target (median \u2264 10%, worst \u2264 25%): {'met' if met else 'not met'}.")
     if items:
         blocks.append(Items(items))
+
+    blocks += _mechanism(summary["mechanism_table"], cal)
+    blocks += _refill(summary.get("refill_svg"), cal)
 
     per_cell = pred.drop_duplicates("cell")
     rows = [[r.cell, fmt.num(getattr(r, "on_cpu_measured", float("nan")), 3), fmt.num(r.shootdowns_measured, 3),
@@ -126,4 +133,60 @@ def section(inputs: Inputs) -> list[Block]:
     if unmodelled:
         blocks.append(Para("Host facts recorded but not modelled by the engine yet: "
                            + ", ".join(f"`{k}`={v}" for k, v in unmodelled.items()) + "."))
+    return blocks
+
+
+def _kernel_text(cal: dict) -> str:
+    kernel = cal.get("kernel") or {}
+    return kernel.get("note") or "mainline"
+
+
+def _mechanism(table: pd.DataFrame, cal: dict) -> list[Block]:
+    """The mechanism table: per traced cell, each event kind the kernel reported or the engine
+    predicts (rates per flushing call), measured (95% CI over trials) against predicted."""
+    line = ((cal.get("summary") or {}).get("mechanism") or {}).get("line")
+    if table.empty:
+        return [Para(line)] if line else []
+    from study.calibration.mechanism import SEEN
+
+    shown = table[(table["measured"].abs() > SEEN) | (table["predicted"].fillna(0).abs() > SEEN)]
+    rows = [[r.cell, r.role, r.kind, fmt.num(r.measured, 3), fmt.interval(r.measured_ci_low, r.measured_ci_high, 3),
+             fmt.num(r.predicted, 3) if r.modelled else "not modelled",
+             ("yes" if r.within else "no") if r.modelled else "–"] for r in shown.itertuples()]
+    blocks: list[Block] = [Table(
+        ["cell", "CPUs", "event", "measured", "95% CI", "predicted", "match"], rows,
+        caption=f"The kernel's own account of each cell (the tlb:tlb_flush and exceptions:page_fault_user "
+                "tracepoints on the cell's CPUs, per flushing call) against the fitted engine's prediction of the "
+                "same events under strict. CPUs: the caller's (initiator), the other threads' (others), or all "
+                "(faults). A rate matches within 20% or 0.05 per call; rows where neither saw the event (both at most "
+                f"{SEEN} per call) are left out.",
+        align=["l", "l", "l", "r", "r", "r", "l"])]
+    if line:
+        blocks.append(Para(line + "."))
+    return blocks
+
+
+def _refill(svg: str | None, cal: dict) -> list[Block]:
+    """The refill curve and what the fit took from it."""
+    curve = cal.get("refill") or {}
+    if not svg or not curve:
+        return []
+    from study.calibration.refill import sentence
+
+    pinned = cal.get("pinned_by_refill") or []
+    text = sentence(curve)[len("refill: "):]
+    caption = ("What a received flush costs a thread that keeps N pages hot: its extra pass over them right "
+               "after one of thread 0's mprotect() calls, over the flushes its CPU took (the trace's count), with "
+               "95% CIs over trials; dashed: the weighted least-squares line up to stlb_entries. The engine "
+               "charges page_walk cycles per hot entry after a full flush and nothing after a partial one.")
+    blocks: list[Block] = [Figure(name="this_machine_refill", svg=svg, caption=caption),
+                           Para(text[0].upper() + text[1:] + "."
+                                + (f" Set from the curve: {', '.join(f'`{p}`' for p in pinned)}." if pinned else ""))]
+    partial, full = curve.get("partial"), curve.get("full")
+    if partial and full and partial["slope_low"] > 0.5 * full["slope"]:
+        blocks.append(Note("On this host a partial shootdown costs the receiving thread about as much as a full "
+                           "one: it loses its hot entries although only one page was invalidated. The engine "
+                           "charges no refill after a partial flush, so its strict costs here are too low for "
+                           "threads that keep pages hot (the cause, e.g. a TLB flush at the VM entry after the "
+                           "interrupt's exit, is not one the engine models)."))
     return blocks
