@@ -300,3 +300,24 @@ def test_on_cpu_share_one_draws_nothing_new():
     a = steps(QUIET, 2, ops, u_hook=off_cpu(1), on_cpu_share=1.0)[:2]
     b = steps(QUIET, 2, ops, u_hook=off_cpu(-1))[:2]
     assert a == b and a[1]["ipis"] == 1
+
+
+@pytest.mark.parametrize("loses", [False, True])
+def test_a_vcpu_that_loses_its_tlb_on_the_ipi_refills_after_a_partial_shootdown(loses):
+    """machine.irq_loses_tlb (a measured fact of some KVM guests): the handler still INVLPGs one
+    page (a partial flush, as the kernel traces it), but the target's thread refills its whole
+    hot set (tests/test_engine_equivalence.py draws the fact for both engines)."""
+    from study.policies import MAINLINE
+    from study.workloads import WORKLOADS, simulate_cell
+
+    kvm = dataclasses.replace(Machine(), virt="kvm", irq_loses_tlb=loses)
+    spec = WORKLOADS["mprotect_toggle"](threads=2, pages=1, working_set=64, initiator_working_set=0).validate(kvm)
+    res = simulate_cell(kvm, spec, STRICT, kernel=MAINLINE, replicates=4, rounds=20,
+                        seed=np.random.SeedSequence(5))
+    rounds = res.rounds * res.replicates
+    assert res.counters["remote_partial"].sum() == 2 * rounds and res.counters["remote_full"].sum() == 0
+    # two shootdowns per round, each costing the other thread its 64 entries, or nothing
+    assert res.counters["ws_refills"].sum() == (2 * rounds if loses else 0)
+    assert (res.metrics["other_refill_cycles_per_round"] > 0).all() == loses
+    with pytest.raises(Exception, match="irq_loses_tlb"):
+        dataclasses.replace(Machine(), irq_loses_tlb=True).validate()

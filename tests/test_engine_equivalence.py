@@ -27,11 +27,13 @@ kernels = st.sampled_from(sorted(KERNELS.values(), key=lambda k: k.name))
 # Topologies: 2x2x2; 2x9x1 (APIC IDs 0-8 and 16-24: two x2APIC clusters, interleaved by the
 # socket placement); 1x3x2 (6 CPUs: the all-but-self shorthand is reachable).  Every new fact
 # (apic_mode, ipi_shorthand, pti, stlb_entries, virt, pv_send_ipi, pv_tlb_flush,
-# vcpu_preempted_share) is drawn.
+# vcpu_preempted_share, irq_loses_tlb) is drawn.
 virt = st.sampled_from([dict(virt="none"),
                         dict(virt="kvm", pv_send_ipi=False, pv_tlb_flush=False, vcpu_preempted_share=0.3),
                         dict(virt="kvm", pv_send_ipi=True, pv_tlb_flush=True, vcpu_preempted_share=0.3),
-                        dict(virt="kvm", pv_send_ipi=True, pv_tlb_flush=False, vcpu_preempted_share=0.0)])
+                        dict(virt="kvm", pv_send_ipi=True, pv_tlb_flush=False, vcpu_preempted_share=0.0),
+                        dict(virt="kvm", pv_send_ipi=True, pv_tlb_flush=True, vcpu_preempted_share=0.1,
+                             irq_loses_tlb=True)])
 machines = st.builds(
     lambda apic, shorthand, pti, stlb, topo, v, walk, ceiling: dataclasses.replace(
         SMALL, apic_mode=apic, ipi_shorthand=shorthand, pti=pti, stlb_entries=stlb, **topo, **v,

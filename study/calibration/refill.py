@@ -111,6 +111,17 @@ def fit(cells, *, ceiling: int, stlb_entries: int) -> dict | None:
                 reach_fits=fits, reach_past=past, stlb_entries=stlb_entries)
 
 
+def partial_refills(result: dict | None) -> bool:
+    """Whether a partial shootdown costs the receiving thread a refill too: the partial line's
+    slope, at its 95% low end, above half the full line's (machine.irq_loses_tlb)."""
+    partial, full = (result or {}).get("partial"), (result or {}).get("full")
+    return bool(partial and full and np.isfinite(partial["slope_low"])
+                and partial["slope_low"] > PARTIAL_SHARE * full["slope"])
+
+
+PARTIAL_SHARE = 0.5
+
+
 def sentence(result: dict) -> str:
     """The refill curve in one sentence for the command's output and the report."""
     full, partial = result.get("full"), result.get("partial")

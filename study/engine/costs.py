@@ -242,6 +242,8 @@ class CostTables:
             self.group_size = 1
         self.kvm = kvm
         self.pv_flush = kvm and machine.pv_tlb_flush
+        # the flush IPI's VM exit and entry cost the target vCPU its TLB (a measured host fact)
+        self.irq_loses_tlb = kvm and machine.irq_loses_tlb
         # a 16-bit draw below this is a preempted vCPU
         self.preempt_threshold = int(round(machine.vcpu_preempted_share * N_LEVELS)) if kvm else 0
         self.vcpu_wakeup_wait = c.vcpu_wakeup_wait

@@ -146,6 +146,10 @@ class Machine:
                                              "hypercalls")
     pv_tlb_flush: bool = param(False, "flag", "kvm: kvm_flush_tlb_multi() flags preempted vCPUs "
                                               "(KVM_VCPU_FLUSH_TLB) instead of an IPI")
+    irq_loses_tlb: bool = param(False, "flag", "kvm: a vCPU that takes a flush IPI loses its TLB entries whatever "
+                                               "the handler flushes (measured: a 1-page shootdown costs the thread "
+                                               "a full refill), so its thread refills its hot set after a partial "
+                                               "shootdown too")
     vcpu_preempted_share: float = param(0.0, "share", "kvm: share of time a vCPU is preempted by the host "
                                                       "(steal_time.preempted set)", low=0.0, high=1.0, open_high=True)
     # The dirty-bit walk on a write through a writable TLB entry whose Dirty is clear; it
@@ -177,6 +181,8 @@ class Machine:
             for key in ("pv_send_ipi", "pv_tlb_flush"):
                 if getattr(self, key):
                     raise ConfigError(f"{prefix}.{key}", "is a paravirtual feature: needs virt: kvm")
+            if self.irq_loses_tlb:
+                raise ConfigError(f"{prefix}.irq_loses_tlb", "is a virtual machine's fact: needs virt: kvm")
             if self.vcpu_preempted_share != 0.0:
                 raise ConfigError(f"{prefix}.vcpu_preempted_share", "needs virt: kvm (bare-metal CPUs are never preempted)")
         return self

@@ -378,6 +378,9 @@ class ScalarEngine:
             self.counters["remote_partial"] += 1
             self.count_pages(n)
             self.invlpg_range(remote, lo, n)
+            if t.irq_loses_tlb:
+                # the vCPU lost its whole TLB taking the IPI, whatever the handler INVLPGs
+                self.flush_all(remote)
         else:
             work = c.flush_full
             self.counters["remote_full"] += 1

@@ -552,7 +552,11 @@ class VectorEngine:
         self._count_pages(n * n_partial)
         self._count("tlb_gen_xfers", nt)
         self.tlb_gen_sharers[w.rows] |= targets
-        self._flush_rows(partial, full, span, w.rows)
+        if t.irq_loses_tlb:
+            # the handler INVLPGs its pages, but the vCPU lost its whole TLB taking the IPI
+            self._flush_rows(None, targets, rows=w.rows)
+        else:
+            self._flush_rows(partial, full, span, w.rows)
         self.local_gen[w.rows] = np.where(targets, new_gen, lgt)
         return handler
 

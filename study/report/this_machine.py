@@ -182,11 +182,10 @@ def _refill(svg: str | None, cal: dict) -> list[Block]:
     blocks: list[Block] = [Figure(name="this_machine_refill", svg=svg, caption=caption),
                            Para(text[0].upper() + text[1:] + "."
                                 + (f" Set from the curve: {', '.join(f'`{p}`' for p in pinned)}." if pinned else ""))]
-    partial, full = curve.get("partial"), curve.get("full")
-    if partial and full and partial["slope_low"] > 0.5 * full["slope"]:
+    if "irq_loses_tlb" in pinned:
         blocks.append(Note("On this host a partial shootdown costs the receiving thread about as much as a full "
-                           "one: it loses its hot entries although only one page was invalidated. The engine "
-                           "charges no refill after a partial flush, so its strict costs here are too low for "
-                           "threads that keep pages hot (the cause, e.g. a TLB flush at the VM entry after the "
-                           "interrupt's exit, is not one the engine models)."))
+                           "one: it loses its hot entries although the handler invalidated one page (the vCPU "
+                           "loses its TLB taking the interrupt). The fitted machine carries this as "
+                           "`irq_loses_tlb: true`, so under `machine=` this host the engine refills a thread's "
+                           "hot set after every shootdown it receives, partial or full."))
     return blocks
