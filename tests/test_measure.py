@@ -130,6 +130,19 @@ def test_calibrate_from_writes_a_named_machine_and_the_report_shows_this_machine
     assert {"measured", "predicted", "error", "shootdowns_measured", "shootdowns_model", "relaxed_change",
             "relaxed_change_fit_sd"} <= set(rows)
     assert rows["relaxed_change_fit_sd"].notna().all()
+    # the kernel's own account against the engine's, event kind by event kind
+    assert "strict baseline: kernel" in printed and "mechanism:" in printed
+    mech = pd.read_csv(measured / "mechanism.csv")
+    traced = json.loads((measured / "manifest.json").read_text())["trace"]["usable"]
+    if traced:
+        seen = mech[mech["modelled"] & ((mech["measured"] > 0.01) | (mech["predicted"] > 0.01))]
+        assert len(seen) and seen["within"].mean() >= 0.5, seen
+        one = mech[(mech["cell"] == "mprotect_toggle/t2-core-busy/p1/d1") & (mech["kind"] == "remote_partial")
+                   & (mech["role"] == "others")]
+        # the busy thread's shootdowns follow its on-CPU share (a busy CI machine moves both)
+        assert len(one) == 1 and one["predicted"].iloc[0] > 0
+    else:
+        assert mech.empty
 
     from synthetic import make_sweep
 
@@ -142,6 +155,7 @@ def test_calibrate_from_writes_a_named_machine_and_the_report_shows_this_machine
     html = (out / "report" / "report.html").read_text()
     section = html[html.find("This machine</h2>"):]
     assert "held-out" in section and "Shootdowns per flushing call" in section and "relaxed" in section
+    assert "mechanism:" in section
 
 
 def _run(args, env_extra, cwd):

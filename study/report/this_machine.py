@@ -123,7 +123,9 @@ def section(inputs: Inputs) -> list[Block]:
                         align=["l", "l", "r", "r", "r", "r"]))
     ident = cal.get("identifiability") or {}
     if ident:
-        blocks.append(Para(f"Identifiability: the measurement pins {', '.join(f'`{p}`' for p in ident['pinned']) or 'nothing'}; "
+        refilled = [f"`{p}` (the refill curve)" for p in cal.get("pinned_by_refill") or []]
+        pinned = [f"`{p}`" for p in ident["pinned"]] + refilled
+        blocks.append(Para(f"Identifiability: the measurement pins {', '.join(pinned) or 'nothing'}; "
                            f"only the priors set {', '.join(f'`{p}`' for p in ident['prior_only']) or 'nothing'} "
                            f"(posterior/prior sd \u2265 0.5 at {fmt.percent(ident['sigma'], digits=0)} data noise)."))
     flagged = cal.get("flagged_at_bound") or []
