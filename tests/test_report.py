@@ -103,3 +103,23 @@ def test_number_formats():
     assert numbers.num(float("inf")) == "+\u221e"
     assert numbers.pvalue(1e-9) == "<0.0001"
     assert numbers.plain(64.0) == "64" and numbers.plain(0.25) == "0.25"
+
+
+def test_page_one_opens_with_a_bottom_line_before_the_map_and_the_counts(html):
+    verdict = html[html.find("Verdict</h2>"):html.find("Headline numbers</h2>")]
+    start = verdict.find("In short: ")
+    assert start > 0 and start < verdict.find("<img") < verdict.find("over ")
+    text = verdict[start:verdict.find("</p>", start)]
+    sentences = re.split(r"(?<=\.)\s+(?=[A-Z])", text.removeprefix("In short: "))
+    assert 2 <= len(sentences) <= 5, sentences
+    # per kernel, each workload at its most threads; the synthetic machine is a what-if, never "fitted"
+    assert "uncalibrated what-if machine" in text and "fitted to" not in text.replace("not fitted to", "")
+    for workload in ("mprotect_toggle", "madv_free", "uffd_wp"):
+        assert f"for {workload}" in text, workload
+    assert "on costs not fitted to the RFC&#x27;s table" in text
+
+
+def test_every_headline_says_why_from_the_engines_counts(html):
+    section = html[html.find("Headline numbers</h2>"):html.find("The question and the model</h2>")]
+    items = [i for i in re.findall(r"<li>(.*?)</li>", section, flags=re.S) if "most threads" in i]
+    assert items and all("Why: relaxed costs" in i for i in items), items

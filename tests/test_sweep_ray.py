@@ -138,7 +138,8 @@ def test_the_cluster_without_its_token_is_one_line_within_30_s(tmp_path, study_e
     elapsed = time.monotonic() - start
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr
-    assert lines[-1].startswith("error: ray.address: ") and "RAY_AUTH_TOKEN" in lines[-1], proc.stderr
+    assert lines[-1].startswith("error: ray.address: "), proc.stderr
+    assert "RAY_AUTH_MODE=token" in lines[-1] and "RAY_AUTH_TOKEN" in lines[-1], proc.stderr
     assert "Traceback" not in proc.stderr
     assert elapsed < 30, elapsed
 

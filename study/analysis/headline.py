@@ -159,6 +159,10 @@ def headline(results: Results) -> tuple[dict, dict]:
     held, words = conditions.for_headlines(results.conditions, where)
     for key, text in words.items():
         where[key]["conditions"] = text
+    mechanism = dict(zip(results.why["pair_id"], results.why["text"])) if not results.why.empty else {}
+    for info in where.values():
+        if info.get("pair_id") in mechanism:
+            info["mechanism"] = mechanism[info["pair_id"]]
     metrics = dict(seed=seed_metrics(results), seed_reduction_2t=seed_reductions(results), speedup=speed,
                    conditions=held, crossover=crossover_metrics(results), attribution=attribution_metrics(results),
                    grid=grid_counts(results), violations_per_round_max=safety(results))

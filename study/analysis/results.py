@@ -32,6 +32,8 @@ class Results:
     # per setting and knob, and per value
     conditions: pd.DataFrame = field(default_factory=pd.DataFrame)
     condition_lines: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # per setting: where the cycles moved and the events behind it (study.analysis.why)
+    why: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def cells(self) -> pd.DataFrame:

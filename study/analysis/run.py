@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from study.analysis import (attribution, cells, conditions, crossover, headline, identifiability, paired, plots,
-                            seedtable, series, stats, uncertainty, verdict)
+                            seedtable, series, stats, uncertainty, verdict, why)
 from study.analysis.arms import Arms
 from study.analysis.figures import save_csv
 from study.analysis.load import Sweep, load_sweep
@@ -24,7 +24,7 @@ from study.results.files import atomic_write_text
 
 FORMAT_VERSION = 1
 TABLES = ("seed_table", "cells_summary", "paired", "crossover", "attribution", "attribution_pairs",
-          "identifiability", "sensitivity", "conditions", "condition_lines")
+          "identifiability", "sensitivity", "conditions", "condition_lines", "why")
 VERSIONED = ("study", "numpy", "scipy", "pandas", "pyarrow", "matplotlib", "seaborn")
 
 
@@ -50,6 +50,7 @@ def compute(sweep: Sweep, seed_fallback: Path | None = None) -> Results:
     _, where = headline.speedups(results)
     results.sensitivity = uncertainty.sensitivity_table(results, where, headline.crossover_key)
     results.conditions, results.condition_lines = conditions.build(sweep)
+    results.why = why.table(sweep.cells, main, per_pair, sweep.meaning)
     return results
 
 
@@ -140,7 +141,7 @@ def _write_into(results: Results, target: Path, measure: Path | None = None) -> 
                   crossover=results.crossover.boundary, attribution=results.attribution,
                   attribution_pairs=results.attribution_pairs, identifiability=results.identifiability,
                   sensitivity=results.sensitivity, conditions=results.conditions,
-                  condition_lines=results.condition_lines)
+                  condition_lines=results.condition_lines, why=results.why)
     for name in TABLES:
         save_csv(frames[name], target / f"{name}.csv")
     index = plots.render_all(results, target / "plots")

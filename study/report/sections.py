@@ -295,6 +295,7 @@ def loses(inputs: Inputs) -> list[Block]:
                                "paired.csv holds every comparison:"))
             blocks.append(tables.comparisons(losing, "Settings where relaxed loses on total cycles per round.",
                                              with_workload=True, limit=15, sort=False))
+            blocks += why_they_lose(inputs, losing.head(15))
             blocks += where_cycles_go(inputs, losing)
     return blocks
 
@@ -305,6 +306,21 @@ def _as_number(value):
         return float(value)
     except (TypeError, ValueError):
         return value
+
+
+def why_they_lose(inputs: Inputs, losing: pd.DataFrame) -> list[Block]:
+    """Each losing setting's mechanism, from the engine's counts (why.csv: study.analysis.why)."""
+    why = inputs.table("why")
+    if why.empty:
+        return []
+    text = dict(zip(why["pair_id"], why["text"]))
+    items = [f"{r['workload']} on `{r.get('kernel', '')}`, {tables.setting_knobs(pd.Series(r), losing)}: "
+             f"{text[r['pair_id']]}." for r in losing.to_dict("records") if r["pair_id"] in text]
+    if not items:
+        return []
+    return [Para("Why each of these loses, from the engine's own counts (the part of the cycles that grew most, "
+                 "the event behind it per round, strict \u2192 relaxed, and the RFC patch whose switching-off "
+                 "would give most of it back):"), Items(items)]
 
 
 def where_cycles_go(inputs: Inputs, losing: pd.DataFrame, limit: int = 8) -> list[Block]:

@@ -6,6 +6,8 @@ metrics.json, analysis.json); a kernel the sweep did not compare gets no paragra
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from study.analysis import verdict as rule
@@ -22,7 +24,7 @@ TERMS = (
     "setting is strict's total cycles per loop iteration (summed over every CPU: the caller, the other "
     "threads and the time remote flush handlers steal) divided by relaxed's: above 1 relaxed is faster. "
     "The RFC's published table is the cover letter's 8 cycles-per-call measurements (Haswell, 1 and 2 "
-    "threads); the model's costs were fitted to it. The Monte Carlo CI (first brackets) is the 95% interval "
+    "threads); a calibrated machine's costs were fitted to it (a preset marked uncalibrated was not). The Monte Carlo CI (first brackets) is the 95% interval "
     "from the simulation's own randomness. The model interval (\u201cmodel\u201d brackets) is the 5\u201395% "
     "range over an ensemble of cost parameter sets that all reproduce the published table within 3%: the "
     "table pins a few cost combinations and leaves the rest to their priors, and the model interval shows what "
@@ -118,16 +120,84 @@ def section(inputs: Inputs) -> list[Block]:
     blocks: list[Block] = []
     if main.empty:
         return [Para("The sweep has no strict/relaxed pairs: there is nothing to give a verdict on.")]
+    from study.report.sections import figure
+
+    line = bottom_line(inputs)
+    if line:
+        blocks.append(Para("In short: " + line))
+    blocks += figure(inputs, "verdict_map")
     machines = {m["machine_label"]: m for m in inputs.summary.get("machines", [])}
     for (label, kernel), rows in main.groupby(["machine_label", "kernel"], sort=True):
         calibrated = bool(machines.get(label, {}).get("machine_calibrated", True))
         machine = label if calibrated else f"{label}, an uncalibrated what-if machine"
         blocks.append(Para(kernel_paragraph(str(kernel), rows, machine)))
-    from study.report.sections import figure
-
-    blocks += figure(inputs, "verdict_map")
     blocks.append(Para(TERMS.format(threshold=rule.THRESHOLD)))
     return blocks
+
+
+MOST = "_most_threads"
+
+
+def _where(info: dict) -> str:
+    """``48 threads`` and, when the setting names one, its dirty ratio (0: a range never written
+    again, a corner worth saying)."""
+    setting = str(info.get("setting", ""))
+    threads = re.search(r"threads=(\d+)", setting)
+    dirty = re.search(r"dirty_ratio=([0-9.]+)", setting)
+    bits = [f"{threads[1]} threads"] if threads else []
+    if dirty:
+        bits.append(f"dirty ratio {dirty[1]}" + (" (a range never written again)" if float(dirty[1]) == 0 else ""))
+    return ", ".join(bits)
+
+
+def bottom_line(inputs: Inputs) -> str:
+    """At most five sentences a kernel developer can quote: per kernel what relaxed does at the
+    most threads of each workload, the RFC's own setting, why the largest loss happens (the
+    engine's counters) and what the losses rest on."""
+    speed, where = inputs.metrics.get("speedup", {}), inputs.summary.get("where", {})
+    machines = {m["machine_label"]: m for m in inputs.summary.get("machines", [])}
+    sentences = []
+    kernels: dict[str, list[tuple[str, dict, dict]]] = {}
+    for key, info in where.items():
+        if key.endswith(MOST) and key in speed:
+            kernels.setdefault(str(info.get("kernel", "")), []).append((key, info, speed[key]))
+    for kernel, items in sorted(kernels.items()):
+        parts = []
+        for key, info, entry in sorted(items, key=lambda t: -t[2]["value"]):
+            category = rule.category(str(info.get("verdict", "")))
+            word = {"wins": "faster", "loses": "slower: relaxed loses", "none": "no practical difference",
+                    "depends": "depends on the costs"}.get(category, str(info.get("verdict", "")))
+            at = _where(info)
+            parts.append(f"{fmt.ratio(entry['value'])} for {info.get('workload')}{' at ' + at if at else ''} ({word})")
+        label = items[0][1].get("machine", "")
+        what_if = not machines.get(label, {}).get("machine_calibrated", True)
+        sentences.append(f"On `{kernel}`{' (an uncalibrated what-if machine)' if what_if else ''}, relaxed is "
+                         + "; ".join(parts) + ".")
+    seed, seed_where = speed.get("seed_setting"), where.get("seed_setting")
+    if seed and seed_where:
+        errors = [abs(c.get("rel_error", float("nan"))) for c in inputs.metrics.get("seed", {}).values()
+                  if isinstance(c, dict)]
+        calibrated = machines.get(seed_where.get("machine", ""), {}).get("machine_calibrated", True)
+        how = (f"with the RFC's 8 published cells reproduced within {fmt.percent(max(errors), digits=1)}"
+               if calibrated and errors else "on costs not fitted to the RFC's table")
+        sentences.append(f"At the RFC's own setting (the mprotect loop, 2 threads, 1 page, `{seed_where.get('kernel')}`) "
+                         f"it is {fmt.ratio(seed['value'])}, {how}.")
+    losing = [(key, info, speed[key]) for items in kernels.values() for key, info, _ in items
+              if rule.category(str(info.get("verdict", ""))) in ("loses", "depends") and info.get("mechanism")]
+    if losing:
+        key, info, entry = min(losing, key=lambda t: t[2]["value"])
+        sentences.append(f"Where it loses most ({info.get('workload')} on `{info.get('kernel')}`, "
+                         f"{fmt.ratio(entry['value'])}), {info['mechanism']}.")
+        drivers = [d.strip() for _, i, _ in losing for d in str(i.get("drivers", "")).split(",") if d.strip()]
+        ident = inputs.table("identifiability")
+        prior = set(ident.loc[ident["status"] == "prior only", "name"]) if not ident.empty else set()
+        unpinned = [d for d in dict.fromkeys(drivers) if d in prior]
+        if unpinned:
+            sentences.append("These losses rest on costs no published number pins ("
+                             + ", ".join(f"`{d}`" for d in unpinned[:3])
+                             + ": set by their priors), and on the threads' hot sets, whose break-even values "
+                               "each headline below states.")
+    return " ".join(sentences[:5])
 
 
 def _both(entry: dict, digits_ratio: bool = True) -> str:
@@ -216,8 +286,9 @@ def headlines(inputs: Inputs) -> list[Block]:
                      if info.get("workload") else key.replace("_", " "))
         drivers = (f"; moved most by {info['drivers']}" if info.get("drivers")
                    and not str(info.get("verdict", "")).startswith(rule.DEPENDS) else "")
+        why = f" Why: {info['mechanism']}." if info.get("mechanism") else ""
         items.append(f"{title}: {_both(entry)} \u2014 {info.get('verdict', '?')} "
-                     f"(`{info.get('setting', '?')}`, {info.get('machine', '?')}{drivers}). "
+                     f"(`{info.get('setting', '?')}`, {info.get('machine', '?')}{drivers}).{why} "
                      f"{conditions.headline_text(info)}.")
     items += crossover_items(inputs)
     sens = inputs.table("sensitivity")

@@ -239,14 +239,19 @@ def _captured_stderr():
             os.close(saved)
 
 
+# Ray's client turns token authentication on only with RAY_AUTH_MODE=token (ray 2.5x-2.60:
+# ray._private.authentication.authentication_token_setup); the token alone is not sent
+AUTH_HINT = ("RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN (or a file named by "
+             "RAY_AUTH_TOKEN_PATH)")
+
+
 def ray_init_error(address: str | None, err: Exception, stderr: str = "") -> str:
     """What ray.init's failure means, in one line."""
     if any(word in stderr for word in ("Unauthenticated", "InvalidAuthToken")):
         return (f"the Ray cluster at {address} refused the connection: its token authentication needs "
-                "RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) set to the cluster's token")
+                f"{AUTH_HINT}")
     text = " ".join(str(err).split())
     where = f"the Ray cluster at {address}" if address else "a local Ray instance"
     if any(word in text.lower() for word in ("auth", "token", "unauthenticated", "permission denied")):
-        return (f"{where} refused the connection (authentication: set RAY_AUTH_TOKEN to the cluster's "
-                f"token): {text[:200]}")
+        return f"{where} refused the connection (authentication: {AUTH_HINT}): {text[:200]}"
     return f"cannot start or join {where}: {type(err).__name__}: {text[:200]}"

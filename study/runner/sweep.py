@@ -224,18 +224,28 @@ def _compute(plan: Plan, todo, executor, store: CellStore, results: dict, summar
     """
     seconds: dict[str, float] = {}
     failures: list[tuple[int, str]] = []
+    from study.runner.lanes import estimated_cost
+
     chunks = make_chunks(todo, plan.settings.ray.cells_per_task)
+    # the bar advances by each chunk's estimated cost, not its cells: the costliest chunks run
+    # first, so a count of cells would promise a late finish at the start and an early one later
+    cost = [sum(estimated_cost(c) for c in chunk) for chunk in chunks]
+    scale = 100.0 / max(sum(cost), 1e-9)
     started = time.perf_counter()
     executor.__enter__()
     phases["executor_start_s"] = time.perf_counter() - started
+    done_cells = 0
     try:
-        with tqdm(total=len(todo), unit="cell", desc=f"sweep {plan.name}", file=sys.stderr,
-                  mininterval=0.5, smoothing=0.1, disable=not progress) as bar:
+        with tqdm(total=100.0, desc=f"sweep {plan.name} 0/{len(todo)} cells", file=sys.stderr, mininterval=0.5, smoothing=0.1,
+                  disable=not progress,
+                  bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]") as bar:
             info = executor.describe()
             for index, chunk in executor.run(chunks):
+                done_cells += len(chunks[index])
+                bar.set_description_str(f"sweep {plan.name} {done_cells}/{len(todo)} cells", refresh=False)
                 if isinstance(chunk, ChunkFailure):
                     failures.append((len(chunks[index]), chunk.reason))
-                    bar.update(len(chunks[index]))
+                    bar.update(min(cost[index] * scale, 100.0 - bar.n))
                     continue
                 for cell_id, result, elapsed in chunk:
                     store.save(cell_id, result)
@@ -245,7 +255,7 @@ def _compute(plan: Plan, todo, executor, store: CellStore, results: dict, summar
                         summaries[cell_id] = summarize(result)
                     except Exception:  # the cell is cached: the table's build says what is wrong
                         pass
-                bar.update(len(chunk))
+                bar.update(min(cost[index] * scale, 100.0 - bar.n))
     except BaseException:
         executor.__exit__(*sys.exc_info())
         raise
