@@ -185,3 +185,24 @@ def test_a_knob_the_sweep_varies_keeps_its_settings_apart(tmp_path):
     assert sorted(main["workload.on_cpu_share"]) == [0.5, 1.0] and main["pair_id"].nunique() == 2
     # the settings differ, and so do their numbers: an off-CPU thread misses shootdowns
     assert main["control_mean"].nunique() == 2
+
+
+def test_a_crossover_between_far_grid_points_is_not_interpolated():
+    """Between 2 and 16 threads a log-linear 3.3 would be invented: the boundary is the bracket."""
+    from study.analysis import crossover
+
+    xs = np.array([1.0, 2.0, 16.0])
+    ratio = np.array([1.5, 1.2, 0.5])
+    assert crossover.bracket(xs, ratio) == (2.0, 16.0)
+    assert not crossover.close(2.0, 16.0, 15.0)
+    assert crossover.close(0.25, 0.5, 1.0) and crossover.close(0.0, 0.25, 1.0) and not crossover.close(0.0, 0.5, 1.0)
+    assert np.isnan(crossover.bracket(xs, np.array([0.9, 0.8, 0.7]))[0])   # below 1 from the start
+
+
+def test_the_toys_crossover_is_interpolated_between_close_points(out):
+    table = pd.read_csv(out / "analysis" / "crossover.csv")
+    crossing = table[table["status"] == "crosses"]
+    assert len(crossing) and {"below", "above", "interpolated"} <= set(table)
+    for r in crossing.itertuples():
+        assert r.below < r.boundary <= r.above
+        assert r.interpolated == (r.above / r.below <= 2.0 if r.below > 0 else (r.above - r.below) <= 0.25 * (r.x_max - r.x_min))

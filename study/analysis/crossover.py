@@ -6,6 +6,11 @@ reaches 1, with log(speedup) interpolated linearly between the two grid points a
 it.  Its CI comes from the same paired bootstrap draws as the speedups: each draw gives
 a boundary, and the percentile interval of those is reported (+inf when a draw never
 crosses inside the grid, -inf when it is already at or below 1 at the smallest x).
+
+The interpolated value means something only where the two grid points around it are close:
+``below`` and ``above`` are those points, and ``interpolated`` is False when they are more
+than ``MAX_STEP`` times apart (or, at x = 0, more than a quarter of the range), in which case
+the report says "between ``below`` and ``above``" instead of a number.
 """
 
 from __future__ import annotations
@@ -20,6 +25,26 @@ from study.analysis import grid, stats
 WINS_THROUGHOUT = "relaxed wins over the whole range"
 LOSES_THROUGHOUT = "relaxed loses from the smallest value"
 CROSSES = "crosses"
+MAX_STEP = 2.0
+
+
+def bracket(x: np.ndarray, ratio: np.ndarray) -> tuple[float, float]:
+    """The grid points on either side of the first crossing of ``ratio`` (x ascending), or NaNs."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        below = np.log(np.asarray(ratio, float)) <= 0
+    if not below.any() or below[0]:
+        return np.nan, np.nan
+    j = int(np.argmax(below))
+    return float(x[j - 1]), float(x[j])
+
+
+def close(lo: float, hi: float, span: float) -> bool:
+    """Whether two neighbouring grid points are near enough to interpolate between."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return False
+    if lo > 0:
+        return hi / lo <= MAX_STEP
+    return (hi - lo) <= 0.25 * span
 
 
 @dataclass
@@ -87,7 +112,10 @@ def find(paired_main: pd.DataFrame, boot: dict, meaning, level: float = stats.LE
                 per_draw = first_crossing(xs, draws)
                 alpha = (1 - level) / 2
                 low, high = np.quantile(per_draw, [alpha, 1 - alpha], method="inverted_cdf")
+            lo_x, hi_x = bracket(xs, line["speedup"].to_numpy())
             rows.append(dict(machine_label=machine, workload=workload, x=x, y=y, y_value=y_value,
                              boundary=point, boundary_low=float(low), boundary_high=float(high),
-                             status=status_of(point), x_min=xs.min(), x_max=xs.max(), points=len(line)))
+                             status=status_of(point), x_min=xs.min(), x_max=xs.max(), points=len(line),
+                             below=lo_x, above=hi_x,
+                             interpolated=bool(close(lo_x, hi_x, xs.max() - xs.min()))))
     return Crossover(pd.DataFrame(rows), grids)

@@ -109,7 +109,8 @@ def crossover_metrics(results: Results) -> dict:
             continue
         key = crossover_key(row)
         out[key] = _estimate(row.boundary, row.boundary_low, row.boundary_high)
-        out[key].update(model_low=getattr(row, "model_low", np.nan), model_high=getattr(row, "model_high", np.nan))
+        out[key].update(model_low=getattr(row, "model_low", np.nan), model_high=getattr(row, "model_high", np.nan),
+                        below=row.below, above=row.above, interpolated=bool(row.interpolated))
     return out
 
 

@@ -268,15 +268,22 @@ def loses(inputs: Inputs) -> list[Block]:
         for r in boundary.itertuples(index=False):
             at = (f"{tables.knob_title(r.y)} = {fmt.plain(_as_number(r.y_value))}" if isinstance(r.y, str)
                   else "\u2014")
-            value = (f"{fmt.num(r.boundary, 3)} {fmt.interval(r.boundary_low, r.boundary_high, 3)}"
-                     if r.status == "crosses" else r.status)
-            rows.append([r.workload, tables.knob_title(r.x), at,
+            coarse = getattr(r, "interpolated", True) in (False, "False")
+            if r.status != "crosses":
+                value = r.status
+            elif coarse:
+                value = f"between {fmt.plain(r.below)} and {fmt.plain(r.above)}"
+            else:
+                value = f"{fmt.num(r.boundary, 3)} {fmt.interval(r.boundary_low, r.boundary_high, 3)}"
+            kernel = str(r.machine_label).rsplit("kernel ", 1)[-1]
+            rows.append([r.workload, kernel, tables.knob_title(r.x), at,
                          f"{fmt.plain(r.x_min)}\u2013{fmt.plain(r.x_max)}", value])
-        blocks.append(Table(["workload", "along", "at", "range", "relaxed stops winning at [95% CI]"], rows,
+        blocks.append(Table(["workload", "kernel", "along", "at", "range", "relaxed stops winning at [95% CI]"], rows,
                             "Crossover boundaries: the smallest value of the knob at which strict/relaxed reaches 1 "
-                            "(log-linear interpolation between grid points; CI from the paired bootstrap draws; "
-                            "\u00b1\u221e: the draw did not cross inside the grid).",
-                            ["l", "l", "l", "r", "l"]))
+                            "(log-linear interpolation between grid points at most 2\u00d7 apart, else the two "
+                            "points; CI from the paired bootstrap draws; \u00b1\u221e: the draw did not cross "
+                            "inside the grid).",
+                            ["l", "l", "l", "l", "r", "l"]))
     else:
         blocks.append(Para("The sweep varies no crossover knob (remote access, remote writes, threads), so no "
                            "boundary can be located."))
@@ -386,14 +393,16 @@ def attribution(inputs: Inputs) -> list[Block]:
     for r in pooled.itertuples(index=False):
         contrib = ("\u2014" if pd.isna(r.contribution)
                    else fmt.cycles(r.contribution, r.contribution_low, r.contribution_high))
-        rows.append([r.workload, label(r.idea), fmt.percent(r.share, r.share_low, r.share_high, digits=1), contrib,
-                     fmt.cycles(r.gain, r.gain_low, r.gain_high), str(int(r.settings))])
+        kernel = str(r.machine_label).rsplit("kernel ", 1)[-1]
+        rows.append([r.workload, kernel, label(r.idea), fmt.percent(r.share, r.share_low, r.share_high, digits=1),
+                     contrib, fmt.cycles(r.gain, r.gain_low, r.gain_high), str(int(r.settings))])
     machine = ", ".join(sorted(pooled["machine_label"].unique()))
-    blocks.append(Table(["workload", "RFC patch (switch)", "share of gain [95% CI]", "given back, cycles/round [95% CI]",
-                         "gain S\u2212R, cycles/round [95% CI]", "settings where it acts"], rows,
+    blocks.append(Table(["workload", "kernel", "RFC patch (switch)", "share of gain [95% CI]",
+                         "given back, cycles/round [95% CI]", "gain S\u2212R, cycles/round [95% CI]",
+                         "settings where it acts"], rows,
                         f"Per-patch attribution pooled per workload over the settings where relaxed wins and the "
                         f"patch acts; machine {machine}; relaxed = that kernel with every RFC patch, ablations with "
                         f"one patch switch off.",
-                        ["l", "l", "r", "r", "r", "r"]))
+                        ["l", "l", "l", "r", "r", "r", "r"]))
     return blocks
 

@@ -248,7 +248,12 @@ def crossover_items(inputs: Inputs) -> list[str]:
         if r["status"] == "crosses":
             entry = dict(value=r["boundary"], ci_low=r["boundary_low"], ci_high=r["boundary_high"],
                          model_low=r.get("model_low"), model_high=r.get("model_high"))
-            text = f"{where}: relaxed stops winning at {x} = {_both(entry, digits_ratio=False)}"
+            if r.get("interpolated", True) in (False, "False"):
+                # the grid points around it are far apart: a number between them would be invented
+                text = (f"{where}: relaxed stops winning between {x} = {fmt.plain(r['below'])} and "
+                        f"{fmt.plain(r['above'])} (the grid has nothing in between)")
+            else:
+                text = f"{where}: relaxed stops winning at {x} = {_both(entry, digits_ratio=False)}"
         else:
             # the boundary is +inf (never crosses) or -inf (already below 1), and so is its CI when every
             # bootstrap draw agrees
