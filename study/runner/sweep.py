@@ -71,22 +71,25 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def plan(overrides: list[str], conf_dir: Path | str | None = None, grid: dict[str, list] | None = None,
+def plan(overrides: list[str], conf_dir: Path | str | None = None, grid: dict[str, list] | list[dict] | None = None,
          name: str = "adhoc") -> Plan:
     """Compose, validate and expand; raises ConfigError on the first bad key of any cell.
 
     ``grid`` (``python -m study sweep -m key=a,b ...``) replaces the selected sweep's grids by
-    this one ad-hoc sub-grid, named ``name`` unless ``sweep.name=`` is overridden.
+    this ad-hoc sub-grid (or list of sub-grids: ``python -m study ask``), named ``name``
+    unless ``sweep.name=`` is overridden.
     """
     start = time.perf_counter()
     cfg = compose(overrides, conf_dir)
     if grid is not None:
         if cfg.get("sweep") is None:
             raise ConfigError("sweep", "-m needs a sweep to take run settings from; drop ~sweep")
-        cfg.sweep.grids = [dict(grid)]
+        grids = [dict(g) for g in (grid if isinstance(grid, list) else [grid])]
+        cfg.sweep.grids = grids
         if not any(o.split("=", 1)[0] == "sweep.name" for o in overrides):
             cfg.sweep.name = name
-        cfg.sweep.description = "ad-hoc sub-grid: " + " ".join(f"{k}={','.join(map(str, v))}" for k, v in grid.items())
+        cfg.sweep.description = "ad-hoc sub-grid: " + "; ".join(
+            " ".join(f"{k}={','.join(map(str, v))}" for k, v in g.items()) for g in grids)
     settings = validate(cfg)
     if settings.sweep is None:
         raise ConfigError("sweep", "no sweep selected; choose one, e.g. sweep=quick")
