@@ -3,8 +3,8 @@
     import study
     res = study.load("outputs/sweep/quick")          # or study.load("outputs", sweep="quick")
     res.cells        # one row per cell: settings (machine, kernel, workload.*, policy.*), metrics
-    res.replicates   # one row per (cell, replicate, metric), the cell's settings joined
-    res.calls        # one row per kept per-call latency, settings joined
+    res.replicates   # one row per (cell, replicate, metric), the cell's settings joined (read when first used)
+    res.calls        # one row per kept per-call latency, settings joined (read when first used)
     res.cells.attrs["units"]["lat_mprotect_ro.mean"]   # 'cycles per call'
 
     cell = study.run_cell(["policy=relaxed", "workload.threads=4"])   # a CellResult, nothing written
@@ -15,7 +15,6 @@ Every bad key or file raises ``study.errors.ConfigError`` (``.key``, ``.allowed`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -39,16 +38,51 @@ def _units(frame: pd.DataFrame, extra: dict[str, str] | None = None) -> pd.DataF
     return frame
 
 
-@dataclass
 class Results:
-    """One sweep's tables, tidy, with ``attrs["units"]`` on each frame."""
+    """One sweep's tables, tidy, with ``attrs["units"]`` on each frame.
 
-    name: str
-    path: Path
-    cells: pd.DataFrame
-    replicates: pd.DataFrame
-    calls: pd.DataFrame
-    manifest: dict
+    ``cells`` is read by ``load``; ``replicates`` and ``calls`` (millions of rows on a large
+    sweep) are read, checked and joined with the cells' settings when first used, and kept."""
+
+    def __init__(self, name: str, path: Path, cells: pd.DataFrame, manifest: dict, found):
+        self.name, self.path, self.cells, self.manifest = name, path, cells, manifest
+        self._found = found
+        self._replicates: pd.DataFrame | None = None
+        self._calls: pd.DataFrame | None = None
+
+    def _joined(self) -> pd.DataFrame:
+        cells = self.cells
+        settings = [c for c in SETTINGS if c in cells.columns]
+        knobs = [c for c in cells.columns if c.startswith(("workload.", "policy.")) and c not in settings]
+        return cells[["cell_id", *[c for c in settings if c != "pair_id"], *knobs]]
+
+    @property
+    def replicates(self) -> pd.DataFrame:
+        if self._replicates is None:
+            from study.analysis import schema
+            from study.analysis.load import _require
+            from study.results.tables import read_replicates
+
+            data = read_replicates(self._found, "sweep", f"rerun `python -m study sweep sweep={self.name}`")
+            _require(data, schema.REPLICATE_REQUIRED, self.path / "replicates.parquet")
+            data = data.drop(columns=[c for c in ("policy", "pair_id") if c in data.columns])
+            for column in ("cell_id", "metric"):   # stored dictionary-encoded; plain text for users
+                if isinstance(data[column].dtype, pd.CategoricalDtype):
+                    data[column] = data[column].astype("string")
+            data = data.merge(self.cells[["cell_id", "pair_id"]], on="cell_id").merge(self._joined(), on="cell_id")
+            data = _units(data)
+            data.attrs["units"]["value"] = "see the metric's unit: study.api.unit(metric)"
+            self._replicates = data
+        return self._replicates
+
+    @property
+    def calls(self) -> pd.DataFrame:
+        if self._calls is None:
+            from study.analysis import schema
+
+            calls = self._found.calls(self.cells["cell_id"].tolist(), schema.CALL_REQUIRED)
+            self._calls = _units(calls.merge(self._joined(), on="cell_id"), {"latency": "cycles per call"})
+        return self._calls
 
 
 def load(directory: str | Path, sweep: str | None = None) -> Results:
@@ -56,8 +90,6 @@ def load(directory: str | Path, sweep: str | None = None) -> Results:
 
     The set is checked as ``analyze`` checks it (every table must match the manifest's sha256).
     """
-    from study.analysis.load import load_sweep
-
     path = Path(directory)
     if not path.is_dir():
         raise ConfigError(str(directory), "no such directory; give a sweep directory (outputs/sweep/<name>) "
@@ -71,21 +103,14 @@ def load(directory: str | Path, sweep: str | None = None) -> Results:
             sweep = names[0]
         else:
             sweep, path = path.name, path.parent.parent
-    data = load_sweep(path, sweep)
-    cells = data.cells.copy()
-    settings = [c for c in SETTINGS if c in cells.columns]
-    knobs = [c for c in cells.columns if c.startswith(("workload.", "policy.")) and c not in settings]
-    joined = cells[["cell_id", *[c for c in settings if c != "pair_id"], *knobs]]
-    replicates = data.replicates.drop(columns=[c for c in ("policy", "pair_id") if c in data.replicates.columns])
-    for column in ("cell_id", "metric"):   # stored dictionary-encoded; plain text for users
-        if isinstance(replicates[column].dtype, pd.CategoricalDtype):
-            replicates[column] = replicates[column].astype("string")
-    replicates = replicates.merge(cells[["cell_id", "pair_id"]], on="cell_id").merge(joined, on="cell_id")
-    replicates = _units(replicates)
-    replicates.attrs["units"]["value"] = "see the metric's unit: study.api.unit(metric)"
-    calls = data.calls(cells["cell_id"].tolist()).merge(joined, on="cell_id")
-    return Results(name=sweep, path=data.path, cells=_units(cells), replicates=replicates,
-                   calls=_units(calls, {"latency": "cycles per call"}), manifest=data.manifest)
+    from study.analysis import schema
+    from study.analysis.load import _require, prepare_cells, sweep_dir
+    from study.results import tables
+
+    where = sweep_dir(path, sweep)
+    found = tables.read(where, "sweep", f"run `python -m study sweep sweep={sweep}`", replicates=False)
+    _require(found.cells, schema.CELL_REQUIRED, where / "cells.parquet")
+    return Results(sweep, where, _units(prepare_cells(found.cells, found.roles())), found.manifest, found)
 
 
 def run_cell(overrides: list[str] | tuple[str, ...] = ()):

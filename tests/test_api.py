@@ -33,6 +33,34 @@ def test_load_gives_tidy_frames_with_settings_and_units(tmp_path):
         study.load(tmp_path / "absent")
 
 
+def test_load_reads_the_replicates_only_when_asked_and_checks_them_then(tmp_path, monkeypatch):
+    from study.results import tables
+
+    _sweep(tmp_path)
+    reads = []
+    real = tables.read_replicates
+    monkeypatch.setattr(tables, "read_replicates", lambda *a, **k: reads.append(1) or real(*a, **k))
+    res = study.load(tmp_path / "sweep" / "quick")
+    assert len(res.cells) == 6 and reads == []          # the cells frame alone
+    first = res.replicates
+    assert reads == [1] and res.replicates is first     # read once, then kept
+    # a replicates table of other cells (hash and manifest left consistent) is refused when read
+    import json
+    import pandas as pd
+    from study.results.files import sha256_file
+
+    path = tmp_path / "sweep" / "quick"
+    reps = pd.read_parquet(path / "replicates.parquet")
+    reps = reps[reps["cell_id"] != reps["cell_id"].iloc[0]]
+    reps.to_parquet(path / "replicates.parquet")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"]["replicates.parquet"] = sha256_file(path / "replicates.parquet")
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    lazy = study.load(path)
+    with pytest.raises(ConfigError, match="list different cells"):
+        lazy.replicates
+
+
 def test_run_cell_from_a_notebook_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = study.run_cell(["run.replicates=4", "run.batch_replicates=4", "run.rounds=3"])

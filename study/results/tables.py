@@ -347,11 +347,14 @@ class TableSet:
         return table.to_pandas()
 
 
-def read(path: Path, key: str, rerun: str) -> TableSet:
+def read(path: Path, key: str, rerun: str, replicates: bool = True) -> TableSet:
     """The set at ``path``, checked whole: the manifest (written last) records the sha256 of
     every table, and a table that does not match it (a set mixed from two runs, a table
     rewritten or cut short), a manifest of another format, or replicates of other cells are
-    refused with one ConfigError naming ``key`` and saying to ``rerun``."""
+    refused with one ConfigError naming ``key`` and saying to ``rerun``.
+
+    ``replicates=False``: the replicates table is hashed with the rest but not read (the set's
+    ``replicates`` is None; ``read_replicates`` reads and checks it when it is wanted)."""
     path = Path(path)
     manifest_path = path / MANIFEST
     if not (path / "cells.parquet").exists():
@@ -373,16 +376,28 @@ def read(path: Path, key: str, rerun: str) -> TableSet:
     reps_path = path / "replicates.parquet"
     if not reps_path.exists():
         raise ConfigError(key, f"{reps_path} is missing; the paired comparisons need per-replicate values")
-    # the text columns are stored dictionary-encoded (replicates_table) and read as pandas
-    # categoricals: millions of rows, a few hundred distinct texts; group with observed=True
-    replicates = _read_parquet(reps_path, key, rerun)
-    in_replicates = {str(c) for c in replicates["cell_id"].unique()} if "cell_id" in replicates else set()
     in_cells = set(cells["cell_id"].astype(str))
     listed = {c.get("cell_id") for c in manifest.get("cells", [])}
-    if in_replicates != in_cells or listed != in_cells:
-        raise ConfigError(key, f"{path}: the cells table, the replicates table and the manifest list different "
-                               f"cells ({len(in_cells)}, {len(in_replicates)}, {len(listed)}); {rerun}")
-    return TableSet(path, manifest, cells, replicates)
+    if listed != in_cells:
+        raise ConfigError(key, f"{path}: the cells table and the manifest list different cells "
+                               f"({len(in_cells)}, {len(listed)}); {rerun}")
+    found = TableSet(path, manifest, cells, None)
+    if replicates:
+        found.replicates = read_replicates(found, key, rerun)
+    return found
+
+
+def read_replicates(found: TableSet, key: str, rerun: str) -> pd.DataFrame:
+    """The set's replicates table, checked to hold exactly the cells of its cells table."""
+    # the text columns are stored dictionary-encoded (replicates_table) and read as pandas
+    # categoricals: millions of rows, a few hundred distinct texts; group with observed=True
+    replicates = _read_parquet(found.path / "replicates.parquet", key, rerun)
+    in_replicates = {str(c) for c in replicates["cell_id"].unique()} if "cell_id" in replicates else set()
+    in_cells = set(found.cells["cell_id"].astype(str))
+    if in_replicates != in_cells:
+        raise ConfigError(key, f"{found.path}: the cells table, the replicates table and the manifest list different "
+                               f"cells ({len(in_cells)}, {len(in_replicates)}, {len(in_cells)}); {rerun}")
+    return replicates
 
 
 def _read_parquet(path: Path, key: str, rerun: str) -> pd.DataFrame:
