@@ -94,20 +94,22 @@ def load(directory: str | Path, sweep: str | None = None) -> Results:
     if not path.is_dir():
         raise ConfigError(str(directory), "no such directory; give a sweep directory (outputs/sweep/<name>) "
                                           "or an outputs directory")
+    from study.analysis import schema
+    from study.analysis.load import _require, prepare_cells, sweep_dir
+    from study.results import tables
+
     if sweep is None:
         if not (path / "manifest.json").exists() and (path / "sweep").is_dir():
             names = sorted(p.name for p in (path / "sweep").iterdir() if (p / "manifest.json").exists())
             if len(names) != 1:
                 raise ConfigError("sweep", f"{path}/sweep holds {names or 'no sweeps'}; name one: "
                                            "study.load(dir, sweep=NAME)")
-            sweep = names[0]
+            sweep, where = names[0], sweep_dir(path, names[0])
         else:
-            sweep, path = path.name, path.parent.parent
-    from study.analysis import schema
-    from study.analysis.load import _require, prepare_cells, sweep_dir
-    from study.results import tables
-
-    where = sweep_dir(path, sweep)
+            # a sweep directory itself, wherever it lives (a copy, another machine's run)
+            sweep, where = path.name, path
+    else:
+        where = sweep_dir(path, sweep)
     found = tables.read(where, "sweep", f"run `python -m study sweep sweep={sweep}`", replicates=False)
     _require(found.cells, schema.CELL_REQUIRED, where / "cells.parquet")
     return Results(sweep, where, _units(prepare_cells(found.cells, found.roles())), found.manifest, found)

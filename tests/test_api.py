@@ -1,5 +1,7 @@
 """The Python API (study.load, study.run_cell, study.run_sweep) and `python -m study compare`."""
 
+import re
+
 import pytest
 
 import study
@@ -78,3 +80,25 @@ def test_compare_prints_both_runs_side_by_side(tmp_path, capsys):
     assert compare_cli.main([str(tmp_path / "a"), str(tmp_path / "b"), "--metric", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --metric:")
+
+
+def test_compare_reads_any_sweep_directory_and_compares_speedups(tmp_path, capsys):
+    import shutil
+
+    _sweep(tmp_path / "a")
+    _sweep(tmp_path / "b", "run.seed=7")
+    copy = tmp_path / "elsewhere" / "mine"
+    shutil.copytree(tmp_path / "a" / "sweep" / "quick", copy)   # not under <out>/sweep/
+    assert study.load(copy).name == "mine" and len(study.load(copy).cells) == 6
+    assert compare_cli.main([str(copy), str(tmp_path / "b"), "--speedups", "--all"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if " B/A " in line]
+    assert len(rows) == 3 and all(re.search(r"A \d+\.\d+x \[.*\] \(.*\)  B \d+\.\d+x", r) for r in rows), rows
+    assert "3 settings in both runs" in out
+
+
+@pytest.mark.parametrize("lo, hi, word", [(0.95, 0.97, "faster"), (1.03, 1.05, "slower"),
+                                          (0.99, 1.01, "no practical change"), (0.995, 1.03, "not significant"),
+                                          (1.001, 1.003, "no practical change")])
+def test_compare_needs_the_practical_threshold_to_call_a_change(lo, hi, word):
+    assert compare_cli.verdict(lo, hi, 0.02) == word
