@@ -206,3 +206,20 @@ def test_the_toys_crossover_is_interpolated_between_close_points(out):
     for r in crossing.itertuples():
         assert r.below < r.boundary <= r.above
         assert r.interpolated == (r.above / r.below <= 2.0 if r.below > 0 else (r.above - r.below) <= 0.25 * (r.x_max - r.x_min))
+
+
+def test_another_sweep_never_overwrites_the_default_pipelines_analysis(tmp_path, capsys):
+    make_sweep(tmp_path, name="synthetic", grid="small", replicates=4, samples=10)
+    held = tmp_path / "analysis"
+    held.mkdir()
+    (held / "analysis.json").write_text(json.dumps({"sweep": "default"}))
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    assert analyze_cli.main(["--sweep", "synthetic", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --into:") and "default pipeline" in err[0]
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+    assert not (tmp_path / "metrics.json").exists()
+    into = tmp_path / "mine"
+    assert analyze_cli.main(["--sweep", "synthetic", "--out", str(tmp_path), "--into", str(into)]) == 0
+    assert (into / "analysis" / "analysis.json").is_file() and (into / "metrics.json").is_file()
+    assert json.loads((held / "analysis.json").read_text()) == {"sweep": "default"}

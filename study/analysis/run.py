@@ -171,15 +171,16 @@ def _write_into(results: Results, target: Path, measure: Path | None = None) -> 
     _write_json(target / "analysis.json", headline.clean(summary))
 
 
-def analyze(out: Path, sweep_name: str, seed_table: Path | None = None, measure: Path | None = None) -> Path:
-    """Analyze ``<out>/sweep/<sweep_name>/`` and write the results under ``out``.
+def analyze(out: Path, sweep_name: str, seed_table: Path | None = None, measure: Path | None = None,
+            into: Path | None = None) -> Path:
+    """Analyze ``<out>/sweep/<sweep_name>/`` and write the results under ``into`` (default ``out``).
 
     ``seed_table`` (``python -m study seed-table``'s JSON) is read only when given and only
     if the sweep lacks seed cells: by default the analysis is a function of the sweep alone.
     """
     out = Path(out)
     sweep = load_sweep(out, sweep_name)
-    return write(compute(sweep, seed_fallback=seed_table), out, measure)
+    return write(compute(sweep, seed_fallback=seed_table), Path(into) if into is not None else out, measure)
 
 
 def ensemble_summary(results: Results) -> dict:
