@@ -44,7 +44,8 @@ def method(inputs: Inputs) -> list[Block]:
         "a bound it \u201cdepends on\u201d the costs that move it most, and when only the Monte Carlo CI does it is "
         "\u201cunresolved\u201d. Settings the ensemble did not run are judged at the fitted costs and marked so. A "
         "p-value never decides a verdict.",
-        f"Tests, reported beside the verdicts: {m.get('test')}; {m.get('correction')}. "
+        f"Tests, in paired.csv (p_holm, d_z) and not in the report's tables, since they decide nothing: "
+        f"{m.get('test')}; {m.get('correction')}. "
         f"{m.get('robustness_test')} p values are in paired.csv as a robustness check. Effect sizes: "
         f"{m.get('effect_sizes')}; with thousands of paired replicates they are large for any systematic "
         "difference and say nothing about its size in cycles.",

@@ -25,7 +25,8 @@ def varying(frame: pd.DataFrame) -> list[str]:
 
 def comparisons(frame: pd.DataFrame, caption: str, with_workload: bool = False, with_metric: bool = False,
                 limit: int | None = None, sort: bool = True) -> Table:
-    """Speedup strict/relaxed with CI, Holm p, d_z and the verdict, one row per setting,
+    """Speedup strict/relaxed with its CI and model interval, and the verdict, one row per setting
+    (the tests' p and d_z decide nothing and stay in paired.csv),
     ordered by workload, metric and the knobs shown unless ``sort`` is False."""
     knobs = varying(frame)
     # every comparison is of one kernel's strict against that kernel with the RFC: name it
@@ -35,7 +36,7 @@ def comparisons(frame: pd.DataFrame, caption: str, with_workload: bool = False, 
         frame = frame.sort_values(keys, kind="stable") if keys else frame
     header = (["workload"] if with_workload else []) + (["metric"] if with_metric else []) \
         + (["kernel"] if with_kernel else []) + [knob_title(k) for k in knobs] \
-        + ["speedup [95% CI]", "model [5\u201395%]", "p (Holm)", "d_z", "verdict"]
+        + ["speedup [95% CI]", "model [5\u201395%]", "verdict"]
     rows = []
     for _, row in frame.iterrows():
         cells = ([row["workload"]] if with_workload else []) + ([row["metric"]] if with_metric else [])
@@ -43,15 +44,14 @@ def comparisons(frame: pd.DataFrame, caption: str, with_workload: bool = False, 
         cells += [fmt.plain(row[k]) for k in knobs]
         cells += [fmt.ratio(row["speedup"], row["speedup_low"], row["speedup_high"]),
                   fmt.interval(row.get("model_low"), row.get("model_high"), 3).replace("[CI n/a]", "not run"),
-                  fmt.pvalue(row["p_holm"]),
-                  fmt.num(row["d_z"], 1), row["verdict"]]
+                  row["verdict"]]
         rows.append(cells)
     full = []
     if limit is not None and len(rows) > limit:
         caption += f" The PDF shows the first {limit} of {len(rows)} rows; the HTML and paired.csv hold all."
         rows, full = rows[:limit], rows
     align = ["l"] * (int(with_workload) + int(with_metric) + int(with_kernel)) + ["r"] * len(knobs) \
-        + ["r", "r", "r", "r", "l"]
+        + ["r", "r", "l"]
     return Table(header=header, rows=rows, caption=caption, align=align, full_rows=full)
 
 
