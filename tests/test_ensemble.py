@@ -68,7 +68,10 @@ def test_run_members_uses_the_same_streams_for_every_member(built):
 
 @pytest.mark.parametrize("argv, key", [(["--members", "1"], "--members"), (["--tolerance", "2"], "--tolerance"),
                                        (["--replicates", "1"], "--replicates"), (["--sweep", "nope"], "--sweep"),
-                                       (["--num-cpus", "0"], "--num-cpus"), (["--num-cpus", "100000"], "--num-cpus")])
+                                       (["--num-cpus", "0"], "--num-cpus"), (["--num-cpus", "100000"], "--num-cpus"),
+                                       (["--members", "1000000000"], "--members"),
+                                       (["--rounds", "1000000000000"], "--rounds"),
+                                       (["--replicates", "100000"], "--replicates")])
 def test_ensemble_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, key):
     from study.cli import ensemble as cli
 

@@ -33,6 +33,20 @@ def check_replicates_rounds(replicates: int, rounds: int, limits) -> None:
                                       f"raise it with limits.{key}=N to go further")
 
 
+# the run size of the commands that simulate outside a sweep's config (ensemble, conditions):
+# bounds a command checks before any work, so a typo cannot ask for terabytes or years
+MAX_REPLICATES = 4096
+MAX_ROUNDS = 1000
+
+
+def check_size(replicates: int, rounds: int) -> None:
+    """``--replicates`` in [2, MAX_REPLICATES] and ``--rounds`` in [1, MAX_ROUNDS]."""
+    if not 2 <= replicates <= MAX_REPLICATES:
+        raise ConfigError("--replicates", f"an integer in [2, {MAX_REPLICATES}], got {replicates}")
+    if not 1 <= rounds <= MAX_ROUNDS:
+        raise ConfigError("--rounds", f"an integer in [1, {MAX_ROUNDS}], got {rounds}")
+
+
 def add_ray_options(parser: argparse.ArgumentParser) -> None:
     """``--num-cpus`` and ``--serial`` of a command that runs its tasks on a local Ray instance."""
     parser.add_argument("--num-cpus", type=int, default=None,

@@ -25,13 +25,11 @@ import time
 from pathlib import Path
 
 from study.cli import EXIT_OK, command, config_error
-from study.cli.common import Parser, add_ray_options, check_ray_options, merge_run_info, require_sweep
+from study.cli.common import Parser, add_ray_options, check_ray_options, check_size, merge_run_info, require_sweep
 from study.errors import ConfigError
 
 FORMAT_VERSION = 1
 RUN_INFO = "conditions_run_info.json"   # timings (not hashed by DVC), beside <out>/conditions/
-MAX_REPLICATES = 4096
-MAX_ROUNDS = 1000
 
 
 def parser() -> argparse.ArgumentParser:
@@ -53,10 +51,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        if not 2 <= args.replicates <= MAX_REPLICATES:
-            raise ConfigError("--replicates", f"an integer in [2, {MAX_REPLICATES}], got {args.replicates}")
-        if not 1 <= args.rounds <= MAX_ROUNDS:
-            raise ConfigError("--rounds", f"an integer in [1, {MAX_ROUNDS}], got {args.rounds}")
+        check_size(args.replicates, args.rounds)
         if args.max_settings < 1:
             raise ConfigError("--max-settings", f"an integer >= 1, got {args.max_settings}")
         check_ray_options(args)

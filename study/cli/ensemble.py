@@ -19,7 +19,10 @@ import time
 from pathlib import Path
 
 from study.cli import EXIT_OK, EXIT_USAGE, command, config_error
-from study.cli.common import Parser, add_ray_options, check_ray_options, merge_run_info, require_sweep
+from study.cli.common import Parser, add_ray_options, check_ray_options, check_size, merge_run_info, require_sweep
+
+# members of the ensemble: each runs every headline cell; the Sobol candidates grow with it
+MAX_MEMBERS = 256
 from study.errors import ConfigError
 
 FORMAT_VERSION = 1
@@ -47,12 +50,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        if args.members < 2:
-            raise ConfigError("--members", "need >= 2 members (member 0 is the fitted machine)")
+        if not 2 <= args.members <= MAX_MEMBERS:
+            raise ConfigError("--members", f"an integer in [2, {MAX_MEMBERS}] (member 0 is the fitted machine), "
+                                           f"got {args.members}")
         if not 0 < args.tolerance < 1:
             raise ConfigError("--tolerance", "a relative error in (0, 1), e.g. 0.03")
-        if args.replicates < 2 or args.rounds < 1:
-            raise ConfigError("--replicates/--rounds", "need >= 2 replicates and >= 1 round")
+        check_size(args.replicates, args.rounds)
         check_ray_options(args)
         if not args.members_only:
             require_sweep(args.out, args.sweep)
