@@ -1,4 +1,4 @@
-"""``python -m study ask key=a,b ...``: one question, one command -- strict, relaxed and relaxed without each RFC patch at every setting asked, run (cached) and answered in the report's words.
+"""``python -m study ask key=a,b ...``: one question in one command, run (cached) and answered.
 
     python -m study ask workload=uffd_wp workload.threads=8,16 kernel=rfc_base,mainline
     python -m study ask workload=mprotect_toggle workload.threads=2,48 workload.working_set=0,64 --report /tmp/q
