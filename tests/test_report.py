@@ -123,3 +123,14 @@ def test_every_headline_says_why_from_the_engines_counts(html):
     section = html[html.find("Headline numbers</h2>"):html.find("The question and the model</h2>")]
     items = [i for i in re.findall(r"<li>(.*?)</li>", section, flags=re.S) if "most threads" in i]
     assert items and all("Why: relaxed costs" in i for i in items), items
+
+
+def test_a_speedup_is_printed_to_the_precision_its_intervals_allow():
+    from study.report import numbers as fmt
+
+    # the model interval [36, 50] is 14 wide: no decimal; a Monte Carlo CI that would print as
+    # [44, 44] says its size instead
+    assert fmt.estimate(44.0914, 44.0724, 44.1117, 35.885, 49.754) == "44\u00d7 (Monte Carlo CI \u00b10.05%), model [36, 50]"
+    assert fmt.estimate(1.4685, 1.4680, 1.4690, 1.4123, 1.5034) == "1.468\u00d7 [1.468, 1.469], model [1.412, 1.503]"
+    assert fmt.estimate(1.2, 1.1, 1.3) == "1.20\u00d7 [1.10, 1.30]"
+    assert fmt.speedup(0.903, 0.3316, 1.2418) == "0.90\u00d7"

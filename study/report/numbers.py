@@ -45,6 +45,40 @@ def ratio(value, low=None, high=None) -> str:
     return text if low is None else f"{text} {interval(low, high, 3 if abs(value) < 10 else 1)}"
 
 
+def _decimals(value, model_low, model_high) -> int:
+    if _finite(model_low, model_high) and model_high > model_low:
+        # two significant digits of the model interval's width set the last digit shown
+        return min(max(1 - math.floor(math.log10(model_high - model_low)), 0), 4)
+    return max(2 - math.floor(math.log10(abs(value))), 0)   # three significant digits
+
+
+def speedup(value, model_low=None, model_high=None) -> str:
+    """A speedup alone, to the precision of its model interval (``estimate``): ``44×``."""
+    if not _finite(value) or value == 0:
+        return ratio(value)
+    return f"{num(value, _decimals(value, model_low, model_high))}\u00d7"
+
+
+def estimate(value, low, high, model_low=None, model_high=None) -> str:
+    """A speedup printed to the precision its uncertainty allows: its digits follow the model
+    interval when there is one (two significant digits of its width), and a Monte Carlo CI that
+    would print as ``[44.1, 44.1]`` at that precision becomes ``(Monte Carlo CI ±0.05%)``:
+    ``44× (Monte Carlo CI ±0.04%), model [36, 50]``."""
+    if not _finite(value) or value == 0:
+        return ratio(value, low, high)
+    decimals = _decimals(value, model_low, model_high)
+    text = f"{num(value, decimals)}\u00d7"
+    if _finite(low, high):
+        if num(low, decimals) == num(value, decimals) == num(high, decimals):
+            half = max(abs(high - value), abs(value - low)) / abs(value) * 100
+            text += f" (Monte Carlo CI \u00b1{half:.1g}%)"
+        else:
+            text += f" {interval(low, high, decimals)}"
+    if _finite(model_low, model_high):
+        text += f", model {interval(model_low, model_high, decimals)}"
+    return text
+
+
 def percent(value, low=None, high=None, digits: int = 1, signed: bool = False) -> str:
     """A share or a change in percent: ``−44.2% [−44.4%, −44.0%]``."""
     if not _finite(value):

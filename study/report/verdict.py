@@ -168,7 +168,8 @@ def bottom_line(inputs: Inputs) -> str:
             word = {"wins": "faster", "loses": "slower: relaxed loses", "none": "no practical difference",
                     "depends": "depends on the costs"}.get(category, str(info.get("verdict", "")))
             at = _where(info)
-            parts.append(f"{fmt.ratio(entry['value'])} for {info.get('workload')}{' at ' + at if at else ''} ({word})")
+            speedup = fmt.speedup(entry["value"], entry.get("model_low"), entry.get("model_high"))
+            parts.append(f"{speedup} for {info.get('workload')}{' at ' + at if at else ''} ({word})")
         label = items[0][1].get("machine", "")
         what_if = not machines.get(label, {}).get("machine_calibrated", True)
         sentences.append(f"On `{kernel}`{' (an uncalibrated what-if machine)' if what_if else ''}, relaxed is "
@@ -181,13 +182,14 @@ def bottom_line(inputs: Inputs) -> str:
         how = (f"with the RFC's 8 published cells reproduced within {fmt.percent(max(errors), digits=1)}"
                if calibrated and errors else "on costs not fitted to the RFC's table")
         sentences.append(f"At the RFC's own setting (the mprotect loop, 2 threads, 1 page, `{seed_where.get('kernel')}`) "
-                         f"it is {fmt.ratio(seed['value'])}, {how}.")
+                         f"it is {fmt.speedup(seed['value'], seed.get('model_low'), seed.get('model_high'))}, {how}.")
     losing = [(key, info, speed[key]) for items in kernels.values() for key, info, _ in items
               if rule.category(str(info.get("verdict", ""))) in ("loses", "depends") and info.get("mechanism")]
     if losing:
         key, info, entry = min(losing, key=lambda t: t[2]["value"])
         sentences.append(f"Where it loses most ({info.get('workload')} on `{info.get('kernel')}`, "
-                         f"{fmt.ratio(entry['value'])}), {info['mechanism']}.")
+                         f"{fmt.speedup(entry['value'], entry.get('model_low'), entry.get('model_high'))}), "
+                         f"{info['mechanism']}.")
         drivers = [d.strip() for _, i, _ in losing for d in str(i.get("drivers", "")).split(",") if d.strip()]
         ident = inputs.table("identifiability")
         prior = set(ident.loc[ident["status"] == "prior only", "name"]) if not ident.empty else set()
@@ -202,8 +204,11 @@ def bottom_line(inputs: Inputs) -> str:
 
 def _both(entry: dict, digits_ratio: bool = True) -> str:
     if digits_ratio:
-        text = fmt.ratio(entry.get("value"), entry.get("ci_low"), entry.get("ci_high"))
-        model = fmt.interval(entry.get("model_low"), entry.get("model_high"), 3)
+        if fmt.interval(entry.get("model_low"), entry.get("model_high")) == "[CI n/a]":
+            return fmt.estimate(entry.get("value"), entry.get("ci_low"), entry.get("ci_high")) \
+                + ", model interval not run"
+        return fmt.estimate(entry.get("value"), entry.get("ci_low"), entry.get("ci_high"), entry.get("model_low"),
+                            entry.get("model_high"))
     else:
         text = f"{fmt.num(entry.get('value'), 3)} {fmt.interval(entry.get('ci_low'), entry.get('ci_high'), 3)}"
         model = fmt.interval(entry.get("model_low"), entry.get("model_high"), 3)
