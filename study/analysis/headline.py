@@ -95,7 +95,9 @@ def speedups(results: Results) -> tuple[dict, dict]:
         numbers[key] = _speedup(row)
         # name only the knobs the sweep varies for that workload: the rest are its defaults
         knobs = schema.varied_knobs(main[main["workload"] == row["workload"]]) or ["workload.threads"]
-        where[key] = dict(pair_id=row["pair_id"], setting=grid.setting_text(row, knobs), machine=row["machine_label"],
+        shown = {k.split(".", 1)[1]: grid.format_value(row[k]) for k in knobs if not pd.isna(row.get(k))}
+        where[key] = dict(pair_id=row["pair_id"], setting=grid.setting_text(row, knobs), knobs=shown,
+                          machine=row["machine_label"],
                           p_holm=row["p_holm"], verdict=row["verdict"], drivers=row.get("drivers", ""),
                           model_checked=bool(row.get("model_checked", False)), workload=row["workload"],
                           kernel=row.get("kernel", ""))

@@ -121,3 +121,8 @@ def machine_label(name: str, calibrated: bool, kernel: str | None = None) -> str
     table, caption and headline built on it names the strict baseline it is about."""
     label = name if calibrated else f"{name} (uncalibrated preset)"
     return label if kernel is None else f"{label}, kernel {kernel}"
+
+
+def label_kernel(label: str) -> str:
+    """The kernel a machine label names (machine_label's ``, kernel K``), or the label itself."""
+    return str(label).rsplit(", kernel ", 1)[-1]

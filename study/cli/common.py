@@ -47,6 +47,14 @@ def check_size(replicates: int, rounds: int) -> None:
         raise ConfigError("--rounds", f"an integer in [1, {MAX_ROUNDS}], got {rounds}")
 
 
+def add_sweep_options(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """``--sweep NAME`` (``purpose``: what the command does with it) and ``--out DIR``, the
+    outputs directory holding ``sweep/<NAME>/``, of a command that reads a sweep."""
+    parser.add_argument("--sweep", default="default", metavar="NAME", help=f"{purpose} (default: %(default)s)")
+    parser.add_argument("--out", default=Path("outputs"), type=Path, metavar="DIR",
+                        help="outputs directory holding sweep/<NAME>/ (default: %(default)s)")
+
+
 def add_ray_options(parser: argparse.ArgumentParser) -> None:
     """``--num-cpus`` and ``--serial`` of a command that runs its tasks on a local Ray instance."""
     parser.add_argument("--num-cpus", type=int, default=None,

@@ -22,10 +22,10 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 from study.cli import EXIT_OK, command, config_error
-from study.cli.common import Parser, add_ray_options, check_ray_options, check_size, merge_run_info, require_sweep
+from study.cli.common import (Parser, add_ray_options, add_sweep_options, check_ray_options, check_size,
+                              merge_run_info, require_sweep)
 from study.errors import ConfigError
 
 FORMAT_VERSION = 1
@@ -35,9 +35,7 @@ RUN_INFO = "conditions_run_info.json"   # timings (not hashed by DVC), beside <o
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m study conditions", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sweep", default="default", metavar="NAME", help="sweep whose verdicts to scan (default: %(default)s)")
-    p.add_argument("--out", default=Path("outputs"), type=Path, metavar="DIR",
-                   help="outputs directory holding sweep/<NAME>/ (default: %(default)s)")
+    add_sweep_options(p, "sweep whose verdicts to scan")
     p.add_argument("--replicates", type=int, default=128, help="replicates per value and policy (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=10, help="rounds per replicate, after the cell's warm-up "
                                                           "(default: %(default)s)")

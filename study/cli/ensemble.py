@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from study.cli import EXIT_OK, EXIT_USAGE, command, config_error
-from study.cli.common import Parser, add_ray_options, check_ray_options, check_size, merge_run_info, require_sweep
+from study.cli.common import (Parser, add_ray_options, add_sweep_options, check_ray_options, check_size,
+                              merge_run_info, require_sweep)
 
 # members of the ensemble: each runs every headline cell; the Sobol candidates grow with it
 MAX_MEMBERS = 256
@@ -33,9 +34,7 @@ RUN_INFO = "ensemble_run_info.json"
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m study ensemble", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sweep", default="default", metavar="NAME", help="sweep whose headlines to run (default: %(default)s)")
-    p.add_argument("--out", default=Path("outputs"), type=Path, metavar="DIR",
-                   help="outputs directory holding sweep/<NAME>/ (default: %(default)s)")
+    add_sweep_options(p, "sweep whose headlines to run")
     p.add_argument("--members", type=int, default=24, help="parameter sets, the fitted one included (default: %(default)s)")
     p.add_argument("--tolerance", type=float, default=0.03,
                    help="every seed cell within this relative error (default: %(default)s)")

@@ -177,13 +177,14 @@ def _cell(point: dict, cpus: list[HostCpu], machine: Machine, where: str) -> Mea
             raise ConfigError(f"{where}.others", f"{workload}'s other thread is {loop.others}, got {others!r}")
         if float(point.get("dirty", 1.0)) != 1.0:
             raise ConfigError(f"{where}.dirty", f"{workload}'s thread 0 writes its pages every round: only 1.0")
-        return _host_cell(workload, loop, point, threads, placement, others, rounds, cpus, machine, where)
     if others not in OTHERS:
         raise ConfigError(f"{where}.others", f"must be one of {', '.join(OTHERS)}, got {others!r}")
     if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= len(cpus):
         raise ConfigError(f"{where}.threads", f"must be between 1 and this host's {len(cpus)} online CPUs, "
                                               f"got {threads!r}")
     host_cpus = placement_host_cpus(cpus, threads, placement)
+    if loop is not None:
+        return _host_cell(workload, loop, point, threads, placement, others, rounds, host_cpus, machine, where)
     if workload == "uffd_wp" and others != "busy":
         raise ConfigError(f"{where}.others", "uffd_wp's writers run the workload: only busy")
     spec = {"name": workload, "threads": threads, "placement": placement if threads > 1 else "core",
@@ -201,15 +202,10 @@ def _cell(point: dict, cpus: list[HostCpu], machine: Machine, where: str) -> Mea
                        rounds=rounds)
 
 
-def _host_cell(workload: str, loop: HostLoop, point: dict, threads, placement: str, others: str,
-               rounds: int | None, cpus: list[HostCpu], machine: Machine, where: str) -> MeasureCell:
-    """A host loop's cell: the engine workload it maps onto, with the knobs it sets."""
-    if others not in OTHERS:
-        raise ConfigError(f"{where}.others", f"must be one of {', '.join(OTHERS)}, got {others!r}")
-    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= len(cpus):
-        raise ConfigError(f"{where}.threads", f"must be between 1 and this host's {len(cpus)} online CPUs, "
-                                              f"got {threads!r}")
-    host_cpus = placement_host_cpus(cpus, threads, placement)
+def _host_cell(workload: str, loop: HostLoop, point: dict, threads: int, placement: str, others: str,
+               rounds: int | None, host_cpus: list[int], machine: Machine, where: str) -> MeasureCell:
+    """A host loop's cell (its threads, others and CPUs already checked): the engine workload it
+    maps onto, with the knobs it sets."""
     pages = point.get("pages", 1)
     idle = others == "idle" and threads > 1
     spec = {"name": loop.workload, "threads": threads, "placement": placement if threads > 1 else "core",

@@ -275,7 +275,7 @@ def loses(inputs: Inputs) -> list[Block]:
                 value = f"between {fmt.plain(r.below)} and {fmt.plain(r.above)}"
             else:
                 value = f"{fmt.num(r.boundary, 3)} {fmt.interval(r.boundary_low, r.boundary_high, 3)}"
-            kernel = str(r.machine_label).rsplit("kernel ", 1)[-1]
+            kernel = schema.label_kernel(r.machine_label)
             rows.append([r.workload, kernel, tables.knob_title(r.x), at,
                          f"{fmt.plain(r.x_min)}\u2013{fmt.plain(r.x_max)}", value])
         blocks.append(Table(["workload", "kernel", "along", "at", "range", "relaxed stops winning at [95% CI]"], rows,
@@ -393,7 +393,7 @@ def attribution(inputs: Inputs) -> list[Block]:
     for r in pooled.itertuples(index=False):
         contrib = ("\u2014" if pd.isna(r.contribution)
                    else fmt.cycles(r.contribution, r.contribution_low, r.contribution_high))
-        kernel = str(r.machine_label).rsplit("kernel ", 1)[-1]
+        kernel = schema.label_kernel(r.machine_label)
         rows.append([r.workload, kernel, label(r.idea), fmt.percent(r.share, r.share_low, r.share_high, digits=1),
                      contrib, fmt.cycles(r.gain, r.gain_low, r.gain_high), str(int(r.settings))])
     machine = ", ".join(sorted(pooled["machine_label"].unique()))

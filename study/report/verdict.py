@@ -6,8 +6,6 @@ metrics.json, analysis.json); a kernel the sweep did not compare gets no paragra
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 
 from study.analysis import verdict as rule
@@ -141,12 +139,11 @@ MOST = "_most_threads"
 def _where(info: dict) -> str:
     """``48 threads`` and, when the setting names one, its dirty ratio (0: a range never written
     again, a corner worth saying)."""
-    setting = str(info.get("setting", ""))
-    threads = re.search(r"threads=(\d+)", setting)
-    dirty = re.search(r"dirty_ratio=([0-9.]+)", setting)
-    bits = [f"{threads[1]} threads"] if threads else []
-    if dirty:
-        bits.append(f"dirty ratio {dirty[1]}" + (" (a range never written again)" if float(dirty[1]) == 0 else ""))
+    knobs = info.get("knobs") or {}
+    bits = [f"{knobs['threads']} threads"] if "threads" in knobs else []
+    if "dirty_ratio" in knobs:
+        never = " (a range never written again)" if float(knobs["dirty_ratio"]) == 0 else ""
+        bits.append(f"dirty ratio {knobs['dirty_ratio']}{never}")
     return ", ".join(bits)
 
 
